@@ -15,11 +15,16 @@ export interface Probe {
 }
 
 export interface Artifact {
-  /** Absolute path of a directory inside the checkout (already `{version}`-substituted). */
+  /**
+   * Directory of the artifact (already `{version}`-substituted). Render gives an absolute path; the engine rewrites
+   * it relative to the checkout root so the same content at another commit has the same spec.
+   */
   path?: string;
   /** http(s) URL of a .tar.gz (already substituted) with its required sha256. */
   url?: string;
   sha256?: string;
+  /** Content digest (directory hash for a path, the sha256 for a URL), filled in by the engine. */
+  digest?: string;
 }
 
 /** Where a declaration came from, for `file:line:col` messages. */

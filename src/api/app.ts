@@ -1,0 +1,133 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import { streamSSE, stream } from 'hono/streaming';
+import type { Engine } from '../engine/engine.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { verifyWebhook } from '../source/webhook.js';
+import type { Store } from '../store/store.js';
+import { followLog, tailLines } from '../targets/local/logs.js';
+
+export interface ApiDeps {
+  engine: Engine;
+  store: Store;
+  metrics: Metrics;
+  log: Logger;
+  webhookSecret?: string;
+}
+
+/** A problem answered as JSON: `{error, message}` with an HTTP status. */
+function problem(status: 400 | 404 | 409 | 413, message: string): HTTPException {
+  return new HTTPException(status, { res: Response.json({ error: statusText[status], message }, { status }) });
+}
+const statusText = { 400: 'BadRequest', 404: 'NotFound', 409: 'Conflict', 413: 'PayloadTooLarge' } as const;
+
+/** The HTTP API: thin routes over the engine and the store. */
+export function createApi(d: ApiDeps): Hono {
+  const app = new Hono();
+  const { engine } = d;
+
+  app.onError((err, c) => {
+    if (err instanceof HTTPException) return err.getResponse();
+    d.log.error({ err: err.message, path: c.req.path }, 'api request failed');
+    return c.json({ error: 'Internal', message: err.message }, 500);
+  });
+
+  app.get('/healthz', (c) => c.json({ ok: true }));
+
+  app.get('/metrics', async (c) => {
+    return c.body(await d.metrics.registry.metrics(), 200, { 'content-type': d.metrics.registry.contentType });
+  });
+
+  app.get('/api/v1/status', async (c) => c.json(await engine.status(c.req.query('env') || undefined)));
+
+  const knownEnv = (env: string) => {
+    if (!engine.environmentNames().includes(env)) {
+      throw problem(404, `unknown environment "${env}" (known: ${engine.environmentNames().join(', ') || 'none'})`);
+    }
+  };
+
+  app.get('/api/v1/environments/:env/plan', async (c) => {
+    const env = c.req.param('env');
+    knownEnv(env);
+    const plan = await engine.plan(env);
+    return c.json({ plan, text: engine.formatPlan(plan) });
+  });
+
+  app.post('/api/v1/environments/:env/sync', async (c) => {
+    const env = c.req.param('env');
+    knownEnv(env);
+    const body = (await c.req.json().catch(() => ({}))) as { app?: string };
+    if (body.app !== undefined && typeof body.app !== 'string') throw problem(400, '"app" must be a string');
+    return c.json(await engine.sync(env, body.app));
+  });
+
+  app.get('/api/v1/history', (c) => {
+    const limit = Number(c.req.query('limit') ?? 50);
+    return c.json({ syncs: d.store.history({ env: c.req.query('env') || undefined, app: c.req.query('app') || undefined, limit: Math.min(Math.max(limit, 1), 1000) }) });
+  });
+
+  app.get('/api/v1/environments/:env/apps/:app/events', (c) => {
+    return c.json({ events: d.store.events({ env: c.req.param('env'), app: c.req.param('app'), limit: 100 }) });
+  });
+
+  app.get('/api/v1/environments/:env/apps/:app/logs', async (c) => {
+    const { env, app: name } = c.req.param();
+    const files = engine.logsOf(env, name);
+    if (files.length === 0) throw problem(404, `no logs for app "${name}" in environment "${env}"; is it deployed? (see keelson status)`);
+    const n = Math.min(Number(c.req.query('tail') ?? 100), 10_000);
+    const follow = c.req.query('follow') === '1' || c.req.query('follow') === 'true';
+    const prefix = files.length > 1;
+    const initial: string[] = [];
+    for (const f of files) for (const line of await tailLines(f.path, n).catch(() => [])) initial.push(prefix ? `[${f.replica}] ${line}` : line);
+    if (!follow) return c.text(initial.join('\n') + (initial.length ? '\n' : ''));
+    return stream(c, async (s) => {
+      const ac = new AbortController();
+      s.onAbort(() => ac.abort());
+      if (initial.length) await s.write(initial.join('\n') + '\n');
+      for (const f of files) {
+        followLog(f.path, (lines) => void s.write(lines.map((l) => (prefix ? `[${f.replica}] ${l}` : l)).join('\n') + '\n'), ac.signal);
+      }
+      await new Promise<void>((resolve) => ac.signal.addEventListener('abort', () => resolve()));
+    });
+  });
+
+  app.get('/api/v1/events', (c) => {
+    return streamSSE(c, async (s) => {
+      let closed = false;
+      const off = engine.bus.subscribe((e) => {
+        if (!closed) void s.writeSSE({ event: e.type, id: String(e.seq), data: JSON.stringify(e) });
+      });
+      s.onAbort(() => {
+        closed = true;
+        off();
+      });
+      while (!closed) {
+        await s.sleep(15_000);
+        if (!closed) await s.writeSSE({ event: 'ping', data: '{}' });
+      }
+    });
+  });
+
+  app.post(
+    '/api/v1/webhooks/git',
+    bodyLimit({ maxSize: 1024 * 1024, onError: () => { throw problem(413, 'webhook body larger than 1 MiB'); } }),
+    async (c) => {
+      const body = Buffer.from(await c.req.arrayBuffer());
+      const headers: Record<string, string> = {};
+      c.req.raw.headers.forEach((v, k) => (headers[k.toLowerCase()] = v));
+      const verdict = verifyWebhook({ headers, body }, d.webhookSecret);
+      if (!verdict.ok) {
+        d.log.warn({ reason: verdict.reason }, 'webhook rejected');
+        return c.json({ error: 'Unauthorized', message: verdict.reason }, verdict.status);
+      }
+      // Answer at once; the fetch and the syncs it starts run on their own.
+      void engine.refresh();
+      return c.json({ accepted: true, provider: verdict.provider }, 202);
+    },
+  );
+
+  app.notFound((c) => c.json({ error: 'NotFound', message: `no route ${c.req.method} ${c.req.path}` }, 404));
+  return app;
+}

@@ -1,0 +1,103 @@
+import { ExitError } from '../core/errors.js';
+import type { StatusView } from '../engine/engine.js';
+import type { SyncRecord } from '../store/store.js';
+import { parse } from './args.js';
+
+const common = { server: { type: 'string' }, env: { type: 'string' }, app: { type: 'string' }, json: { type: 'boolean' } } as const;
+
+/** Commands that talk to a running engine over its API. */
+export async function run(cmd: string, argv: string[]): Promise<void> {
+  const { values } = parse(argv, { ...common, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' } });
+  const server = (values.server ?? process.env.KEELSON_SERVER ?? 'http://127.0.0.1:7070').replace(/\/$/, '');
+  const need = (name: 'env' | 'app') => {
+    const v = values[name];
+    if (!v) throw new ExitError(2, `keelson ${cmd} needs --${name}`);
+    return encodeURIComponent(v);
+  };
+  switch (cmd) {
+    case 'status': {
+      const status = await call<StatusView>(server, `/api/v1/status${values.env ? `?env=${encodeURIComponent(values.env)}` : ''}`);
+      console.log(values.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+      return;
+    }
+    case 'diff': {
+      const r = await call<{ text: string; plan: unknown }>(server, `/api/v1/environments/${need('env')}/plan`);
+      console.log(values.json ? JSON.stringify(r.plan, null, 2) : r.text);
+      return;
+    }
+    case 'sync': {
+      const env = need('env');
+      console.error(`syncing ${values.env}${values.app ? `/${values.app}` : ''}…`);
+      const r = await call<{ result: string; message: string }>(server, `/api/v1/environments/${env}/sync`, {
+        method: 'POST',
+        body: JSON.stringify(values.app ? { app: values.app } : {}),
+        headers: { 'content-type': 'application/json' },
+      });
+      console.log(values.json ? JSON.stringify(r, null, 2) : `${r.result}: ${r.message}`);
+      if (r.result === 'Failed') throw new ExitError(1, '');
+      return;
+    }
+    case 'history': {
+      const q = new URLSearchParams({ env: values.env ?? '', ...(values.app ? { app: values.app } : {}) });
+      const r = await call<{ syncs: SyncRecord[] }>(server, `/api/v1/history?${q}`);
+      if (values.json) console.log(JSON.stringify(r.syncs, null, 2));
+      else console.log(formatHistory(r.syncs));
+      return;
+    }
+    case 'logs': {
+      const path = `/api/v1/environments/${need('env')}/apps/${need('app')}/logs?tail=${values.tail ?? 100}${values.follow ? '&follow=1' : ''}`;
+      const res = await request(server, path);
+      if (!res.body) return;
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) process.stdout.write(chunk);
+      return;
+    }
+  }
+}
+
+async function request(server: string, path: string, init?: RequestInit): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetch(server + path, init);
+  } catch {
+    throw new ExitError(1, `cannot reach Keelson at ${server}; is \`keelson up\` running? (set --server or KEELSON_SERVER)`);
+  }
+  if (!res.ok) {
+    const body = (await res.json().catch(() => ({}))) as { message?: string };
+    throw new ExitError(1, body.message ?? `${res.status} ${res.statusText}`);
+  }
+  return res;
+}
+
+async function call<T>(server: string, path: string, init?: RequestInit): Promise<T> {
+  return (await (await request(server, path, init)).json()) as T;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+export function formatStatus(s: StatusView): string {
+  const out: string[] = [];
+  const head = s.revision ? `revision ${s.revision.slice(0, 12)}${s.commit ? ` "${s.commit.message}"` : ''}` : 'no revision fetched yet';
+  out.push(head + (s.source.error ? `\nsource error: ${s.source.error}` : ''));
+  for (const env of s.environments) {
+    out.push('', `ENVIRONMENT ${env.name} (${env.target})${env.syncing ? ' syncing…' : ''}`);
+    if (env.error) out.push(`  error: ${env.error.message}`);
+    const rows = [['APP', 'VERSION', 'SYNC', 'HEALTH', 'READY', 'REVISION', 'MESSAGE']];
+    for (const a of env.apps) {
+      const version = a.version && a.desiredVersion && a.version !== a.desiredVersion ? `${a.version}→${a.desiredVersion}` : a.version ?? a.desiredVersion ?? '-';
+      rows.push([a.name, version, a.sync, a.health, `${a.replicas.ready}/${a.replicas.desired}`, a.revision?.slice(0, 7) ?? '-', a.message.split('\n')[0]]);
+    }
+    out.push(table(rows).replace(/^/gm, '  '));
+  }
+  return out.join('\n');
+}
+
+function formatHistory(syncs: SyncRecord[]): string {
+  if (syncs.length === 0) return 'no syncs yet';
+  const rows = [['ID', 'STARTED', 'ENV', 'REVISION', 'RESULT', 'DURATION', 'SUMMARY']];
+  for (const s of syncs) rows.push([String(s.id), s.startedAt, s.env, s.revision.slice(0, 7), s.result, `${(s.durationMs / 1000).toFixed(1)}s`, s.summary]);
+  const failed = syncs.filter((s) => s.result === 'Failed').map((s) => `#${s.id}: ${s.message}`);
+  return table(rows) + (failed.length ? `\n\nfailures:\n${failed.join('\n')}` : '');
+}

@@ -1,0 +1,67 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { ExitError } from '../core/errors.js';
+
+/** Settings of `keelson up`. Flags override KEELSON_* environment variables, which override the config file. */
+export interface UpConfig {
+  repo: string;
+  branch?: string;
+  path?: string;
+  envs: string[];
+  listen: string;
+  stateDir: string;
+  poll: string;
+  webhookSecret?: string;
+}
+
+const envNames: Record<keyof UpConfig, string> = {
+  repo: 'KEELSON_REPO',
+  branch: 'KEELSON_BRANCH',
+  path: 'KEELSON_PATH',
+  envs: 'KEELSON_ENVS',
+  listen: 'KEELSON_LISTEN',
+  stateDir: 'KEELSON_STATE_DIR',
+  poll: 'KEELSON_POLL',
+  webhookSecret: 'KEELSON_WEBHOOK_SECRET',
+};
+
+export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> & { config?: string; webhookSecretFile?: string }): UpConfig {
+  const stateDirGuess = (flags.stateDir as string) ?? process.env.KEELSON_STATE_DIR ?? '.keelson';
+  const file = flags.config ?? process.env.KEELSON_CONFIG ?? join(stateDirGuess, 'keelson.yaml');
+  let fromFile: Record<string, unknown> = {};
+  if (existsSync(file)) {
+    try {
+      fromFile = (parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown>) ?? {};
+    } catch (err) {
+      throw new ExitError(2, `${file}: ${(err as Error).message}`);
+    }
+  } else if (flags.config) {
+    throw new ExitError(2, `config file ${flags.config} does not exist`);
+  }
+  const pick = (k: keyof UpConfig): unknown => {
+    if (flags[k] !== undefined && !(Array.isArray(flags[k]) && (flags[k] as unknown[]).length === 0)) return flags[k];
+    const fromEnv = process.env[envNames[k]];
+    if (fromEnv !== undefined && fromEnv !== '') return k === 'envs' ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : fromEnv;
+    return fromFile[k];
+  };
+  const repo = pick('repo');
+  if (typeof repo !== 'string' || !repo) throw new ExitError(2, '--repo is required (a directory or a git URL); e.g. keelson up --repo ./ops');
+  let webhookSecret = pick('webhookSecret') as string | undefined;
+  if (flags.webhookSecretFile) webhookSecret = readFileSync(flags.webhookSecretFile, 'utf8').trim();
+  const envs = pick('envs');
+  return {
+    repo: isUrl(repo) ? repo : resolve(repo),
+    branch: pick('branch') as string | undefined,
+    path: pick('path') as string | undefined,
+    envs: Array.isArray(envs) ? envs.map(String) : [],
+    listen: (pick('listen') as string | undefined) ?? '127.0.0.1:7070',
+    stateDir: resolve((pick('stateDir') as string | undefined) ?? '.keelson'),
+    poll: String(pick('poll') ?? '10s'),
+    webhookSecret,
+  };
+}
+
+function isUrl(s: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(s) || /^[^/]+@[^:]+:/.test(s);
+}

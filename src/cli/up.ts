@@ -1,0 +1,86 @@
+import { serve } from '@hono/node-server';
+import { createApi } from '../api/app.js';
+import { ExitError, errorMessage } from '../core/errors.js';
+import { Engine } from '../engine/engine.js';
+import { EventBus } from '../engine/events.js';
+import { createLogger } from '../log.js';
+import { Metrics } from '../metrics/metrics.js';
+import { Store } from '../store/store.js';
+import { LocalTarget } from '../targets/local/local-target.js';
+import { isLoopback, parse, parseDuration, parseListen } from './args.js';
+import { resolveUpConfig } from './config.js';
+
+/** `keelson up`: the engine, the API and the supervisor until SIGINT/SIGTERM. Apps keep running after it stops. */
+export async function up(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    repo: { type: 'string' },
+    branch: { type: 'string' },
+    path: { type: 'string' },
+    env: { type: 'string', multiple: true },
+    listen: { type: 'string' },
+    'state-dir': { type: 'string' },
+    poll: { type: 'string' },
+    config: { type: 'string' },
+    'webhook-secret-file': { type: 'string' },
+  });
+  const cfg = resolveUpConfig({
+    repo: values.repo,
+    branch: values.branch,
+    path: values.path,
+    envs: values.env,
+    listen: values.listen,
+    stateDir: values['state-dir'],
+    poll: values.poll,
+    config: values.config,
+    webhookSecretFile: values['webhook-secret-file'],
+  });
+  const listen = parseListen(cfg.listen);
+  if (!isLoopback(listen.host)) {
+    throw new ExitError(2, `refusing to listen on ${listen.host}: the API has no authentication yet, so Keelson only listens on loopback (127.0.0.1). Put a reverse proxy with authentication in front of it.`);
+  }
+  const pollMs = parseDuration(cfg.poll);
+  const log = createLogger();
+  const store = new Store(cfg.stateDir);
+  const bus = new EventBus();
+  bus.subscribe((e) => {
+    const { type, time, seq: _seq, ...data } = e as Record<string, any>;
+    if (type === 'replica.ready' || type === 'source.fetched') return; // frequent and derivable; not history
+    store.addEvent({ time, type, env: data.env || undefined, app: data.app || undefined, data });
+  });
+  let engine: Engine | undefined;
+  const target = new LocalTarget({ stateDir: cfg.stateDir, store, bus, log, requeue: (env) => engine?.requeue(env) });
+  engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target });
+  const metrics = new Metrics(bus, {
+    processes: () => target.supervisor.status().reduce((n, a) => n + a.instances.length, 0),
+    health: () => target.supervisor.status().map((a) => ({ env: a.env, app: a.app, status: a.health })),
+  });
+  const api = createApi({ engine, store, metrics, log, webhookSecret: cfg.webhookSecret });
+
+  const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
+    const s = serve({ fetch: api.fetch, hostname: listen.host, port: listen.port }, () => resolve(s));
+    s.once('error', (err) => reject(new ExitError(1, `cannot listen on ${cfg.listen}: ${errorMessage(err)}`)));
+  });
+  log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs }, 'keelson started');
+  if (!cfg.webhookSecret) log.info({}, 'webhook accepts unsigned requests: no secret configured');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'keelson stopping; supervised apps keep running');
+    server.close();
+    await engine!.stop().catch((err) => log.error({ err: errorMessage(err) }, 'engine stop failed'));
+    store.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+
+  try {
+    await engine.start();
+  } catch (err) {
+    // The engine keeps serving status; the loop retries the source.
+    log.error({ err: errorMessage(err) }, 'engine start failed');
+    throw new ExitError(1, `keelson could not start: ${errorMessage(err)}`);
+  }
+}

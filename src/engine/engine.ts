@@ -1,0 +1,448 @@
+import { join, relative } from 'node:path';
+import type { DesiredApp, DesiredEnvironment, DesiredState } from '../core/model.js';
+import { targetName } from '../core/model.js';
+import { errorMessage } from '../core/errors.js';
+import { formatIssue, type HealthCode, type Issue, type SyncCode } from '../core/types.js';
+import type { Logger } from '../log.js';
+import { formatPlan, hasChanges, planEnvironment, specKey, type Plan, type PlanStep } from '../plan/plan.js';
+import { renderRepository } from '../render/index.js';
+import { GitSource, type FetchResult } from '../source/git-source.js';
+import type { AppChange, Store } from '../store/store.js';
+import { hashDirectory } from '../targets/local/releases.js';
+import type { LiveApp, Target } from '../targets/target.js';
+import { EventBus } from './events.js';
+import { Reconciler } from './reconciler.js';
+
+export interface EngineOptions {
+  repo: string;
+  ref?: string;
+  path?: string;
+  /** Environments this engine runs; empty means all of them. */
+  envs?: string[];
+  stateDir: string;
+  /** Git poll interval. Default 10 s. */
+  pollMs?: number;
+  /** Full resync of every environment (level-based safety net). Default: the poll interval. */
+  resyncMs?: number;
+  log: Logger;
+  store: Store;
+  bus: EventBus;
+  target: Target;
+}
+
+/** The last revision that rendered cleanly: what environments run. */
+interface GoodRevision {
+  revision: string;
+  commit: { message: string; author: string; time: string };
+  checkoutDir: string;
+  desired: DesiredState;
+}
+
+interface RenderError {
+  revision: string;
+  issues: Issue[];
+  message: string;
+}
+
+export interface AppStatusView {
+  name: string;
+  version: string | null;
+  desiredVersion: string | null;
+  revision: string | null;
+  sync: SyncCode;
+  health: HealthCode;
+  message: string;
+  replicas: { desired: number; ready: number; total: number; updated: number };
+  instances: unknown[];
+}
+
+export interface EnvironmentStatusView {
+  name: string;
+  target: string;
+  revision: string | null;
+  syncing: boolean;
+  error: { revision: string; message: string; issues: string[] } | null;
+  apps: AppStatusView[];
+}
+
+export interface StatusView {
+  revision: string | null;
+  commit: { message: string; author: string; time: string } | null;
+  source: { repo: string; ref: string | null; path: string; lastFetch: string | null; error: string | null };
+  environments: EnvironmentStatusView[];
+}
+
+const concurrency = 4;
+
+/**
+ * The GitOps engine: source → render → diff → plan → apply → health, one reconcile loop per environment.
+ */
+export class Engine {
+  readonly bus: EventBus;
+  readonly source: GitSource;
+  private readonly store: Store;
+  private readonly target: Target;
+  private readonly log: Logger;
+  private readonly reconciler: Reconciler;
+  private good?: GoodRevision;
+  private renderError?: RenderError;
+  private latest?: FetchResult;
+  private lastFetchAt?: string;
+  private sourceError?: string;
+  private pollTimer?: NodeJS.Timeout;
+  private readonly forced = new Map<string, Set<string>>();
+  private readonly digestCache = new Map<string, string>();
+  private stopped = false;
+
+  constructor(private readonly o: EngineOptions) {
+    this.bus = o.bus;
+    this.store = o.store;
+    this.target = o.target;
+    this.log = o.log;
+    this.source = new GitSource({ repo: o.repo, ref: o.ref, path: o.path, stateDir: o.stateDir, log: o.log });
+    this.reconciler = new Reconciler({
+      reconcile: (env) => this.reconcileEnvironment(env),
+      onError: (env, err, retryInMs) => this.log.error({ env, err: errorMessage(err), retryms: retryInMs }, 'reconcile failed'),
+    });
+  }
+
+  get pollMs(): number {
+    return this.o.pollMs ?? 10_000;
+  }
+
+  async start(): Promise<void> {
+    await this.target.start();
+    await this.source.init();
+    await this.refresh();
+    const poll = () => {
+      this.pollTimer = setTimeout(async () => {
+        await this.refresh();
+        if (!this.stopped) poll();
+      }, this.pollMs);
+      this.pollTimer.unref();
+    };
+    poll();
+  }
+
+  /** Stops the loops; supervised apps and the proxy keep running for the next engine to adopt. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    await this.reconciler.stop();
+    await this.target.close();
+  }
+
+  /** One fetch; a new revision is rendered and every environment reconciled. Never throws. */
+  async refresh(): Promise<FetchResult | undefined> {
+    let fetched: FetchResult;
+    try {
+      fetched = await this.source.fetch();
+      this.sourceError = undefined;
+      this.lastFetchAt = new Date().toISOString();
+    } catch (err) {
+      this.sourceError = errorMessage(err);
+      this.bus.publish({ type: 'source.failed', message: this.sourceError });
+      this.log.warn({ err: this.sourceError }, 'source fetch failed');
+      return undefined;
+    }
+    this.bus.publish({ type: 'source.fetched', revision: fetched.revision, changed: fetched.changed, forced: fetched.forced, durationMs: fetched.durationMs });
+    const isNew = fetched.revision !== this.latest?.revision;
+    this.latest = fetched;
+    if (isNew || (!this.good && !this.renderError)) await this.load(fetched);
+    return fetched;
+  }
+
+  private async load(fetched: FetchResult): Promise<void> {
+    const { revision } = fetched;
+    let checkoutDir: string;
+    try {
+      checkoutDir = await this.source.checkout(revision);
+    } catch (err) {
+      this.sourceError = errorMessage(err);
+      return;
+    }
+    const root = checkoutDir;
+    const { desired, issues } = await renderRepository({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
+    if (issues.length > 0) {
+      const message = `revision ${revision.slice(0, 7)} is invalid; still running ${this.good ? this.good.revision.slice(0, 7) : 'nothing'}. Fix the ops repository and commit: ${issues.map(formatIssue).join('; ')}`;
+      this.renderError = { revision, issues, message };
+      this.bus.publish({ type: 'render.failed', revision, issues: issues.map(formatIssue) });
+      this.log.warn({ revision, issues: issues.length }, 'render failed');
+      return;
+    }
+    await this.addDigests(desired, root);
+    this.renderError = undefined;
+    const previousEnvs = new Set(this.good?.desired.environments.map((e) => e.name) ?? []);
+    const unpin = this.source.pin(revision);
+    this.good = { revision, commit: { message: fetched.message, author: fetched.author, time: fetched.time }, checkoutDir, desired };
+    void unpin; // the newest good checkout stays pinned for the engine's life; older ones are pruned by the source
+    for (const env of this.environmentNames()) {
+      previousEnvs.delete(env);
+      void this.reconciler.enqueue(env);
+    }
+    // An environment deleted from git: reconcile it to empty so its apps are pruned.
+    for (const env of previousEnvs) void this.reconciler.enqueue(env);
+  }
+
+  /** Content digests of artifact directories, so a changed file under the same version still rolls out. */
+  private async addDigests(desired: DesiredState, root: string): Promise<void> {
+    for (const env of desired.environments) {
+      for (const app of env.apps) {
+        if (!app.artifact.path) {
+          app.artifact = { ...app.artifact, digest: app.artifact.sha256 };
+          continue;
+        }
+        const rel = relative(root, app.artifact.path);
+        const cacheKey = `${root}:${rel}`;
+        let digest = this.digestCache.get(cacheKey);
+        if (!digest) {
+          digest = await hashDirectory(app.artifact.path).catch(() => 'missing');
+          this.digestCache.set(cacheKey, digest);
+        }
+        // The checkout dir differs per revision; relative paths keep the spec stable across revisions.
+        app.artifact = { ...app.artifact, path: rel, digest };
+      }
+    }
+    if (this.digestCache.size > 5000) this.digestCache.clear();
+  }
+
+  environmentNames(): string[] {
+    const names = new Set<string>(this.good?.desired.environments.map((e) => e.name) ?? []);
+    for (const row of this.store.inventory()) if (!this.o.envs?.length || this.o.envs.includes(row.env)) names.add(row.env);
+    return [...names].sort();
+  }
+
+  private desiredEnv(env: string): DesiredEnvironment {
+    return this.good?.desired.environments.find((e) => e.name === env) ?? { name: env, target: { local: {} }, apps: [], source: { file: '', line: 0, col: 0 } };
+  }
+
+  /** Manual sync: retries specs that failed before and waits for the reconcile to finish. */
+  async sync(env: string, app?: string): Promise<{ result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string }> {
+    if (!this.environmentNames().includes(env)) throw new Error(`unknown environment "${env}" (known: ${this.environmentNames().join(', ') || 'none'})`);
+    const apps = app ? [app] : this.desiredEnv(env).apps.map((a) => a.name);
+    this.forced.set(env, new Set(apps));
+    let outcome: { result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string } = { result: 'Unchanged', message: 'live already equals desired' };
+    const off = this.bus.subscribe((e) => {
+      if (e.type === 'sync.completed' && e.env === env) outcome = { result: e.result, message: e.message };
+    });
+    await this.reconciler.enqueue(env);
+    off();
+    return outcome;
+  }
+
+  async plan(env: string): Promise<Plan> {
+    const desired = this.desiredEnv(env);
+    const live = await this.target.observe(env);
+    return this.planFor(desired, live, this.good?.revision ?? '');
+  }
+
+  formatPlan(plan: Plan): string {
+    return formatPlan(plan);
+  }
+
+  private planFor(desired: DesiredEnvironment, live: LiveApp[], revision: string, force?: Set<string>): Plan {
+    return planEnvironment({
+      desired,
+      revision,
+      live,
+      inventory: this.store.inventory(desired.name).map((r) => r.app),
+      failures: this.store.failures(desired.name),
+      templateOf: (a) => this.target.templateOf(a),
+      force,
+    });
+  }
+
+  private async reconcileEnvironment(env: string): Promise<{ requeueAfterMs?: number }> {
+    const good = this.good;
+    const resync = this.o.resyncMs ?? this.pollMs;
+    if (!good) return { requeueAfterMs: resync };
+    const desired = this.desiredEnv(env);
+    const live = await this.target.observe(env);
+    const force = this.forced.get(env);
+    this.forced.delete(env);
+    for (const app of force ?? []) this.store.clearFailure(env, app);
+    const plan = this.planFor(desired, live, good.revision, force);
+    this.recordUnchanged(env, plan, good.revision, desired);
+    if (!hasChanges(plan)) return { requeueAfterMs: resync };
+    await this.execute(plan, desired, good);
+    return { requeueAfterMs: resync };
+  }
+
+  /** Apps already equal to desired now trace back to this revision too. */
+  private recordUnchanged(env: string, plan: Plan, revision: string, desired: DesiredEnvironment): void {
+    const inv = new Map(this.store.inventory(env).map((r) => [r.app, r]));
+    for (const step of plan.steps) {
+      if (step.action !== 'none') continue;
+      const row = inv.get(step.app);
+      const app = desired.apps.find((a) => a.name === step.app)!;
+      if (row && row.revision !== revision) this.store.putInventory({ ...row, revision, spec: app });
+    }
+  }
+
+  private async execute(plan: Plan, desired: DesiredEnvironment, good: GoodRevision): Promise<void> {
+    const started = Date.now();
+    const env = plan.env;
+    const changes: AppChange[] = [];
+    const failed = new Set<string>();
+    const active = plan.steps.filter((s) => s.action !== 'none' && s.action !== 'blocked');
+    this.bus.publish({ type: 'sync.started', env, revision: good.revision, changes: active.length });
+    this.log.info({ env, revision: good.revision, changes: active.length }, 'sync started');
+
+    const byName = new Map(desired.apps.map((a) => [a.name, a]));
+    const applySteps = plan.steps.filter((s) => s.action === 'create' || s.action === 'update' || s.action === 'scale');
+    for (const wave of waves(applySteps, byName)) {
+      await mapLimit(wave, concurrency, async (step) => {
+        const app = byName.get(step.app)!;
+        const blockedBy = app.dependsOn.find((d) => failed.has(d));
+        if (blockedBy) {
+          failed.add(step.app);
+          changes.push({ app: step.app, action: 'skipped', from: step.from, to: step.to, message: `dependency ${blockedBy} failed` });
+          return;
+        }
+        changes.push(await this.applyStep(step, app, good));
+        if (changes[changes.length - 1].action === 'failed') failed.add(step.app);
+      });
+    }
+    for (const step of plan.steps.filter((s) => s.action === 'delete').reverse()) {
+      try {
+        await this.target.delete(env, step.app);
+        this.store.deleteInventory(env, step.app);
+        this.store.clearFailure(env, step.app);
+        changes.push({ app: step.app, action: 'deleted', from: step.from });
+        this.bus.publish({ type: 'app.changed', env, app: step.app, action: 'deleted', revision: good.revision, message: step.reason });
+      } catch (err) {
+        failed.add(step.app);
+        changes.push({ app: step.app, action: 'failed', from: step.from, message: `prune failed: ${errorMessage(err)}` });
+      }
+    }
+    for (const step of plan.steps.filter((s) => s.action === 'blocked')) changes.push({ app: step.app, action: 'skipped', to: step.to, message: step.reason });
+
+    const result = failed.size > 0 ? 'Failed' : 'Succeeded';
+    const summary = changes.map((c) => `${c.app} ${c.action}${c.from && c.to && c.from !== c.to ? ` (${c.from} → ${c.to})` : ''}`).join(', ');
+    const message = changes.filter((c) => c.action === 'failed').map((c) => `${c.app}: ${c.message}`).join('; ') || summary;
+    const durationMs = Date.now() - started;
+    this.store.addSync({ env, revision: good.revision, startedAt: new Date(started).toISOString(), durationMs, result, summary, message, changes });
+    this.bus.publish({ type: 'sync.completed', env, revision: good.revision, result, durationMs, message });
+    this.log.info({ env, revision: good.revision, result, durationms: durationMs }, 'sync completed');
+  }
+
+  private async applyStep(step: PlanStep, app: DesiredApp, good: GoodRevision): Promise<AppChange> {
+    const env = app.env;
+    const outcome = await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir }).catch(
+      (err): { ok: false; message: string; rolledBack: boolean; logTail: string[] } => ({ ok: false, message: errorMessage(err), rolledBack: false, logTail: [] }),
+    );
+    if (outcome.ok) {
+      this.store.putInventory({ env, app: app.name, revision: good.revision, specHash: this.target.templateOf(app), version: app.version, appliedAt: new Date().toISOString(), spec: app });
+      this.store.clearFailure(env, app.name);
+      this.bus.publish({ type: 'app.changed', env, app: app.name, action: outcome.action, revision: good.revision, message: outcome.message });
+      return { app: app.name, action: outcome.action, from: step.from, to: step.to, message: outcome.message };
+    }
+    const tail = outcome.logTail.length ? `; last log lines:\n${outcome.logTail.join('\n')}` : '';
+    const message = `${outcome.message}${tail}`;
+    this.store.putFailure({ env, app: app.name, specHash: specKey((a) => this.target.templateOf(a), app), revision: good.revision, message: outcome.message, at: new Date().toISOString() });
+    if (!outcome.rolledBack && !this.store.inventory(env).some((r) => r.app === app.name)) {
+      // A first deploy that never got ready still runs: record it so it can be pruned.
+      this.store.putInventory({ env, app: app.name, revision: good.revision, specHash: this.target.templateOf(app), version: app.version, appliedAt: new Date().toISOString(), spec: app });
+    }
+    this.bus.publish({ type: 'app.failed', env, app: app.name, revision: good.revision, message });
+    this.log.warn({ env, app: app.name, revision: good.revision, rolledback: outcome.rolledBack }, 'app sync failed');
+    return { app: app.name, action: 'failed', from: step.from, to: step.to, message };
+  }
+
+  /** Re-check an environment soon (drift the target noticed). */
+  requeue(env: string): void {
+    void this.reconciler.enqueue(env);
+  }
+
+  async status(filterEnv?: string): Promise<StatusView> {
+    const envs = this.environmentNames().filter((e) => !filterEnv || e === filterEnv);
+    const environments: EnvironmentStatusView[] = [];
+    for (const env of envs) {
+      const desired = this.desiredEnv(env);
+      const live = await this.target.observe(env);
+      const liveBy = new Map(live.map((a) => [a.name, a]));
+      const failures = new Map(this.store.failures(env).map((f) => [f.app, f]));
+      const names = [...new Set([...desired.apps.map((a) => a.name), ...live.map((a) => a.name)])];
+      const apps = names.map((name): AppStatusView => {
+        const d = desired.apps.find((a) => a.name === name);
+        const l = liveBy.get(name);
+        const f = failures.get(name);
+        let sync: SyncCode = 'Unknown';
+        let message = l?.message ?? 'not deployed yet';
+        if (this.good) {
+          if (!d) {
+            sync = 'OutOfSync';
+            message = 'no longer declared; will be pruned';
+          } else if (l && l.template === this.target.templateOf(d) && l.spec.replicas === d.replicas && l.spec.port === d.port && l.intact) sync = 'Synced';
+          else if (f && f.specHash === specKey((a) => this.target.templateOf(a), d)) {
+            sync = 'Failed';
+            message = f.message;
+          } else sync = 'OutOfSync';
+        }
+        if (this.renderError) message = `${message}. ${this.renderError.message}`;
+        return {
+          name,
+          version: l?.version ?? null,
+          desiredVersion: d?.version ?? null,
+          revision: l?.revision ?? null,
+          sync,
+          health: l?.health ?? 'Missing',
+          message,
+          replicas: l?.replicas ?? { desired: d?.replicas ?? 0, ready: 0, total: 0, updated: 0 },
+          instances: l?.instances ?? [],
+        };
+      });
+      environments.push({
+        name: env,
+        target: targetName(desired.target),
+        revision: this.good?.revision ?? null,
+        syncing: this.reconciler.isRunning(env),
+        error: this.renderError ? { revision: this.renderError.revision, message: this.renderError.message, issues: this.renderError.issues.map(formatIssue) } : null,
+        apps,
+      });
+    }
+    return {
+      revision: this.latest?.revision ?? null,
+      commit: this.latest ? { message: this.latest.message, author: this.latest.author, time: this.latest.time } : null,
+      source: { repo: this.source.repo, ref: this.source.ref ?? null, path: this.source.path, lastFetch: this.lastFetchAt ?? null, error: this.sourceError ?? null },
+      environments,
+    };
+  }
+
+  logsOf(env: string, app: string): { replica: string; path: string }[] {
+    return this.target.logs(env, app);
+  }
+
+  stateDir(): string {
+    return this.o.stateDir;
+  }
+
+  checkoutRoot(): string | undefined {
+    return this.good ? join(this.good.checkoutDir, this.source.path) : undefined;
+  }
+}
+
+/** Groups steps so that an app comes after the apps it depends on; steps in one wave run concurrently. */
+function waves(steps: PlanStep[], byName: Map<string, DesiredApp>): PlanStep[][] {
+  const depth = new Map<string, number>();
+  const depthOf = (name: string, seen = new Set<string>()): number => {
+    if (depth.has(name)) return depth.get(name)!;
+    if (seen.has(name)) return 0;
+    seen.add(name);
+    const deps = byName.get(name)?.dependsOn ?? [];
+    const d = deps.length ? Math.max(...deps.map((x) => depthOf(x, seen) + 1)) : 0;
+    depth.set(name, d);
+    return d;
+  };
+  const out: PlanStep[][] = [];
+  for (const s of steps) (out[depthOf(s.app)] ??= []).push(s);
+  return out.filter(Boolean);
+}
+
+async function mapLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (i < items.length) await fn(items[i++]);
+  });
+  await Promise.all(workers);
+}

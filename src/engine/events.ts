@@ -1,0 +1,66 @@
+import { EventEmitter } from 'node:events';
+import type { Action, HealthCode } from '../core/types.js';
+
+/**
+ * Everything that happens is one typed event on the bus. History, metrics, the API's event stream and the CLI's
+ * progress all subscribe here; nobody reaches into another part to learn what happened.
+ */
+export type KeelsonEvent =
+  | { type: 'source.fetched'; revision: string; changed: boolean; forced: boolean; durationMs: number }
+  | { type: 'source.failed'; message: string }
+  | { type: 'render.failed'; revision: string; issues: string[] }
+  | { type: 'sync.started'; env: string; revision: string; changes: number }
+  | { type: 'sync.completed'; env: string; revision: string; result: SyncResult; durationMs: number; message: string }
+  | { type: 'app.changed'; env: string; app: string; action: Action; revision: string; message: string }
+  | { type: 'app.failed'; env: string; app: string; revision: string; message: string }
+  | { type: 'app.rolledBack'; env: string; app: string; revision: string; message: string }
+  | { type: 'health.changed'; env: string; app: string; from: HealthCode; to: HealthCode; message: string }
+  | { type: 'drift.detected'; env: string; app: string; kind: DriftKind; message: string }
+  | { type: 'replica.started'; env: string; app: string; replica: string; pid: number; version: string }
+  | { type: 'replica.exited'; env: string; app: string; replica: string; pid: number; code: number | null; signal: string | null }
+  | { type: 'replica.restarted'; env: string; app: string; replica: string; restarts: number; delayMs: number }
+  | { type: 'replica.adopted'; env: string; app: string; replica: string; pid: number }
+  | { type: 'replica.ready'; env: string; app: string; replica: string; ready: boolean };
+
+export type SyncResult = 'Succeeded' | 'Failed';
+export type DriftKind = 'process-exited' | 'replica-missing' | 'replica-extra' | 'release-modified' | 'proxy-missing';
+
+export type EventOf<T extends KeelsonEvent['type']> = Extract<KeelsonEvent, { type: T }>;
+export type Stamped = KeelsonEvent & { time: string; seq: number };
+
+export class EventBus {
+  private readonly emitter = new EventEmitter();
+  private seq = 0;
+
+  constructor() {
+    this.emitter.setMaxListeners(0);
+  }
+
+  publish(event: KeelsonEvent): void {
+    const stamped = { ...event, time: new Date().toISOString(), seq: ++this.seq } as Stamped;
+    this.emitter.emit('event', stamped);
+  }
+
+  /** Subscribes to every event; returns the function that unsubscribes. */
+  subscribe(fn: (e: Stamped) => void): () => void {
+    this.emitter.on('event', fn);
+    return () => this.emitter.off('event', fn);
+  }
+
+  /** Resolves with the first event matching `pred`, or rejects after `timeoutMs`. */
+  waitFor(pred: (e: Stamped) => boolean, timeoutMs: number): Promise<Stamped> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(new Error(`no matching event within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const off = this.subscribe((e) => {
+        if (pred(e)) {
+          clearTimeout(timer);
+          off();
+          resolve(e);
+        }
+      });
+    });
+  }
+}

@@ -1,0 +1,103 @@
+import type { DesiredApp, DesiredEnvironment } from '../core/model.js';
+import { diffSpecs, type FieldChange } from '../diff/diff.js';
+import type { LiveApp } from '../targets/target.js';
+
+/**
+ * - create: not running yet; update: new processes needed (template changed or release modified);
+ * - scale: only replicas or port changed; delete: the inventory has it, desired no longer does (prune);
+ * - none: live equals desired; blocked: this exact spec failed before, or a dependency is missing.
+ */
+export type StepAction = 'create' | 'update' | 'scale' | 'delete' | 'none' | 'blocked';
+
+export interface PlanStep {
+  app: string;
+  action: StepAction;
+  /** Live and desired versions. */
+  from?: string;
+  to?: string;
+  changes: FieldChange[];
+  reason: string;
+  dependsOn: string[];
+}
+
+export interface Plan {
+  env: string;
+  revision: string;
+  steps: PlanStep[];
+}
+
+export interface PlanInput {
+  desired: DesiredEnvironment;
+  revision: string;
+  live: LiveApp[];
+  /** App names the last applied revisions deployed to this environment. */
+  inventory: string[];
+  /** Specs whose rollout failed: not retried automatically until desired changes. */
+  failures: { app: string; specHash: string; revision: string; message: string }[];
+  templateOf: (app: DesiredApp) => string;
+  /** Apps whose auto-sync should proceed even after a failure (a manual sync). */
+  force?: Set<string>;
+}
+
+/** Identity of a desired app spec for failure memory: template plus replicas and port. */
+export function specKey(templateOf: (a: DesiredApp) => string, a: DesiredApp): string {
+  return `${templateOf(a)}/${a.replicas}/${a.port ?? ''}`;
+}
+
+/** Pure: what to do to make the live environment equal the desired one, in dependency order, prunes last. */
+export function planEnvironment(input: PlanInput): Plan {
+  const live = new Map(input.live.map((a) => [a.name, a]));
+  const desiredNames = new Set(input.desired.apps.map((a) => a.name));
+  const steps: PlanStep[] = [];
+  for (const app of input.desired.apps) {
+    const l = live.get(app.name);
+    const base = { app: app.name, to: app.version, dependsOn: app.dependsOn };
+    if (!l) {
+      steps.push({ ...base, action: 'create', changes: diffSpecs(undefined, app), reason: 'not running' });
+      continue;
+    }
+    const changes = diffSpecs(l.spec, app);
+    const templateChanged = l.template !== input.templateOf(app);
+    let action: StepAction = 'none';
+    let reason = 'live equals desired';
+    if (templateChanged) {
+      action = 'update';
+      reason = changes.length ? `changed: ${changes.map((c) => c.path).join(', ')}` : 'artifact content changed';
+    } else if (!l.intact) {
+      action = 'update';
+      reason = 'files of the live release were modified; restoring it';
+    } else if (l.spec.replicas !== app.replicas || l.spec.port !== app.port) {
+      action = 'scale';
+      reason = `changed: ${changes.map((c) => c.path).join(', ')}`;
+    }
+    const failed = input.failures.find((f) => f.app === app.name);
+    if (action !== 'none' && failed && failed.specHash === specKey(input.templateOf, app) && !input.force?.has(app.name)) {
+      action = 'blocked';
+      reason = `this spec failed at ${failed.revision.slice(0, 7)} (${failed.message}); commit a fix or run \`keelson sync --env ${input.desired.name} --app ${app.name}\` to retry`;
+    }
+    steps.push({ ...base, from: l.version, action, changes: action === 'none' ? [] : changes, reason });
+  }
+  for (const name of input.inventory) {
+    if (desiredNames.has(name)) continue;
+    const l = live.get(name);
+    steps.push({ app: name, action: 'delete', from: l?.version, changes: [], reason: 'no longer declared in the environment', dependsOn: [] });
+  }
+  return { env: input.desired.name, revision: input.revision, steps };
+}
+
+export function hasChanges(plan: Plan): boolean {
+  return plan.steps.some((s) => s.action !== 'none' && s.action !== 'blocked');
+}
+
+/** One line per step, as `keelson diff` prints it. */
+export function formatPlan(plan: Plan): string {
+  const lines = [`environment ${plan.env} at ${plan.revision.slice(0, 12)}`];
+  for (const s of plan.steps) {
+    const versions = s.from && s.to && s.from !== s.to ? ` ${s.from} → ${s.to}` : s.to ? ` ${s.to}` : s.from ? ` ${s.from}` : '';
+    lines.push(`  ${s.action.padEnd(7)} ${s.app}${versions}  (${s.reason})`);
+    if (s.action !== 'none' && s.action !== 'create') {
+      for (const c of s.changes) lines.push(`      ${c.path}: ${JSON.stringify(c.live)} → ${JSON.stringify(c.desired)}`);
+    }
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,174 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import type { DesiredApp } from '../../core/model.js';
+import { errorMessage } from '../../core/errors.js';
+import type { EventBus } from '../../engine/events.js';
+import type { Logger } from '../../log.js';
+import type { Store } from '../../store/store.js';
+import type { ApplyContext, ApplyOutcome, LiveApp, Target } from '../target.js';
+import { fetchArtifact, unpackTarGz } from './artifact.js';
+import { ProxyManager } from './proxy-manager.js';
+import { materializeRelease, pruneReleases, verifyRelease, type Release } from './releases.js';
+import { templateHash } from './spec-hash.js';
+import { Supervisor } from './supervisor.js';
+
+export interface LocalTargetOptions {
+  stateDir: string;
+  store: Store;
+  bus: EventBus;
+  log: Logger;
+  /** Asks the engine to reconcile an environment (a release was modified on disk). */
+  requeue: (env: string) => void;
+  /** Releases kept per app for instant rollback. Default 5. */
+  keepReleases?: number;
+}
+
+/**
+ * The embedded default target: apps run as supervised processes on this machine behind Keelson's own proxy.
+ */
+export class LocalTarget implements Target {
+  readonly name = 'local';
+  readonly supervisor: Supervisor;
+  readonly proxy: ProxyManager;
+  private readonly watchers = new Map<string, FSWatcher>();
+  private readonly modified = new Set<string>();
+
+  constructor(private readonly o: LocalTargetOptions) {
+    this.proxy = new ProxyManager({ stateDir: o.stateDir, log: o.log, bus: o.bus });
+    this.supervisor = new Supervisor({ stateDir: o.stateDir, store: o.store, bus: o.bus, log: o.log, routes: this.proxy });
+    this.proxy.onRestart(() => this.supervisor.requestPublish());
+  }
+
+  async start(): Promise<void> {
+    await this.supervisor.start();
+    for (const s of this.supervisor.status()) this.watchRelease(s.env, s.app, s.release);
+    // A modified release is only trusted after a re-hash: check the adopted ones once at start.
+    await Promise.all(
+      this.supervisor.status().map(async (s) => {
+        const v = await verifyRelease(s.release).catch(() => ({ intact: true, changed: [] }));
+        if (!v.intact) this.modified.add(s.release.dir);
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
+    await this.supervisor.detach();
+    this.proxy.close();
+  }
+
+  templateOf(app: DesiredApp): string {
+    return templateHash(app);
+  }
+
+  async observe(env: string): Promise<LiveApp[]> {
+    return this.supervisor.status(env).map((s) => ({
+      name: s.app,
+      spec: s.spec,
+      template: s.template,
+      version: s.version,
+      revision: s.revision,
+      health: s.health,
+      message: s.message,
+      replicas: s.replicas,
+      instances: s.instances,
+      intact: !this.modified.has(s.release.dir),
+    }));
+  }
+
+  async apply(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome> {
+    const existed = this.supervisor.appStatusOf(app.env, app.name) !== undefined;
+    let release: Release;
+    try {
+      release = await this.materialize(app, ctx);
+    } catch (err) {
+      return { ok: false, message: `release of ${app.name} ${app.version} could not be prepared: ${errorMessage(err)}`, rolledBack: false, logTail: [] };
+    }
+    const wasModified = this.modified.delete(release.dir);
+    const result = await this.supervisor.rollout(app, release, ctx.revision, { restartAll: ctx.restartAll || wasModified });
+    if (!result.ok) {
+      return { ok: false, message: result.message, rolledBack: result.rolledBack, logTail: await this.supervisor.lastLogLines(app.env, app.name) };
+    }
+    this.watchRelease(app.env, app.name, release);
+    await this.pruneOldReleases(app);
+    return { ok: true, action: existed ? 'configured' : 'created', message: result.message };
+  }
+
+  async delete(env: string, app: string): Promise<void> {
+    await this.supervisor.remove(env, app);
+    const w = this.watchers.get(`${env}/${app}`);
+    w?.close();
+    this.watchers.delete(`${env}/${app}`);
+  }
+
+  logs(env: string, app: string): { replica: string; path: string }[] {
+    return this.supervisor.logPathsOf(env, app);
+  }
+
+  private releasesDir(env: string): string {
+    return join(this.o.stateDir, 'releases', env);
+  }
+
+  private async materialize(app: DesiredApp, ctx: ApplyContext): Promise<Release> {
+    const releasesDir = this.releasesDir(app.env);
+    if (app.artifact.path) {
+      const sourceDir = resolve(ctx.checkoutDir, app.artifact.path);
+      const rel = relative(ctx.checkoutDir, sourceDir);
+      if (rel.startsWith('..') || isAbsolute(rel)) throw new Error(`artifact path ${app.artifact.path} is outside the repository`);
+      const release = await materializeRelease({ releasesDir, app: app.name, version: app.version, sourceDir });
+      return this.freshIfModified(release, () => materializeRelease({ releasesDir, app: app.name, version: app.version, sourceDir }));
+    }
+    const file = await fetchArtifact({ url: app.artifact.url!, sha256: app.artifact.sha256!, cacheDir: join(this.o.stateDir, 'artifacts') });
+    const tmp = await mkdtemp(join(this.o.stateDir, 'unpack-'));
+    try {
+      await unpackTarGz(file, tmp);
+      const release = await materializeRelease({ releasesDir, app: app.name, version: app.version, sourceDir: tmp });
+      return await this.freshIfModified(release, () => materializeRelease({ releasesDir, app: app.name, version: app.version, sourceDir: tmp }));
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }
+
+  /** A release dir edited by hand is moved aside (running processes keep their cwd) and made again. */
+  private async freshIfModified(release: Release, again: () => Promise<Release>): Promise<Release> {
+    if (!this.modified.has(release.dir)) {
+      const v = await verifyRelease(release);
+      if (v.intact) return release;
+    }
+    const { rename, chmod } = await import('node:fs/promises');
+    const aside = `${release.dir}.modified-${Date.now()}`;
+    await chmod(join(release.dir, '..'), 0o755).catch(() => undefined);
+    await rename(release.dir, aside);
+    this.o.log.warn({ release: release.id, aside }, 'modified release moved aside');
+    this.modified.add(release.dir);
+    return again();
+  }
+
+  private watchRelease(env: string, app: string, release: { id: string; dir: string; hash: string }): void {
+    const key = `${env}/${app}`;
+    this.watchers.get(key)?.close();
+    try {
+      const w = watch(release.dir, { recursive: true, persistent: false }, () => {
+        void verifyRelease(release).then((v) => {
+          if (v.intact || this.modified.has(release.dir)) return;
+          this.modified.add(release.dir);
+          this.o.bus.publish({ type: 'drift.detected', env, app, kind: 'release-modified', message: `files changed in release ${release.id}: ${v.changed.slice(0, 5).join(', ')}` });
+          this.o.requeue(env);
+        }, () => undefined);
+      });
+      w.on('error', () => w.close());
+      this.watchers.set(key, w);
+    } catch {
+      /* the release dir vanished; the next apply recreates it */
+    }
+  }
+
+  private async pruneOldReleases(app: DesiredApp): Promise<void> {
+    const inUse = new Set(this.supervisor.status(app.env).filter((s) => s.app === app.name).flatMap((s) => s.instances.map((i) => i.release)));
+    await pruneReleases({ releasesDir: this.releasesDir(app.env), app: app.name, keep: this.o.keepReleases ?? 5, inUse }).catch((err) =>
+      this.o.log.warn({ app: app.name, err: errorMessage(err) }, 'release prune failed'),
+    );
+  }
+}

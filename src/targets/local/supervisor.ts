@@ -1,0 +1,695 @@
+import type { ChildProcess } from 'node:child_process';
+import { closeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import type { DesiredApp, Probe } from '../../core/model.js';
+import { appKey, type HealthCode } from '../../core/types.js';
+import type { EventBus } from '../../engine/events.js';
+import type { Logger } from '../../log.js';
+import type { ReplicaRow, Store } from '../../store/store.js';
+import { openLogFd, tailLines } from './logs.js';
+import { runProbe } from './probes.js';
+import { baseEnv, isSameProcess, processStartTime, signalGroup, spawnDetached } from './process.js';
+import { templateHash } from './spec-hash.js';
+
+/** Where the supervisor sends routing changes: the proxy's control channel. */
+export interface RouteSink {
+  publish(table: RouteTable): Promise<void>;
+  drain(backendIds: string[], timeoutMs: number): Promise<void>;
+}
+
+export interface RouteTable {
+  routes: { key: string; port: number; backends: { id: string; url: string; version: string }[] }[];
+}
+
+export interface ReleaseRef {
+  id: string;
+  dir: string;
+  hash: string;
+}
+
+type ReplicaState = 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped';
+
+interface Replica {
+  id: string;
+  env: string;
+  app: string;
+  spec: DesiredApp;
+  template: string;
+  release: ReleaseRef;
+  port: number;
+  logPath: string;
+  pid: number;
+  startTime: string;
+  child?: ChildProcess;
+  state: ReplicaState;
+  ready: boolean;
+  /** Taken out of the proxy's rotation ahead of a stop. */
+  draining: boolean;
+  everReady: boolean;
+  restarts: number;
+  /** Crashes since the replica was last healthy for `backoffResetMs`. */
+  failures: number;
+  readySince?: number;
+  startedAt: number;
+  lastExit?: string;
+  lastProbe?: string;
+  livenessFailures: number;
+  readinessFailures: number;
+  readinessSuccesses: number;
+  timers: Set<NodeJS.Timeout>;
+  exited?: () => void;
+}
+
+interface AppRun {
+  env: string;
+  app: string;
+  spec: DesiredApp;
+  template: string;
+  release: ReleaseRef;
+  revision: string;
+  rollingOut: boolean;
+}
+
+export interface SupervisorOptions {
+  stateDir: string;
+  store: Store;
+  bus: EventBus;
+  log: Logger;
+  routes: RouteSink;
+  /** How often adopted processes are checked for life, and missing or extra replicas healed. Default 200 ms. */
+  tickMs?: number;
+  /** Readiness is probed this often until a replica is first ready (a startup probe). Default 100 ms. */
+  startupProbeMs?: number;
+}
+
+export interface ReplicaStatus {
+  id: string;
+  pid: number;
+  port: number;
+  version: string;
+  release: string;
+  state: ReplicaState;
+  ready: boolean;
+  restarts: number;
+  startedAt: string;
+  logPath: string;
+  message?: string;
+}
+
+export interface AppStatus {
+  env: string;
+  app: string;
+  spec: DesiredApp;
+  template: string;
+  revision: string;
+  version: string;
+  release: ReleaseRef;
+  health: HealthCode;
+  message: string;
+  replicas: { desired: number; ready: number; total: number; updated: number };
+  instances: ReplicaStatus[];
+}
+
+export type RolloutResult = { ok: true; message: string } | { ok: false; message: string; rolledBack: boolean };
+
+const backoffBaseMs = 1000;
+const backoffCapMs = 5 * 60_000;
+const backoffResetMs = 10 * 60_000;
+
+/**
+ * Keeps supervised replicas alive the way a kubelet keeps pods alive: detached processes, probes, restarts with
+ * exponential backoff, re-adoption after an engine restart, and rolling updates behind the proxy.
+ */
+export class Supervisor {
+  private readonly apps = new Map<string, AppRun>();
+  private readonly replicas = new Map<string, Replica>();
+  private tick?: NodeJS.Timeout;
+  private publishing?: Promise<void>;
+  private publishAgain = false;
+  private closed = false;
+  private readonly tickMs: number;
+  private readonly startupProbeMs: number;
+
+  constructor(private readonly o: SupervisorOptions) {
+    this.tickMs = o.tickMs ?? 200;
+    this.startupProbeMs = o.startupProbeMs ?? 100;
+  }
+
+  /** Re-adopts the replicas recorded in the store: the same pid and start time, or it is restarted. */
+  async start(): Promise<void> {
+    const inventory = new Map(this.o.store.inventory().map((r) => [appKey(r.env, r.app), r]));
+    for (const row of this.o.store.replicas()) {
+      const inv = inventory.get(appKey(row.env, row.app));
+      if (!inv) {
+        // Recorded but no longer in the inventory: a prune that did not finish. Stop it.
+        if (isSameProcess(row.pid, row.startTime)) signalGroup(row.pid, 'SIGTERM');
+        this.o.store.deleteReplica(row.id);
+        continue;
+      }
+      const spec = inv.spec as DesiredApp;
+      const key = appKey(row.env, row.app);
+      if (!this.apps.has(key)) {
+        this.apps.set(key, {
+          env: row.env,
+          app: row.app,
+          spec,
+          template: templateHash(spec),
+          release: { id: row.releaseId, dir: row.releaseDir, hash: row.releaseHash },
+          revision: inv.revision,
+          rollingOut: false,
+        });
+      }
+      const run = this.apps.get(key)!;
+      // The replica keeps the spec it was started with; a template mismatch is for the next reconcile to roll.
+      const replicaSpec = row.specHash === run.template ? run.spec : { ...run.spec, version: row.version };
+      const r = this.newReplica(row.env, row.app, replicaSpec, row.specHash, { id: row.releaseId, dir: row.releaseDir, hash: row.releaseHash }, row.port, row.id, row.logPath);
+      r.startedAt = row.startedAt;
+      if (isSameProcess(row.pid, row.startTime)) {
+        r.pid = row.pid;
+        r.startTime = row.startTime;
+        r.state = 'running';
+        // It was serving before the engine went away; the proxy still routes to it. Probes confirm at once.
+        r.ready = true;
+        r.everReady = true;
+        r.readySince = Date.now();
+        this.o.bus.publish({ type: 'replica.adopted', env: r.env, app: r.app, replica: r.id, pid: r.pid });
+        this.o.log.info({ env: r.env, app: r.app, replica: r.id, pid: r.pid }, 'replica adopted');
+        this.scheduleProbes(r, 0);
+      } else {
+        this.o.bus.publish({ type: 'drift.detected', env: r.env, app: r.app, kind: 'process-exited', message: `replica ${r.id} (pid ${row.pid}) is gone` });
+        void this.launch(r);
+      }
+    }
+    this.tick = setInterval(() => this.heal(), this.tickMs);
+    this.tick.unref();
+    this.requestPublish();
+  }
+
+  /** Stops supervising without touching the processes: they keep running for the next engine to adopt. */
+  async detach(): Promise<void> {
+    this.closed = true;
+    if (this.tick) clearInterval(this.tick);
+    for (const r of this.replicas.values()) this.clearTimers(r);
+    await this.publishing;
+  }
+
+  status(env?: string): AppStatus[] {
+    const out: AppStatus[] = [];
+    for (const run of this.apps.values()) {
+      if (env && run.env !== env) continue;
+      out.push(this.appStatus(run));
+    }
+    return out;
+  }
+
+  appStatusOf(env: string, app: string): AppStatus | undefined {
+    const run = this.apps.get(appKey(env, app));
+    return run && this.appStatus(run);
+  }
+
+  /**
+   * Rolls `spec` out: start a new replica, wait until it is ready, put it into rotation, drain and stop an old one,
+   * repeat. If a new replica is not ready within the deadline the previous spec is restored and the result says why.
+   */
+  async rollout(spec: DesiredApp, release: ReleaseRef, revision: string, opts: { restartAll?: boolean } = {}): Promise<RolloutResult> {
+    const key = appKey(spec.env, spec.name);
+    const template = templateHash(spec);
+    const previous = this.apps.get(key);
+    const run: AppRun = { env: spec.env, app: spec.name, spec, template, release, revision, rollingOut: true };
+    if (previous && !opts.restartAll && previous.template === template && previous.release.id === release.id) {
+      // Only replicas or port changed: scale in place.
+      previous.spec = spec;
+      previous.revision = revision;
+      this.scaleTo(previous);
+      this.requestPublish();
+      const ok = await this.waitAppReady(previous, Date.now() + spec.progressDeadlineSeconds * 1000);
+      return ok ? { ok: true, message: `scaled to ${spec.replicas}` } : { ok: false, message: this.notReadyMessage(previous), rolledBack: false };
+    }
+    this.apps.set(key, run);
+    const deadline = Date.now() + spec.progressDeadlineSeconds * 1000;
+    const isNew = (r: Replica) => r.template === template && r.release.id === release.id && !opts.restartAll;
+    const fresh: Replica[] = [];
+    try {
+      for (;;) {
+        const mine = this.replicasOf(key).filter((r) => r.state !== 'stopping' && r.state !== 'stopped');
+        const current = mine.filter((r) => isNew(r) || fresh.includes(r));
+        const old = mine.filter((r) => !current.includes(r));
+        if (current.length > spec.replicas) {
+          await this.stopReplica(current[current.length - 1]);
+          continue;
+        }
+        if (current.length === spec.replicas && old.length === 0) break;
+        if (current.length < spec.replicas) {
+          const r = await this.startNew(run);
+          fresh.push(r);
+          if (!(await this.waitReady(r, deadline))) throw new NotReady(r);
+          this.requestPublish();
+          await this.publishing;
+        }
+        const oldOne = old.sort((a, b) => Number(a.ready) - Number(b.ready))[0];
+        if (oldOne) await this.stopReplica(oldOne);
+      }
+    } catch (err) {
+      if (!(err instanceof NotReady)) throw err;
+      const message = this.notReadyMessage(run, err.replica);
+      for (const r of fresh) await this.stopReplica(r);
+      if (!previous) {
+        run.rollingOut = false;
+        this.scaleTo(run);
+        return { ok: false, message, rolledBack: false };
+      }
+      // Roll back: the previous spec and release, whose replicas may have been partly replaced.
+      this.apps.set(key, previous);
+      previous.rollingOut = false;
+      this.scaleTo(previous);
+      this.requestPublish();
+      await this.waitAppReady(previous, Date.now() + previous.spec.progressDeadlineSeconds * 1000);
+      this.o.bus.publish({ type: 'app.rolledBack', env: spec.env, app: spec.name, revision, message });
+      return { ok: false, message: `${message}; rolled back to ${previous.spec.version}`, rolledBack: true };
+    }
+    run.rollingOut = false;
+    this.requestPublish();
+    return { ok: true, message: previous ? `rolled out ${previous.spec.version} → ${spec.version}` : `started ${spec.version}` };
+  }
+
+  /** Stops every replica of an app (drained first) and forgets it. */
+  async remove(env: string, app: string): Promise<void> {
+    const key = appKey(env, app);
+    const run = this.apps.get(key);
+    if (run) run.rollingOut = true; // keeps the healer away while stopping
+    await Promise.all(this.replicasOf(key).map((r) => this.stopReplica(r)));
+    this.apps.delete(key);
+    this.requestPublish();
+    await this.publishing;
+  }
+
+  /** Stops every supervised process (used by `keelson down`). */
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.apps.values()].map((run) => this.remove(run.env, run.app)));
+  }
+
+  logPathsOf(env: string, app: string): { replica: string; path: string }[] {
+    return this.replicasOf(appKey(env, app)).map((r) => ({ replica: r.id, path: r.logPath }));
+  }
+
+  private appStatus(run: AppRun): AppStatus {
+    const key = appKey(run.env, run.app);
+    const mine = this.replicasOf(key).filter((r) => r.state !== 'stopped');
+    const ready = mine.filter((r) => r.ready && !r.draining).length;
+    const updated = mine.filter((r) => r.template === run.template && r.release.id === run.release.id).length;
+    const { health, message } = this.healthOf(run, mine, ready, updated);
+    return {
+      env: run.env,
+      app: run.app,
+      spec: run.spec,
+      template: run.template,
+      revision: run.revision,
+      version: run.spec.version,
+      release: run.release,
+      health,
+      message,
+      replicas: { desired: run.spec.replicas, ready, total: mine.length, updated },
+      instances: mine.map((r) => ({
+        id: r.id,
+        pid: r.pid,
+        port: r.port,
+        version: r.spec.version,
+        release: r.release.id,
+        state: r.state,
+        ready: r.ready,
+        restarts: r.restarts,
+        startedAt: new Date(r.startedAt).toISOString(),
+        logPath: r.logPath,
+        message: r.lastExit ?? r.lastProbe,
+      })),
+    };
+  }
+
+  private healthOf(run: AppRun, mine: Replica[], ready: number, updated: number): { health: HealthCode; message: string } {
+    const looping = mine.find((r) => r.failures >= 2 && !r.ready);
+    if (looping) {
+      return { health: 'Degraded', message: `replica ${looping.id} is crash-looping (${looping.lastExit ?? 'exited'}; ${looping.restarts} restarts)` };
+    }
+    const unready = mine.find((r) => r.everReady && !r.ready && r.state === 'running');
+    if (unready && ready < run.spec.replicas) {
+      return { health: 'Degraded', message: `replica ${unready.id} is not ready: ${unready.lastProbe ?? 'probe failing'}` };
+    }
+    if (run.spec.replicas === 0) return { health: 'Healthy', message: 'scaled to zero' };
+    if (mine.length === 0) return { health: 'Missing', message: 'no replica is running' };
+    if (run.rollingOut || ready < run.spec.replicas || updated < mine.length) {
+      return { health: 'Progressing', message: `${ready}/${run.spec.replicas} replicas ready` };
+    }
+    return { health: 'Healthy', message: `${ready}/${run.spec.replicas} replicas ready` };
+  }
+
+  private notReadyMessage(run: AppRun, r?: Replica): string {
+    const rep = r ?? this.replicasOf(appKey(run.env, run.app)).find((x) => !x.ready);
+    const why = rep ? rep.lastExit ?? rep.lastProbe ?? 'no readiness yet' : 'no replica';
+    return `version ${run.spec.version} did not become ready within ${run.spec.progressDeadlineSeconds}s (${why})`;
+  }
+
+  private replicasOf(key: string): Replica[] {
+    const out: Replica[] = [];
+    for (const r of this.replicas.values()) if (appKey(r.env, r.app) === key) out.push(r);
+    return out;
+  }
+
+  private newReplica(env: string, app: string, spec: DesiredApp, template: string, release: ReleaseRef, port: number, id?: string, logPath?: string): Replica {
+    const rid = id ?? `${app}-${randomBytes(3).toString('hex')}`;
+    const r: Replica = {
+      id: rid,
+      env,
+      app,
+      spec,
+      template,
+      release,
+      port,
+      logPath: logPath ?? join(this.o.stateDir, 'logs', env, app, `${rid}.log`),
+      pid: 0,
+      startTime: '',
+      state: 'starting',
+      ready: false,
+      draining: false,
+      everReady: false,
+      restarts: 0,
+      failures: 0,
+      startedAt: Date.now(),
+      livenessFailures: 0,
+      readinessFailures: 0,
+      readinessSuccesses: 0,
+      timers: new Set(),
+    };
+    this.replicas.set(rid, r);
+    return r;
+  }
+
+  private async launch(r: Replica): Promise<void> {
+    if (this.closed) return;
+    r.state = 'starting';
+    r.ready = false;
+    r.readySince = undefined;
+    r.livenessFailures = 0;
+    r.readinessFailures = 0;
+    r.readinessSuccesses = 0;
+    const env = {
+      ...baseEnv(),
+      ...r.spec.vars,
+      PORT: String(r.port),
+      KEELSON_ENV: r.env,
+      KEELSON_APP: r.app,
+      KEELSON_VERSION: r.spec.version,
+      KEELSON_REPLICA: r.id,
+    };
+    const fd = openLogFd(r.logPath);
+    try {
+      const { child, pid, startTime } = await spawnDetached({ command: r.spec.command, cwd: r.release.dir, env, logFd: fd });
+      r.child = child;
+      r.pid = pid;
+      r.startTime = startTime;
+      r.startedAt = Date.now();
+      r.state = 'running';
+      child.once('exit', (code, signal) => this.onExit(r, pid, code, signal));
+      this.o.store.putReplica(this.rowOf(r));
+      this.o.bus.publish({ type: 'replica.started', env: r.env, app: r.app, replica: r.id, pid, version: r.spec.version });
+      this.scheduleProbes(r, r.spec.readiness?.initialDelaySeconds ? r.spec.readiness.initialDelaySeconds * 1000 : 0);
+    } catch (err) {
+      r.lastExit = (err as Error).message;
+      this.onExit(r, 0, null, null);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private rowOf(r: Replica): ReplicaRow {
+    return {
+      id: r.id,
+      env: r.env,
+      app: r.app,
+      pid: r.pid,
+      startTime: r.startTime,
+      port: r.port,
+      releaseId: r.release.id,
+      releaseDir: r.release.dir,
+      releaseHash: r.release.hash,
+      version: r.spec.version,
+      specHash: r.template,
+      logPath: r.logPath,
+      startedAt: r.startedAt,
+    };
+  }
+
+  private onExit(r: Replica, pid: number, code: number | null, signal: NodeJS.Signals | null): void {
+    if (pid && pid !== r.pid) return; // an older incarnation
+    this.clearTimers(r);
+    const wasReady = r.ready;
+    r.ready = false;
+    r.child = undefined;
+    if (pid) r.lastExit = signal ? `killed by ${signal}` : `exited with code ${code}`;
+    if (r.state === 'stopping' || r.state === 'stopped') {
+      r.state = 'stopped';
+      r.exited?.();
+      return;
+    }
+    this.o.bus.publish({ type: 'replica.exited', env: r.env, app: r.app, replica: r.id, pid, code, signal });
+    this.o.bus.publish({ type: 'drift.detected', env: r.env, app: r.app, kind: 'process-exited', message: `replica ${r.id} ${r.lastExit}` });
+    if (wasReady) this.requestPublish();
+    if (this.closed) return;
+    if (r.readySince && Date.now() - r.readySince >= backoffResetMs) r.failures = 0;
+    r.failures++;
+    const delayMs = r.failures <= 1 ? 0 : Math.min(backoffBaseMs * 2 ** (r.failures - 2), backoffCapMs);
+    r.state = 'backoff';
+    r.restarts++;
+    this.o.bus.publish({ type: 'replica.restarted', env: r.env, app: r.app, replica: r.id, restarts: r.restarts, delayMs });
+    this.o.log.warn({ env: r.env, app: r.app, replica: r.id, reason: r.lastExit, delayms: delayMs }, 'replica restarting');
+    this.after(r, delayMs, () => void this.launch(r));
+  }
+
+  private after(r: Replica, ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      r.timers.delete(t);
+      fn();
+    }, ms);
+    r.timers.add(t);
+  }
+
+  private clearTimers(r: Replica): void {
+    for (const t of r.timers) clearTimeout(t);
+    r.timers.clear();
+  }
+
+  private readinessProbe(r: Replica): Probe | undefined {
+    if (r.spec.readiness) return r.spec.readiness;
+    // Without a declared probe, an app with a port is ready once it accepts connections.
+    if (r.spec.port !== undefined) {
+      return { tcp: {}, initialDelaySeconds: 0, periodSeconds: 10, timeoutSeconds: 1, failureThreshold: 3, successThreshold: 1 };
+    }
+    return undefined;
+  }
+
+  private scheduleProbes(r: Replica, delayMs: number): void {
+    const readiness = this.readinessProbe(r);
+    const probeReadiness = async () => {
+      if (r.state !== 'running') return;
+      if (!readiness) {
+        this.setReady(r, true);
+        return;
+      }
+      const res = await runProbe(readiness, { port: r.port, cwd: r.release.dir, env: r.spec.vars });
+      if (r.state !== 'running') return;
+      r.lastProbe = res.ok ? undefined : `readiness: ${res.message}`;
+      if (res.ok) {
+        r.readinessFailures = 0;
+        if (++r.readinessSuccesses >= readiness.successThreshold) this.setReady(r, true);
+      } else {
+        r.readinessSuccesses = 0;
+        // Until first ready the replica is simply not ready yet; afterwards it takes failureThreshold misses.
+        if (!r.everReady || ++r.readinessFailures >= readiness.failureThreshold) this.setReady(r, false);
+      }
+      this.after(r, r.everReady ? readiness.periodSeconds * 1000 : this.startupProbeMs, () => void probeReadiness());
+    };
+    const liveness = r.spec.liveness;
+    const probeLiveness = async () => {
+      if (r.state !== 'running' || !liveness) return;
+      if (r.everReady) {
+        const res = await runProbe(liveness, { port: r.port, cwd: r.release.dir, env: r.spec.vars });
+        if (r.state !== 'running') return;
+        if (res.ok) r.livenessFailures = 0;
+        else if (++r.livenessFailures >= liveness.failureThreshold) {
+          r.lastExit = `liveness probe failed ${r.livenessFailures} times: ${res.message}`;
+          this.o.log.warn({ env: r.env, app: r.app, replica: r.id, reason: res.message }, 'liveness failed');
+          signalGroup(r.pid, 'SIGKILL');
+          return;
+        }
+      }
+      this.after(r, liveness.periodSeconds * 1000, () => void probeLiveness());
+    };
+    this.after(r, delayMs, () => void probeReadiness());
+    if (liveness) this.after(r, delayMs + (liveness.initialDelaySeconds ?? 0) * 1000, () => void probeLiveness());
+  }
+
+  private setReady(r: Replica, ready: boolean): void {
+    if (r.ready === ready) return;
+    r.ready = ready;
+    if (ready) {
+      r.everReady = true;
+      r.readySince = Date.now();
+    }
+    this.o.bus.publish({ type: 'replica.ready', env: r.env, app: r.app, replica: r.id, ready });
+    this.requestPublish();
+  }
+
+  private waitReady(r: Replica, deadline: number): Promise<boolean> {
+    return this.waitUntil(() => r.ready, deadline, (e) => e.type === 'replica.ready' && e.replica === r.id);
+  }
+
+  private waitAppReady(run: AppRun, deadline: number): Promise<boolean> {
+    const key = appKey(run.env, run.app);
+    const done = () => this.replicasOf(key).filter((r) => r.ready && r.template === run.template).length >= run.spec.replicas;
+    return this.waitUntil(done, deadline, (e) => e.type === 'replica.ready' && appKey(e.env, e.app) === key);
+  }
+
+  private waitUntil(done: () => boolean, deadline: number, wake: (e: { type: string } & Record<string, any>) => boolean): Promise<boolean> {
+    if (done()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const finish = (v: boolean) => {
+        clearTimeout(timer);
+        off();
+        resolve(v);
+      };
+      const timer = setTimeout(() => finish(done()), Math.max(0, deadline - Date.now()));
+      const off = this.o.bus.subscribe((e) => {
+        if (wake(e) && done()) finish(true);
+      });
+    });
+  }
+
+  /** Takes a replica out of rotation, lets in-flight requests finish, then SIGTERM, grace, SIGKILL. */
+  private async stopReplica(r: Replica): Promise<void> {
+    if (r.state === 'stopped') return;
+    const wasInRotation = r.ready && !r.draining;
+    r.draining = true;
+    const prevState = r.state;
+    r.state = 'stopping';
+    this.clearTimers(r);
+    if (wasInRotation) {
+      this.requestPublish();
+      await this.publishing;
+      await this.o.routes.drain([r.id], r.spec.terminationGracePeriodSeconds * 1000).catch(() => undefined);
+    }
+    if (prevState === 'running' || prevState === 'starting') await this.terminate(r);
+    r.state = 'stopped';
+    this.replicas.delete(r.id);
+    this.o.store.deleteReplica(r.id);
+  }
+
+  private terminate(r: Replica): Promise<void> {
+    if (!r.pid || !isSameProcess(r.pid, r.startTime)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const graceMs = r.spec.terminationGracePeriodSeconds * 1000;
+      let poll: NodeJS.Timeout | undefined;
+      const kill = setTimeout(() => signalGroup(r.pid, 'SIGKILL'), graceMs);
+      const done = () => {
+        clearTimeout(kill);
+        if (poll) clearInterval(poll);
+        r.exited = undefined;
+        resolve();
+      };
+      r.exited = done;
+      // Adopted processes are not our children: no exit event, so watch /proc.
+      poll = setInterval(() => {
+        if (processStartTime(r.pid) !== r.startTime) done();
+      }, 50);
+      signalGroup(r.pid, 'SIGTERM');
+    });
+  }
+
+  /** Level-based healing: dead adopted processes restart, missing replicas are created, extra ones stopped. */
+  private heal(): void {
+    for (const r of this.replicas.values()) {
+      if (r.state === 'running' && !r.child && !isSameProcess(r.pid, r.startTime)) this.onExit(r, r.pid, null, null);
+    }
+    for (const run of this.apps.values()) if (!run.rollingOut) this.scaleTo(run);
+  }
+
+  private scaleTo(run: AppRun): void {
+    const key = appKey(run.env, run.app);
+    const current = this.replicasOf(key).filter(
+      (r) => r.template === run.template && r.release.id === run.release.id && r.state !== 'stopping' && r.state !== 'stopped',
+    );
+    if (current.length < run.spec.replicas) {
+      this.o.bus.publish({ type: 'drift.detected', env: run.env, app: run.app, kind: 'replica-missing', message: `${current.length}/${run.spec.replicas} replicas present` });
+      for (let i = current.length; i < run.spec.replicas; i++) void this.startNew(run);
+    } else if (current.length > run.spec.replicas) {
+      const extra = current.sort((a, b) => Number(a.ready) - Number(b.ready)).slice(0, current.length - run.spec.replicas);
+      for (const r of extra) {
+        this.o.bus.publish({ type: 'drift.detected', env: run.env, app: run.app, kind: 'replica-extra', message: `stopping extra replica ${r.id}` });
+        void this.stopReplica(r);
+      }
+    }
+  }
+
+  /** Registers the replica at once (so the healer counts it) and launches it once it has a port. */
+  private async startNew(run: AppRun): Promise<Replica> {
+    const r = this.newReplica(run.env, run.app, run.spec, run.template, run.release, 0);
+    r.port = await freePort();
+    await this.launch(r);
+    return r;
+  }
+
+  /** Publishes the full routing table; coalesces bursts into one PUT and always sends the latest state. */
+  requestPublish(): void {
+    if (this.closed) return;
+    if (this.publishing) {
+      this.publishAgain = true;
+      return;
+    }
+    this.publishing = (async () => {
+      do {
+        this.publishAgain = false;
+        await this.o.routes.publish(this.routeTable()).catch((err) => {
+          this.o.log.error({ err: (err as Error).message }, 'route publish failed');
+        });
+      } while (this.publishAgain && !this.closed);
+      this.publishing = undefined;
+    })();
+  }
+
+  routeTable(): RouteTable {
+    const routes: RouteTable['routes'] = [];
+    for (const run of this.apps.values()) {
+      if (run.spec.port === undefined) continue;
+      const backends = this.replicasOf(appKey(run.env, run.app))
+        .filter((r) => r.ready && !r.draining && r.state === 'running')
+        .map((r) => ({ id: r.id, url: `http://127.0.0.1:${r.port}`, version: r.spec.version }));
+      routes.push({ key: appKey(run.env, run.app), port: run.spec.port, backends });
+    }
+    return { routes };
+  }
+
+  async lastLogLines(env: string, app: string, n = 20): Promise<string[]> {
+    const reps = this.replicasOf(appKey(env, app));
+    const r = reps.find((x) => x.failures > 0 || !x.ready) ?? reps[0];
+    return r ? tailLines(r.logPath, n).catch(() => []) : [];
+  }
+}
+
+class NotReady extends Error {
+  constructor(readonly replica: Replica) {
+    super('replica not ready');
+  }
+}
+
+/** A free loopback port for a replica's PORT. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
