@@ -93,6 +93,7 @@ export class Engine {
   private readonly forced = new Map<string, Set<string>>();
   private readonly digestCache = new Map<string, string>();
   private stopped = false;
+  private goodUnpin?: () => void;
 
   constructor(private readonly o: EngineOptions) {
     this.bus = o.bus;
@@ -164,6 +165,7 @@ export class Engine {
     const root = checkoutDir;
     const { desired, issues } = await renderRepository({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
     if (issues.length > 0) {
+      if (!this.good) await this.restoreLastGood(revision);
       const message = `revision ${revision.slice(0, 7)} is invalid; still running ${this.good ? this.good.revision.slice(0, 7) : 'nothing'}. Fix the ops repository and commit: ${issues.map(formatIssue).join('; ')}`;
       this.renderError = { revision, issues, message };
       this.bus.publish({ type: 'render.failed', revision, issues: issues.map(formatIssue) });
@@ -173,15 +175,32 @@ export class Engine {
     await this.addDigests(desired, root);
     this.renderError = undefined;
     const previousEnvs = new Set(this.good?.desired.environments.map((e) => e.name) ?? []);
-    const unpin = this.source.pin(revision);
+    this.goodUnpin?.();
+    this.goodUnpin = this.source.pin(revision);
     this.good = { revision, commit: { message: fetched.message, author: fetched.author, time: fetched.time }, checkoutDir, desired };
-    void unpin; // the newest good checkout stays pinned for the engine's life; older ones are pruned by the source
+    this.store.setKv('lastGoodRevision', revision);
     for (const env of this.environmentNames()) {
       previousEnvs.delete(env);
       void this.reconciler.enqueue(env);
     }
     // An environment deleted from git: reconcile it to empty so its apps are pruned.
     for (const env of previousEnvs) void this.reconciler.enqueue(env);
+  }
+
+  /**
+   * After a restart with an invalid head, environments keep the last revision that rendered cleanly: load it again
+   * from the clone so status, diff and drift healing still have a desired state.
+   */
+  private async restoreLastGood(invalid: string): Promise<void> {
+    const last = this.store.getKv('lastGoodRevision');
+    if (!last || last === invalid) return;
+    try {
+      const info = await this.source.commitInfo(last);
+      await this.load({ ...info, changed: false, forced: false, durationMs: 0 });
+      this.log.info({ revision: last }, 'last good revision restored');
+    } catch (err) {
+      this.log.warn({ revision: last, err: errorMessage(err) }, 'last good revision unavailable');
+    }
   }
 
   /** Content digests of artifact directories, so a changed file under the same version still rolls out. */
@@ -339,7 +358,7 @@ export class Engine {
     }
     const tail = outcome.logTail.length ? `; last log lines:\n${outcome.logTail.join('\n')}` : '';
     const message = `${outcome.message}${tail}`;
-    this.store.putFailure({ env, app: app.name, specHash: specKey((a) => this.target.templateOf(a), app), revision: good.revision, message: outcome.message, at: new Date().toISOString() });
+    this.store.putFailure({ env, app: app.name, specHash: specKey((a) => this.target.templateOf(a), app), revision: good.revision, message, at: new Date().toISOString() });
     if (!outcome.rolledBack && !this.store.inventory(env).some((r) => r.app === app.name)) {
       // A first deploy that never got ready still runs: record it so it can be pruned.
       this.store.putInventory({ env, app: app.name, revision: good.revision, specHash: this.target.templateOf(app), version: app.version, appliedAt: new Date().toISOString(), spec: app });
@@ -376,7 +395,7 @@ export class Engine {
           } else if (l && l.template === this.target.templateOf(d) && l.spec.replicas === d.replicas && l.spec.port === d.port && l.intact) sync = 'Synced';
           else if (f && f.specHash === specKey((a) => this.target.templateOf(a), d)) {
             sync = 'Failed';
-            message = f.message;
+            message = `${f.message}\nTo retry: commit a fix, or run \`keelson sync --env ${env} --app ${name}\`.`;
           } else sync = 'OutOfSync';
         }
         if (this.renderError) message = `${message}. ${this.renderError.message}`;

@@ -73,7 +73,7 @@ export function planEnvironment(input: PlanInput): Plan {
     const failed = input.failures.find((f) => f.app === app.name);
     if (action !== 'none' && failed && failed.specHash === specKey(input.templateOf, app) && !input.force?.has(app.name)) {
       action = 'blocked';
-      reason = `this spec failed at ${failed.revision.slice(0, 7)} (${failed.message}); commit a fix or run \`keelson sync --env ${input.desired.name} --app ${app.name}\` to retry`;
+      reason = `this spec failed at ${failed.revision.slice(0, 7)} (${failed.message.split('\n')[0]}); commit a fix or run \`keelson sync --env ${input.desired.name} --app ${app.name}\` to retry`;
     }
     steps.push({ ...base, from: l.version, action, changes: action === 'none' ? [] : changes, reason });
   }

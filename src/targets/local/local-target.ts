@@ -8,6 +8,7 @@ import type { Logger } from '../../log.js';
 import type { Store } from '../../store/store.js';
 import type { ApplyContext, ApplyOutcome, LiveApp, Target } from '../target.js';
 import { fetchArtifact, unpackTarGz } from './artifact.js';
+import { rotateIfNeeded } from './logs.js';
 import { ProxyManager } from './proxy-manager.js';
 import { materializeRelease, pruneReleases, verifyRelease, type Release } from './releases.js';
 import { templateHash } from './spec-hash.js';
@@ -33,6 +34,7 @@ export class LocalTarget implements Target {
   readonly proxy: ProxyManager;
   private readonly watchers = new Map<string, FSWatcher>();
   private readonly modified = new Set<string>();
+  private rotateTimer?: NodeJS.Timeout;
 
   constructor(private readonly o: LocalTargetOptions) {
     this.proxy = new ProxyManager({ stateDir: o.stateDir, log: o.log, bus: o.bus });
@@ -42,6 +44,8 @@ export class LocalTarget implements Target {
 
   async start(): Promise<void> {
     await this.supervisor.start();
+    this.rotateTimer = setInterval(() => void this.rotateLogs(), 10_000);
+    this.rotateTimer.unref();
     for (const s of this.supervisor.status()) this.watchRelease(s.env, s.app, s.release);
     // A modified release is only trusted after a re-hash: check the adopted ones once at start.
     await Promise.all(
@@ -53,6 +57,7 @@ export class LocalTarget implements Target {
   }
 
   async close(): Promise<void> {
+    if (this.rotateTimer) clearInterval(this.rotateTimer);
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
     await this.supervisor.detach();
@@ -89,7 +94,7 @@ export class LocalTarget implements Target {
     const wasModified = this.modified.delete(release.dir);
     const result = await this.supervisor.rollout(app, release, ctx.revision, { restartAll: ctx.restartAll || wasModified });
     if (!result.ok) {
-      return { ok: false, message: result.message, rolledBack: result.rolledBack, logTail: await this.supervisor.lastLogLines(app.env, app.name) };
+      return { ok: false, message: result.message, rolledBack: result.rolledBack, logTail: result.logTail };
     }
     this.watchRelease(app.env, app.name, release);
     await this.pruneOldReleases(app);
@@ -105,6 +110,13 @@ export class LocalTarget implements Target {
 
   logs(env: string, app: string): { replica: string; path: string }[] {
     return this.supervisor.logPathsOf(env, app);
+  }
+
+  /** Apps write straight into their log files; rotation is copy-truncate at 10 MiB, 5 kept. */
+  private async rotateLogs(): Promise<void> {
+    const files = [join(this.o.stateDir, 'logs', 'proxy.log')];
+    for (const s of this.supervisor.status()) for (const i of s.instances) files.push(i.logPath);
+    for (const f of files) await rotateIfNeeded(f).catch(() => undefined);
   }
 
   private releasesDir(env: string): string {

@@ -112,7 +112,7 @@ export interface AppStatus {
   instances: ReplicaStatus[];
 }
 
-export type RolloutResult = { ok: true; message: string } | { ok: false; message: string; rolledBack: boolean };
+export type RolloutResult = { ok: true; message: string } | { ok: false; message: string; rolledBack: boolean; logTail: string[] };
 
 const backoffBaseMs = 1000;
 const backoffCapMs = 5 * 60_000;
@@ -225,7 +225,7 @@ export class Supervisor {
       this.scaleTo(previous);
       this.requestPublish();
       const ok = await this.waitAppReady(previous, Date.now() + spec.progressDeadlineSeconds * 1000);
-      return ok ? { ok: true, message: `scaled to ${spec.replicas}` } : { ok: false, message: this.notReadyMessage(previous), rolledBack: false };
+      return ok ? { ok: true, message: `scaled to ${spec.replicas}` } : { ok: false, message: this.notReadyMessage(previous), rolledBack: false, logTail: await this.lastLogLines(spec.env, spec.name) };
     }
     this.apps.set(key, run);
     const deadline = Date.now() + spec.progressDeadlineSeconds * 1000;
@@ -254,12 +254,13 @@ export class Supervisor {
     } catch (err) {
       if (!(err instanceof NotReady)) throw err;
       const message = this.notReadyMessage(run, err.replica);
-      for (const r of fresh) await this.stopReplica(r);
+      const logTail = await tailLines(err.replica.logPath, 10).catch(() => []);
       if (!previous) {
         run.rollingOut = false;
         this.scaleTo(run);
-        return { ok: false, message, rolledBack: false };
+        return { ok: false, message, rolledBack: false, logTail };
       }
+      for (const r of fresh) await this.stopReplica(r);
       // Roll back: the previous spec and release, whose replicas may have been partly replaced.
       this.apps.set(key, previous);
       previous.rollingOut = false;
@@ -267,7 +268,7 @@ export class Supervisor {
       this.requestPublish();
       await this.waitAppReady(previous, Date.now() + previous.spec.progressDeadlineSeconds * 1000);
       this.o.bus.publish({ type: 'app.rolledBack', env: spec.env, app: spec.name, revision, message });
-      return { ok: false, message: `${message}; rolled back to ${previous.spec.version}`, rolledBack: true };
+      return { ok: false, message: `${message}; rolled back to ${previous.spec.version}`, rolledBack: true, logTail };
     }
     run.rollingOut = false;
     this.requestPublish();
@@ -389,6 +390,7 @@ export class Supervisor {
     if (this.closed) return;
     r.state = 'starting';
     r.ready = false;
+    r.everReady = false;
     r.readySince = undefined;
     r.livenessFailures = 0;
     r.readinessFailures = 0;
