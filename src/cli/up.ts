@@ -73,6 +73,8 @@ export async function up(argv: string[]): Promise<void> {
     store.close();
     process.exit(0);
   };
+  // One bad promise must never take the engine (and with it healing) down.
+  process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection'));
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
 

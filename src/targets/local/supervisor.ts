@@ -55,6 +55,8 @@ interface Replica {
   startedAt: number;
   lastExit?: string;
   lastProbe?: string;
+  /** The last lines the replica wrote before it exited, for crash-loop messages. */
+  lastLogs: string[];
   livenessFailures: number;
   readinessFailures: number;
   readinessSuccesses: number;
@@ -331,7 +333,8 @@ export class Supervisor {
   private healthOf(run: AppRun, mine: Replica[], ready: number, updated: number): { health: HealthCode; message: string } {
     const looping = mine.find((r) => r.failures >= 2 && !r.ready);
     if (looping) {
-      return { health: 'Degraded', message: `replica ${looping.id} is crash-looping (${looping.lastExit ?? 'exited'}; ${looping.restarts} restarts)` };
+      const logs = looping.lastLogs.length ? `; last log lines:\n${looping.lastLogs.join('\n')}` : '';
+      return { health: 'Degraded', message: `replica ${looping.id} is crash-looping (${looping.lastExit ?? 'exited'}; ${looping.restarts} restarts)${logs}` };
     }
     const unready = mine.find((r) => r.everReady && !r.ready && r.state === 'running');
     if (unready && ready < run.spec.replicas) {
@@ -380,6 +383,7 @@ export class Supervisor {
       livenessFailures: 0,
       readinessFailures: 0,
       readinessSuccesses: 0,
+      lastLogs: [],
       timers: new Set(),
     };
     this.replicas.set(rid, r);
@@ -455,6 +459,7 @@ export class Supervisor {
       return;
     }
     this.o.bus.publish({ type: 'replica.exited', env: r.env, app: r.app, replica: r.id, pid, code, signal });
+    void tailLines(r.logPath, 5).then((lines) => (r.lastLogs = lines), () => undefined);
     this.o.bus.publish({ type: 'drift.detected', env: r.env, app: r.app, kind: 'process-exited', message: `replica ${r.id} ${r.lastExit}` });
     if (wasReady) this.requestPublish();
     if (this.closed) return;
