@@ -1,0 +1,193 @@
+/**
+ * Zod schemas of the ops repository documents (apiVersion keelson.dev/v1alpha1).
+ * Objects are strict so typos are errors; defaults are the Kubernetes ones where a counterpart exists.
+ * `keelsonJsonSchema()` publishes the same rules for editors (schema/keelson.schema.json).
+ */
+import { z } from 'zod';
+
+export const API_GROUP = 'keelson.dev';
+export const API_VERSION = 'keelson.dev/v1alpha1';
+export const KINDS = ['App', 'Environment'] as const;
+export type Kind = (typeof KINDS)[number];
+
+export const NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+export const Name = z
+  .string()
+  .max(63, { error: 'must be at most 63 characters' })
+  .regex(NAME_PATTERN, {
+    error: 'must be lowercase letters, digits and "-", starting and ending with a letter or digit',
+  });
+
+const Port = z.int().min(1).max(65535);
+const Seconds = (min: number, dflt: number) => z.int().min(min).max(86_400).default(dflt);
+const Argv = z.array(z.string().min(1)).min(1);
+/** Env values: YAML numbers and booleans are taken as their text (`PORT: 80` → "80"). */
+const EnvMap = z.record(
+  z.string().min(1),
+  z.union([z.string(), z.number(), z.boolean()], { error: 'must be a string (numbers and booleans are taken as text)' }).transform(String),
+);
+
+/** Exactly one of `keys` is set; reported at the object itself. */
+function exactlyOne<T extends Record<string, unknown>>(keys: (keyof T & string)[]) {
+  return (ctx: { value: T; issues: z.core.$ZodRawIssue[] }) => {
+    const set = keys.filter((k) => ctx.value[k] !== undefined);
+    if (set.length === 1) return;
+    const list = keys.map((k) => `"${k}"`).join(', ');
+    ctx.issues.push({
+      code: 'custom',
+      input: ctx.value,
+      message:
+        set.length === 0
+          ? `needs exactly one of ${list}`
+          : `needs exactly one of ${list}, found ${set.map((k) => `"${k}"`).join(' and ')}`,
+    });
+  };
+}
+
+export const ProbeSchema = z
+  .strictObject({
+    http: z
+      .strictObject({
+        path: z.string().regex(/^\//, { error: 'must start with "/"' }),
+        port: Port.optional(),
+      })
+      .optional(),
+    tcp: z.strictObject({ port: Port.optional() }).optional(),
+    exec: z.strictObject({ command: Argv }).optional(),
+    initialDelaySeconds: Seconds(0, 0),
+    periodSeconds: Seconds(1, 10),
+    timeoutSeconds: Seconds(1, 1),
+    failureThreshold: Seconds(1, 3),
+    successThreshold: Seconds(1, 1),
+  })
+  .check(exactlyOne(['http', 'tcp', 'exec']))
+  .meta({ oneOf: [{ required: ['http'] }, { required: ['tcp'] }, { required: ['exec'] }] });
+
+export const ArtifactSchema = z
+  .strictObject({
+    path: z.string().min(1).optional().describe('Directory relative to this file, inside the repository, e.g. ../releases/web-{version}'),
+    url: z
+      .string()
+      .refine(isTarGzUrl, { error: 'must be an http(s) URL of a .tar.gz file' })
+      .optional()
+      .describe('http(s) URL of a .tar.gz, e.g. https://example.com/web-{version}.tar.gz'),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, { error: 'must be 64 hex digits' })
+      .transform((s) => s.toLowerCase())
+      .optional(),
+  })
+  .check(exactlyOne(['path', 'url']))
+  .check((ctx) => {
+    const { path, url, sha256 } = ctx.value;
+    if (url !== undefined && sha256 === undefined) {
+      ctx.issues.push({ code: 'custom', input: ctx.value, message: 'a url artifact needs "sha256" (64 hex digits) to verify the download' });
+    }
+    if (path !== undefined && sha256 !== undefined) {
+      ctx.issues.push({ code: 'custom', input: ctx.value, path: ['sha256'], message: '"sha256" applies only to a url artifact; remove it' });
+    }
+  })
+  .meta({ oneOf: [{ required: ['path'] }, { required: ['url', 'sha256'] }] });
+
+function isTarGzUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.pathname.endsWith('.tar.gz');
+  } catch {
+    return false;
+  }
+}
+
+const Version = z.string().min(1);
+
+export const AppSpecSchema = z.strictObject({
+  version: Version.describe('Version to run, a quoted string ("1.10", not 1.10); replaces {version} in the artifact'),
+  artifact: ArtifactSchema.describe('Where the release comes from: a directory "path" or a .tar.gz "url" with its "sha256"'),
+  run: z.strictObject({
+    command: Argv.describe('argv of the process, run in the artifact directory, e.g. ["node", "server.js"]'),
+    env: EnvMap.default({}).describe('Environment variables; each environment may add or override some'),
+  }),
+  replicas: z.int().min(0).max(1000).default(1).describe('Number of processes'),
+  port: Port.optional().describe('Public port the proxy listens on; each replica gets its own PORT'),
+  readiness: ProbeSchema.optional().describe('Traffic goes to a replica only while this succeeds'),
+  liveness: ProbeSchema.optional().describe('A replica is restarted when this fails failureThreshold times'),
+  dependsOn: z.array(Name).default([]).describe('Apps that must be ready before this one starts'),
+  rollout: z
+    .strictObject({ progressDeadlineSeconds: Seconds(1, 60).describe('Seconds for a new version to become ready before it is rolled back') })
+    .default({ progressDeadlineSeconds: 60 }),
+  terminationGracePeriodSeconds: Seconds(0, 30).describe('Seconds between SIGTERM and SIGKILL'),
+});
+
+export const AppOverridesSchema = z.strictObject({
+  version: Version.optional(),
+  replicas: z.int().min(0).max(1000).optional(),
+  env: EnvMap.optional(),
+  port: Port.optional(),
+});
+
+export const TargetSchema = z
+  .strictObject({
+    local: z.strictObject({}).optional(),
+    // Implemented by the kubernetes target; passed through as is.
+    kubernetes: z.record(z.string(), z.unknown()).optional(),
+  })
+  .check(exactlyOne(['local', 'kubernetes']))
+  .meta({ oneOf: [{ required: ['local'] }, { required: ['kubernetes'] }] });
+
+export const EnvironmentSpecSchema = z.strictObject({
+  target: TargetSchema.default({ local: {} }),
+  /** The apps this environment runs; a null or empty value means no overrides. */
+  apps: z
+    .record(Name, AppOverridesSchema.nullable())
+    .nullable()
+    .default({})
+    .describe('The apps this environment runs, each with optional overrides (version, replicas, env, port)'),
+});
+
+const metadata = z.strictObject({ name: Name });
+
+export const AppDocumentSchema = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('App'),
+  metadata,
+  spec: AppSpecSchema,
+});
+
+export const EnvironmentDocumentSchema = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Environment'),
+  metadata,
+  spec: EnvironmentSpecSchema,
+});
+
+export const KeelsonDocumentSchema = z.discriminatedUnion('kind', [AppDocumentSchema, EnvironmentDocumentSchema]);
+
+export const documentSchemas: Record<Kind, z.ZodType> = {
+  App: AppDocumentSchema,
+  Environment: EnvironmentDocumentSchema,
+};
+
+export type AppDocument = z.output<typeof AppDocumentSchema>;
+export type EnvironmentDocument = z.output<typeof EnvironmentDocumentSchema>;
+export type KeelsonDocument = z.output<typeof KeelsonDocumentSchema>;
+export type AppOverrides = z.output<typeof AppOverridesSchema>;
+export type ProbeSpec = z.output<typeof ProbeSchema>;
+
+export const SCHEMA_ID = 'https://keelson.dev/schema/keelson.schema.json';
+
+/** JSON Schema (draft-07, which editors support widely) of one document, oneOf on `kind`; describes input, so defaulted fields are optional. */
+export function keelsonJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(KeelsonDocumentSchema, { io: 'input', target: 'draft-07' });
+  return {
+    $schema: schema.$schema,
+    $id: SCHEMA_ID,
+    title: 'Keelson ops repository document (App or Environment)',
+    ...Object.fromEntries(Object.entries(schema).filter(([k]) => k !== '$schema')),
+  };
+}
+
+/** The exact text of schema/keelson.schema.json. */
+export function keelsonJsonSchemaText(): string {
+  return `${JSON.stringify(keelsonJsonSchema(), null, 2)}\n`;
+}
