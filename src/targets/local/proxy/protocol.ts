@@ -1,0 +1,152 @@
+/**
+ * The proxy's control protocol: JSON over HTTP on a Unix socket in the state dir.
+ * Plain types shared by the proxy (server side) and `ProxyClient`; the schema validates what the engine sends.
+ */
+import { z } from 'zod';
+
+export interface BackendSpec {
+  /** Unique across the whole table, e.g. the replica id. */
+  id: string;
+  /** `http://127.0.0.1:PORT` of one ready replica. */
+  url: string;
+  version: string;
+}
+
+export interface RouteSpec {
+  /** `env/app`. */
+  key: string;
+  /** Public port the proxy listens on. */
+  port: number;
+  /** Optional virtual host: requests whose Host header matches go here; without it the route is the port's default. */
+  host?: string;
+  backends: BackendSpec[];
+}
+
+/** The full desired routing table; every PUT replaces the previous one. */
+export interface RouteTable {
+  routes: RouteSpec[];
+}
+
+export interface RouteStatus {
+  key: string;
+  port: number;
+  listening: boolean;
+  error?: string;
+}
+
+/** Answer to `PUT /routes`: every route of the new table with its listener's state. */
+export interface TableStatus {
+  routes: RouteStatus[];
+}
+
+export interface BackendCounters {
+  inflight: number;
+  requests: number;
+  errors: number;
+}
+
+export interface BackendView extends BackendSpec, BackendCounters {
+  draining: boolean;
+}
+
+export interface RouteView extends RouteStatus {
+  host?: string;
+  /** Active backends first, then those draining (removed but with requests still in flight). */
+  backends: BackendView[];
+}
+
+export interface RoutesView {
+  routes: RouteView[];
+}
+
+export interface DrainResult {
+  drained: boolean;
+  /** Requests still in flight on the given backends. */
+  inflight: number;
+}
+
+export interface Health {
+  pid: number;
+  startedAt: string;
+}
+
+/** Upper bounds (seconds) of the latency buckets, Prometheus style; the last bucket is +Inf. */
+export const latencyBucketsSeconds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+export interface LatencyHistogram {
+  /** Cumulative counts per upper bound; `le: "+Inf"` equals `count`. */
+  buckets: { le: string; count: number }[];
+  sumSeconds: number;
+  count: number;
+}
+
+export interface RequestStats {
+  requests: number;
+  /** Responses with status >= 500, including the proxy's own 502/503/504. */
+  errors5xx: number;
+  latency: LatencyHistogram;
+}
+
+export interface VersionStats extends RequestStats {
+  version: string;
+}
+
+export interface RouteStats extends RequestStats {
+  key: string;
+  versions: VersionStats[];
+}
+
+export interface StatsView {
+  startedAt: string;
+  routes: RouteStats[];
+}
+
+const backendSchema = z.object({
+  id: z.string().min(1),
+  url: z.string().refine(isBackendUrl, { message: 'must be an http://host:port URL' }),
+  version: z.string(),
+});
+
+const routeSchema = z.object({
+  key: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  host: z.string().min(1).optional(),
+  backends: z.array(backendSchema),
+});
+
+export const routeTableSchema = z
+  .object({ routes: z.array(routeSchema) })
+  .superRefine((table, ctx) => {
+    const keys = new Set<string>();
+    const ids = new Set<string>();
+    table.routes.forEach((r, i) => {
+      if (keys.has(r.key)) ctx.addIssue({ code: 'custom', path: ['routes', i, 'key'], message: `duplicate route ${r.key}` });
+      keys.add(r.key);
+      r.backends.forEach((b, j) => {
+        if (ids.has(b.id)) {
+          ctx.addIssue({ code: 'custom', path: ['routes', i, 'backends', j, 'id'], message: `duplicate backend ${b.id}` });
+        }
+        ids.add(b.id);
+      });
+    });
+  });
+
+export const drainRequestSchema = z.object({
+  backendIds: z.array(z.string()),
+  timeoutMs: z.number().int().min(0).max(3_600_000),
+});
+
+function isBackendUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'http:' && u.hostname !== '' && u.port !== '';
+  } catch {
+    return false;
+  }
+}
+
+/** Host header value without port, lower-cased; `[::1]:80` → `[::1]`. */
+export function normalizeHost(host: string): string {
+  const end = host.startsWith('[') ? host.indexOf(']') + 1 : host.indexOf(':');
+  return (end > 0 ? host.slice(0, end) : host).toLowerCase();
+}

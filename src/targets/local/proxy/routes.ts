@@ -1,0 +1,224 @@
+/**
+ * The routing table's live state: routes, their backends and counters.
+ * No I/O; the data plane reads `Route.backends`, which is replaced as a whole on every table change.
+ */
+import {
+  normalizeHost,
+  type BackendView,
+  type DrainResult,
+  type RouteTable,
+  type RouteView,
+  type RouteStatus,
+} from './protocol.js';
+import { RouteCounters } from './stats.js';
+
+/** How long a backend that refused a connection is passed over while others are available. */
+const ejectMs = 1000;
+
+export class Backend {
+  inflight = 0;
+  requests = 0;
+  errors = 0;
+  draining = false;
+  /** Epoch ms until which the backend is avoided after a connect failure; 0 = fine. */
+  downUntil = 0;
+  readonly hostname: string;
+  readonly port: number;
+
+  constructor(
+    readonly id: string,
+    readonly url: string,
+    public version: string,
+    readonly routeKey: string,
+    private readonly onIdle: (b: Backend) => void,
+  ) {
+    const u = new URL(url);
+    this.hostname = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+    this.port = Number(u.port);
+  }
+
+  acquire(): void {
+    this.inflight++;
+    this.requests++;
+  }
+
+  release(failed: boolean): void {
+    if (failed) this.errors++;
+    if (--this.inflight === 0) this.onIdle(this);
+  }
+
+  markDown(now: number): void {
+    this.downUntil = now + ejectMs;
+  }
+
+  view(): BackendView {
+    const { id, url, version, inflight, requests, errors, draining } = this;
+    return { id, url, version, inflight, requests, errors, draining };
+  }
+}
+
+export class Route {
+  /** Replaced, never mutated, so a request can keep using the array it started with. */
+  backends: readonly Backend[] = [];
+  readonly counters = new RouteCounters();
+  private cursor = 0;
+
+  constructor(
+    readonly key: string,
+    public port: number,
+    public host: string | undefined,
+  ) {}
+
+  /**
+   * Round robin, preferring the least in-flight backend and avoiding recently failed ones.
+   * `tried` are backends this request already failed on.
+   */
+  pick(tried: readonly Backend[] | null): Backend | undefined {
+    const list = this.backends;
+    const n = list.length;
+    if (n === 0) return undefined;
+    const start = this.cursor;
+    this.cursor = (start + 1) % n;
+    let best: Backend | undefined;
+    let bestScore = Infinity;
+    let now = 0;
+    for (let i = 0; i < n; i++) {
+      const b = list[(start + i) % n];
+      if (tried !== null && tried.includes(b)) continue;
+      let score = b.inflight;
+      if (b.downUntil !== 0) {
+        now ||= Date.now();
+        if (b.downUntil > now) score += 1e9;
+        else b.downUntil = 0;
+      }
+      if (score < bestScore) {
+        best = b;
+        bestScore = score;
+      }
+    }
+    return best;
+  }
+}
+
+/** Routes of one public port: by virtual host, else the port's default route. */
+export interface PortRoutes {
+  fallback: Route | undefined;
+  byHost: Map<string, Route> | undefined;
+}
+
+export function resolveRoute(p: PortRoutes, hostHeader: string | undefined): Route | undefined {
+  if (p.byHost === undefined || hostHeader === undefined) return p.fallback;
+  return p.byHost.get(normalizeHost(hostHeader)) ?? p.fallback;
+}
+
+export interface AppliedTable {
+  ports: Map<number, PortRoutes>;
+  /** Routes that could not be placed (another route holds the same port and host), with the reason. */
+  conflicts: Map<string, string>;
+}
+
+export class RoutingTable {
+  private routes = new Map<string, Route>();
+  private readonly draining = new Set<Backend>();
+  private readonly idleWaiters = new Set<() => void>();
+  private readonly onIdle = (b: Backend): void => {
+    if (b.draining) this.draining.delete(b);
+    for (const w of this.idleWaiters) w();
+  };
+
+  /** Replaces the whole table; backends that leave it drain. Synchronous, so the swap is atomic for requests. */
+  apply(table: RouteTable): AppliedTable {
+    const next = new Map<string, Route>();
+    const ports = new Map<number, PortRoutes>();
+    const conflicts = new Map<string, string>();
+    const specs = [...table.routes].sort((a, b) => a.key.localeCompare(b.key));
+
+    for (const spec of specs) {
+      const host = spec.host === undefined ? undefined : normalizeHost(spec.host);
+      const route = this.routes.get(spec.key) ?? new Route(spec.key, spec.port, host);
+      route.port = spec.port;
+      route.host = host;
+
+      const old = new Map(route.backends.map((b) => [b.id, b]));
+      route.backends = spec.backends.map((s) => {
+        const prev = old.get(s.id);
+        if (prev && prev.url === s.url) {
+          old.delete(s.id);
+          prev.version = s.version;
+          return prev;
+        }
+        return new Backend(s.id, s.url, s.version, spec.key, this.onIdle);
+      });
+      for (const b of old.values()) this.retire(b);
+      next.set(spec.key, route);
+
+      let p = ports.get(spec.port);
+      if (!p) ports.set(spec.port, (p = { fallback: undefined, byHost: undefined }));
+      const holder = host === undefined ? p.fallback : p.byHost?.get(host);
+      if (holder) {
+        conflicts.set(spec.key, `port ${spec.port}${host ? ` host ${host}` : ''} is already routed to ${holder.key}`);
+      } else if (host === undefined) {
+        p.fallback = route;
+      } else {
+        (p.byHost ??= new Map()).set(host, route);
+      }
+    }
+
+    for (const [key, route] of this.routes) {
+      if (next.has(key)) continue;
+      for (const b of route.backends) this.retire(b);
+      route.backends = [];
+    }
+    this.routes = next;
+    return { ports, conflicts };
+  }
+
+  get(key: string): Route | undefined {
+    return this.routes.get(key);
+  }
+
+  all(): Route[] {
+    return [...this.routes.values()];
+  }
+
+  view(statusOf: (r: Route) => RouteStatus): RouteView[] {
+    return this.all().map((r) => {
+      const backends = r.backends.map((b) => b.view());
+      for (const b of this.draining) if (b.routeKey === r.key) backends.push(b.view());
+      return { ...statusOf(r), ...(r.host === undefined ? {} : { host: r.host }), backends };
+    });
+  }
+
+  /** Requests in flight on backends with these ids, active or draining. */
+  inflightOf(ids: ReadonlySet<string>): number {
+    let n = 0;
+    for (const r of this.routes.values()) for (const b of r.backends) if (ids.has(b.id)) n += b.inflight;
+    for (const b of this.draining) if (ids.has(b.id)) n += b.inflight;
+    return n;
+  }
+
+  /** Resolves when the given backends have no request in flight, or when the timeout passes. */
+  waitIdle(backendIds: string[], timeoutMs: number): Promise<DrainResult> {
+    const ids = new Set(backendIds);
+    const initial = this.inflightOf(ids);
+    if (initial === 0) return Promise.resolve({ drained: true, inflight: 0 });
+    return new Promise((resolve) => {
+      const check = (): void => {
+        const inflight = this.inflightOf(ids);
+        if (inflight === 0) finish({ drained: true, inflight });
+      };
+      const timer = setTimeout(() => finish({ drained: false, inflight: this.inflightOf(ids) }), timeoutMs);
+      const finish = (r: DrainResult): void => {
+        clearTimeout(timer);
+        this.idleWaiters.delete(check);
+        resolve(r);
+      };
+      this.idleWaiters.add(check);
+    });
+  }
+
+  private retire(b: Backend): void {
+    b.draining = true;
+    if (b.inflight > 0) this.draining.add(b);
+  }
+}
