@@ -7,7 +7,15 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { verifyWebhook } from '../source/webhook.js';
 import type { Store } from '../store/store.js';
+import { appRevisions } from '../rollback/revisions.js';
 import { followLog, tailLines } from '../targets/local/logs.js';
+import { installUi } from '../ui/serve.js';
+import { AuditLog } from './audit.js';
+import { Authenticator } from './auth.js';
+import { installDashboardApi } from './dashboard-api.js';
+import { environmentRoutes } from './environment-routes.js';
+import { rolloutRoutes } from './rollout-routes.js';
+import { installSecurity } from './security.js';
 
 export interface ApiDeps {
   engine: Engine;
@@ -15,6 +23,11 @@ export interface ApiDeps {
   metrics: Metrics;
   log: Logger;
   webhookSecret?: string;
+  /** Bearer tokens; none configured means read-only (viewer) for everyone. */
+  auth?: Authenticator;
+  audit?: AuditLog;
+  version?: string;
+  webhookRate?: { burst: number; perSecond: number };
 }
 
 /** A problem answered as JSON: `{error, message}` with an HTTP status. */
@@ -33,6 +46,9 @@ export function createApi(d: ApiDeps): Hono {
     d.log.error({ err: err.message, path: c.req.path }, 'api request failed');
     return c.json({ error: 'Internal', message: err.message }, 500);
   });
+  const auth = d.auth ?? new Authenticator([]);
+  const audit = d.audit ?? new AuditLog(d.store.db);
+  installSecurity(app, { auth, audit, log: d.log, webhookRate: d.webhookRate });
 
   app.get('/healthz', (c) => c.json({ ok: true }));
 
@@ -66,6 +82,10 @@ export function createApi(d: ApiDeps): Hono {
   app.get('/api/v1/history', (c) => {
     const limit = Number(c.req.query('limit') ?? 50);
     return c.json({ syncs: d.store.history({ env: c.req.query('env') || undefined, app: c.req.query('app') || undefined, limit: Math.min(Math.max(limit, 1), 1000) }) });
+  });
+
+  app.get('/api/v1/environments/:env/apps/:app/revisions', (c) => {
+    return c.json(appRevisions(d.store, c.req.param('env'), c.req.param('app')));
   });
 
   app.get('/api/v1/environments/:env/apps/:app/events', (c) => {
@@ -128,6 +148,10 @@ export function createApi(d: ApiDeps): Hono {
     },
   );
 
+  environmentRoutes(app, { engine, store: d.store });
+  rolloutRoutes(app, { bus: engine.bus, knownEnv });
+  installDashboardApi(app, { engine, store: d.store, auth, audit, version: d.version ?? '0.0.0' });
+  installUi(app);
   app.notFound((c) => c.json({ error: 'NotFound', message: `no route ${c.req.method} ${c.req.path}` }, 404));
   return app;
 }

@@ -2,13 +2,20 @@ import { ExitError } from '../core/errors.js';
 import type { StatusView } from '../engine/engine.js';
 import type { SyncRecord } from '../store/store.js';
 import { parse } from './args.js';
+import { withProgress } from './progress.js';
+import { watchStatus } from './watch.js';
 
-const common = { server: { type: 'string' }, env: { type: 'string' }, app: { type: 'string' }, json: { type: 'boolean' } } as const;
+const common = { server: { type: 'string' }, env: { type: 'string' }, app: { type: 'string' }, json: { type: 'boolean' }, token: { type: 'string' } } as const;
+
+/** Bearer token for the API: --token or KEELSON_TOKEN. */
+let authHeaders: Record<string, string> = {};
 
 /** Commands that talk to a running engine over its API. */
 export async function run(cmd: string, argv: string[]): Promise<void> {
-  const { values } = parse(argv, { ...common, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' } });
+  const { values } = parse(argv, { ...common, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' }, watch: { type: 'boolean', short: 'w' } });
   const server = (values.server ?? process.env.KEELSON_SERVER ?? 'http://127.0.0.1:7070').replace(/\/$/, '');
+  const token = values.token ?? process.env.KEELSON_TOKEN;
+  authHeaders = token ? { authorization: `Bearer ${token}` } : {};
   const need = (name: 'env' | 'app') => {
     const v = values[name];
     if (!v) throw new ExitError(2, `keelson ${cmd} needs --${name}`);
@@ -16,6 +23,10 @@ export async function run(cmd: string, argv: string[]): Promise<void> {
   };
   switch (cmd) {
     case 'status': {
+      if (values.watch) {
+        const path = `/api/v1/status${values.env ? `?env=${encodeURIComponent(values.env)}` : ''}`;
+        return watchStatus({ server, headers: authHeaders, fetchText: async () => formatStatus(await call<StatusView>(server, path)) });
+      }
       const status = await call<StatusView>(server, `/api/v1/status${values.env ? `?env=${encodeURIComponent(values.env)}` : ''}`);
       console.log(values.json ? JSON.stringify(status, null, 2) : formatStatus(status));
       return;
@@ -27,12 +38,14 @@ export async function run(cmd: string, argv: string[]): Promise<void> {
     }
     case 'sync': {
       const env = need('env');
-      console.error(`syncing ${values.env}${values.app ? `/${values.app}` : ''}…`);
-      const r = await call<{ result: string; message: string }>(server, `/api/v1/environments/${env}/sync`, {
-        method: 'POST',
-        body: JSON.stringify(values.app ? { app: values.app } : {}),
-        headers: { 'content-type': 'application/json' },
-      });
+      const label = `syncing ${values.env}${values.app ? `/${values.app}` : ''}`;
+      const r = await withProgress({ server, headers: authHeaders, env: values.env!, label }, () =>
+        call<{ result: string; message: string }>(server, `/api/v1/environments/${env}/sync`, {
+          method: 'POST',
+          body: JSON.stringify(values.app ? { app: values.app } : {}),
+          headers: { 'content-type': 'application/json' },
+        }),
+      );
       console.log(values.json ? JSON.stringify(r, null, 2) : `${r.result}: ${r.message}`);
       if (r.result === 'Failed') throw new ExitError(1, '');
       return;
@@ -57,7 +70,7 @@ export async function run(cmd: string, argv: string[]): Promise<void> {
 async function request(server: string, path: string, init?: RequestInit): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(server + path, init);
+    res = await fetch(server + path, { ...init, headers: { ...authHeaders, ...(init?.headers as Record<string, string> | undefined) } });
   } catch {
     throw new ExitError(1, `cannot reach Keelson at ${server}; is \`keelson up\` running? (set --server or KEELSON_SERVER)`);
   }
@@ -84,6 +97,7 @@ export function formatStatus(s: StatusView): string {
   for (const env of s.environments) {
     out.push('', `ENVIRONMENT ${env.name} (${env.target})${env.syncing ? ' syncing…' : ''}`);
     if (env.error) out.push(`  error: ${env.error.message}`);
+    if (env.syncWindow) out.push(`  ${env.syncWindow}`);
     const rows = [['APP', 'VERSION', 'SYNC', 'HEALTH', 'READY', 'REVISION', 'MESSAGE']];
     for (const a of env.apps) {
       const version = a.version && a.desiredVersion && a.version !== a.desiredVersion ? `${a.version}→${a.desiredVersion}` : a.version ?? a.desiredVersion ?? '-';

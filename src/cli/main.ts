@@ -12,7 +12,24 @@ Usage:
   keelson history --env E [--app A] [--json]
   keelson logs --env E --app A [--follow] [--tail N]
   keelson down [--state-dir D]          stop every supervised app and the proxy
+  keelson secret keygen|encrypt|decrypt|edit   SOPS + age secrets (keelson secret help)
+  keelson rollout --env E --app A [--json]           state of the app's blue/green or canary rollout
+  keelson promote-rollout --env E --app A [--full]  go on past a pause (--full: skip pauses and analyses)
   keelson proxy --socket <path>         the proxy process (started by the engine)
+
+Environments, promotion, releases (edit the ops repository's working copy: --repo DIR, default .):
+  keelson diff-envs A B [--json] [--exit-code]     versions, replicas and config that differ
+  keelson env create NAME --from ENV [--set app=version]... [--ttl 2h] [--hosts] [--branch B]
+  keelson env list | destroy NAME... | gc [--dry-run]
+  keelson env copy-data --from ENV --to ENV --postgres [--app A] [--var DATABASE_URL] [--yes]
+  keelson promote APP... --from ENV --to ENV [--all] [--branch NAME] [--yes] [--dry-run]
+  keelson release [--repo APP_REPO] [--dry-run]     next version + changelog from Conventional Commits
+  keelson run --env E --app A [--timeout 10m] -- CMD [ARGS...]   one-off in the app's release (engine API)
+  keelson where APP...                              what version runs where, since when (engine API)
+Safe delivery:
+  keelson rollback --env E --app A [--to REV] [--repo DIR] [--yes] [--push] [--reason TEXT]
+                                                    commit the app's declaration as of REV (default: last healthy)
+  keelson backup list|restore --env E --app A [--backup NAME] [--database-url URL | --var DATABASE_URL] [--state-dir D]
 
 Commands that talk to a running engine take --server URL (default http://127.0.0.1:7070,
 or KEELSON_SERVER).`;
@@ -34,6 +51,27 @@ export async function main(argv: string[]): Promise<void> {
         return await (await import('./client-commands.js')).run(cmd, rest);
       case 'down':
         return await (await import('./down.js')).down(rest);
+      case 'diff-envs':
+        return await (await import('./environments.js')).diffEnvs(rest);
+      case 'env':
+        return await (await import('./environments.js')).env(rest);
+      case 'promote':
+        return await (await import('./promote.js')).promote(rest);
+      case 'release':
+        return await (await import('./release.js')).release(rest);
+      case 'run':
+        return await (await import('./run-where.js')).runOneOff(rest);
+      case 'where':
+        return await (await import('./run-where.js')).where(rest);
+      case 'rollback':
+        return await (await import('./rollback.js')).rollback(rest);
+      case 'backup':
+        return await (await import('./backup.js')).backup(rest);
+      case 'secret':
+        return await (await import('../secrets/cli.js')).secret(rest);
+      case 'promote-rollout':
+      case 'rollout':
+        return await (await import('./rollout-commands.js')).rolloutCommand(cmd, rest);
       case 'proxy':
         return await (await import('../targets/local/proxy/main.js')).runProxyMain(rest);
       case 'version':

@@ -1,12 +1,17 @@
 import { serve } from '@hono/node-server';
 import { createApi } from '../api/app.js';
+import { Authenticator, readTokensFile, tokenEnvVars, tokensFromEnv } from '../api/auth.js';
+import { registerProxyMetrics } from '../metrics/proxy-metrics.js';
+import { version } from './version.js';
 import { ExitError, errorMessage } from '../core/errors.js';
 import { Engine } from '../engine/engine.js';
 import { EventBus } from '../engine/events.js';
 import { createLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
+import { Notifier } from '../notify/notifier.js';
 import { Store } from '../store/store.js';
 import { LocalTarget } from '../targets/local/local-target.js';
+import { createTargetRegistry } from '../targets/default-targets.js';
 import { isLoopback, parse, parseDuration, parseListen } from './args.js';
 import { resolveUpConfig } from './config.js';
 
@@ -22,6 +27,7 @@ export async function up(argv: string[]): Promise<void> {
     poll: { type: 'string' },
     config: { type: 'string' },
     'webhook-secret-file': { type: 'string' },
+    'tokens-file': { type: 'string' },
   });
   const cfg = resolveUpConfig({
     repo: values.repo,
@@ -35,8 +41,10 @@ export async function up(argv: string[]): Promise<void> {
     webhookSecretFile: values['webhook-secret-file'],
   });
   const listen = parseListen(cfg.listen);
-  if (!isLoopback(listen.host)) {
-    throw new ExitError(2, `refusing to listen on ${listen.host}: the API has no authentication yet, so Keelson only listens on loopback (127.0.0.1). Put a reverse proxy with authentication in front of it.`);
+  const tokensFile = values['tokens-file'] ?? (process.env.KEELSON_TOKENS_FILE || undefined);
+  const auth = new Authenticator([...(tokensFile ? readTokensFile(tokensFile) : []), ...tokensFromEnv()]);
+  if (!isLoopback(listen.host) && !auth.enabled) {
+    throw new ExitError(2, `refusing to listen on ${listen.host} without authentication: configure API tokens (--tokens-file F, or ${tokenEnvVars.admin} / ${tokenEnvVars.operator} / ${tokenEnvVars.viewer}; create one with \`keelson token create\`) or listen on 127.0.0.1.`);
   }
   const pollMs = parseDuration(cfg.poll);
   const log = createLogger();
@@ -49,12 +57,17 @@ export async function up(argv: string[]): Promise<void> {
   });
   let engine: Engine | undefined;
   const target = new LocalTarget({ stateDir: cfg.stateDir, store, bus, log, requeue: (env) => engine?.requeue(env) });
-  engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target });
+  // Each environment's spec.target picks its target; the engine talks to the registry only.
+  const targets = createTargetRegistry({ local: target, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env) });
+  engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target: targets });
   const metrics = new Metrics(bus, {
     processes: () => target.supervisor.status().reduce((n, a) => n + a.instances.length, 0),
-    health: () => target.supervisor.status().map((a) => ({ env: a.env, app: a.app, status: a.health })),
+    health: () => target.supervisor.status().map((a) => ({ env: a.env, app: a.app, status: engine!.pauses.isPaused(a.env, a.app) ? 'Suspended' : a.health })),
   });
-  const api = createApi({ engine, store, metrics, log, webhookSecret: cfg.webhookSecret });
+  registerProxyMetrics(metrics.registry, () => target.proxy.stats());
+  const notifier = new Notifier({ bus, log, environment: (env) => engine!.desiredEnvironment(env), link: (env) => `http://${cfg.listen}/api/v1/status?env=${encodeURIComponent(env)}` });
+  notifier.start();
+  const api = createApi({ engine, store, metrics, log, webhookSecret: cfg.webhookSecret, auth, version });
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: api.fetch, hostname: listen.host, port: listen.port }, () => resolve(s));
@@ -62,6 +75,8 @@ export async function up(argv: string[]): Promise<void> {
   });
   log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs }, 'keelson started');
   if (!cfg.webhookSecret) log.info({}, 'webhook accepts unsigned requests: no secret configured');
+  if (!auth.enabled) log.warn({ listen: cfg.listen }, 'api is read-only: no tokens configured, so sync, pause and resume are disabled; configure tokens to enable them');
+  log.info({ url: `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${(server.address() as { port: number }).port}/` }, 'dashboard ready');
 
   let stopping = false;
   const stop = async (signal: string) => {

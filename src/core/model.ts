@@ -2,6 +2,8 @@
  * The desired model: what render produces from an ops repository at one commit.
  * Plain, serializable data; no I/O.
  */
+import type { HookSet, NotificationSpec, SyncWindow } from './delivery.js';
+import type { RolloutSpec } from './rollout.js';
 
 export interface Probe {
   http?: { path: string; port?: number };
@@ -46,6 +48,16 @@ export interface DesiredApp {
   replicas: number;
   /** Public port owned by the proxy; replicas get their own PORT. */
   port?: number;
+  /** Virtual host (`app.env.localhost`) the proxy routes to this app on `port`, sharing the port with its owner. */
+  host?: string;
+  /** Kubernetes target: container image with its tag (the version) for an App rendered to a Deployment. */
+  image?: string;
+  /**
+   * Kubernetes target: an App given as a directory of manifests. `artifact.path` is that directory (so the engine's
+   * content digest covers it); `image` names the image whose tag the version sets; `replicas` tells whether the
+   * App or environment set replicas explicitly (else the manifests' own replicas stand).
+   */
+  manifests?: { dir: string; replicas: boolean };
   readiness?: Probe;
   liveness?: Probe;
   dependsOn: string[];
@@ -53,13 +65,35 @@ export interface DesiredApp {
   progressDeadlineSeconds: number;
   /** Seconds between SIGTERM and SIGKILL. */
   terminationGracePeriodSeconds: number;
+  /** Blue/green or canary; absent for the default rolling update. Not part of the template. */
+  rollout?: RolloutSpec;
+  /** SOPS-encrypted secrets the app reads: references and keyed digests only, never plaintext. Absent when none. */
+  secrets?: AppSecrets;
   source: SourceRef;
+}
+
+/** A secret reference: a SOPS file (relative to the repository root) and, optionally, one key in it. */
+export interface SecretRef {
+  file: string;
+  key?: string;
+  /** Keyed HMAC of the decrypted value, filled in by the engine; a changed value changes the template. */
+  digest?: string;
+}
+
+export interface AppSecrets {
+  /** Environment variable name → the value it takes. */
+  env: Record<string, SecretRef & { key: string }>;
+  /** Path below the app's secrets dir (`$KEELSON_SECRETS_DIR`) → the decrypted file, or one value of it. */
+  files: Record<string, SecretRef>;
 }
 
 export interface LocalTargetSpec {
   local: Record<string, never>;
 }
-export type TargetSpec = LocalTargetSpec | { kubernetes: Record<string, unknown> };
+export interface KubernetesTargetSpec {
+  kubernetes: { namespace: string; kubeconfig?: string; context?: string };
+}
+export type TargetSpec = LocalTargetSpec | KubernetesTargetSpec;
 
 export interface DesiredEnvironment {
   name: string;
@@ -67,6 +101,14 @@ export interface DesiredEnvironment {
   /** Apps in dependency order (dependencies first). */
   apps: DesiredApp[];
   source: SourceRef;
+  /** ISO 8601 expiry of an on-demand environment; once past, its apps are stopped (status Expired). */
+  expiresAt?: string;
+  /** Effective hooks per app (the environment's steps first, then the App's); absent when none. */
+  hooks?: Record<string, HookSet>;
+  syncWindows?: SyncWindow[];
+  notifications?: NotificationSpec[];
+  /** `keelson chaos` refuses to run here without --force. */
+  protected?: boolean;
 }
 
 export interface DesiredState {

@@ -1,5 +1,5 @@
 import { join, relative } from 'node:path';
-import type { DesiredApp, DesiredEnvironment, DesiredState } from '../core/model.js';
+import type { DesiredApp, DesiredEnvironment, DesiredState, TargetSpec } from '../core/model.js';
 import { targetName } from '../core/model.js';
 import { errorMessage } from '../core/errors.js';
 import { formatIssue, type HealthCode, type Issue, type SyncCode } from '../core/types.js';
@@ -10,8 +10,16 @@ import { GitSource, type FetchResult } from '../source/git-source.js';
 import type { AppChange, Store } from '../store/store.js';
 import { hashDirectory } from '../targets/local/releases.js';
 import type { LiveApp, Target } from '../targets/target.js';
+import { effectiveEnvironment, phaseOf, requeueBeforeExpiry, type EnvironmentPhase } from '../environments/expiry.js';
+import { digestSecrets } from '../secrets/resolve.js';
+import type { RunResult, RunSink } from '../run/one-off.js';
+import { runApp } from '../run/run-app.js';
 import { EventBus } from './events.js';
+import { InflightApplies } from './inflight.js';
+import { PauseSet } from './pause.js';
 import { Reconciler } from './reconciler.js';
+import { applyWithHooks, forgetHooks, runPreDelete, type SyncHookDeps } from '../hooks/around-apply.js';
+import { WindowGate } from '../windows/gate.js';
 
 export interface EngineOptions {
   repo: string;
@@ -61,6 +69,11 @@ export interface EnvironmentStatusView {
   target: string;
   revision: string | null;
   syncing: boolean;
+  /** `Expired` once an on-demand environment's expiresAt has passed (its apps are stopped). */
+  phase: EnvironmentPhase;
+  expiresAt: string | null;
+  /** Why syncs of this environment wait (a sync window), or null. */
+  syncWindow: string | null;
   error: { revision: string; message: string; issues: string[] } | null;
   apps: AppStatusView[];
 }
@@ -84,6 +97,11 @@ export class Engine {
   private readonly target: Target;
   private readonly log: Logger;
   private readonly reconciler: Reconciler;
+  private readonly inflight = new InflightApplies();
+  /** Paused environments and apps: reconcile skips them; status says Suspended. */
+  readonly pauses: PauseSet;
+  /** Sync windows: when an environment may sync, and why it waits. */
+  readonly windows: WindowGate;
   private good?: GoodRevision;
   private renderError?: RenderError;
   private latest?: FetchResult;
@@ -101,6 +119,8 @@ export class Engine {
     this.target = o.target;
     this.log = o.log;
     this.source = new GitSource({ repo: o.repo, ref: o.ref, path: o.path, stateDir: o.stateDir, log: o.log });
+    this.pauses = new PauseSet(o.store, o.bus);
+    this.windows = new WindowGate(o.bus);
     this.reconciler = new Reconciler({
       reconcile: (env) => this.reconcileEnvironment(env),
       onError: (env, err, retryInMs) => this.log.error({ env, err: errorMessage(err), retryms: retryInMs }, 'reconcile failed'),
@@ -163,7 +183,10 @@ export class Engine {
       return;
     }
     const root = checkoutDir;
-    const { desired, issues } = await renderRepository({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
+    const rendered = await renderRepository({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
+    const { desired } = rendered;
+    // Secrets are decrypted (and MAC-verified) before a revision is used: a bad one changes nothing live.
+    const issues = rendered.issues.length ? rendered.issues : await digestSecrets(desired, root);
     if (issues.length > 0) {
       if (!this.good) await this.restoreLastGood(revision);
       const message = `revision ${revision.slice(0, 7)} is invalid; still running ${this.good ? this.good.revision.slice(0, 7) : 'nothing'}. Fix the ops repository and commit: ${issues.map(formatIssue).join('; ')}`;
@@ -178,6 +201,7 @@ export class Engine {
     this.goodUnpin?.();
     this.goodUnpin = this.source.pin(revision);
     this.good = { revision, commit: { message: fetched.message, author: fetched.author, time: fetched.time }, checkoutDir, desired };
+    for (const key of this.inflight.supersede(desired, revision, (a) => this.target.templateOf(a))) this.log.info({ app: key, revision }, 'rollout superseded');
     this.store.setKv('lastGoodRevision', revision);
     for (const env of this.environmentNames()) {
       previousEnvs.delete(env);
@@ -232,7 +256,9 @@ export class Engine {
   }
 
   private desiredEnv(env: string): DesiredEnvironment {
-    return this.good?.desired.environments.find((e) => e.name === env) ?? { name: env, target: { local: {} }, apps: [], source: { file: '', line: 0, col: 0 } };
+    const found = this.good?.desired.environments.find((e) => e.name === env);
+    if (found) return effectiveEnvironment(found);
+    return { name: env, target: { local: {} }, apps: [], source: { file: '', line: 0, col: 0 } };
   }
 
   /** Manual sync: retries specs that failed before and waits for the reconcile to finish. */
@@ -243,6 +269,7 @@ export class Engine {
     let outcome: { result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string } = { result: 'Unchanged', message: 'live already equals desired' };
     const off = this.bus.subscribe((e) => {
       if (e.type === 'sync.completed' && e.env === env) outcome = { result: e.result, message: e.message };
+      if (e.type === 'sync.waiting' && e.env === env) outcome = { result: 'Unchanged', message: e.reason };
     });
     await this.reconciler.enqueue(env);
     off();
@@ -274,17 +301,19 @@ export class Engine {
   private async reconcileEnvironment(env: string): Promise<{ requeueAfterMs?: number }> {
     const good = this.good;
     const resync = this.o.resyncMs ?? this.pollMs;
-    if (!good) return { requeueAfterMs: resync };
+    if (!good || this.pauses.isPaused(env)) return { requeueAfterMs: resync };
     const desired = this.desiredEnv(env);
     const live = await this.target.observe(env);
     const force = this.forced.get(env);
     this.forced.delete(env);
     for (const app of force ?? []) this.store.clearFailure(env, app);
-    const plan = this.planFor(desired, live, good.revision, force);
+    const plan = this.pauses.withoutPaused(this.planFor(desired, live, good.revision, force));
     this.recordUnchanged(env, plan, good.revision, desired);
-    if (!hasChanges(plan)) return { requeueAfterMs: resync };
+    if (!hasChanges(plan)) return { requeueAfterMs: requeueBeforeExpiry(desired, resync) };
+    const gate = this.windows.check(desired, good.revision, { manual: force !== undefined, maxMs: requeueBeforeExpiry(desired, resync) });
+    if (!gate.allowed) return { requeueAfterMs: gate.requeueAfterMs };
     await this.execute(plan, desired, good);
-    return { requeueAfterMs: resync };
+    return { requeueAfterMs: requeueBeforeExpiry(desired, resync) };
   }
 
   /** Apps already equal to desired now trace back to this revision too. */
@@ -324,7 +353,9 @@ export class Engine {
     }
     for (const step of plan.steps.filter((s) => s.action === 'delete').reverse()) {
       try {
+        await runPreDelete(this.hookDeps(), env, step.app, good.revision);
         await this.target.delete(env, step.app);
+        forgetHooks(this.store, env, step.app);
         this.store.deleteInventory(env, step.app);
         this.store.clearFailure(env, step.app);
         changes.push({ app: step.app, action: 'deleted', from: step.from });
@@ -347,7 +378,17 @@ export class Engine {
 
   private async applyStep(step: PlanStep, app: DesiredApp, good: GoodRevision): Promise<AppChange> {
     const env = app.env;
-    const outcome = await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir }).catch(
+    const apply = async () => {
+      // Cancelled when a newer revision changes this app while the rollout still waits (see inflight.ts).
+      const inflight = this.inflight.begin(env, app.name, this.target.templateOf(app));
+      try {
+        return await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir, signal: inflight.signal });
+      } finally {
+        inflight.end();
+      }
+    };
+    const hooks = this.desiredEnv(env).hooks?.[app.name];
+    const outcome = await applyWithHooks(this.hookDeps(), { app, hooks, revision: good.revision, checkoutDir: good.checkoutDir, apply }).catch(
       (err): { ok: false; message: string; rolledBack: boolean; logTail: string[] } => ({ ok: false, message: errorMessage(err), rolledBack: false, logTail: [] }),
     );
     if (outcome.ok) {
@@ -368,6 +409,15 @@ export class Engine {
     return { app: app.name, action: 'failed', from: step.from, to: step.to, message };
   }
 
+  /** The environment as the last good revision declares it (notifications read it). */
+  desiredEnvironment(env: string): DesiredEnvironment | undefined {
+    return this.good?.desired.environments.find((e) => e.name === env);
+  }
+
+  private hookDeps(): SyncHookDeps {
+    return { stateDir: this.o.stateDir, bus: this.bus, log: this.log, target: this.target, store: this.store, checkout: (rev) => this.source.checkout(rev) };
+  }
+
   /** Re-check an environment soon (drift the target noticed). */
   requeue(env: string): void {
     void this.reconciler.enqueue(env);
@@ -382,8 +432,9 @@ export class Engine {
       const liveBy = new Map(live.map((a) => [a.name, a]));
       const failures = new Map(this.store.failures(env).map((f) => [f.app, f]));
       const names = [...new Set([...desired.apps.map((a) => a.name), ...live.map((a) => a.name)])];
+      const desiredBy = new Map(desired.apps.map((a) => [a.name, a]));
       const apps = names.map((name): AppStatusView => {
-        const d = desired.apps.find((a) => a.name === name);
+        const d = desiredBy.get(name);
         const l = liveBy.get(name);
         const f = failures.get(name);
         let sync: SyncCode = 'Unknown';
@@ -405,7 +456,7 @@ export class Engine {
           desiredVersion: d?.version ?? null,
           revision: l?.revision ?? null,
           sync,
-          health: l?.health ?? 'Missing',
+          health: this.pauses.isPaused(env, name) ? 'Suspended' : (l?.health ?? 'Missing'),
           message,
           replicas: l?.replicas ?? { desired: d?.replicas ?? 0, ready: 0, total: 0, updated: 0 },
           instances: l?.instances ?? [],
@@ -416,6 +467,9 @@ export class Engine {
         target: targetName(desired.target),
         revision: this.good?.revision ?? null,
         syncing: this.reconciler.isRunning(env),
+        syncWindow: this.windows.waiting(env),
+        phase: phaseOf(desired),
+        expiresAt: desired.expiresAt ?? null,
         error: this.renderError ? { revision: this.renderError.revision, message: this.renderError.message, issues: this.renderError.issues.map(formatIssue) } : null,
         apps,
       });
@@ -428,6 +482,11 @@ export class Engine {
     };
   }
 
+  /** `keelson run`: a one-off process in the app's current release with its environment; recorded in history. */
+  runOnce(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult> {
+    return runApp({ target: this.target, store: this.store, bus: this.bus, log: this.log }, env, app, argv, io);
+  }
+
   logsOf(env: string, app: string): { replica: string; path: string }[] {
     return this.target.logs(env, app);
   }
@@ -438,6 +497,11 @@ export class Engine {
 
   checkoutRoot(): string | undefined {
     return this.good ? join(this.good.checkoutDir, this.source.path) : undefined;
+  }
+
+  /** Where an environment runs per the running revision; undefined once git no longer declares it. */
+  targetSpecOf(env: string): TargetSpec | undefined {
+    return this.good?.desired.environments.find((e) => e.name === env)?.target;
   }
 }
 

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { HookPhase } from '../core/delivery.js';
 import type { Action, HealthCode } from '../core/types.js';
 
 /**
@@ -15,15 +16,42 @@ export type KeelsonEvent =
   | { type: 'app.failed'; env: string; app: string; revision: string; message: string }
   | { type: 'app.rolledBack'; env: string; app: string; revision: string; message: string }
   | { type: 'health.changed'; env: string; app: string; from: HealthCode; to: HealthCode; message: string }
-  | { type: 'drift.detected'; env: string; app: string; kind: DriftKind; message: string }
+  | {
+      type: 'drift.detected';
+      env: string;
+      app: string;
+      kind: DriftKind;
+      message: string;
+      /** Kubernetes target: the object (`kind/namespace/name`) and the fields changed behind Keelson's back. */
+      object?: string;
+      changes?: { field: string; old: unknown; new: unknown }[];
+    }
   | { type: 'replica.started'; env: string; app: string; replica: string; pid: number; version: string }
   | { type: 'replica.exited'; env: string; app: string; replica: string; pid: number; code: number | null; signal: string | null }
   | { type: 'replica.restarted'; env: string; app: string; replica: string; restarts: number; delayMs: number }
   | { type: 'replica.adopted'; env: string; app: string; replica: string; pid: number }
-  | { type: 'replica.ready'; env: string; app: string; replica: string; ready: boolean };
+  | { type: 'replica.ready'; env: string; app: string; replica: string; ready: boolean }
+  | { type: 'hook.started'; env: string; app: string; phase: HookPhase; step: string; attempt: number; revision: string }
+  | { type: 'hook.completed'; env: string; app: string; phase: HookPhase; step: string; attempt: number; revision: string; ok: boolean; durationMs: number; message: string; output: string }
+  | { type: 'sync.waiting'; env: string; revision: string; reason: string; opensAt: string | null }
+  | { type: 'notification.failed'; env: string; notification: string; trigger: string; message: string }
+  | { type: 'pause.changed'; env: string; app: string | null; paused: boolean }
+  | { type: 'run.started'; env: string; app: string; command: string }
+  | { type: 'run.completed'; env: string; app: string; command: string; code: number | null; signal: string | null; durationMs: number; message: string }
+  | RolloutEvent;
+
+/** Progressive rollouts (blue/green, canary); see src/rollout/. */
+export type RolloutEvent =
+  | { type: 'rollout.started'; env: string; app: string; revision: string; strategy: string; from: string; to: string }
+  | { type: 'rollout.step'; env: string; app: string; revision: string; step: number; steps: number; weight: number; message: string }
+  | { type: 'rollout.paused'; env: string; app: string; revision: string; reason: string; untilPromoted: boolean }
+  | { type: 'rollout.promoteRequested'; env: string; app: string; full: boolean }
+  | { type: 'rollout.analysis'; env: string; app: string; revision: string; analysis: string; metric: string; phase: string; message: string }
+  | { type: 'rollout.completed'; env: string; app: string; revision: string; message: string }
+  | { type: 'rollout.aborted'; env: string; app: string; revision: string; reason: string };
 
 export type SyncResult = 'Succeeded' | 'Failed';
-export type DriftKind = 'process-exited' | 'replica-missing' | 'replica-extra' | 'release-modified' | 'proxy-missing';
+export type DriftKind = 'process-exited' | 'replica-missing' | 'replica-extra' | 'release-modified' | 'proxy-missing' | 'object-modified' | 'object-deleted';
 
 export type EventOf<T extends KeelsonEvent['type']> = Extract<KeelsonEvent, { type: T }>;
 export type Stamped = KeelsonEvent & { time: string; seq: number };

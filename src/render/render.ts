@@ -22,6 +22,10 @@ import {
   type ProbeSpec,
 } from './schema.js';
 import { suggest, validate } from './schema-issues.js';
+import { toRolloutSpec } from './rollout-schema.js';
+import { checkTargetRequirements, hasExplicitReplicas, kubernetesForm } from './app-form.js';
+import { resolveDelivery } from './resolve-delivery.js';
+import { resolveSecretRefs, type SecretsSource } from '../secrets/refs.js';
 
 export interface RenderOptions {
   /** Repository root (artifact paths are resolved against it and must stay inside it). */
@@ -86,7 +90,8 @@ export function renderDocuments(docs: readonly ParsedDoc[], opts: RenderOptions)
     const sink: Issue[] = isSelected ? issues : [];
     const resolved = resolveEnvironment(root, env, apps, invalid.App, sink);
     // Every local environment shares this machine's ports; other targets have their own.
-    const own = 'local' in resolved.target ? portClaims(env, resolved.apps, isSelected) : [];
+    // Host-routed environments share their ports by host name (app.env.localhost), so they claim none.
+    const own = 'local' in resolved.target && env.value.spec.routing !== 'host' ? portClaims(env, resolved.apps, isSelected) : [];
     claims.push(...own);
     if (!isSelected) continue;
     checkPortsWithinEnvironment(env, own, issues);
@@ -231,7 +236,7 @@ function substitute(template: string, version: string): string {
 }
 
 function artifactPath(root: string, app: AppDecl, version: string): string | undefined {
-  const p = app.value.spec.artifact.path;
+  const p = app.value.spec.artifact?.path;
   return p === undefined ? undefined : resolve(dirname(join(root, app.doc.file)), substitute(p, version));
 }
 
@@ -243,7 +248,7 @@ function checkArtifactPath(root: string, app: AppDecl, version: string, env: str
     issueAt(
       app.doc,
       ['spec', 'artifact', 'path'],
-      `App "${app.name}": artifact path "${app.value.spec.artifact.path}"${via} resolves to ${abs}, outside the repository root ${root}; keep artifacts inside the repository or use artifact.url`,
+      `App "${app.name}": artifact path "${app.value.spec.artifact?.path}"${via} resolves to ${abs}, outside the repository root ${root}; keep artifacts inside the repository or use artifact.url`,
     ),
   );
 }
@@ -285,6 +290,16 @@ function resolveEnvironment(
       continue;
     }
     const desired = resolveApp(root, env.name, app, overrides ?? {});
+    checkTargetRequirements(root, env.value.spec.target, env, { name, doc: app.doc, spec: app.value.spec }, issues);
+    if (env.value.spec.target.kubernetes !== undefined) {
+      Object.assign(desired, kubernetesForm(root, app.doc, app.value.spec, desired.version, hasExplicitReplicas(app.doc, overrides?.replicas)));
+    }
+    if (env.value.spec.routing === 'host' && desired.port !== undefined) desired.host = `${name}.${env.name}.localhost`;
+    const secretSources: SecretsSource[] = [];
+    if (app.value.spec.secrets) secretSources.push({ doc: app.doc, at: ['spec', 'secrets'], secrets: app.value.spec.secrets });
+    if (overrides?.secrets) secretSources.push({ doc: env.doc, at: ['spec', 'apps', name, 'secrets'], secrets: overrides.secrets });
+    const secrets = resolveSecretRefs(root, name, secretSources, desired.vars, issues);
+    if (secrets) desired.secrets = secrets;
     if (overrides?.version !== undefined && overrides.version !== app.value.spec.version) {
       checkArtifactPath(root, app, overrides.version, env.name, issues);
     }
@@ -301,7 +316,10 @@ function resolveEnvironment(
     }
     out.push(desired);
   }
-  return { name: env.name, target: toTarget(env.value.spec.target), apps: out, source: env.source };
+  const resolved: DesiredEnvironment = { name: env.name, target: toTarget(env.value.spec.target), apps: out, source: env.source };
+  if (env.value.spec.expiresAt !== undefined) resolved.expiresAt = new Date(env.value.spec.expiresAt).toISOString();
+  Object.assign(resolved, resolveDelivery(env.value.spec, out.map((a) => [a.name, apps.get(a.name)!.value.spec.hooks])));
+  return resolved;
 }
 
 function toTarget(t: EnvironmentDocument['spec']['target']): TargetSpec {
@@ -312,15 +330,15 @@ function resolveApp(root: string, env: string, app: AppDecl, ov: AppOverrides): 
   const spec = app.value.spec;
   const version = ov.version ?? spec.version;
   const artifact: Artifact =
-    spec.artifact.url !== undefined
+    spec.artifact?.url !== undefined
       ? { url: substitute(spec.artifact.url, version), sha256: spec.artifact.sha256 }
-      : { path: artifactPath(root, app, version) };
+      : spec.artifact?.path !== undefined ? { path: artifactPath(root, app, version) } : {};
   const out: DesiredApp = {
     name: app.name,
     env,
     version,
     artifact,
-    command: [...spec.run.command],
+    command: [...(spec.run.command ?? [])],
     vars: ov.env ? { ...spec.run.env, ...ov.env } : { ...spec.run.env },
     replicas: ov.replicas ?? spec.replicas,
     dependsOn: [...new Set(spec.dependsOn)],
@@ -333,6 +351,8 @@ function resolveApp(root: string, env: string, app: AppDecl, ov: AppOverrides): 
   if (port !== undefined) out.port = port;
   if (spec.readiness) out.readiness = toProbe(spec.readiness);
   if (spec.liveness) out.liveness = toProbe(spec.liveness);
+  const rollout = toRolloutSpec(spec.rollout);
+  if (rollout) out.rollout = rollout;
   return out;
 }
 

@@ -4,6 +4,9 @@
  * `keelsonJsonSchema()` publishes the same rules for editors (schema/keelson.schema.json).
  */
 import { z } from 'zod';
+import { checkRolloutStrategy, rolloutStrategyFields } from './rollout-schema.js';
+import { HooksSchema, NotificationSchema, SyncWindowSchema } from './schema-delivery.js';
+import { SecretsSchema } from '../secrets/schema.js';
 
 export const API_GROUP = 'keelson.dev';
 export const API_VERSION = 'keelson.dev/v1alpha1';
@@ -103,20 +106,34 @@ const Version = z.string().min(1);
 
 export const AppSpecSchema = z.strictObject({
   version: Version.describe('Version to run, a quoted string ("1.10", not 1.10); replaces {version} in the artifact'),
-  artifact: ArtifactSchema.describe('Where the release comes from: a directory "path" or a .tar.gz "url" with its "sha256"'),
-  run: z.strictObject({
-    command: Argv.describe('argv of the process, run in the artifact directory, e.g. ["node", "server.js"]'),
-    env: EnvMap.default({}).describe('Environment variables; each environment may add or override some'),
-  }),
+  artifact: ArtifactSchema.optional().describe('Local target: where the release comes from, a directory "path" or a .tar.gz "url" with its "sha256"'),
+  image: z
+    .string()
+    .regex(/^[^\s]+$/, { error: 'must be an image reference without spaces' })
+    .optional()
+    .describe('Kubernetes target: container image; {version} is replaced by the version, else ":<version>" is appended (with manifests: the image whose tag the version sets)'),
+  manifests: z.string().min(1).optional().describe('Kubernetes target: directory of Kubernetes YAML (recursive) or with a kustomization.yaml, relative to this file'),
+  run: z
+    .strictObject({
+      command: Argv.optional().describe('argv of the process, run in the artifact directory, e.g. ["node", "server.js"]; on Kubernetes the container command'),
+      env: EnvMap.default({}).describe('Environment variables; each environment may add or override some'),
+    })
+    .default({ env: {} }),
   replicas: z.int().min(0).max(1000).default(1).describe('Number of processes'),
   port: Port.optional().describe('Public port the proxy listens on; each replica gets its own PORT'),
   readiness: ProbeSchema.optional().describe('Traffic goes to a replica only while this succeeds'),
   liveness: ProbeSchema.optional().describe('A replica is restarted when this fails failureThreshold times'),
   dependsOn: z.array(Name).default([]).describe('Apps that must be ready before this one starts'),
   rollout: z
-    .strictObject({ progressDeadlineSeconds: Seconds(1, 60).describe('Seconds for a new version to become ready before it is rolled back') })
-    .default({ progressDeadlineSeconds: 60 }),
+    .strictObject({
+      progressDeadlineSeconds: Seconds(1, 60).describe('Seconds for a new version to become ready before it is rolled back'),
+      ...rolloutStrategyFields,
+    })
+    .check(checkRolloutStrategy)
+    .default({ progressDeadlineSeconds: 60, strategy: 'rolling' }),
   terminationGracePeriodSeconds: Seconds(0, 30).describe('Seconds between SIGTERM and SIGKILL'),
+  secrets: SecretsSchema.optional(),
+  hooks: HooksSchema.optional(),
 });
 
 export const AppOverridesSchema = z.strictObject({
@@ -124,13 +141,19 @@ export const AppOverridesSchema = z.strictObject({
   replicas: z.int().min(0).max(1000).optional(),
   env: EnvMap.optional(),
   port: Port.optional(),
+  secrets: SecretsSchema.optional().describe('Secrets of this app in this environment; env entries replace the App\'s by name, files by path'),
 });
 
 export const TargetSchema = z
   .strictObject({
     local: z.strictObject({}).optional(),
-    // Implemented by the kubernetes target; passed through as is.
-    kubernetes: z.record(z.string(), z.unknown()).optional(),
+    kubernetes: z
+      .strictObject({
+        namespace: Name.describe('Namespace the apps run in; created if missing'),
+        kubeconfig: z.string().min(1).optional().describe('Kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then in-cluster)'),
+        context: z.string().min(1).optional().describe('Context of the kubeconfig (default: its current context)'),
+      })
+      .optional(),
   })
   .check(exactlyOne(['local', 'kubernetes']))
   .meta({ oneOf: [{ required: ['local'] }, { required: ['kubernetes'] }] });
@@ -143,9 +166,24 @@ export const EnvironmentSpecSchema = z.strictObject({
     .nullable()
     .default({})
     .describe('The apps this environment runs, each with optional overrides (version, replicas, env, port)'),
+  expiresAt: z.iso
+    .datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. "2030-01-31T18:00:00Z"' })
+    .optional()
+    .describe('When an on-demand environment expires: its apps are stopped and its status becomes Expired (`keelson env gc` removes it)'),
+  routing: z
+    .enum(['port', 'host'])
+    .default('port')
+    .describe('"port": apps own their public ports; "host": apps share their ports with the owner and are reached as APP.ENV.localhost'),
+  hooks: HooksSchema.optional().describe("Hooks run for every app of this environment, before the app's own"),
+  syncWindows: z.array(SyncWindowSchema).default([]),
+  notifications: z.array(NotificationSchema).default([]),
+  protected: z.boolean().default(false).describe('`keelson chaos` refuses to run here without --force'),
 });
 
-const metadata = z.strictObject({ name: Name });
+const metadata = z.strictObject({
+  name: Name,
+  annotations: z.record(z.string().min(1), z.string()).optional().describe('Free-form notes, e.g. keelson.dev/owner of an on-demand environment'),
+});
 
 export const AppDocumentSchema = z.strictObject({
   apiVersion: z.literal(API_VERSION),

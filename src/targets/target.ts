@@ -1,5 +1,6 @@
 import type { DesiredApp } from '../core/model.js';
 import type { HealthCode } from '../core/types.js';
+import type { RunResult, RunSink } from '../run/one-off.js';
 
 /** One app as a target observes it. */
 export interface LiveApp {
@@ -17,6 +18,31 @@ export interface LiveApp {
   instances: unknown[];
   /** False when files of the live release were changed behind Keelson's back. */
   intact: boolean;
+  /** Directory of the live release, where `exec` hooks run (targets that run apps on this machine). */
+  releaseDir?: string;
+  /** Targets that manage several objects per app (Kubernetes) report each one. */
+  objects?: ObjectStatus[];
+}
+
+/** One object of an app as a target sees it: `kind/namespace/name`, its health and why. */
+export interface ObjectStatus {
+  key: string;
+  health: HealthCode;
+  message: string;
+}
+
+/** What applying did to one object: the system's outcome words plus `failed`. */
+export interface ObjectOutcome {
+  key: string;
+  action: 'created' | 'configured' | 'unchanged' | 'deleted' | 'skipped' | 'failed';
+  message?: string;
+}
+
+/** One object's server-side difference between live and desired, for `keelson diff`. */
+export interface ObjectDiff {
+  key: string;
+  action: 'create' | 'update' | 'delete' | 'none';
+  changes: { path: string; live?: unknown; desired?: unknown }[];
 }
 
 export interface ApplyContext {
@@ -26,11 +52,13 @@ export interface ApplyContext {
   signal?: AbortSignal;
   /** Replace every replica even if nothing changed (heals a modified release). */
   restartAll?: boolean;
+  /** Take over fields other managers own (Kubernetes server-side apply conflicts); only on request. */
+  force?: boolean;
 }
 
 export type ApplyOutcome =
-  | { ok: true; action: 'created' | 'configured'; message: string }
-  | { ok: false; message: string; rolledBack: boolean; logTail: string[] };
+  | { ok: true; action: 'created' | 'configured'; message: string; objects?: ObjectOutcome[] }
+  | { ok: false; message: string; rolledBack: boolean; logTail: string[]; objects?: ObjectOutcome[] };
 
 /**
  * Where apps run. Shared code never asks which target it talks to; targets declare what they can do.
@@ -46,4 +74,8 @@ export interface Target {
   apply(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome>;
   delete(env: string, app: string): Promise<void>;
   logs(env: string, app: string): { replica: string; path: string }[];
+  /** Runs a one-off command with the app's current release and environment (`keelson run`); absent when unsupported. */
+  runOnce?(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult>;
+  /** Per-object server-side difference of an app (targets that manage objects); absent when unsupported. */
+  diff?(app: DesiredApp, ctx: ApplyContext): Promise<ObjectDiff[]>;
 }

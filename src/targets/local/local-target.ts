@@ -9,10 +9,13 @@ import type { Store } from '../../store/store.js';
 import type { ApplyContext, ApplyOutcome, LiveApp, Target } from '../target.js';
 import { fetchArtifact, unpackTarGz } from './artifact.js';
 import { rotateIfNeeded } from './logs.js';
+import { isProgressive, progressiveRollout } from './progressive.js';
 import { ProxyManager } from './proxy-manager.js';
 import { materializeRelease, pruneReleases, verifyRelease, type Release } from './releases.js';
+import { runProcess, type RunResult, type RunSink } from '../../run/one-off.js';
 import { templateHash } from './spec-hash.js';
 import { Supervisor } from './supervisor.js';
+import { LocalSecrets } from '../../secrets/local-runtime.js';
 
 export interface LocalTargetOptions {
   stateDir: string;
@@ -35,10 +38,14 @@ export class LocalTarget implements Target {
   private readonly watchers = new Map<string, FSWatcher>();
   private readonly modified = new Set<string>();
   private rotateTimer?: NodeJS.Timeout;
+  /** Decrypted secrets of the apps: env vars in memory, files in a private dir of the state dir. */
+  readonly secrets: LocalSecrets;
 
   constructor(private readonly o: LocalTargetOptions) {
     this.proxy = new ProxyManager({ stateDir: o.stateDir, log: o.log, bus: o.bus });
-    this.supervisor = new Supervisor({ stateDir: o.stateDir, store: o.store, bus: o.bus, log: o.log, routes: this.proxy });
+    this.secrets = new LocalSecrets({ stateDir: o.stateDir });
+    const secretEnv = (spec: DesiredApp, template: string) => this.secrets.envFor(spec, template);
+    this.supervisor = new Supervisor({ stateDir: o.stateDir, store: o.store, bus: o.bus, log: o.log, routes: this.proxy, secretEnv });
     this.proxy.onRestart(() => this.supervisor.requestPublish());
   }
 
@@ -80,6 +87,7 @@ export class LocalTarget implements Target {
       replicas: s.replicas,
       instances: s.instances,
       intact: !this.modified.has(s.release.dir),
+      releaseDir: s.release.dir,
     }));
   }
 
@@ -91,11 +99,20 @@ export class LocalTarget implements Target {
     } catch (err) {
       return { ok: false, message: `release of ${app.name} ${app.version} could not be prepared: ${errorMessage(err)}`, rolledBack: false, logTail: [] };
     }
+    try {
+      await this.secrets.prepare(app, templateHash(app), ctx.checkoutDir);
+    } catch (err) {
+      return { ok: false, message: `secrets of ${app.name} ${app.version} could not be prepared: ${errorMessage(err)}`, rolledBack: false, logTail: [] };
+    }
     const wasModified = this.modified.delete(release.dir);
-    const result = await this.supervisor.rollout(app, release, ctx.revision, { restartAll: ctx.restartAll || wasModified });
+    const restartAll = ctx.restartAll || wasModified;
+    const result = isProgressive(this.supervisor, app, templateHash(app), restartAll)
+      ? await progressiveRollout({ supervisor: this.supervisor, bus: this.o.bus, stats: () => this.proxy.stats() }, app, release, ctx.revision, ctx.signal)
+      : await this.supervisor.rollout(app, release, ctx.revision, { restartAll, signal: ctx.signal });
     if (!result.ok) {
       return { ok: false, message: result.message, rolledBack: result.rolledBack, logTail: result.logTail };
     }
+    await this.secrets.keepOnly(app.env, app.name, templateHash(app)).catch(() => undefined);
     this.watchRelease(app.env, app.name, release);
     await this.pruneOldReleases(app);
     return { ok: true, action: existed ? 'configured' : 'created', message: result.message };
@@ -103,9 +120,17 @@ export class LocalTarget implements Target {
 
   async delete(env: string, app: string): Promise<void> {
     await this.supervisor.remove(env, app);
+    await this.secrets.remove(env, app);
     const w = this.watchers.get(`${env}/${app}`);
     w?.close();
     this.watchers.delete(`${env}/${app}`);
+  }
+
+  async runOnce(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult> {
+    const s = this.supervisor.appStatusOf(env, app);
+    if (!s) throw new Error(`app "${app}" is not running in environment "${env}"; a one-off needs its current release (see keelson status)`);
+    const secretEnv = await this.secrets.envFor(s.spec, s.template);
+    return runProcess({ argv, cwd: s.release.dir, env: { ...this.supervisor.processEnv(s.spec), ...secretEnv, KEELSON_RUN: '1' }, ...io });
   }
 
   logs(env: string, app: string): { replica: string; path: string }[] {

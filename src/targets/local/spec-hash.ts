@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import type { DesiredApp } from '../../core/model.js';
 
 /**
- * Hash of everything that needs new processes when it changes (the "pod template"): not replicas, port or
- * where the declaration sits in the repository.
+ * Hash of everything that needs new processes when it changes (the "pod template"): not replicas, port,
+ * the rollout strategy or where the declaration sits in the repository.
  */
 export function templateHash(app: DesiredApp): string {
-  const { replicas: _r, port: _p, source: _s, dependsOn: _d, ...template } = app;
+  const { replicas: _r, port: _p, host: _h, source: _s, dependsOn: _d, rollout: _ro, ...template } = app;
   return createHash('sha256').update(stableJson(template)).digest('hex').slice(0, 16);
 }
 

@@ -11,6 +11,7 @@ import type { ReplicaRow, Store } from '../../store/store.js';
 import { openLogFd, tailLines } from './logs.js';
 import { runProbe } from './probes.js';
 import { baseEnv, isSameProcess, processStartTime, signalGroup, spawnDetached } from './process.js';
+import type { TrafficSplit } from './proxy/protocol.js';
 import { templateHash } from './spec-hash.js';
 
 /** Where the supervisor sends routing changes: the proxy's control channel. */
@@ -20,7 +21,7 @@ export interface RouteSink {
 }
 
 export interface RouteTable {
-  routes: { key: string; port: number; backends: { id: string; url: string; version: string }[] }[];
+  routes: { key: string; port: number; host?: string; backends: { id: string; url: string; version: string; group?: string }[]; split?: TrafficSplit }[];
 }
 
 export interface ReleaseRef {
@@ -64,7 +65,7 @@ interface Replica {
   exited?: () => void;
 }
 
-interface AppRun {
+export interface AppRun {
   env: string;
   app: string;
   spec: DesiredApp;
@@ -84,6 +85,8 @@ export interface SupervisorOptions {
   tickMs?: number;
   /** Readiness is probed this often until a replica is first ready (a startup probe). Default 100 ms. */
   startupProbeMs?: number;
+  /** Secret env vars of a replica about to start (plaintext: kept in memory, never stored). */
+  secretEnv?: (spec: DesiredApp, template: string) => Promise<Record<string, string>>;
 }
 
 export interface ReplicaStatus {
@@ -127,6 +130,10 @@ const backoffResetMs = 10 * 60_000;
 export class Supervisor {
   private readonly apps = new Map<string, AppRun>();
   private readonly replicas = new Map<string, Replica>();
+  /** The same replicas indexed by `env/app`: the healer and status look them up many times a second. */
+  private readonly byApp = new Map<string, Set<Replica>>();
+  /** Weighted traffic between an app's replica sets while a progressive rollout runs. */
+  private readonly traffic = new Map<string, TrafficSplit>();
   private tick?: NodeJS.Timeout;
   private publishing?: Promise<void>;
   private publishAgain = false;
@@ -215,7 +222,7 @@ export class Supervisor {
    * Rolls `spec` out: start a new replica, wait until it is ready, put it into rotation, drain and stop an old one,
    * repeat. If a new replica is not ready within the deadline the previous spec is restored and the result says why.
    */
-  async rollout(spec: DesiredApp, release: ReleaseRef, revision: string, opts: { restartAll?: boolean } = {}): Promise<RolloutResult> {
+  async rollout(spec: DesiredApp, release: ReleaseRef, revision: string, opts: { restartAll?: boolean; signal?: AbortSignal } = {}): Promise<RolloutResult> {
     const key = appKey(spec.env, spec.name);
     const template = templateHash(spec);
     const previous = this.apps.get(key);
@@ -246,7 +253,7 @@ export class Supervisor {
         if (current.length < spec.replicas) {
           const r = await this.startNew(run);
           fresh.push(r);
-          if (!(await this.waitReady(r, deadline))) throw new NotReady(r);
+          if (!(await this.waitReady(r, deadline, opts.signal))) throw new NotReady(r);
           this.requestPublish();
           await this.publishing;
         }
@@ -355,9 +362,7 @@ export class Supervisor {
   }
 
   private replicasOf(key: string): Replica[] {
-    const out: Replica[] = [];
-    for (const r of this.replicas.values()) if (appKey(r.env, r.app) === key) out.push(r);
-    return out;
+    return [...(this.byApp.get(key) ?? [])];
   }
 
   private newReplica(env: string, app: string, spec: DesiredApp, template: string, release: ReleaseRef, port: number, id?: string, logPath?: string): Replica {
@@ -387,7 +392,15 @@ export class Supervisor {
       timers: new Set(),
     };
     this.replicas.set(rid, r);
+    const key = appKey(env, app);
+    if (!this.byApp.has(key)) this.byApp.set(key, new Set());
+    this.byApp.get(key)!.add(r);
     return r;
+  }
+
+  /** The environment every process of an app gets (replicas and `keelson run` one-offs alike); add secrets here. */
+  processEnv(spec: DesiredApp): Record<string, string> {
+    return { ...baseEnv(), ...spec.vars, KEELSON_ENV: spec.env, KEELSON_APP: spec.name, KEELSON_VERSION: spec.version };
   }
 
   private async launch(r: Replica): Promise<void> {
@@ -399,13 +412,19 @@ export class Supervisor {
     r.livenessFailures = 0;
     r.readinessFailures = 0;
     r.readinessSuccesses = 0;
+    let secretEnv: Record<string, string> = {};
+    try {
+      secretEnv = (await this.o.secretEnv?.(r.spec, r.template)) ?? {};
+    } catch (err) {
+      // Never the values: the message names files and keys only.
+      r.lastExit = `secrets unavailable: ${(err as Error).message}`;
+      this.onExit(r, 0, null, null);
+      return;
+    }
     const env = {
-      ...baseEnv(),
-      ...r.spec.vars,
+      ...this.processEnv(r.spec),
+      ...secretEnv,
       PORT: String(r.port),
-      KEELSON_ENV: r.env,
-      KEELSON_APP: r.app,
-      KEELSON_VERSION: r.spec.version,
       KEELSON_REPLICA: r.id,
     };
     const fd = openLogFd(r.logPath);
@@ -547,8 +566,8 @@ export class Supervisor {
     this.requestPublish();
   }
 
-  private waitReady(r: Replica, deadline: number): Promise<boolean> {
-    return this.waitUntil(() => r.ready, deadline, (e) => e.type === 'replica.ready' && e.replica === r.id);
+  private waitReady(r: Replica, deadline: number, signal?: AbortSignal): Promise<boolean> {
+    return this.waitUntil(() => r.ready, deadline, (e) => e.type === 'replica.ready' && e.replica === r.id, signal);
   }
 
   private waitAppReady(run: AppRun, deadline: number): Promise<boolean> {
@@ -557,14 +576,19 @@ export class Supervisor {
     return this.waitUntil(done, deadline, (e) => e.type === 'replica.ready' && appKey(e.env, e.app) === key);
   }
 
-  private waitUntil(done: () => boolean, deadline: number, wake: (e: { type: string } & Record<string, any>) => boolean): Promise<boolean> {
+  private waitUntil(done: () => boolean, deadline: number, wake: (e: { type: string } & Record<string, any>) => boolean, signal?: AbortSignal): Promise<boolean> {
     if (done()) return Promise.resolve(true);
+    if (signal?.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
+      // An aborted wait (a newer revision arrived) gives up at once, like a missed deadline.
+      const onAbort = () => finish(false);
       const finish = (v: boolean) => {
         clearTimeout(timer);
         off();
+        signal?.removeEventListener('abort', onAbort);
         resolve(v);
       };
+      signal?.addEventListener('abort', onAbort, { once: true });
       const timer = setTimeout(() => finish(done()), Math.max(0, deadline - Date.now()));
       const off = this.o.bus.subscribe((e) => {
         if (wake(e) && done()) finish(true);
@@ -588,6 +612,7 @@ export class Supervisor {
     if (prevState === 'running' || prevState === 'starting') await this.terminate(r);
     r.state = 'stopped';
     this.replicas.delete(r.id);
+    this.byApp.get(appKey(r.env, r.app))?.delete(r);
     this.o.store.deleteReplica(r.id);
   }
 
@@ -669,10 +694,75 @@ export class Supervisor {
       if (run.spec.port === undefined) continue;
       const backends = this.replicasOf(appKey(run.env, run.app))
         .filter((r) => r.ready && !r.draining && r.state === 'running')
-        .map((r) => ({ id: r.id, url: `http://127.0.0.1:${r.port}`, version: r.spec.version }));
-      routes.push({ key: appKey(run.env, run.app), port: run.spec.port, backends });
+        .map((r) => ({ id: r.id, url: `http://127.0.0.1:${r.port}`, version: r.spec.version, group: groupOf(r.template) }));
+      const split = this.traffic.get(appKey(run.env, run.app));
+      // Host-routed apps (app.env.localhost) share the port with its default route.
+      routes.push({ key: appKey(run.env, run.app), port: run.spec.port, ...(run.spec.host ? { host: run.spec.host } : {}), backends, ...(split ? { split } : {}) });
     }
     return { routes };
+  }
+
+  // ---- replica sets, for progressive rollouts (blue/green, canary: see progressive.ts) ----
+
+  /**
+   * Makes `spec` the app's template while the previous set keeps running and serving: the healer leaves both sets
+   * alone until `settle`. New requests stay on the previous set until `setTraffic` says otherwise.
+   */
+  async beginSet(spec: DesiredApp, release: ReleaseRef, revision: string, stickyCookie?: string): Promise<{ run: AppRun; previous: AppRun | undefined }> {
+    const key = appKey(spec.env, spec.name);
+    const previous = this.apps.get(key);
+    const run: AppRun = { env: spec.env, app: spec.name, spec, template: templateHash(spec), release, revision, rollingOut: true };
+    if (previous) await this.setTraffic(key, { weights: { [groupOf(previous.template)]: 100, [groupOf(run.template)]: 0 }, ...(stickyCookie ? { stickyCookie } : {}) });
+    this.apps.set(key, run);
+    return { run, previous };
+  }
+
+  /** Starts or stops replicas of `run`'s set until `n` are present. */
+  async scaleSet(run: AppRun, n: number): Promise<void> {
+    const mine = this.setOf(run);
+    for (let i = mine.length; i < n; i++) await this.startNew(run);
+    const extra = mine.sort((a, b) => Number(a.ready) - Number(b.ready)).slice(0, Math.max(0, mine.length - n));
+    await Promise.all(extra.map((r) => this.stopReplica(r)));
+  }
+
+  /** Resolves true once `n` replicas of the set are ready; false at the deadline or on abort. */
+  waitSetReady(run: AppRun, n: number, deadline: number, signal?: AbortSignal): Promise<boolean> {
+    const key = appKey(run.env, run.app);
+    const done = () => this.setOf(run).filter((r) => r.ready).length >= n;
+    return this.waitUntil(done, deadline, (e) => e.type === 'replica.ready' && appKey(e.env, e.app) === key, signal);
+  }
+
+  /** Ports of the set's ready replicas (for analysis checks). */
+  readyPortsOf(run: AppRun): number[] {
+    return this.setOf(run).filter((r) => r.ready && !r.draining).map((r) => r.port);
+  }
+
+  /** Drains and stops every replica of the set. */
+  async stopSet(run: AppRun): Promise<void> {
+    await Promise.all(this.setOf(run).map((r) => this.stopReplica(r)));
+  }
+
+  /** `run` is the app again, healed as usual; weights are dropped. */
+  async settle(run: AppRun): Promise<void> {
+    run.rollingOut = false;
+    this.apps.set(appKey(run.env, run.app), run);
+    this.traffic.delete(appKey(run.env, run.app));
+    this.requestPublish();
+    await this.publishing;
+  }
+
+  /** Sets how the proxy shares new requests between the app's sets and waits until the proxy has it. */
+  async setTraffic(key: string, split: TrafficSplit | undefined): Promise<void> {
+    if (split) this.traffic.set(key, split);
+    else this.traffic.delete(key);
+    this.requestPublish();
+    await this.publishing;
+  }
+
+  private setOf(run: AppRun): Replica[] {
+    return this.replicasOf(appKey(run.env, run.app)).filter(
+      (r) => r.template === run.template && r.release.id === run.release.id && r.state !== 'stopping' && r.state !== 'stopped',
+    );
   }
 
   async lastLogLines(env: string, app: string, n = 20): Promise<string[]> {
@@ -686,6 +776,11 @@ class NotReady extends Error {
   constructor(readonly replica: Replica) {
     super('replica not ready');
   }
+}
+
+/** The proxy's backend group of a replica set: its template hash. */
+export function groupOf(template: string): string {
+  return template.slice(0, 12);
 }
 
 /** A free loopback port for a replica's PORT. */

@@ -67,6 +67,9 @@ class Exchange {
   private readonly hasBody: boolean;
   private tried: Backend[] | null = null;
   private servedBy: Backend | undefined;
+  /** The backend group this request is meant for (weighted split), and the client's sticky group if valid. */
+  private readonly group: string | undefined;
+  private readonly stickyGroup: string | undefined;
   private upstream: http.ClientRequest | undefined;
   /** The client left before the response was complete; what follows is not the backend's fault. */
   private clientGone = false;
@@ -81,6 +84,12 @@ class Exchange {
     const h = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, 'http', false);
     this.headers = h.headers;
     this.hasBody = h.hasBody;
+    const split = route.split;
+    if (split !== undefined) {
+      const fromCookie = split.stickyCookie === undefined ? undefined : readCookie(req.headers.cookie, split.stickyCookie);
+      this.stickyGroup = fromCookie !== undefined && split.admits(fromCookie) ? fromCookie : undefined;
+      this.group = this.stickyGroup ?? split.next();
+    }
     req.on('error', noop);
     res.once('close', this.onClose);
   }
@@ -92,12 +101,12 @@ class Exchange {
       this.upstream?.destroy();
     }
     const seconds = (performance.now() - this.started) / 1000;
-    this.route.counters.record(this.servedBy?.version, this.res.statusCode, seconds);
+    this.route.counters.record(this.servedBy, this.res.statusCode, seconds);
   };
 
   attempt(): void {
     const { route, req, res } = this;
-    const b = route.pick(this.tried);
+    const b = route.pick(this.tried, this.group);
     if (b === undefined) {
       if (this.tried === null) this.fail(503, `no ready replicas for ${route.key}\n`);
       else this.fail(502, `all replicas of ${route.key} failed\n`);
@@ -147,7 +156,12 @@ class Exchange {
         ur.resume();
         return;
       }
-      res.writeHead(status, ur.statusMessage, downstreamResponseHeaders(ur.rawHeaders, this.ingress.closing));
+      const headers = downstreamResponseHeaders(ur.rawHeaders, this.ingress.closing);
+      const cookie = route.split?.stickyCookie;
+      if (cookie !== undefined && b.group !== undefined && b.group !== this.stickyGroup) {
+        headers.push('Set-Cookie', `${cookie}=${b.group}; Path=/; HttpOnly; SameSite=Lax`);
+      }
+      res.writeHead(status, ur.statusMessage, headers);
       ur.pipe(res);
       ur.on('close', () => {
         // Upstream died mid-body: the client must see a broken response, not a short one.
@@ -299,6 +313,16 @@ class Tunnel {
       socket.end('HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     });
   }
+}
+
+/** The value of cookie `name` in a Cookie header, if present. */
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (header === undefined) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
 }
 
 function respondText(res: http.ServerResponse, status: number, text: string, close: boolean): void {

@@ -10,6 +10,19 @@ export interface BackendSpec {
   /** `http://127.0.0.1:PORT` of one ready replica. */
   url: string;
   version: string;
+  /** The replica set this backend belongs to (e.g. its template hash); `split` weights refer to groups. */
+  group?: string;
+}
+
+/**
+ * How new requests are shared between backend groups (blue/green, canary). Backends of groups without weight
+ * take no new requests, only retries when every weighted backend failed.
+ */
+export interface TrafficSplit {
+  /** Relative weight per group, e.g. `{ "stable1": 80, "canary2": 20 }`. */
+  weights: Record<string, number>;
+  /** Name of a cookie that keeps a client on the group that first answered it. */
+  stickyCookie?: string;
 }
 
 export interface RouteSpec {
@@ -20,6 +33,8 @@ export interface RouteSpec {
   /** Optional virtual host: requests whose Host header matches go here; without it the route is the port's default. */
   host?: string;
   backends: BackendSpec[];
+  /** Without it, every backend takes an equal share. */
+  split?: TrafficSplit;
 }
 
 /** The full desired routing table; every PUT replaces the previous one. */
@@ -91,9 +106,15 @@ export interface VersionStats extends RequestStats {
   version: string;
 }
 
+export interface GroupStats extends RequestStats {
+  group: string;
+}
+
 export interface RouteStats extends RequestStats {
   key: string;
   versions: VersionStats[];
+  /** Per backend group (see `BackendSpec.group`); what canary analysis reads. */
+  groups: GroupStats[];
 }
 
 export interface StatsView {
@@ -105,6 +126,15 @@ const backendSchema = z.object({
   id: z.string().min(1),
   url: z.string().refine(isBackendUrl, { message: 'must be an http://host:port URL' }),
   version: z.string(),
+  group: z.string().min(1).optional(),
+});
+
+// A cookie name is an RFC 6265 token.
+const cookieName = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+const splitSchema = z.object({
+  weights: z.record(z.string().min(1), z.number().min(0).max(1_000_000)),
+  stickyCookie: z.string().regex(cookieName, { message: 'must be a cookie name (letters, digits, -_.)' }).optional(),
 });
 
 const routeSchema = z.object({
@@ -112,6 +142,7 @@ const routeSchema = z.object({
   port: z.number().int().min(1).max(65535),
   host: z.string().min(1).optional(),
   backends: z.array(backendSchema),
+  split: splitSchema.optional(),
 });
 
 export const routeTableSchema = z

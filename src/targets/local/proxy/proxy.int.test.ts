@@ -385,3 +385,61 @@ describe('control channel', () => {
     expect(String(err)).toContain(`proxy not reachable at ${socketPath}`);
   });
 });
+
+describe('weighted traffic split', () => {
+  test('splits a fixed number of requests by weight and keeps a client with a cookie on its group', async () => {
+    const { client } = await setup();
+    const stable = await backend('stable');
+    const canary = await backend('canary');
+    const port = await freePort();
+    await client.putRoutes({
+      routes: [
+        {
+          key: 'prod/web',
+          port,
+          backends: [{ ...spec(stable, '1'), group: 'g1' }, { ...spec(canary, '2'), group: 'g2' }],
+          split: { weights: { g1: 75, g2: 25 }, stickyCookie: 'keelson-web' },
+        },
+      ],
+    });
+    const agent = keepAliveAgent();
+    const served = new Map<string, number>();
+    const cookies = new Map<string, string>();
+    for (let i = 0; i < 200; i++) {
+      const r = await request(port, { agent });
+      expect(r.status).toBe(200);
+      served.set(r.body, (served.get(r.body) ?? 0) + 1);
+      const set = String(r.headers['set-cookie'] ?? '');
+      expect(set).toMatch(/^keelson-web=g[12]; Path=\/; HttpOnly; SameSite=Lax$/);
+      cookies.set(r.body, set.split(';')[0]);
+    }
+    expect(served.get('canary')).toBe(50);
+    expect(served.get('stable')).toBe(150);
+    // A client that carries the cookie stays where it was sent, and is not sent the cookie again.
+    for (let i = 0; i < 20; i++) {
+      const r = await request(port, { agent, headers: { cookie: cookies.get('canary')! } });
+      expect(r.body).toBe('canary');
+      expect(r.headers['set-cookie']).toBeUndefined();
+    }
+    // Once the group loses its weight, the cookie no longer binds: the client moves and gets a new cookie.
+    await client.putRoutes({
+      routes: [
+        {
+          key: 'prod/web',
+          port,
+          backends: [{ ...spec(stable, '1'), group: 'g1' }, { ...spec(canary, '2'), group: 'g2' }],
+          split: { weights: { g1: 100, g2: 0 }, stickyCookie: 'keelson-web' },
+        },
+      ],
+    });
+    const moved = await request(port, { agent, headers: { cookie: cookies.get('canary')! } });
+    expect(moved.body).toBe('stable');
+    expect(moved.headers['set-cookie']).toEqual(['keelson-web=g1; Path=/; HttpOnly; SameSite=Lax']);
+    const stats = await client.stats();
+    const groups = stats.routes[0].groups.map((g) => [g.group, g.requests]);
+    expect(groups).toEqual([
+      ['g1', 151],
+      ['g2', 70],
+    ]);
+  });
+});

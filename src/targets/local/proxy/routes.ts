@@ -9,6 +9,7 @@ import {
   type RouteTable,
   type RouteView,
   type RouteStatus,
+  type TrafficSplit,
 } from './protocol.js';
 import { RouteCounters } from './stats.js';
 
@@ -31,6 +32,7 @@ export class Backend {
     public version: string,
     readonly routeKey: string,
     private readonly onIdle: (b: Backend) => void,
+    public group: string | undefined = undefined,
   ) {
     const u = new URL(url);
     this.hostname = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
@@ -52,15 +54,57 @@ export class Backend {
   }
 
   view(): BackendView {
-    const { id, url, version, inflight, requests, errors, draining } = this;
-    return { id, url, version, inflight, requests, errors, draining };
+    const { id, url, version, inflight, requests, errors, draining, group } = this;
+    return { id, url, version, ...(group === undefined ? {} : { group }), inflight, requests, errors, draining };
   }
+}
+
+/**
+ * Shares new requests between backend groups by weight with smooth weighted round robin (nginx's), so a fixed
+ * number of requests splits exactly by weight, interleaved rather than in bursts.
+ */
+export class Split {
+  private readonly entries: { group: string; weight: number; current: number }[];
+  private readonly total: number;
+  readonly stickyCookie: string | undefined;
+
+  constructor(readonly spec: TrafficSplit) {
+    this.entries = Object.entries(spec.weights)
+      .filter(([, w]) => w > 0)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([group, weight]) => ({ group, weight, current: 0 }));
+    this.total = this.entries.reduce((n, e) => n + e.weight, 0);
+    this.stickyCookie = spec.stickyCookie;
+  }
+
+  /** Whether new requests may go to `group` (it has a weight above zero). */
+  admits(group: string): boolean {
+    return this.entries.some((e) => e.group === group);
+  }
+
+  /** The group of the next new request; undefined when no group has weight. */
+  next(): string | undefined {
+    let best: (typeof this.entries)[number] | undefined;
+    for (const e of this.entries) {
+      e.current += e.weight;
+      if (best === undefined || e.current > best.current) best = e;
+    }
+    if (best) best.current -= this.total;
+    return best?.group;
+  }
+}
+
+/** Weights are kept across table updates that do not change them, so the rotation does not restart. */
+function sameSplit(a: TrafficSplit | undefined, b: TrafficSplit | undefined): boolean {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 }
 
 export class Route {
   /** Replaced, never mutated, so a request can keep using the array it started with. */
   backends: readonly Backend[] = [];
   readonly counters = new RouteCounters();
+  /** Weighted groups; undefined means every backend takes an equal share. */
+  split: Split | undefined;
   private cursor = 0;
 
   constructor(
@@ -71,9 +115,10 @@ export class Route {
 
   /**
    * Round robin, preferring the least in-flight backend and avoiding recently failed ones.
-   * `tried` are backends this request already failed on.
+   * `tried` are backends this request already failed on. With `group`, backends of that group come first and
+   * the others are only a fallback (every backend of the group failed or none is left).
    */
-  pick(tried: readonly Backend[] | null): Backend | undefined {
+  pick(tried: readonly Backend[] | null, group?: string): Backend | undefined {
     const list = this.backends;
     const n = list.length;
     if (n === 0) return undefined;
@@ -86,6 +131,7 @@ export class Route {
       const b = list[(start + i) % n];
       if (tried !== null && tried.includes(b)) continue;
       let score = b.inflight;
+      if (group !== undefined && b.group !== group) score += 1e6;
       if (b.downUntil !== 0) {
         now ||= Date.now();
         if (b.downUntil > now) score += 1e9;
@@ -147,8 +193,10 @@ export class RoutingTable {
           prev.version = s.version;
           return prev;
         }
-        return new Backend(s.id, s.url, s.version, spec.key, this.onIdle);
+        return new Backend(s.id, s.url, s.version, spec.key, this.onIdle, s.group);
       });
+      for (const [i, b] of route.backends.entries()) b.group = spec.backends[i].group;
+      if (!sameSplit(route.split?.spec, spec.split)) route.split = spec.split ? new Split(spec.split) : undefined;
       for (const b of old.values()) this.retire(b);
       next.set(spec.key, route);
 

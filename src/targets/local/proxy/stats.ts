@@ -33,23 +33,31 @@ export class RequestCounter {
   }
 }
 
-/** Stats of one route, in total and per version of the backend that answered. */
+/** Stats of one route, in total and per version and per group of the backend that answered. */
 export class RouteCounters {
   readonly total = new RequestCounter();
   private readonly byVersion = new Map<string, RequestCounter>();
+  private readonly byGroup = new Map<string, RequestCounter>();
 
-  /** `version` is undefined when no backend answered (e.g. 503 with no backends). */
-  record(version: string | undefined, status: number, seconds: number): void {
+  /** `backend` is undefined when no backend answered (e.g. 503 with no backends). */
+  record(backend: { version: string; group?: string } | undefined, status: number, seconds: number): void {
     this.total.record(status, seconds);
-    if (version === undefined) return;
-    let c = this.byVersion.get(version);
-    if (!c) this.byVersion.set(version, (c = new RequestCounter()));
-    c.record(status, seconds);
+    if (backend === undefined) return;
+    counterOf(this.byVersion, backend.version).record(status, seconds);
+    if (backend.group !== undefined) counterOf(this.byGroup, backend.group).record(status, seconds);
   }
 
   view(key: string): RouteStats {
     const versions = [...this.byVersion].map(([version, c]) => ({ version, ...c.view() }));
     versions.sort((a, b) => a.version.localeCompare(b.version));
-    return { key, ...this.total.view(), versions };
+    const groups = [...this.byGroup].map(([group, c]) => ({ group, ...c.view() }));
+    groups.sort((a, b) => a.group.localeCompare(b.group));
+    return { key, ...this.total.view(), versions, groups };
   }
+}
+
+function counterOf(m: Map<string, RequestCounter>, k: string): RequestCounter {
+  let c = m.get(k);
+  if (!c) m.set(k, (c = new RequestCounter()));
+  return c;
 }

@@ -1,0 +1,46 @@
+/**
+ * `keelson diff` for Kubernetes: what a server-side apply would change, per object. The dry-run result and the
+ * live object are both normalised (managed fields, resource version, status and server-side metadata dropped), so
+ * defaults the server adds never show and an unchanged app shows no diff.
+ */
+import { apiMessage, type ObjectApi } from './client.js';
+import { ssa } from './apply.js';
+import { ANNOTATION_APPLIED, formatKey, fullDiffs, matchesDesired, normalize as normalizeObject, type KObject } from './objects.js';
+
+/** Also drops Keelson's applied hash, which changes whenever anything does. */
+function normalize(o: KObject): KObject {
+  const n = normalizeObject(o);
+  if (n.metadata.annotations) {
+    const { [ANNOTATION_APPLIED]: _a, ...rest } = n.metadata.annotations;
+    n.metadata.annotations = rest;
+    if (Object.keys(rest).length === 0) delete n.metadata.annotations;
+  }
+  return n;
+}
+import type { ObjectDiff } from '../target.js';
+
+export async function diffObject(api: ObjectApi, desired: KObject, live: KObject | undefined): Promise<ObjectDiff> {
+  const key = formatKey(desired);
+  if (!live) return { key, action: 'create', changes: [{ path: '', desired: normalize(desired) }] };
+  if (matchesDesired(desired, live)) return { key, action: 'none', changes: [] };
+  let dry: KObject;
+  try {
+    dry = await ssa(api, desired, false, true);
+  } catch (err) {
+    return { key, action: 'update', changes: [{ path: '(dry-run failed)', desired: apiMessage(err) }] };
+  }
+  const changes = fullDiffs(normalize(live), normalize(dry)).map((c) => ({ path: c.path, live: c.live, desired: c.desired }));
+  return { key, action: changes.length ? 'update' : 'none', changes };
+}
+
+/** Text as `keelson diff` prints it: one line per object, one per changed field. */
+export function formatObjectDiffs(diffs: ObjectDiff[]): string {
+  const lines: string[] = [];
+  const show = (v: unknown) => (v === undefined ? '(none)' : JSON.stringify(v));
+  for (const d of diffs) {
+    if (d.action === 'none') continue;
+    lines.push(`    ${d.action.padEnd(6)} ${d.key}`);
+    if (d.action === 'update') for (const c of d.changes) lines.push(`        ${c.path}: ${show(c.live)} → ${show(c.desired)}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,84 @@
+/**
+ * Argo CD resource hooks, so an ops repository written for Argo CD deploys unchanged: objects annotated
+ * `argocd.argoproj.io/hook: PreSync|Sync|PostSync|SyncFail` (usually Jobs) run at that phase, are created afresh
+ * each sync and waited for; `argocd.argoproj.io/hook-delete-policy` (`BeforeHookCreation` by default,
+ * `HookSucceeded`, `HookFailed`) says when they are deleted. `Skip` objects are never applied.
+ */
+import { ARGO_HOOK, ARGO_HOOK_DELETE_POLICY, formatKey, type KObject } from './objects.js';
+import { sortForApply } from './order.js';
+import type { ObjectResult } from './apply.js';
+
+export type HookPhase = 'PreSync' | 'Sync' | 'PostSync' | 'SyncFail';
+const PHASES: HookPhase[] = ['PreSync', 'Sync', 'PostSync', 'SyncFail'];
+
+export function hookPhasesOf(o: KObject): string[] {
+  const v = o.metadata.annotations?.[ARGO_HOOK];
+  return v ? v.split(',').map((s) => s.trim()).filter(Boolean) : [];
+}
+
+/** Splits rendered objects into the ones that are synced and tracked, and the hooks of each phase. */
+export function splitHooks(objects: KObject[]): { resources: KObject[]; hooks: Record<HookPhase, KObject[]> } {
+  const hooks: Record<HookPhase, KObject[]> = { PreSync: [], Sync: [], PostSync: [], SyncFail: [] };
+  const resources: KObject[] = [];
+  for (const o of objects) {
+    const phases = hookPhasesOf(o);
+    if (phases.length === 0) {
+      resources.push(o);
+      continue;
+    }
+    for (const p of phases) if ((PHASES as string[]).includes(p)) hooks[p as HookPhase].push(o);
+  }
+  for (const p of PHASES) hooks[p] = sortForApply(hooks[p]);
+  return { resources, hooks };
+}
+
+export function deletePolicies(o: KObject): Set<string> {
+  const v = o.metadata.annotations?.[ARGO_HOOK_DELETE_POLICY];
+  return new Set(v ? v.split(',').map((s) => s.trim()) : ['BeforeHookCreation']);
+}
+
+/** Hook completion from its live status: Jobs and Pods finish; anything else is done once applied. */
+export function hookState(o: KObject | undefined): 'running' | 'succeeded' | 'failed' {
+  if (!o) return 'running';
+  const status = (o as { status?: any }).status ?? {};
+  if (o.kind === 'Job') {
+    const conds: { type: string; status: string }[] = status.conditions ?? [];
+    if (conds.some((c) => c.type === 'Failed' && c.status === 'True')) return 'failed';
+    if (conds.some((c) => c.type === 'Complete' && c.status === 'True')) return 'succeeded';
+    return 'running';
+  }
+  if (o.kind === 'Pod') return status.phase === 'Succeeded' ? 'succeeded' : status.phase === 'Failed' ? 'failed' : 'running';
+  return 'succeeded';
+}
+
+/** What running one phase needs from the target: apply, delete, and wait on the watch cache. */
+export interface HookRunner {
+  apply(o: KObject): Promise<ObjectResult>;
+  deleteAndWait(o: KObject): Promise<void>;
+  waitFor(o: KObject, timeoutMs: number): Promise<'succeeded' | 'failed' | 'timeout'>;
+}
+
+export async function runHookPhase(phase: HookPhase, hooks: KObject[], runner: HookRunner, timeoutMs: number): Promise<{ ok: boolean; results: ObjectResult[]; message: string }> {
+  const results: ObjectResult[] = [];
+  for (const hook of hooks) {
+    const key = formatKey(hook);
+    const policies = deletePolicies(hook);
+    if (policies.has('BeforeHookCreation')) await runner.deleteAndWait(hook);
+    const applied = await runner.apply(hook);
+    if (applied.action === 'failed') {
+      results.push(applied);
+      return { ok: false, results, message: `${phase} hook ${applied.message ?? key}` };
+    }
+    const state = await runner.waitFor(hook, timeoutMs);
+    if (state === 'succeeded') {
+      if (policies.has('HookSucceeded')) await runner.deleteAndWait(hook);
+      results.push({ key, action: applied.action, message: `${phase} hook succeeded` });
+      continue;
+    }
+    if (policies.has('HookFailed')) await runner.deleteAndWait(hook);
+    const why = state === 'timeout' ? `did not finish within ${Math.round(timeoutMs / 1000)}s` : 'failed';
+    results.push({ key, action: 'failed', message: `${phase} hook ${key} ${why}` });
+    return { ok: false, results, message: `${phase} hook ${key} ${why}` };
+  }
+  return { ok: true, results, message: '' };
+}

@@ -1,0 +1,482 @@
+/**
+ * The Kubernetes target: one environment's apps as objects in a cluster. Server-side apply (field manager
+ * `keelson`) of what differs, inventory-based prune, health per kind, automatic rollback to the previous
+ * revision's objects, drift healed from watch events, Argo CD waves and hooks.
+ */
+import type { DesiredApp } from '../../core/model.js';
+import { errorMessage, TerminalError } from '../../core/errors.js';
+import type { HealthCode } from '../../core/types.js';
+import type { EventBus } from '../../engine/events.js';
+import type { Logger } from '../../log.js';
+import type { ApplyContext, ApplyOutcome, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
+import { applyObject, ssa, type ObjectResult } from './apply.js';
+import { apiMessage, connect, isNotFound, type Cluster } from './client.js';
+import { pruneObjects, staleObjects } from './delete.js';
+import { diffObject } from './diff.js';
+import { combinedHealth, objectHealth } from './health/index.js';
+import { hookState, runHookPhase, splitHooks, type HookRunner } from './hooks.js';
+import { InventoryStore, type AppInventory, type KvStore } from './inventory.js';
+import { formatKey, hashOf, identity, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
+import { rankGroups, wavesOf } from './order.js';
+import { renderApp } from './render.js';
+import { ObjectWatch, type WatchEvent } from './watch.js';
+
+export interface KubernetesTargetOptions {
+  env: string;
+  spec: { namespace: string; kubeconfig?: string; context?: string };
+  store: KvStore;
+  bus: EventBus;
+  log: Logger;
+  /** Asks the engine to reconcile the environment (a heal that could not be done here). */
+  requeue: (env: string) => void;
+  /** Objects applied to the server at once. Default 16. */
+  concurrency?: number;
+}
+
+const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'PriorityClass', 'IngressClass']);
+
+interface HealState {
+  count: number;
+  lastAt: number;
+  timer?: NodeJS.Timeout;
+}
+
+/** Argo CD's self-heal backoff: 2 s × 3ⁿ, at most 5 minutes, forgotten after quiet for longer than that. */
+export function healDelayMs(previousHeals: number): number {
+  if (previousHeals === 0) return 0;
+  return Math.min(2000 * 3 ** (previousHeals - 1), 300_000);
+}
+const HEAL_COOLDOWN_MS = 330_000;
+
+export class KubernetesTarget implements Target {
+  readonly name = 'kubernetes';
+  private cluster?: Cluster;
+  private watch?: ObjectWatch;
+  private readonly inventory: InventoryStore;
+  private ready?: Promise<void>;
+  /** Apps being applied: their objects change on purpose, so drift is not healed meanwhile. */
+  private readonly applying = new Set<string>();
+  private readonly heals = new Map<string, HealState>();
+  /** Live object identity → the app and desired object Keelson applied. */
+  private owners = new Map<string, { app: string; desired: KObject }>();
+  private closed = false;
+
+  constructor(private readonly o: KubernetesTargetOptions) {
+    this.inventory = new InventoryStore(o.store);
+  }
+
+  get namespace(): string {
+    return this.o.spec.namespace;
+  }
+
+  start(): Promise<void> {
+    this.ready ??= this.connectAndWatch();
+    return this.ready;
+  }
+
+  private async connectAndWatch(): Promise<void> {
+    this.cluster = connect(this.o.spec);
+    this.watch = new ObjectWatch({ kc: this.cluster.kc, api: this.cluster.api, env: this.o.env, log: this.o.log });
+    this.watch.onChange((type, obj) => this.onWatchEvent(type, obj));
+    this.reindex();
+    const kinds = new Map<string, KObject>();
+    for (const inv of this.inventory.list(this.o.env)) for (const obj of inv.objects) kinds.set(`${obj.apiVersion}/${obj.kind}`, obj);
+    await Promise.all([...kinds.values()].map((k) => this.watch!.ensure(k.apiVersion, k.kind)));
+    // Drift while nobody watched (engine down): check every object once now.
+    for (const { desired } of this.owners.values()) this.checkDrift(desired, this.watch.get(desired));
+  }
+
+  private async connected(): Promise<{ cluster: Cluster; watch: ObjectWatch }> {
+    if (!this.ready) this.ready = this.connectAndWatch();
+    try {
+      await this.ready;
+    } catch (err) {
+      this.ready = undefined; // retried by the next call
+      throw err;
+    }
+    return { cluster: this.cluster!, watch: this.watch! };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const h of this.heals.values()) if (h.timer) clearTimeout(h.timer);
+    await this.watch?.close();
+  }
+
+  templateOf(app: DesiredApp): string {
+    const { source: _s, env: _e, dependsOn: _d, ...rest } = app;
+    return hashOf({ ...rest, namespace: this.namespace });
+  }
+
+  async observe(env: string): Promise<LiveApp[]> {
+    const { watch } = await this.connected();
+    return this.inventory.list(env).map((inv) => {
+      const objects = inv.objects.map((d) => {
+        const live = watch.get(d);
+        return { key: formatKey(d), ...objectHealth(d.kind, live as never), intact: matchesDesired(d, live) };
+      });
+      const { health, message } = combinedHealth(objects);
+      const replicas = { desired: 0, ready: 0, total: 0, updated: 0 };
+      for (const d of inv.objects) {
+        if (d.kind !== 'Deployment' && d.kind !== 'StatefulSet') continue;
+        const live = watch.get(d) as { spec?: any; status?: any } | undefined;
+        replicas.desired += live?.spec?.replicas ?? 0;
+        replicas.ready += live?.status?.readyReplicas ?? 0;
+        replicas.total += live?.status?.replicas ?? 0;
+        replicas.updated += live?.status?.updatedReplicas ?? 0;
+      }
+      return {
+        name: inv.app,
+        spec: inv.spec,
+        template: inv.template,
+        version: inv.version,
+        revision: inv.revision,
+        health,
+        message,
+        replicas,
+        instances: objects,
+        objects: objects.map(({ key, health: h, message: m }) => ({ key, health: h, message: m })),
+        intact: objects.every((x) => x.intact),
+      };
+    });
+  }
+
+  logs(): { replica: string; path: string }[] {
+    return [];
+  }
+
+  /** Rendered objects with namespaces filled in and Keelson's labels, hooks apart. */
+  private async prepare(app: DesiredApp, checkoutDir: string): Promise<{ resources: KObject[]; hooks: ReturnType<typeof splitHooks>['hooks'] }> {
+    const { cluster } = await this.connected();
+    const rendered = await renderApp(app, checkoutDir);
+    const crdScopes = new Map<string, string>();
+    for (const o of rendered) {
+      if (o.kind !== 'CustomResourceDefinition') continue;
+      const spec = (o as { spec?: any }).spec;
+      for (const v of spec?.versions ?? []) crdScopes.set(`${spec.group}/${v.name}/${spec.names?.kind}`, spec.scope);
+    }
+    const out: KObject[] = [];
+    for (const o of rendered) {
+      const obj = structuredClone(o);
+      if (!obj.metadata.namespace && (await this.isNamespaced(cluster, obj, crdScopes))) obj.metadata.namespace = this.namespace;
+      out.push(withOwnership(obj, app.env, app.name));
+    }
+    const seen = new Map<string, string>();
+    for (const o of out) {
+      const id = identity(o);
+      if (seen.has(id)) throw new TerminalError(`app ${app.name} declares ${formatKey(o)} twice`);
+      seen.set(id, app.name);
+      const owner = this.owners.get(id);
+      if (owner && owner.app !== app.name) throw new TerminalError(`${formatKey(o)} of app ${app.name} is already managed by app ${owner.app} in environment ${this.o.env}`);
+    }
+    return splitHooks(out);
+  }
+
+  private async isNamespaced(cluster: Cluster, o: KObject, crdScopes: Map<string, string>): Promise<boolean> {
+    if (CLUSTER_SCOPED.has(o.kind)) return false;
+    const scope = crdScopes.get(`${o.apiVersion}/${o.kind}`);
+    if (scope) return scope === 'Namespaced';
+    const r = await cluster.api.resourceOf(o.apiVersion, o.kind).catch(() => undefined);
+    if (!r) throw new TerminalError(`${o.kind} (${o.apiVersion}) ${o.metadata.name}: the cluster does not serve this kind; is its CustomResourceDefinition installed?`);
+    return r.namespaced;
+  }
+
+  private async ensureNamespace(cluster: Cluster, name: string): Promise<void> {
+    const { watch } = await this.connected();
+    await watch.ensure('v1', 'Namespace');
+    const existing = await cluster.api.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }).catch((err) => {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    });
+    if (existing) return;
+    await cluster.api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { [LABEL_MANAGED_BY]: 'keelson' } } }, undefined, undefined, 'keelson');
+    this.o.log.info({ namespace: name }, 'namespace created');
+  }
+
+  async apply(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome> {
+    const fail = (message: string, objects: ObjectOutcome[] = []): ApplyOutcome => ({ ok: false, message, rolledBack: false, logTail: [], objects });
+    let prepared: Awaited<ReturnType<KubernetesTarget['prepare']>>;
+    let cluster: Cluster;
+    let watch: ObjectWatch;
+    try {
+      ({ cluster, watch } = await this.connected());
+      prepared = await this.prepare(app, ctx.checkoutDir);
+      await this.ensureNamespace(cluster, this.namespace);
+    } catch (err) {
+      return fail(`${app.name}: ${errorMessage(err)}`);
+    }
+    const { resources, hooks } = prepared;
+    const previous = this.inventory.get(app.env, app.name);
+    this.applying.add(app.name);
+    try {
+      const timeoutMs = (app.progressDeadlineSeconds + 15) * 1000;
+      const runner = this.hookRunner(cluster, watch);
+      const results: ObjectResult[] = [];
+      const pre = await runHookPhase('PreSync', hooks.PreSync, runner, timeoutMs);
+      results.push(...pre.results);
+      if (!pre.ok) {
+        const sf = await runHookPhase('SyncFail', hooks.SyncFail, runner, timeoutMs);
+        return fail(pre.message, [...results, ...sf.results]);
+      }
+      const waves = wavesOf(resources);
+      let failure: string | undefined;
+      for (const [i, wave] of waves.entries()) {
+        const applied = await this.applyAll(cluster, watch, wave.objects, { force: ctx.force ?? false });
+        results.push(...applied);
+        const failed = applied.filter((r) => r.action === 'failed');
+        if (failed.length) {
+          failure = failed.map((f) => f.message).join('; ');
+          break;
+        }
+        // Argo CD waits for a wave to be healthy before the next one starts.
+        if (i < waves.length - 1) {
+          const h = await this.waitHealthy(watch, wave.objects, timeoutMs);
+          if (h.health !== 'Healthy') {
+            failure = `wave ${wave.wave} did not become healthy: ${h.message}`;
+            break;
+          }
+        }
+      }
+      if (!failure) {
+        const sync = await runHookPhase('Sync', hooks.Sync, runner, timeoutMs);
+        results.push(...sync.results);
+        if (!sync.ok) failure = sync.message;
+      }
+      const record: AppInventory = {
+        env: app.env,
+        app: app.name,
+        revision: ctx.revision,
+        version: app.version,
+        template: this.templateOf(app),
+        spec: app,
+        objects: resources,
+        appliedAt: new Date().toISOString(),
+      };
+      if (!failure) {
+        results.push(...(await pruneObjects(cluster.api, staleObjects(previous?.objects ?? [], resources), (o) => watch.get(o), { env: app.env, app: app.name })));
+        this.putInventory(record);
+        const h = await this.waitHealthy(watch, resources, timeoutMs);
+        if (h.health !== 'Healthy') failure = `${app.name} ${app.version} did not become healthy: ${h.message}`;
+      }
+      if (!failure) {
+        const post = await runHookPhase('PostSync', hooks.PostSync, runner, timeoutMs);
+        results.push(...post.results);
+        if (!post.ok) failure = post.message;
+      }
+      if (!failure) {
+        const written = results.filter((r) => r.action !== 'unchanged');
+        return { ok: true, action: previous ? 'configured' : 'created', message: summarize(results, written.length === 0), objects: results };
+      }
+      const sf = await runHookPhase('SyncFail', hooks.SyncFail, runner, timeoutMs);
+      results.push(...sf.results);
+      if (!previous) {
+        // A first deploy that failed stays recorded so it can be pruned.
+        this.putInventory(record);
+        return fail(failure, results);
+      }
+      const rollback = await this.rollback(cluster, watch, previous, resources);
+      this.o.bus.publish({ type: 'app.rolledBack', env: app.env, app: app.name, revision: previous.revision, message: `${failure}; rolled back to ${previous.version}` });
+      return { ok: false, message: `${failure}; rolled back to ${previous.version}${rollback ? ` (${rollback})` : ''}`, rolledBack: true, logTail: [], objects: results };
+    } catch (err) {
+      return fail(`${app.name}: ${errorMessage(err)}`);
+    } finally {
+      this.applying.delete(app.name);
+    }
+  }
+
+  /** Re-applies the previous revision's objects and prunes what the failed one added. */
+  private async rollback(cluster: Cluster, watch: ObjectWatch, previous: AppInventory, failed: KObject[]): Promise<string | undefined> {
+    const applied = await this.applyAll(cluster, watch, previous.objects, { force: true });
+    const pruned = await pruneObjects(cluster.api, staleObjects(failed, previous.objects), (o) => watch.get(o), { env: previous.env, app: previous.app });
+    this.putInventory(previous);
+    const problems = [...applied, ...pruned].filter((r) => r.action === 'failed');
+    return problems.length ? problems.map((p) => p.message).join('; ') : undefined;
+  }
+
+  private async applyAll(cluster: Cluster, watch: ObjectWatch, objects: KObject[], opts: { force: boolean }): Promise<ObjectResult[]> {
+    const results: ObjectResult[] = [];
+    for (const group of rankGroups(objects)) {
+      // Per group: custom resources can only be watched once their CRD (an earlier group) is established.
+      await Promise.all(uniqueKinds(group).map((k) => watch.ensure(k.apiVersion, k.kind).catch(() => undefined)));
+      await mapLimit(group, this.o.concurrency ?? 16, async (o) => {
+        const { result } = await applyObject(cluster.api, o, watch.get(o), opts);
+        results.push(result);
+        if (o.kind === 'CustomResourceDefinition' && result.action !== 'unchanged') cluster.api.forget(`${(o as any).spec?.group}/${(o as any).spec?.versions?.[0]?.name}`);
+      });
+      if (group[0]?.kind === 'CustomResourceDefinition') await this.waitHealthy(watch, group, 30_000);
+    }
+    return results;
+  }
+
+  private putInventory(inv: AppInventory): void {
+    this.inventory.put(inv);
+    this.reindex();
+  }
+
+  private reindex(): void {
+    const owners = new Map<string, { app: string; desired: KObject }>();
+    for (const inv of this.inventory.list(this.o.env)) for (const d of inv.objects) owners.set(identity(d), { app: inv.app, desired: d });
+    this.owners = owners;
+  }
+
+  /** Resolves when every object is Healthy, or one is Degraded, or the time is up (then the worst state). */
+  private waitHealthy(watch: ObjectWatch, objects: KObject[], timeoutMs: number): Promise<{ health: HealthCode; message: string }> {
+    const evaluate = () => combinedHealth(objects.map((d) => ({ key: formatKey(d), ...objectHealth(d.kind, watch.get(d) as never) })));
+    return new Promise((resolve) => {
+      const check = () => {
+        const h = evaluate();
+        if (h.health === 'Healthy' || h.health === 'Degraded') done(h);
+      };
+      const done = (h: { health: HealthCode; message: string }) => {
+        clearTimeout(timer);
+        off();
+        resolve(h);
+      };
+      const timer = setTimeout(() => {
+        const h = evaluate();
+        done(h.health === 'Healthy' ? h : { health: 'Degraded', message: `not healthy within ${Math.round(timeoutMs / 1000)}s: ${h.message}` });
+      }, timeoutMs);
+      const off = watch.onChange(() => check());
+      check();
+    });
+  }
+
+  private hookRunner(cluster: Cluster, watch: ObjectWatch): HookRunner {
+    const gone = (o: KObject, timeoutMs: number) =>
+      new Promise<void>((resolve) => {
+        if (!watch.get(o)) return resolve();
+        const timer = setTimeout(finish, timeoutMs);
+        const off = watch.onChange(() => !watch.get(o) && finish());
+        function finish() {
+          clearTimeout(timer);
+          off();
+          resolve();
+        }
+      });
+    return {
+      apply: async (o) => {
+        await watch.ensure(o.apiVersion, o.kind);
+        return (await applyObject(cluster.api, o, watch.get(o), { force: true })).result;
+      },
+      deleteAndWait: async (o) => {
+        await watch.ensure(o.apiVersion, o.kind);
+        if (!watch.get(o)) return;
+        await cluster.api.delete(o, undefined, undefined, undefined, undefined, 'Foreground').catch((err) => {
+          if (!isNotFound(err)) throw err;
+        });
+        await gone(o, 60_000);
+      },
+      waitFor: (o, timeoutMs) =>
+        new Promise((resolve) => {
+          const check = () => {
+            const s = hookState(watch.get(o));
+            if (s !== 'running') finish(s);
+          };
+          const timer = setTimeout(() => finish('timeout'), timeoutMs);
+          const off = watch.onChange(check);
+          function finish(s: 'succeeded' | 'failed' | 'timeout') {
+            clearTimeout(timer);
+            off();
+            resolve(s);
+          }
+          check();
+        }),
+    };
+  }
+
+  async delete(env: string, app: string): Promise<void> {
+    const { cluster, watch } = await this.connected();
+    const inv = this.inventory.get(env, app);
+    if (!inv) return;
+    const results = await pruneObjects(cluster.api, inv.objects, (o) => watch.get(o), { env, app });
+    const failed = results.filter((r) => r.action === 'failed');
+    if (failed.length) throw new Error(failed.map((f) => f.message).join('; '));
+    this.inventory.delete(env, app);
+    this.reindex();
+  }
+
+  /** Server-side dry-run of every object against live, managed fields and defaults normalised away. */
+  async diff(app: DesiredApp, ctx: ApplyContext): Promise<ObjectDiff[]> {
+    const { cluster, watch } = await this.connected();
+    const { resources } = await this.prepare(app, ctx.checkoutDir);
+    await Promise.all(uniqueKinds(resources).map((k) => watch.ensure(k.apiVersion, k.kind).catch(() => undefined)));
+    const out: ObjectDiff[] = [];
+    for (const o of resources) out.push(await diffObject(cluster.api, o, watch.get(o)));
+    const previous = this.inventory.get(app.env, app.name);
+    for (const stale of staleObjects(previous?.objects ?? [], resources)) out.push({ key: formatKey(stale), action: 'delete', changes: [] });
+    return out;
+  }
+
+  // ---- drift -------------------------------------------------------------------------------------
+
+  private onWatchEvent(type: WatchEvent, obj: KObject): void {
+    const owner = this.owners.get(identity(obj));
+    if (!owner) return;
+    this.checkDrift(owner.desired, type === 'delete' ? undefined : obj);
+  }
+
+  private checkDrift(desired: KObject, live: KObject | undefined): void {
+    if (this.closed) return;
+    const owner = this.owners.get(identity(desired));
+    if (!owner || this.applying.has(owner.app)) return;
+    if (live && (live.metadata as { deletionTimestamp?: string }).deletionTimestamp) return; // wait for the delete event
+    if (matchesDesired(desired, live)) return;
+    const key = formatKey(desired);
+    const id = identity(desired);
+    let state = this.heals.get(id);
+    if (state && Date.now() - state.lastAt > HEAL_COOLDOWN_MS) state = undefined;
+    state ??= { count: 0, lastAt: 0 };
+    this.heals.set(id, state);
+    if (state.timer) return; // a heal is already scheduled
+    const changes = live ? subsetDiffs(desired, live, '', [], 10).map((c) => ({ field: c.path, old: c.desired, new: c.live })) : [];
+    const message = live
+      ? `${key} changed outside Keelson: ${changes.map((c) => `${c.field} ${JSON.stringify(c.old)} → ${JSON.stringify(c.new)}`).join(', ') || 'applied hash differs'}`
+      : `${key} was deleted outside Keelson`;
+    this.o.bus.publish({ type: 'drift.detected', env: this.o.env, app: owner.app, kind: live ? 'object-modified' : 'object-deleted', message, object: key, changes });
+    const delayMs = healDelayMs(state.count);
+    this.o.log.info({ env: this.o.env, app: owner.app, object: key, delayms: delayMs }, 'drift detected');
+    const heal = async () => {
+      state!.timer = undefined;
+      if (this.closed) return;
+      state!.count++;
+      state!.lastAt = Date.now();
+      const current = this.owners.get(id);
+      if (!current || this.applying.has(current.app)) return;
+      try {
+        // Reverting drift takes back the fields `kubectl edit/scale` took: that is the point of self-heal.
+        await ssa(this.cluster!.api, current.desired, true, false);
+        this.o.log.info({ env: this.o.env, app: current.app, object: key }, 'drift healed');
+      } catch (err) {
+        this.o.log.warn({ env: this.o.env, app: current.app, object: key, err: apiMessage(err) }, 'drift heal failed');
+        this.o.requeue(this.o.env);
+      }
+    };
+    if (delayMs === 0) void heal();
+    else {
+      state.timer = setTimeout(() => void heal(), delayMs);
+      state.timer.unref();
+    }
+  }
+}
+
+function summarize(results: ObjectResult[], unchanged: boolean): string {
+  if (unchanged) return `${results.length} objects unchanged`;
+  const counts = new Map<string, number>();
+  for (const r of results) counts.set(r.action, (counts.get(r.action) ?? 0) + 1);
+  return [...counts].map(([a, n]) => `${n} ${a}`).join(', ');
+}
+
+function uniqueKinds(objects: KObject[]): { apiVersion: string; kind: string }[] {
+  const m = new Map<string, { apiVersion: string; kind: string }>();
+  for (const o of objects) m.set(`${o.apiVersion}/${o.kind}`, { apiVersion: o.apiVersion, kind: o.kind });
+  return [...m.values()];
+}
+
+async function mapLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (i < items.length) await fn(items[i++]);
+    }),
+  );
+}

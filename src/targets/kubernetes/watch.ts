@@ -1,0 +1,101 @@
+/**
+ * Live objects by watch, not by polling: one informer (list + watch) per managed kind, all namespaces, selected by
+ * Keelson's environment label. Keeps a cache that observe, apply and drift detection read without API requests.
+ */
+import { makeInformer, type Informer, type KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../../log.js';
+import { collectionPath, type ObjectApi } from './client.js';
+import { identity, LABEL_ENV, type KObject } from './objects.js';
+
+export type WatchEvent = 'add' | 'update' | 'delete';
+
+interface KindWatch {
+  informer: Informer<KObject>;
+  synced: Promise<void>;
+  stopped: boolean;
+}
+
+export class ObjectWatch {
+  private readonly kinds = new Map<string, KindWatch>();
+  private readonly cache = new Map<string, KObject>();
+  private readonly listeners = new Set<(type: WatchEvent, o: KObject) => void>();
+
+  constructor(
+    private readonly o: { kc: KubeConfig; api: ObjectApi; env: string; log: Logger },
+  ) {}
+
+  get(o: KObject | { apiVersion: string; kind: string; namespace?: string; name: string }): KObject | undefined {
+    return this.cache.get(identity(o as KObject));
+  }
+
+  /** Subscribes to changes of watched objects; returns the unsubscribe function. */
+  onChange(fn: (type: WatchEvent, o: KObject) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Starts watching a kind (once) and resolves when its first list is in the cache. */
+  async ensure(apiVersion: string, kind: string): Promise<void> {
+    const key = `${apiVersion}/${kind}`;
+    let w = this.kinds.get(key);
+    if (!w) {
+      const resource = await this.o.api.resourceOf(apiVersion, kind);
+      if (!resource) throw new Error(`the API server does not serve ${kind} in ${apiVersion}`);
+      const path = collectionPath(apiVersion, resource.name);
+      const selector = `${LABEL_ENV}=${this.o.env}`;
+      const informer = makeInformer<KObject>(this.o.kc, path, () =>
+        this.o.api.list(apiVersion, kind, undefined, undefined, undefined, undefined, undefined, selector) as any,
+      selector);
+      const watch: KindWatch = { informer, synced: Promise.resolve(), stopped: false };
+      informer.on('add', (o) => this.emit('add', this.put(o, apiVersion, kind)));
+      informer.on('update', (o) => this.emit('update', this.put(o, apiVersion, kind)));
+      informer.on('delete', (o) => {
+        const obj = withVersion(o, apiVersion, kind);
+        this.cache.delete(identity(obj));
+        this.emit('delete', obj);
+      });
+      informer.on('error', (err: unknown) => {
+        if (watch.stopped) return;
+        // A failed list or watch stops the informer: start it again (it lists afresh).
+        this.o.log.warn({ kind, err: (err as Error)?.message ?? String(err) }, 'watch failed; restarting');
+        setTimeout(() => {
+          if (!watch.stopped) void informer.start().catch(() => undefined);
+        }, 1000).unref();
+      });
+      // start() resolves once the first list is in and the watch is open.
+      watch.synced = informer.start().then(() => {
+        for (const o of informer.list()) this.put(o, apiVersion, kind);
+      });
+      this.kinds.set(key, watch);
+      w = watch;
+    }
+    await w.synced.catch(() => {
+      // The first list failed: drop it so the next caller retries.
+      this.kinds.delete(key);
+      throw new Error(`cannot watch ${kind} (${apiVersion})`);
+    });
+  }
+
+  private put(o: KObject, apiVersion: string, kind: string): KObject {
+    const obj = withVersion(o, apiVersion, kind);
+    this.cache.set(identity(obj), obj);
+    return obj;
+  }
+
+  private emit(type: WatchEvent, o: KObject): void {
+    for (const fn of this.listeners) fn(type, o);
+  }
+
+  async close(): Promise<void> {
+    for (const w of this.kinds.values()) {
+      w.stopped = true;
+      await w.informer.stop().catch(() => undefined);
+    }
+    this.kinds.clear();
+  }
+}
+
+/** List items carry no apiVersion/kind; the informer's objects get them from the watched collection. */
+function withVersion(o: KObject, apiVersion: string, kind: string): KObject {
+  return o.apiVersion && o.kind ? o : { ...o, apiVersion, kind };
+}

@@ -1,0 +1,114 @@
+/**
+ * Which Target runs an environment: the environment's `spec.target` kind → a Target instance, created on first
+ * use. The registry is itself a Target that dispatches by environment, so the engine never asks which target it
+ * talks to. An environment's target spec is remembered in the store, so an environment deleted from git is still
+ * pruned by the target that ran it.
+ */
+import type { DesiredApp, TargetSpec } from '../core/model.js';
+import type { RunResult, RunSink } from '../run/one-off.js';
+import type { ApplyContext, ApplyOutcome, LiveApp, ObjectDiff, Target } from './target.js';
+
+export interface TargetFactory {
+  /** Instances are shared by environments whose specs give the same key (the local target: one for all). */
+  keyOf(env: string, spec: unknown): string;
+  create(env: string, spec: unknown): Target;
+}
+
+export interface TargetRegistryOptions {
+  factories: Record<string, TargetFactory>;
+  /** The environment's target in the desired state (undefined when git no longer declares it). */
+  specOf: (env: string) => TargetSpec | undefined;
+  store: { getKv(key: string): string | undefined; setKv(key: string, value: string): void };
+  /** Used when neither git nor the store know the environment. */
+  fallback?: TargetSpec;
+}
+
+export class TargetRegistry implements Target {
+  readonly name = 'registry';
+  private readonly instances = new Map<string, Target>();
+  private readonly starting = new Map<Target, Promise<void>>();
+  private started = false;
+
+  constructor(private readonly o: TargetRegistryOptions) {}
+
+  /** Adds an already made instance (e.g. the local target, which `keelson up` needs for metrics). */
+  register(kind: string, env: string, spec: unknown, target: Target): void {
+    this.instances.set(`${kind}:${this.o.factories[kind]?.keyOf(env, spec) ?? ''}`, target);
+  }
+
+  /** The target of an environment (sync; starting it is awaited by the async methods). */
+  targetOf(env: string): Target {
+    const spec = this.specOf(env);
+    const kind = Object.keys(spec)[0] ?? 'local';
+    const factory = this.o.factories[kind];
+    if (!factory) throw new Error(`environment ${env}: no target "${kind}" in this Keelson (targets: ${Object.keys(this.o.factories).join(', ')})`);
+    const value = (spec as unknown as Record<string, unknown>)[kind];
+    const key = `${kind}:${factory.keyOf(env, value)}`;
+    let t = this.instances.get(key);
+    if (!t) {
+      t = factory.create(env, value);
+      this.instances.set(key, t);
+    }
+    if (this.started && !this.starting.has(t)) this.starting.set(t, t.start());
+    return t;
+  }
+
+  private specOf(env: string): TargetSpec {
+    const spec = this.o.specOf(env);
+    const key = `target.spec/${env}`;
+    if (spec) {
+      const text = JSON.stringify(spec);
+      if (this.o.store.getKv(key) !== text) this.o.store.setKv(key, text);
+      return spec;
+    }
+    const remembered = this.o.store.getKv(key);
+    return remembered ? (JSON.parse(remembered) as TargetSpec) : (this.o.fallback ?? { local: {} });
+  }
+
+  private async ready(env: string): Promise<Target> {
+    const t = this.targetOf(env);
+    await this.starting.get(t);
+    return t;
+  }
+
+  async start(): Promise<void> {
+    this.started = true;
+    for (const t of this.instances.values()) if (!this.starting.has(t)) this.starting.set(t, t.start());
+    await Promise.all(this.starting.values());
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...new Set(this.instances.values())].map((t) => t.close()));
+  }
+
+  templateOf(app: DesiredApp): string {
+    return this.targetOf(app.env).templateOf(app);
+  }
+
+  async observe(env: string): Promise<LiveApp[]> {
+    return (await this.ready(env)).observe(env);
+  }
+
+  async apply(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome> {
+    return (await this.ready(app.env)).apply(app, ctx);
+  }
+
+  async delete(env: string, app: string): Promise<void> {
+    return (await this.ready(env)).delete(env, app);
+  }
+
+  logs(env: string, app: string): { replica: string; path: string }[] {
+    return this.targetOf(env).logs(env, app);
+  }
+
+  async diff(app: DesiredApp, ctx: ApplyContext): Promise<ObjectDiff[]> {
+    const t = await this.ready(app.env);
+    return t.diff ? t.diff(app, ctx) : [];
+  }
+
+  async runOnce(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult> {
+    const t = await this.ready(env);
+    if (!t.runOnce) throw new Error(`environment ${env} runs on the ${t.name} target, which cannot run one-off commands`);
+    return t.runOnce(env, app, argv, io);
+  }
+}

@@ -1,0 +1,163 @@
+import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from '../browser.js';
+import { appServer, commitAll, freePort, gitInit, root, runCli, startKeelson, stopProcess, tempDir, waitFor, writeTree } from '../helpers.js';
+
+/**
+ * The dashboard in real Chromium against a real `keelson up`: sign in, the matrix, a commit appearing without a
+ * reload, the app page with its replicas, diff and live logs, pause/resume, the audit log.
+ */
+describe('dashboard in Chromium', () => {
+  const tmp = tempDir('keelson-ui-');
+  const ops = join(tmp.dir, 'ops');
+  const state = join(tmp.dir, 'state');
+  const shots = join(root, 'test-output', 'dashboard');
+  const adminToken = 'kls_admin_token_for_tests_0123456789';
+  const viewerToken = 'kls_viewer_token_for_tests_0123456789';
+  let api: string;
+  let appPort: number;
+  let keelson: ChildProcess;
+  let browser: Awaited<ReturnType<typeof launchChromium>>;
+  let page: Page;
+
+  const envYaml = (name: string, version: string) => `apiVersion: keelson.dev/v1alpha1
+kind: Environment
+metadata: { name: ${name} }
+spec:
+  apps:
+    web: { version: "${version}" }
+`;
+  const auth = (t: string) => ({ authorization: `Bearer ${t}` });
+
+  beforeAll(async () => {
+    mkdirSync(shots, { recursive: true });
+    const apiPort = await freePort();
+    appPort = await freePort();
+    api = `http://127.0.0.1:${apiPort}`;
+    writeTree(ops, {
+      'apps/web.yaml': `apiVersion: keelson.dev/v1alpha1
+kind: App
+metadata: { name: web }
+spec:
+  version: "1.0.0"
+  artifact:
+    path: ../releases/web-{version}
+  run: { command: ["node", "server.js"] }
+  replicas: 2
+  port: ${appPort}
+  readiness: { http: { path: /healthz }, periodSeconds: 1 }
+`,
+      'environments/dev.yaml': envYaml('dev', '1.0.0'),
+      'releases/web-1.0.0/server.js': appServer('1.0.0'),
+      'releases/web-1.1.0/server.js': appServer('1.1.0'),
+    });
+    gitInit(ops);
+    commitAll(ops, 'web 1.0.0');
+    const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+    const tokensFile = join(tmp.dir, 'tokens.yaml');
+    writeFileSync(tokensFile, `tokens:\n  - { name: alice, role: admin, sha256: ${sha(adminToken)} }\n  - { name: victor, role: viewer, sha256: ${sha(viewerToken)} }\n`);
+    keelson = startKeelson(['--repo', ops, '--state-dir', state, '--listen', `127.0.0.1:${apiPort}`, '--poll', '1s', '--tokens-file', tokensFile], join(tmp.dir, 'keelson.log'));
+    await waitFor('web healthy', async () => {
+      const s = await (await fetch(`${api}/api/v1/status`, { headers: auth(adminToken) })).json();
+      return s.environments?.[0]?.apps?.[0]?.health === 'Healthy';
+    });
+    browser = await launchChromium();
+    page = await browser.context.newPage();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    if (keelson) await stopProcess(keelson);
+    runCli(['down', '--state-dir', state]);
+    tmp.cleanup();
+  });
+
+  it('asks for a token, then shows the matrix with text statuses', async () => {
+    await page.goto(api + '/');
+    await page.getByLabel('API token').fill('wrong');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').filter({ hasText: 'unknown or revoked token' }).waitFor();
+    await page.getByLabel('API token').fill(adminToken);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const cell = page.locator('td[data-env="dev"][data-app="web"]');
+    await cell.waitFor();
+    await expect.poll(() => cell.innerText()).toMatch(/1\.0\.0[\s\S]*Synced[\s\S]*Healthy[\s\S]*web 1\.0\.0/);
+    await expect.poll(() => page.locator('#live').innerText()).toBe('live');
+    expect(await page.locator('#who').innerText()).toContain('alice · admin');
+    await page.screenshot({ path: join(shots, '1-matrix.png'), fullPage: true });
+  });
+
+  it('shows a new commit without a reload', async () => {
+    await page.evaluate(() => ((window as any).__sameDocument = true));
+    writeTree(ops, { 'environments/dev.yaml': envYaml('dev', '1.1.0') });
+    commitAll(ops, 'web 1.1.0');
+    await fetch(`${api}/api/v1/webhooks/git`, { method: 'POST', body: '{}' });
+    const cell = page.locator('td[data-env="dev"][data-app="web"]');
+    await expect.poll(() => cell.innerText(), { timeout: 60_000 }).toMatch(/^1\.1\.0[\s\S]*Synced[\s\S]*Healthy[\s\S]*web 1\.1\.0/);
+    expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);
+    await page.screenshot({ path: join(shots, '2-matrix-after-commit.png'), fullPage: true });
+  });
+
+  it('filters the matrix on the server', async () => {
+    await page.getByLabel('Filter apps').fill('nomatch');
+    await expect.poll(() => page.locator('.pager span').innerText()).toBe('apps 0–0 of 0');
+    await page.getByLabel('Filter apps').fill('we');
+    await expect.poll(() => page.locator('.pager span').innerText()).toBe('apps 1–1 of 1');
+  });
+
+  it('opens the app page by keyboard: replicas, diff, history, events and live logs', async () => {
+    const link = page.locator('td[data-env="dev"][data-app="web"] a');
+    await link.focus();
+    await page.keyboard.press('Enter');
+    await page.locator('#replicas tbody tr').nth(1).waitFor();
+    expect(await page.locator('#replicas tbody tr').count()).toBe(2);
+    await expect.poll(() => page.locator('#replicas tbody').innerText()).toMatch(/1\.1\.0\s+running\s+ready/);
+    await expect.poll(() => page.locator('#diff').innerText()).toContain('web');
+    await expect.poll(() => page.locator('#history').innerText()).toMatch(/configured 1\.0\.0 → 1\.1\.0/);
+    await expect.poll(() => page.locator('#events').innerText()).toContain('app.changed');
+    await expect.poll(() => page.locator('#logs').innerText()).toContain('listening on');
+    await page.screenshot({ path: join(shots, '3-app.png'), fullPage: true });
+  });
+
+  it('pauses and resumes the app; the audit log records who did it', async () => {
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await expect.poll(() => page.locator('.summary').innerText()).toMatch(/Suspended[\s\S]*Paused/);
+    const detail = await getJsonWith(`${api}/api/v1/environments/dev/apps/web`, adminToken);
+    expect(detail).toMatchObject({ paused: true, app: { health: 'Suspended' } });
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await expect.poll(() => page.locator('.summary').innerText()).toMatch(/Healthy/);
+    await page.getByRole('button', { name: 'Sync now' }).click();
+    await expect.poll(() => page.locator('#announce').innerText()).toMatch(/sync (Unchanged|Succeeded)/);
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    await expect.poll(() => page.locator('#audit tbody').innerText()).toMatch(/alice\s+admin\s+pause\s+\/api\/v1\/environments\/dev\/apps\/web\/pause\s+✓?\s*succeeded/);
+    const text = await page.locator('#audit tbody').innerText();
+    expect(text).toMatch(/alice\s+admin\s+resume/);
+    expect(text).toMatch(/alice\s+admin\s+sync/);
+    expect(text).toMatch(/webhook\s+—\s+webhook/);
+    await page.screenshot({ path: join(shots, '4-audit.png'), fullPage: true });
+  });
+
+  it('offers no actions to a viewer, and the API refuses them', async () => {
+    const viewer = await browser.context.newPage();
+    await viewer.goto(api + '/#/app/dev/web');
+    await viewer.evaluate((t) => sessionStorage.setItem('keelson.token', t), viewerToken);
+    await viewer.reload();
+    await viewer.locator('#replicas tbody tr').first().waitFor();
+    expect(await viewer.getByRole('button', { name: 'Sync now' }).count()).toBe(0);
+    expect(await viewer.locator('#nav-audit').isHidden()).toBe(true);
+    const res = await fetch(`${api}/api/v1/environments/dev/sync`, { method: 'POST', headers: auth(viewerToken) });
+    expect(res.status).toBe(403);
+    expect((await res.json()).message).toBe('token "victor" has role viewer; this needs operator');
+    await viewer.close();
+  });
+
+  async function getJsonWith(url: string, token: string) {
+    const res = await fetch(url, { headers: auth(token) });
+    if (!res.ok) throw new Error(`${url}: ${res.status}`);
+    return res.json();
+  }
+});
