@@ -119,7 +119,7 @@ pid_file() { echo "${RUN}/pids/$1.pid"; }
 start_time() {
   local stat
   stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  awk '{ print $20 }' <<<"${stat##*) }"
+  awk '$1 != "Z" { print $20; ok = 1 } END { exit !ok }' <<<"${stat##*) }"
 }
 
 # Prints the PID of a component if the recorded process is still the one we started.
@@ -143,25 +143,30 @@ launch() { # <name> <binary> <args...>
   echo "${pid} $(start_time "${pid}")" >"$(pid_file "${name}")"
 }
 
+# Reverse start order: clients first, so kube-apiserver has no watches to drain and etcd goes last.
 stop_all() {
-  local name pid stopped=()
-  for name in "${COMPONENTS[@]}"; do
-    if pid="$(live_pid "${name}")"; then
-      kill -TERM "${pid}" 2>/dev/null || true
-      stopped+=("${name}:${pid}")
-    fi
-  done
-  local entry deadline=$((SECONDS + 20))
-  for entry in "${stopped[@]}"; do
-    name="${entry%%:*}" pid="${entry#*:}"
-    while live_pid "${name}" >/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-    if live_pid "${name}" >/dev/null; then
-      log "${name} (pid ${pid}) ignored SIGTERM; sending SIGKILL"
+  local i name pid stopped=()
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    name="${COMPONENTS[i]}"
+    pid="$(live_pid "${name}")" || continue
+    kill -TERM "${pid}" 2>/dev/null || true
+    wait_exit "${name}" 15 || {
+      log "${name} (pid ${pid}) did not exit on SIGTERM; sending SIGKILL"
       kill -KILL "${pid}" 2>/dev/null || true
-    fi
+      wait_exit "${name}" 5 || log "${name} (pid ${pid}) survived SIGKILL"
+    }
+    stopped+=("${name}:${pid}")
   done
   for name in "${COMPONENTS[@]}"; do rm -f "$(pid_file "${name}")"; done
   ((${#stopped[@]} == 0)) || log "stopped ${stopped[*]}"
+}
+
+wait_exit() { # <name> <timeout s>
+  local deadline=$((SECONDS + $2))
+  while live_pid "$1" >/dev/null; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
 }
 
 # ---------------------------------------------------------------- health
@@ -207,7 +212,7 @@ wait_for() {
   local what="$1" timeout="$2" comp="$3"
   shift 3
   local deadline=$((SECONDS + timeout))
-  until "$@"; do
+  until "$@" >/dev/null; do
     live_pid "${comp}" >/dev/null || fail "${comp} exited while waiting for ${what}"
     ((SECONDS < deadline)) || fail "timed out after ${timeout}s waiting for ${what}"
     sleep 0.5
@@ -240,9 +245,14 @@ gen_pki() {
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out apiserver.crt \
       -extfile <(printf '%s\n' "basicConstraints=CA:FALSE" "extendedKeyUsage=serverAuth" \
         "subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1") 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=admin" 2>/dev/null
-    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out admin.crt \
-      -extfile <(printf '%s\n' "basicConstraints=CA:FALSE" "extendedKeyUsage=clientAuth") 2>/dev/null
+    local name subj
+    for name in admin front-proxy-client; do
+      subj="/CN=${name}"
+      [[ "${name}" == admin ]] && subj="/O=system:masters/CN=admin"
+      openssl req -newkey rsa:2048 -nodes -keyout "${name}.key" -out "${name}.csr" -subj "${subj}" 2>/dev/null
+      openssl x509 -req -in "${name}.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out "${name}.crt" \
+        -extfile <(printf '%s\n' "basicConstraints=CA:FALSE" "extendedKeyUsage=clientAuth") 2>/dev/null
+    done
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
     rm -f ./*.csr ca.srl
@@ -337,6 +347,10 @@ start() {
     --service-cluster-ip-range="${SERVICE_CIDR}" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="${pki}/sa.pub" --service-account-signing-key-file="${pki}/sa.key" \
+    --requestheader-client-ca-file="${pki}/ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="${pki}/front-proxy-client.crt" --proxy-client-key-file="${pki}/front-proxy-client.key" \
     --authorization-mode=RBAC --allow-privileged=true --profiling=false
   wait_for "kube-apiserver https://127.0.0.1:${API_PORT}/readyz" 120 kube-apiserver api_ok /readyz
 
