@@ -20,9 +20,10 @@ if ! command -v go >/dev/null 2>&1 && ! scripts/testenv.sh status >/dev/null 2>&
 fi
 # Start (and, on a fresh machine, build) the control plane while npm installs and the build run.
 testenv_log=$(mktemp)
+was_running=0; scripts/testenv.sh status >/dev/null 2>&1 && was_running=1
 scripts/testenv.sh start >"$testenv_log" 2>&1 &
 testenv_pid=$!
-cleanup() { scripts/testenv.sh stop >/dev/null 2>&1 || true; rm -f "$testenv_log"; }
+cleanup() { [ "$was_running" = 1 ] || scripts/testenv.sh stop >/dev/null 2>&1 || true; rm -f "$testenv_log"; }
 trap cleanup EXIT
 
 npm ci --no-audit --no-fund

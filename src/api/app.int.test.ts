@@ -103,7 +103,11 @@ spec:
   it('serves the plan, history and Prometheus metrics', async () => {
     const plan = await (await api.request('/api/v1/environments/dev/plan')).json();
     expect(plan.plan.steps).toEqual([expect.objectContaining({ app: 'tick', action: 'none' })]);
-    const history = await (await api.request('/api/v1/history?env=dev')).json();
+    // The app is Healthy a moment before the sync that started it is recorded.
+    const history = await waitFor('first sync recorded', async () => {
+      const h = await (await api.request('/api/v1/history?env=dev')).json();
+      return h.syncs.length > 0 && h;
+    });
     expect(history.syncs[0]).toMatchObject({ env: 'dev', result: 'Succeeded', summary: 'tick created' });
     const metrics = await (await api.request('/metrics')).text();
     for (const name of ['keelson_reconcile_duration_seconds', 'keelson_sync_total', 'keelson_drift_events_total', 'keelson_git_fetch_duration_seconds', 'keelson_supervised_processes', 'keelson_process_restarts_total']) {

@@ -187,6 +187,26 @@ export const routeDocs: RouteDoc[] = [
     summary: 'Promote a progressive rollout past its pause ({full: true} skips every remaining pause and analysis)',
     responses: { 200: { description: 'promotion requested' }, 404: problem('unknown environment'), 409: problem('no rollout under way'), ...denied },
   },
+  // Routes of other features (environments, rollouts, rollback history): declared here so each has a role.
+  { method: 'GET', path: '/api/v1/environments/:env/apps/:app/revisions', access: 'viewer', summary: 'Revisions the app ran, for rollback', responses: { 200: { description: 'revisions' }, ...denied } },
+  { method: 'GET', path: '/api/v1/apps/:app/where', access: 'viewer', summary: 'What version of the app runs where, since when', responses: { 200: { description: 'per environment' }, ...denied } },
+  {
+    method: 'POST',
+    path: '/api/v1/environments/:env/apps/:app/run',
+    access: 'admin',
+    action: 'run',
+    summary: "A one-off command in the app's current release; streams NDJSON frames",
+    responses: { 200: { description: 'NDJSON output frames', contentType: 'application/x-ndjson' }, 400: problem('invalid argv'), 404: problem('unknown environment'), ...denied },
+  },
+  { method: 'GET', path: '/api/v1/environments/:env/apps/:app/rollout', access: 'viewer', summary: "State of the app's progressive rollout", responses: { 200: { description: 'rollout' }, 404: problem('no rollout'), ...denied } },
+  {
+    method: 'POST',
+    path: '/api/v1/environments/:env/apps/:app/rollout/promote',
+    access: 'operator',
+    action: 'promote-rollout',
+    summary: 'Go on past a rollout pause (full: skip pauses and analyses)',
+    responses: { 200: { description: 'promoted' }, 409: problem('nothing to promote'), ...denied },
+  },
   { method: 'GET', path: '/', access: 'public', summary: 'The dashboard', responses: { 200: { description: 'HTML', contentType: 'text/html' } } },
   { method: 'GET', path: '/ui/:file', access: 'public', summary: "The dashboard's static files", responses: { 200: { description: 'JS or CSS' }, 404: problem('no such file') } },
 ];
@@ -202,8 +222,15 @@ export function findRouteDoc(method: string, path: string): RouteDoc | undefined
 
 const toOpenApiPath = (p: string) => p.replace(/:([A-Za-z_]+)/g, '{$1}');
 
-function jsonSchema(schema: z.ZodType): unknown {
-  const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any' }) as Record<string, unknown>;
+/**
+ * JSON Schema of a response; named shapes (`.meta({ id })`) go to `components.schemas` and are referenced.
+ * `io: 'input'` keeps objects open (no `additionalProperties: false`): the API may add fields.
+ */
+function jsonSchema(schema: z.ZodType, components: Record<string, unknown>): unknown {
+  const generated = JSON.stringify(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }));
+  const out = JSON.parse(generated.replaceAll('"#/$defs/', '"#/components/schemas/')) as Record<string, unknown>;
+  const { $schema: _drop, $defs, ...rest } = out as { $schema?: unknown; $defs?: Record<string, unknown> } & Record<string, unknown>;
+  for (const [id, def] of Object.entries($defs ?? {})) components[id] = def;
   return rest;
 }
 
@@ -219,12 +246,13 @@ function queryParameters(q: z.ZodObject | undefined): unknown[] {
 /** The OpenAPI 3.1 document served at /api/v1/openapi.json. */
 export function openApiDocument(version: string): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
+  const schemas: Record<string, unknown> = {};
   for (const r of routeDocs) {
     const params = [...r.path.matchAll(/:([A-Za-z_]+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
     const responses: Record<string, unknown> = {};
     for (const [code, resp] of Object.entries(r.responses)) {
       const contentType = resp.contentType ?? 'application/json';
-      responses[code] = { description: resp.description, content: { [contentType]: resp.schema ? { schema: jsonSchema(resp.schema) } : {} } };
+      responses[code] = { description: resp.description, content: { [contentType]: resp.schema ? { schema: jsonSchema(resp.schema, schemas) } : {} } };
     }
     (paths[toOpenApiPath(r.path)] ??= {})[r.method.toLowerCase()] = {
       summary: r.summary,
@@ -233,7 +261,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
       ...(r.action ? { 'x-keelson-audited-action': r.action } : {}),
       security: r.access === 'public' ? [] : [{ bearer: [] }],
       parameters: [...params, ...queryParameters(r.query)],
-      ...(r.body ? { requestBody: { required: false, content: { 'application/json': { schema: jsonSchema(r.body) } } } } : {}),
+      ...(r.body ? { requestBody: { required: false, content: { 'application/json': { schema: jsonSchema(r.body, schemas) } } } } : {}),
       responses,
     };
   }
@@ -245,7 +273,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
       description:
         'Bearer tokens with roles viewer < operator < admin; x-keelson-role names the role each operation needs. With no tokens configured the API is read-only (viewer) and listens on loopback only.',
     },
-    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } }, schemas },
     paths,
   };
 }

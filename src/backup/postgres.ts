@@ -68,7 +68,7 @@ export function pgTool(name: 'pg_dump' | 'pg_restore'): string {
 }
 
 function stamp(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return d.toISOString().replace(/[-:]/g, '');
 }
 
 /** Dumps the database; keeps the newest `retain` backups of the app. */

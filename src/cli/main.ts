@@ -16,6 +16,8 @@ Usage:
   keelson rollout --env E --app A [--json]           state of the app's blue/green or canary rollout
   keelson promote-rollout --env E --app A [--full]  go on past a pause (--full: skip pauses and analyses)
   keelson proxy --socket <path>         the proxy process (started by the engine)
+  keelson token create --name N [--role viewer|operator|admin]   a new API token and its tokens-file line
+  keelson status --watch [--env E]      live status table, redrawn in place
 
 Environments, promotion, releases (edit the ops repository's working copy: --repo DIR, default .):
   keelson diff-envs A B [--json] [--exit-code]     versions, replicas and config that differ
@@ -29,10 +31,14 @@ Environments, promotion, releases (edit the ops repository's working copy: --rep
 Safe delivery:
   keelson rollback --env E --app A [--to REV] [--repo DIR] [--yes] [--push] [--reason TEXT]
                                                     commit the app's declaration as of REV (default: last healthy)
+  keelson chaos --env E [--app A] [--duration 60s] [--interval 5s] [--kill 1] [--dry-run] [--force] [--out PREFIX]
+                                                    kill random replicas, measure availability through the proxy
   keelson backup list|restore --env E --app A [--backup NAME] [--database-url URL | --var DATABASE_URL] [--state-dir D]
 
 Commands that talk to a running engine take --server URL (default http://127.0.0.1:7070,
-or KEELSON_SERVER).`;
+or KEELSON_SERVER) and --token T (or KEELSON_TOKEN) when the engine has API tokens.
+\`keelson up\` takes --tokens-file F (or KEELSON_TOKENS_FILE, KEELSON_TOKEN_ADMIN/OPERATOR/VIEWER);
+without tokens the API and dashboard are read-only and listen on loopback only.`;
 
 /** The CLI boundary: every error ends here as a message and an exit code. */
 export async function main(argv: string[]): Promise<void> {
@@ -49,6 +55,8 @@ export async function main(argv: string[]): Promise<void> {
       case 'history':
       case 'logs':
         return await (await import('./client-commands.js')).run(cmd, rest);
+      case 'token':
+        return await (await import('./token.js')).token(rest);
       case 'down':
         return await (await import('./down.js')).down(rest);
       case 'diff-envs':
@@ -67,6 +75,8 @@ export async function main(argv: string[]): Promise<void> {
         return await (await import('./rollback.js')).rollback(rest);
       case 'backup':
         return await (await import('./backup.js')).backup(rest);
+      case 'chaos':
+        return await (await import('./chaos.js')).chaos(rest);
       case 'secret':
         return await (await import('../secrets/cli.js')).secret(rest);
       case 'promote-rollout':

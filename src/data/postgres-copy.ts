@@ -13,17 +13,15 @@ export interface PgConnection {
   password?: string;
 }
 
+const pgUrl = /^(postgres(?:ql)?):\/\/(?:([^:@/?]*)(?::([^@/?]*))?@)?([^/?]*)(?:\/([^?]*))?(?:\?(.*))?$/;
+
+/** libpq URLs may have an empty host (`postgresql://user@/db?host=/run/sock`), which WHATWG URL rejects: parsed by hand. */
 export function parsePgUrl(text: string): PgConnection {
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    throw new ExitError(2, `not a PostgreSQL URL: ${redact(text)} (expected postgres://user:password@host:port/db)`);
-  }
-  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new ExitError(2, `not a PostgreSQL URL (scheme ${u.protocol}): ${redact(text)}`);
-  const password = u.password ? decodeURIComponent(u.password) : undefined;
-  u.password = '';
-  return { url: u.toString(), password };
+  const m = pgUrl.exec(text.trim());
+  if (!m) throw new ExitError(2, `not a PostgreSQL URL: ${redact(text)} (expected postgresql://user:password@host:port/db)`);
+  const [, scheme, user, password, hostport, db, query] = m;
+  const url = `${scheme}://${user ? `${user}@` : ''}${hostport}${db !== undefined ? `/${db}` : ''}${query !== undefined ? `?${query}` : ''}`;
+  return { url, password: password !== undefined ? decodeURIComponent(password) : undefined };
 }
 
 /** The database URL an environment's apps use: the value of `variable` (unambiguous across the chosen apps). */
@@ -38,8 +36,10 @@ export function databaseUrlOf(env: DesiredEnvironment, variable: string, app?: s
 
 function sameDatabase(a: PgConnection, b: PgConnection): boolean {
   const norm = (c: PgConnection) => {
-    const u = new URL(c.url);
-    return `${u.hostname || 'localhost'}:${u.port || '5432'}${u.pathname}`;
+    const [, , , , hostport = '', db = '', query = ''] = pgUrl.exec(c.url) ?? [];
+    const q = new URLSearchParams(query);
+    const [h, p] = hostport.split(':');
+    return `${q.get('host') ?? (h || 'localhost')}:${q.get('port') ?? (p || '5432')}/${q.get('dbname') ?? decodeURIComponent(db)}`;
   };
   return norm(a) === norm(b);
 }

@@ -62,6 +62,8 @@ export interface AppStatusView {
   message: string;
   replicas: { desired: number; ready: number; total: number; updated: number };
   instances: unknown[];
+  /** Public port the proxy serves the app on, if any. */
+  port?: number | null;
 }
 
 export interface EnvironmentStatusView {
@@ -74,6 +76,8 @@ export interface EnvironmentStatusView {
   expiresAt: string | null;
   /** Why syncs of this environment wait (a sync window), or null. */
   syncWindow: string | null;
+  /** `keelson chaos` refuses to run here without --force. */
+  protected?: boolean;
   error: { revision: string; message: string; issues: string[] } | null;
   apps: AppStatusView[];
 }
@@ -460,6 +464,7 @@ export class Engine {
           message,
           replicas: l?.replicas ?? { desired: d?.replicas ?? 0, ready: 0, total: 0, updated: 0 },
           instances: l?.instances ?? [],
+          port: d?.port ?? l?.spec.port ?? null,
         };
       });
       environments.push({
@@ -468,6 +473,7 @@ export class Engine {
         revision: this.good?.revision ?? null,
         syncing: this.reconciler.isRunning(env),
         syncWindow: this.windows.waiting(env),
+        protected: desired.protected ?? false,
         phase: phaseOf(desired),
         expiresAt: desired.expiresAt ?? null,
         error: this.renderError ? { revision: this.renderError.revision, message: this.renderError.message, issues: this.renderError.issues.map(formatIssue) } : null,

@@ -53,6 +53,7 @@ export async function planCreate(wc: WorkingCopy, o: CreateOptions): Promise<Cre
   const now = o.now ?? new Date();
   doc.commentBefore = ` On-demand environment created by \`keelson env create ${o.name} --from ${o.from}\`; remove with \`keelson env destroy ${o.name}\`.`;
   if (doc.directives) doc.directives.docStart = null;
+  if (doc.contents && 'commentBefore' in doc.contents) doc.contents.commentBefore = undefined;
   doc.setIn(['metadata', 'name'], o.name);
   ensureMaps(doc, ['metadata', 'annotations']);
   doc.setIn(['metadata', 'annotations', OWNER], quoted(o.owner));

@@ -193,8 +193,8 @@ async function runHttp(
     const ok = h.expectStatus.includes(res.status);
     return { ok, message: `${h.method} ${shown} answered ${res.status}${ok ? '' : ` (expected ${h.expectStatus.join(' or ')})`}`, output: body };
   } catch (err) {
-    const e = err as Error & { cause?: { code?: string } };
-    const why = e.name === 'TimeoutError' ? `timed out after ${timeoutMs / 1000}s` : (e.cause?.code ?? e.message);
+    const e = err as Error & { cause?: { code?: string; message?: string } };
+    const why = e.name === 'TimeoutError' ? `timed out after ${timeoutMs / 1000}s` : (e.cause?.code ?? e.cause?.message ?? e.message);
     return { ok: false, message: `${h.method} ${shown} failed: ${why}`, output: '' };
   }
 }

@@ -11,7 +11,7 @@ import { ExitError } from '../core/errors.js';
 import { loadDocuments } from '../render/load.js';
 import { renderRepository, type RenderResult } from '../render/render.js';
 import { API_VERSION } from '../render/schema.js';
-import { git, GitError } from '../source/git.js';
+import { git, GitError, gitTest } from '../source/git.js';
 
 export interface DocLocation {
   kind: 'App' | 'Environment';
@@ -93,8 +93,17 @@ export class WorkingCopy {
     return relative(this.gitRoot, file).split('\\').join('/');
   }
 
-  /** Records `changes` as one commit; returns its sha. */
+  /** Records `changes` as one commit; returns its sha. A failing git command is reported with what to do next. */
   async commit(changes: FileChange[], o: CommitOptions): Promise<string> {
+    try {
+      return await this.commitUnchecked(changes, o);
+    } catch (err) {
+      if (err instanceof GitError) throw new ExitError(1, err.message);
+      throw err;
+    }
+  }
+
+  private async commitUnchecked(changes: FileChange[], o: CommitOptions): Promise<string> {
     const env = await this.identity();
     const paths = changes.map((c) => this.rel(c.path));
     let sha: string;
@@ -121,7 +130,10 @@ export class WorkingCopy {
   /** A commit on a new branch through a temporary index: neither the work tree nor the real index is touched. */
   private async commitToBranch(changes: FileChange[], branch: string, message: string, env: Record<string, string>): Promise<string> {
     const ref = `refs/heads/${branch}`;
-    await git(['check-ref-format', ref], { cwd: this.gitRoot, hint: `"${branch}" is not a valid branch name` });
+    if (!(await gitTest(['check-ref-format', ref], { cwd: this.gitRoot }))) throw new ExitError(2, `"${branch}" is not a valid branch name`);
+    if (await gitTest(['rev-parse', '--verify', '--quiet', ref], { cwd: this.gitRoot })) {
+      throw new ExitError(1, `branch "${branch}" already exists; choose another --branch name`);
+    }
     const tmp = await mkdtemp(join(tmpdir(), 'keelson-index-'));
     try {
       const indexEnv = { ...env, GIT_INDEX_FILE: join(tmp, 'index') };

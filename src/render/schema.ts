@@ -172,12 +172,12 @@ export const EnvironmentSpecSchema = z.strictObject({
     .describe('When an on-demand environment expires: its apps are stopped and its status becomes Expired (`keelson env gc` removes it)'),
   routing: z
     .enum(['port', 'host'])
-    .default('port')
-    .describe('"port": apps own their public ports; "host": apps share their ports with the owner and are reached as APP.ENV.localhost'),
+    .optional()
+    .describe('"port" (default): apps own their public ports; "host": apps share their ports with the owner and are reached as APP.ENV.localhost'),
   hooks: HooksSchema.optional().describe("Hooks run for every app of this environment, before the app's own"),
-  syncWindows: z.array(SyncWindowSchema).default([]),
-  notifications: z.array(NotificationSchema).default([]),
-  protected: z.boolean().default(false).describe('`keelson chaos` refuses to run here without --force'),
+  syncWindows: z.array(SyncWindowSchema).optional(),
+  notifications: z.array(NotificationSchema).optional(),
+  protected: z.boolean().optional().describe('`keelson chaos` refuses to run here without --force'),
 });
 
 const metadata = z.strictObject({

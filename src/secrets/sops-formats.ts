@@ -119,7 +119,8 @@ function yamlScalar(v: unknown): Scalar {
 function emitYaml(branches: Branch[]): string {
   return branches
     .map((b) => {
-      const doc = new Document(null);
+      // YAML 1.1 rules for quoting: sops (go-yaml) reads an unquoted 2021-04-06T09:07:05Z as a time, yes/on as bools.
+      const doc = new Document(null, { version: '1.1' });
       const { node, head, tail } = yamlMapOf(b, doc);
       doc.contents = node;
       if (head.length) doc.commentBefore = head.join('\n');

@@ -1,4 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,6 +11,12 @@ import { appServer, commitAll, freePort, gitInit, root, runCli, startKeelson, st
  * The dashboard in real Chromium against a real `keelson up`: sign in, the matrix, a commit appearing without a
  * reload, the app page with its replicas, diff and live logs, pause/resume, the audit log.
  */
+function runCliAsync(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    execFile(process.execPath, [join(root, 'bin', 'keelson'), ...args], { encoding: 'utf8' }, (err, stdout, stderr) => res({ code: err ? ((err as any).code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
 describe('dashboard in Chromium', () => {
   const tmp = tempDir('keelson-ui-');
   const ops = join(tmp.dir, 'ops');
@@ -153,6 +159,37 @@ spec:
     expect(res.status).toBe(403);
     expect((await res.json()).message).toBe('token "victor" has role viewer; this needs operator');
     await viewer.close();
+  });
+
+  it('exposes proxy requests per app and version, and the documented metrics', async () => {
+    for (let i = 0; i < 5; i++) expect(await (await fetch(`http://127.0.0.1:${appPort}/`)).text()).toBe('version 1.1.0 \n');
+    const metrics = await (await fetch(`${api}/metrics`, { headers: auth(viewerToken) })).text();
+    expect(metrics).toMatch(/^keelson_proxy_requests_total\{env="dev",app="web",version="1\.1\.0"\} ([5-9]|\d\d+)$/m);
+    expect(metrics).toMatch(/^keelson_proxy_request_duration_seconds_count\{env="dev",app="web",version="1\.1\.0"\} \d+$/m);
+    expect(metrics).toMatch(/^keelson_app_health\{env="dev",app="web",status="Healthy"\} 1$/m);
+    for (const name of ['keelson_reconcile_duration_seconds', 'keelson_sync_total', 'keelson_drift_events_total', 'keelson_git_fetch_duration_seconds', 'keelson_process_restarts_total']) expect(metrics).toContain(name);
+    expect((await fetch(`${api}/metrics`)).status).toBe(401);
+  });
+
+  it('keelson sync shows progress; keelson status --watch redraws a live table', async () => {
+    const sync = await runCliAsync(['sync', '--env', 'dev', '--server', api, '--token', adminToken]);
+    expect(sync.code).toBe(0);
+    expect(sync.stderr).toContain('syncing dev…');
+    expect(sync.stdout).toMatch(/^(Unchanged|Succeeded): /);
+    expect(runCli(['sync', '--env', 'dev', '--server', api]).stderr).toContain('authentication required');
+    const watch = spawn(process.execPath, [join(root, 'bin', 'keelson'), 'status', '--watch', '--server', api, '--token', viewerToken], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    watch.stdout!.on('data', (c) => (out += c));
+    try {
+      await waitFor('first frame', () => /web\s+1\.1\.0\s+Synced\s+Healthy/.test(out));
+      expect(out).toMatch(/keelson status --watch .* live/);
+      const frames = out.split('keelson status --watch').length;
+      await fetch(`${api}/api/v1/environments/dev/apps/web/pause`, { method: 'POST', headers: auth(adminToken) });
+      await waitFor('a new frame with the paused app', () => out.split('keelson status --watch').length > frames && /web\s+1\.1\.0\s+Synced\s+Suspended/.test(out));
+      await fetch(`${api}/api/v1/environments/dev/apps/web/resume`, { method: 'POST', headers: auth(adminToken) });
+    } finally {
+      watch.kill('SIGINT');
+    }
   });
 
   async function getJsonWith(url: string, token: string) {

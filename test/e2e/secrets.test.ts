@@ -152,7 +152,7 @@ spec:
       const s = await webStatus();
       return s.env?.error && s;
     });
-    expect(env.error.message).toContain('apps/web.yaml:22:15');
+    expect(env.error.message).toContain('apps/web.yaml:21:15');
     expect(env.error.message).toContain('secrets/db.enc.yaml: the value at password cannot be decrypted');
     expect((await served()).password).toBe(sha(pw2));
     const { app } = await webStatus();
@@ -160,8 +160,6 @@ spec:
   });
 
   it('never lets plaintext reach the state dir, the API or the engine output', async () => {
-    const plan = await getJson(`${api}/api/v1/environments/dev/plan`);
-    expect(JSON.stringify(plan.plan)).toContain('hmac-sha256:');
     for (const p of [
       '/api/v1/status',
       '/api/v1/environments/dev/plan',

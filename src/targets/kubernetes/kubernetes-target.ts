@@ -10,7 +10,7 @@ import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { ApplyContext, ApplyOutcome, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
 import { applyObject, ssa, type ObjectResult } from './apply.js';
-import { apiMessage, connect, isNotFound, type Cluster } from './client.js';
+import { apiMessage, connect, isNotFound, statusCode, type Cluster } from './client.js';
 import { pruneObjects, staleObjects } from './delete.js';
 import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
@@ -181,15 +181,28 @@ export class KubernetesTarget implements Target {
     return r.namespaced;
   }
 
-  private async ensureNamespace(cluster: Cluster, name: string): Promise<void> {
-    const { watch } = await this.connected();
-    await watch.ensure('v1', 'Namespace');
+  private readonly namespaces = new Map<string, Promise<void>>();
+
+  /** Once per namespace and target; apps applied concurrently share the one request. */
+  private ensureNamespace(cluster: Cluster, name: string): Promise<void> {
+    let p = this.namespaces.get(name);
+    if (!p) {
+      p = this.createNamespace(cluster, name);
+      this.namespaces.set(name, p);
+      p.catch(() => this.namespaces.delete(name));
+    }
+    return p;
+  }
+
+  private async createNamespace(cluster: Cluster, name: string): Promise<void> {
     const existing = await cluster.api.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }).catch((err) => {
       if (isNotFound(err)) return undefined;
       throw err;
     });
     if (existing) return;
-    await cluster.api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { [LABEL_MANAGED_BY]: 'keelson' } } }, undefined, undefined, 'keelson');
+    await cluster.api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { [LABEL_MANAGED_BY]: 'keelson' } } }, undefined, undefined, 'keelson').catch((err) => {
+      if (statusCode(err) !== 409) throw err; // created meanwhile by someone else
+    });
     this.o.log.info({ namespace: name }, 'namespace created');
   }
 
@@ -299,8 +312,10 @@ export class KubernetesTarget implements Target {
       // Per group: custom resources can only be watched once their CRD (an earlier group) is established.
       await Promise.all(uniqueKinds(group).map((k) => watch.ensure(k.apiVersion, k.kind).catch(() => undefined)));
       await mapLimit(group, this.o.concurrency ?? 16, async (o) => {
-        const { result } = await applyObject(cluster.api, o, watch.get(o), opts);
+        const { result, live } = await applyObject(cluster.api, o, watch.get(o), opts);
         results.push(result);
+        // Health must judge what was just written, not a cached copy the watch has not replaced yet.
+        if (live && result.action !== 'unchanged') watch.saw(live);
         if (o.kind === 'CustomResourceDefinition' && result.action !== 'unchanged') cluster.api.forget(`${(o as any).spec?.group}/${(o as any).spec?.versions?.[0]?.name}`);
       });
       if (group[0]?.kind === 'CustomResourceDefinition') await this.waitHealthy(watch, group, 30_000);
@@ -388,11 +403,17 @@ export class KubernetesTarget implements Target {
     const { cluster, watch } = await this.connected();
     const inv = this.inventory.get(env, app);
     if (!inv) return;
-    const results = await pruneObjects(cluster.api, inv.objects, (o) => watch.get(o), { env, app });
-    const failed = results.filter((r) => r.action === 'failed');
-    if (failed.length) throw new Error(failed.map((f) => f.message).join('; '));
-    this.inventory.delete(env, app);
-    this.reindex();
+    // Deleting on purpose: the watch must not heal these deletes.
+    this.applying.add(app);
+    try {
+      const results = await pruneObjects(cluster.api, inv.objects, (o) => watch.get(o), { env, app });
+      const failed = results.filter((r) => r.action === 'failed');
+      if (failed.length) throw new Error(failed.map((f) => f.message).join('; '));
+      this.inventory.delete(env, app);
+      this.reindex();
+    } finally {
+      this.applying.delete(app);
+    }
   }
 
   /** Server-side dry-run of every object against live, managed fields and defaults normalised away. */

@@ -39,10 +39,10 @@ describe('objects', () => {
   });
 
   it('knows the keep annotations of Keelson, Argo CD and Flux', () => {
-    const with = (annotations: Record<string, string>): KObject => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', annotations } });
-    expect(isKept(with({ 'keelson.dev/prune': 'disabled' }))).toBe(true);
-    expect(isKept(with({ 'argocd.argoproj.io/sync-options': 'ServerSideApply=true,Prune=false' }))).toBe(true);
-    expect(isKept(with({ 'kustomize.toolkit.fluxcd.io/prune': 'disabled' }))).toBe(true);
-    expect(isKept(with({}))).toBe(false);
+    const annotated = (annotations: Record<string, string>): KObject => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', annotations } });
+    expect(isKept(annotated({ 'keelson.dev/prune': 'disabled' }))).toBe(true);
+    expect(isKept(annotated({ 'argocd.argoproj.io/sync-options': 'ServerSideApply=true,Prune=false' }))).toBe(true);
+    expect(isKept(annotated({ 'kustomize.toolkit.fluxcd.io/prune': 'disabled' }))).toBe(true);
+    expect(isKept(annotated({}))).toBe(false);
   });
 });

@@ -76,6 +76,13 @@ export class ObjectWatch {
     });
   }
 
+  /** A write's response: newer than the cache until the watch delivers it (never replaces a newer generation). */
+  saw(o: KObject): void {
+    const cached = this.cache.get(identity(o));
+    const gen = (x: KObject | undefined) => (x?.metadata.generation as number | undefined) ?? 0;
+    if (!cached || gen(o) > gen(cached)) this.cache.set(identity(o), o);
+  }
+
   private put(o: KObject, apiVersion: string, kind: string): KObject {
     const obj = withVersion(o, apiVersion, kind);
     this.cache.set(identity(obj), obj);
