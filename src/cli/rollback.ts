@@ -156,7 +156,7 @@ async function unifiedDiff(plan: RestorePlan): Promise<string> {
       }
     }
     // Exit code 1 means "differences found".
-    return await git(tmp, ['diff', '--no-index', '--no-color', 'a', 'b']).catch((err: { stdout?: string }) => err.stdout ?? '');
+    return await git(tmp, ['diff', '--no-index', '--no-color', '--src-prefix=', '--dst-prefix=', 'a', 'b']).catch((err: { stdout?: string }) => err.stdout ?? '');
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }

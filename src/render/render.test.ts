@@ -325,7 +325,7 @@ describe('renderRepository: issues at file:line:col', () => {
         "a.yaml:12:19: App "a": spec.readiness.http.path: must start with "/"",
         "a.yaml:13:23: App "a": spec.readiness.exec.command[0]: must be a string, not boolean true",
         "a.yaml:20:13: App "b": spec.artifact: a url artifact needs "sha256" (64 hex digits) to verify the download",
-        "e.yaml:5:11: Environment "e": spec.target: needs exactly one of "local", "kubernetes", found "local" and "kubernetes"",
+        "e.yaml:5:36: Environment "e": spec.target.kubernetes.namespace: is required",
         "e.yaml:6:16: Environment "e": unknown field "spec.apps.a.colour" (allowed: version, replicas, env, port, secrets)",
         "e.yaml:10:11: Environment: metadata.name: is required",
       ]
@@ -449,7 +449,7 @@ describe('renderRepository: issues at file:line:col', () => {
         kind: Environment
         metadata: { name: cluster }
         spec:
-          target: { kubernetes: { context: prod } }
+          target: { kubernetes: { namespace: shop, context: prod } }
           apps: { web: }
       `,
     };
@@ -459,8 +459,10 @@ describe('renderRepository: issues at file:line:col', () => {
     expect(messages[0]).toMatch(/^envs\.yaml:9:5: port 8080 of app "web" in environment "dev" is also claimed by app "web" of environment "prod" \(envs\.yaml:19:5\)/);
     expect(messages[1]).toMatch(/^envs\.yaml:19:5: port 8080 of app "web" in environment "prod"/);
     const cluster = await render(files, { envs: ['cluster'] });
-    expect(cluster.messages).toEqual([]);
-    expect(cluster.desired.environments[0].target).toEqual({ kubernetes: { context: 'prod' } });
+    // No port conflict on Kubernetes; what it does need of the App is reported instead.
+    expect(cluster.messages).toHaveLength(1);
+    expect(cluster.messages[0]).toMatch(/^k8s\.yaml:6:\d+: environment "cluster" runs on Kubernetes, but App "web" \(apps\.yaml:\d+:\d+\) has neither "image" nor "manifests"/);
+    expect(cluster.desired.environments[0].target).toEqual({ kubernetes: { namespace: 'shop', context: 'prod' } });
   });
 
   test('two apps of one environment with the same port', async () => {

@@ -62,6 +62,28 @@ function find(files: Files, kind: 'App' | 'Environment', name: string): Located 
   return undefined;
 }
 
+/** Column of offset `at` in `text`. */
+function columnOf(text: string, at: number): number {
+  return at - (text.lastIndexOf('\n', at - 1) + 1);
+}
+
+/**
+ * Replaces a block-map node's text in `text` with another block map's source text, re-indented to the same column:
+ * the rest of the file stays byte for byte. Undefined when either is not a block map (the caller re-serializes).
+ */
+function spliceBlockMap(text: string, cur: unknown, oldText: string, old: unknown): string | undefined {
+  if (!isMap(cur) || !isMap(old) || cur.flow || old.flow || !cur.range || !old.range) return undefined;
+  const [s, , e] = cur.range;
+  const [os, , oe] = old.range;
+  const delta = columnOf(text, s) - columnOf(oldText, os);
+  const pad = (line: string) => (delta >= 0 ? ' '.repeat(delta) + line : line.slice(Math.min(-delta, line.length - line.trimStart().length)));
+  let body = oldText.slice(os, oe);
+  if (!body.endsWith('\n') && text.slice(s, e).endsWith('\n')) body += '\n';
+  const lines = body.split('\n');
+  const shifted = [lines[0], ...lines.slice(1).map((l) => (l.trim() ? pad(l) : l))].join('\n');
+  return text.slice(0, s) + shifted + text.slice(e);
+}
+
 /** The file's text with document `index` replaced by `doc`'s text. */
 function replaceDocument(text: string, index: number, doc: Document.Parsed): string {
   const docs = parseAllDocuments(text) as Document.Parsed[];
@@ -87,6 +109,14 @@ export async function planRestore(o: { repo: string; env: string; app: string; r
     const before = changes.get(file)?.after ?? now.get(file)!;
     changes.set(file, { before: changes.get(file)?.before ?? now.get(file)!, after: replaceDocument(before, index, doc) });
   };
+  /** Puts the node at `path` of document `index` back as it was then: spliced as text when possible. */
+  const restore = (file: string, index: number, path: string[], thenText: string, thenNode: unknown, fallback: () => Document.Parsed) => {
+    const current = changes.get(file)?.after ?? now.get(file)!;
+    const doc = (parseAllDocuments(current) as Document.Parsed[])[index];
+    const spliced = spliceBlockMap(current, doc.getIn(path, true), thenText, thenNode);
+    if (spliced === undefined) return edit(file, index, fallback());
+    changes.set(file, { before: changes.get(file)?.before ?? now.get(file)!, after: spliced });
+  };
 
   const appThen = find(then, 'App', o.app);
   const envThen = find(then, 'Environment', o.env);
@@ -99,9 +129,11 @@ export async function planRestore(o: { repo: string; env: string; app: string; r
 
   // The App document: its spec as it was then.
   if (appNow) {
-    const doc = appNow.doc.clone() as Document.Parsed;
-    doc.setIn(['spec'], appThen.doc.getIn(['spec'], true));
-    edit(appNow.file, appNow.index, doc);
+    restore(appNow.file, appNow.index, ['spec'], then.get(appThen.file)!, appThen.doc.getIn(['spec'], true), () => {
+      const doc = appNow.doc.clone() as Document.Parsed;
+      doc.setIn(['spec'], appThen.doc.getIn(['spec'], true));
+      return doc;
+    });
   } else {
     // Deleted since: bring the whole document back where it was.
     const file = appThen.file;
@@ -112,14 +144,15 @@ export async function planRestore(o: { repo: string; env: string; app: string; r
 
   // The Environment's entry for the app.
   const entryThen = envThen.doc.getIn(['spec', 'apps', o.app], true);
-  const doc = envNow.doc.clone() as Document.Parsed;
-  const apps = doc.getIn(['spec', 'apps'], true);
-  if (!isMap(apps)) doc.setIn(['spec', 'apps'], doc.createNode({}));
   if (entryThen === undefined && !(envThen.doc.getIn(['spec', 'apps']) as { has?: (k: string) => boolean } | undefined)?.has?.(o.app)) {
     throw new Error(`at ${o.revision.slice(0, 7)} Environment "${o.env}" did not list app "${o.app}"`);
   }
-  doc.setIn(['spec', 'apps', o.app], entryThen ?? null);
-  edit(envNow.file, envNow.index, doc);
+  restore(envNow.file, envNow.index, ['spec', 'apps', o.app], then.get(envThen.file)!, entryThen, () => {
+    const doc = envNow.doc.clone() as Document.Parsed;
+    if (!isMap(doc.getIn(['spec', 'apps'], true))) doc.setIn(['spec', 'apps'], doc.createNode({}));
+    doc.setIn(['spec', 'apps', o.app], entryThen ?? null);
+    return doc;
+  });
 
   for (const [file, c] of changes) if (c.before === c.after) changes.delete(file);
   const version = (app: Located | undefined, env: Located | undefined) =>

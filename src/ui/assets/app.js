@@ -234,7 +234,7 @@ function matrixView() {
       rows.push(h('tr', {}, h('th', { scope: 'row' }, r.app), tds));
     }
     body.append(...rows);
-    table.replaceChildren(h('caption', {}, `${m.total} apps × ${m.environments.length} environments`), h('thead', {}, head), body);
+    table.replaceChildren(h('caption', {}, `${m.total} app${m.total === 1 ? '' : 's'} × ${m.environments.length} environment${m.environments.length === 1 ? '' : 's'}`), h('thead', {}, head), body);
   }
 
   load();

@@ -1,0 +1,320 @@
+/**
+ * Shared helpers of the benchmarks: real git, real `keelson up` processes, real HTTP. Plain Node ESM, no deps.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+export const root = resolve(import.meta.dirname, '..');
+export const bin = join(root, 'bin', 'keelson');
+export const dist = (p) => new URL(`../dist/${p}`, import.meta.url).href;
+
+/** Wall-clock epoch in ms with sub-ms resolution: comparable with `performance.timeOrigin` of other processes. */
+export const now = () => performance.timeOrigin + performance.now();
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- cleanup: every state dir, process and temp dir a bench creates is registered here and undone on exit.
+const cleanups = [];
+export function onCleanup(fn) {
+  cleanups.push(fn);
+}
+export async function runCleanups() {
+  while (cleanups.length) {
+    const fn = cleanups.pop();
+    try {
+      await fn();
+    } catch (err) {
+      console.error(`cleanup failed: ${err?.message ?? err}`);
+    }
+  }
+}
+
+/** Runs one sub-benchmark: prints its figures, writes its JSON result to `--out <file>`, always cleans up. */
+export async function main(name, fn) {
+  const outIdx = process.argv.indexOf('--out');
+  const out = outIdx > 0 ? process.argv[outIdx + 1] : undefined;
+  const interrupt = async (sig) => {
+    console.error(`${name}: ${sig}, cleaning up`);
+    await runCleanups();
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  let code = 0;
+  try {
+    const result = await fn();
+    if (out) writeFileSync(out, JSON.stringify(result, null, 2));
+  } catch (err) {
+    console.error(`${name} failed: ${err?.stack ?? err}`);
+    code = 1;
+  } finally {
+    await runCleanups();
+  }
+  process.exit(code);
+}
+
+export function tempDir(prefix) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  onCleanup(() => !process.env.KEELSON_KEEP_TMP && rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export function writeTree(dir, files) {
+  for (const [p, content] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, p)), { recursive: true });
+    writeFileSync(join(dir, p), content);
+  }
+}
+
+export function git(dir, ...args) {
+  return execFileSync('git', ['-c', 'user.name=Bench', '-c', 'user.email=bench@keelson.dev', '-c', 'commit.gpgsign=false', ...args], {
+    cwd: dir,
+    encoding: 'utf8',
+  }).trim();
+}
+
+export function gitInit(dir) {
+  git(dir, 'init', '-q', '-b', 'main');
+  git(dir, 'config', 'gc.auto', '0');
+  git(dir, 'config', 'maintenance.auto', 'false');
+}
+
+export function commitAll(dir, message) {
+  git(dir, 'add', '-A');
+  git(dir, 'commit', '-q', '-m', message);
+}
+
+export function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+const handedOut = new Set();
+let nextPublic = 20_000 + Math.floor(Math.random() * 8_000);
+
+/**
+ * A free port for an app's public port: below the ephemeral range (32768+), so a replica's PORT, which the engine
+ * takes from the ephemeral range, can never take it before the proxy binds it; never the same one twice.
+ */
+export async function publicPort() {
+  for (;;) {
+    const port = nextPublic++;
+    if (port >= 32_000) nextPublic = 20_000;
+    if (handedOut.has(port)) continue;
+    const free = await new Promise((res) => {
+      const s = createServer();
+      s.once('error', () => res(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
+    });
+    if (free) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+/** Polls `probe` every `intervalMs` until it returns a truthy value. */
+export async function waitFor(what, probe, { timeoutMs = 60_000, intervalMs = 50 } = {}) {
+  const until = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v) return v;
+      last = v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    await sleep(intervalMs);
+  }
+}
+
+/**
+ * `keelson up` as a child process, logging to `logFile`. Registers its teardown: SIGTERM the engine, then
+ * `keelson down` (stops replicas and the proxy) — in that order, or the engine would restart what down stops.
+ */
+export function startKeelson({ repo, stateDir, apiPort, poll = '1s', logFile }) {
+  const args = [bin, 'up', '--repo', repo, '--state-dir', stateDir, '--listen', `127.0.0.1:${apiPort}`, '--poll', poll];
+  // An operator token: without tokens the API is read-only, and a manual sync is an action.
+  const token = `kls_bench_${randomBytes(16).toString('hex')}`;
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, KEELSON_LOG_LEVEL: 'info', KEELSON_TOKEN_OPERATOR: token },
+  });
+  const chunks = [];
+  child.stdout.on('data', (c) => chunks.push(c));
+  child.stderr.on('data', (c) => chunks.push(c));
+  child.on('exit', () => writeFileSync(logFile, Buffer.concat(chunks)));
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await stopProcess(child);
+    keelsonDown(stateDir);
+  };
+  onCleanup(stop);
+  const api = `http://127.0.0.1:${apiPort}`;
+  const headers = { authorization: `Bearer ${token}` };
+  return {
+    child,
+    pid: child.pid,
+    api,
+    stateDir,
+    stop,
+    /** GET an API path as JSON. */
+    get: (path) => getJson(`${api}${path}`, { headers }),
+    /** POST JSON to an API path; resolves the JSON answer. */
+    post: (path, body = {}) => getJson(`${api}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { ...headers, 'content-type': 'application/json' } }),
+  };
+}
+
+export function stopProcess(child, timeoutMs = 15_000) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((res) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(t);
+      res();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+export function keelsonDown(stateDir) {
+  execFileSync(process.execPath, [bin, 'down', '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+}
+
+export async function getJson(url, init) {
+  const res = await fetch(url, init);
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/** One GET; resolves `{status, body}` or rejects (refused, reset, timeout). `agent: false` is a new connection. */
+export function httpGet(port, path = '/', { agent = false, timeoutMs = 2000 } = {}) {
+  return new Promise((res, rej) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent }, (r) => {
+      let body = '';
+      r.setEncoding('utf8');
+      r.on('data', (c) => (body += c));
+      r.on('end', () => res({ status: r.statusCode, body }));
+      r.on('error', rej);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error('timeout')));
+    req.on('error', rej);
+  });
+}
+
+/** Polls `port` every `intervalMs` (new connection each time) until `accept(body)`; returns the arrival time, body and failed polls. */
+export async function pollUntil(port, accept, { intervalMs = 10, timeoutMs = 60_000, path = '/' } = {}) {
+  const until = Date.now() + timeoutMs;
+  let errors = 0;
+  for (;;) {
+    try {
+      const r = await httpGet(port, path);
+      const t = now();
+      if (r.status === 200 && accept(r.body)) return { t, body: r.body, errors };
+      if (r.status !== 200) errors++;
+    } catch {
+      errors++;
+    }
+    if (Date.now() > until) throw new Error(`port ${port} did not serve the expected answer within ${timeoutMs} ms`);
+    await sleep(intervalMs);
+  }
+}
+
+/** A steady request loop over keep-alive connections (like real clients): counts every answer and failure. */
+export function requestLoop(port, intervalMs = 5) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const failures = [];
+  let total = 0;
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      try {
+        const r = await httpGet(port, '/', { agent });
+        if (r.status !== 200) failures.push(`${r.status} ${r.body.trim()}`);
+      } catch (err) {
+        failures.push(err.code ?? err.message);
+      }
+      total++;
+      await sleep(intervalMs);
+    }
+  })();
+  return {
+    failures,
+    get total() {
+      return total;
+    },
+    async stop() {
+      running = false;
+      await done;
+      agent.destroy();
+    },
+  };
+}
+
+export function stats(values) {
+  const v = [...values].sort((a, b) => a - b);
+  const n = v.length;
+  const median = n === 0 ? NaN : n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  return { median, min: v[0], max: v[n - 1], n };
+}
+
+/** Resident set of a process in KiB (VmRSS of /proc/<pid>/status). */
+export function rssKiB(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+/** CPU time (user + system) of a process in clock ticks (normally 1/100 s). */
+export function cpuTicks(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[11]) + Number(rest[12]);
+}
+
+/**
+ * The test app: answers `GET /` with `<version> <pid> <process start> <listening since>` (epoch ms), so a bench can
+ * split a latency into the engine's part and the app's own start-to-ready time. The version comes from
+ * `APP_VERSION` or the one baked in.
+ */
+export function tinyServer(version = '') {
+  return `const http = require('node:http');
+const { performance } = require('node:perf_hooks');
+const version = process.env.APP_VERSION || ${JSON.stringify(version)};
+let readyAt = 0;
+const server = http.createServer((req, res) => {
+  if (req.url === '/healthz') return res.end('ok');
+  res.setHeader('content-type', 'text/plain');
+  res.end(version + ' ' + process.pid + ' ' + performance.timeOrigin.toFixed(1) + ' ' + readyAt.toFixed(1) + '\\n');
+});
+server.keepAliveTimeout = 2000;
+server.listen(Number(process.env.PORT), '127.0.0.1', () => {
+  readyAt = performance.timeOrigin + performance.now();
+  console.log('ready', version, 'pid', process.pid, 'after', (readyAt - performance.timeOrigin).toFixed(1), 'ms');
+});
+process.on('SIGTERM', () => { server.close(() => process.exit(0)); server.closeIdleConnections(); });
+`;
+}
+
+/** Parses a tiny-server answer. */
+export function parseAnswer(body) {
+  const [version, pid, startedAt, readyAt] = body.trim().split(' ');
+  return { version, pid: Number(pid), startedAt: Number(startedAt), readyAt: Number(readyAt) };
+}
+
+export const fmt = (ms, digits = 0) => (Number.isFinite(ms) ? ms.toFixed(digits) : 'n/a');
+export const fmtStats = (s, unit = 'ms', digits = 0) => `median ${fmt(s.median, digits)} ${unit} (min ${fmt(s.min, digits)}, max ${fmt(s.max, digits)}, n=${s.n})`;

@@ -1,0 +1,38 @@
+/**
+ * The Kubernetes suite runs against the test control plane of scripts/testenv.sh (real kube-apiserver, etcd,
+ * controller-manager, scheduler, kwok nodes). `scripts/test.sh` starts it and exports KUBECONFIG; run by hand:
+ *
+ *   scripts/testenv.sh start && eval "$(scripts/testenv.sh env)" && npx vitest run src/targets/kubernetes
+ *
+ * Without a control plane the suite is skipped with the reason — except in CI (CI set), where it fails.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+export function kubernetesUnavailable(): string | undefined {
+  const kubeconfig = process.env.KUBECONFIG;
+  if (kubeconfig && existsSync(kubeconfig)) return undefined;
+  let hasGo = true;
+  try {
+    execFileSync('go', ['version'], { stdio: 'ignore' });
+  } catch {
+    hasGo = false;
+  }
+  if (!hasGo) return 'Go is not installed: the test control plane is built from Go modules by scripts/testenv.sh; install Go >= 1.26';
+  return 'no test control plane: run `scripts/testenv.sh start && eval "$(scripts/testenv.sh env)"` (KUBECONFIG is not set)';
+}
+
+/** `kubectl` with the test kubeconfig (the built one is first on PATH after `testenv.sh env`). */
+export function kubectl(...args: string[]): string {
+  return execFileSync('kubectl', args, { encoding: 'utf8', env: process.env, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+}
+
+/** `kubectl` reading `input` on stdin (`-f -`). */
+export function kubectlWithInput(input: string, ...args: string[]): string {
+  return execFileSync('kubectl', args, { encoding: 'utf8', env: process.env, input, stdio: ['pipe', 'pipe', 'pipe'] }).trim();
+}
+
+/** A namespace name unique to this test run. */
+export function uniqueNamespace(prefix: string): string {
+  return `${prefix}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 7)}`.slice(0, 63);
+}
