@@ -19,6 +19,8 @@ export interface ChaosOptions {
   probeMs?: number;
   /** Headers for the engine API (a token). */
   headers?: Record<string, string>;
+  /** Reads an engine API path as JSON (default: fetch from `server` with `headers`). */
+  fetchJson?: (path: string) => Promise<unknown>;
   log?: (line: string) => void;
   random?: () => number;
 }
@@ -72,6 +74,7 @@ export interface ChaosReport {
 export class ChaosRefused extends Error {}
 
 async function getJson<T>(o: ChaosOptions, path: string): Promise<T> {
+  if (o.fetchJson) return (await o.fetchJson(path)) as T;
   const res = await fetch(o.server + path, { headers: o.headers, signal: AbortSignal.timeout(5000) });
   if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;

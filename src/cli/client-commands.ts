@@ -95,7 +95,7 @@ export function formatStatus(s: StatusView): string {
   const head = s.revision ? `revision ${s.revision.slice(0, 12)}${s.commit ? ` "${s.commit.message}"` : ''}` : 'no revision fetched yet';
   out.push(head + (s.source.error ? `\nsource error: ${s.source.error}` : ''));
   for (const env of s.environments) {
-    out.push('', `ENVIRONMENT ${env.name} (${env.target})${env.syncing ? ' syncing…' : ''}`);
+    out.push('', `ENVIRONMENT ${env.name} (${env.target})${env.phase === 'Expired' ? ` Expired ${env.expiresAt}` : env.expiresAt ? ` expires ${env.expiresAt}` : ''}${env.syncing ? ' syncing…' : ''}`);
     if (env.error) out.push(`  error: ${env.error.message}`);
     if (env.syncWindow) out.push(`  ${env.syncWindow}`);
     const rows = [['APP', 'VERSION', 'SYNC', 'HEALTH', 'READY', 'REVISION', 'MESSAGE']];

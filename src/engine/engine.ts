@@ -283,7 +283,16 @@ export class Engine {
   async plan(env: string): Promise<Plan> {
     const desired = this.desiredEnv(env);
     const live = await this.target.observe(env);
-    return this.planFor(desired, live, this.good?.revision ?? '');
+    const plan = this.planFor(desired, live, this.good?.revision ?? '');
+    // Targets that manage objects add the server-side difference of each (what `keelson diff` shows).
+    const good = this.good;
+    if (good && this.target.diff) {
+      for (const step of plan.steps) {
+        const app = desired.apps.find((a) => a.name === step.app);
+        if (app) step.objects = await this.target.diff(app, { revision: good.revision, checkoutDir: good.checkoutDir }).catch((err) => [{ key: '(diff failed)', action: 'update' as const, changes: [{ path: '', desired: errorMessage(err) }] }]);
+      }
+    }
+    return plan;
   }
 
   formatPlan(plan: Plan): string {

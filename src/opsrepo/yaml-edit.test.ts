@@ -51,6 +51,12 @@ describe('yaml edits', () => {
     expect(again.docs[1].getIn(['metadata', 'name'])).toBe('prod');
   });
 
+  it('appends a new key to a block mapping as one line, indented like its siblings', () => {
+    const src = 'spec:\n  apps:\n    web:\n      port: 80   # public\n      env:\n        A: "1"\n    api: {}\n';
+    const out = setStrings(parseFile(src), 0, [{ path: ['spec', 'apps', 'web', 'version'], value: '2.0' }]);
+    expect(out).toBe('spec:\n  apps:\n    web:\n      port: 80   # public\n      env:\n        A: "1"\n      version: "2.0"\n    api: {}\n');
+  });
+
   it('removes one document and keeps the other verbatim', () => {
     const f = parseFile(text);
     const withoutFirst = removeDocument(f, 0);

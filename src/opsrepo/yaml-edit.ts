@@ -46,6 +46,11 @@ export function setStrings(file: YamlFile, index: number, values: { path: Path; 
       splices.push({ start: node.range[0], end: node.range[1], text: JSON.stringify(value) });
       continue;
     }
+    const insert = insertionInBlockMap(file.text, doc, path, value);
+    if (insert && !structural) {
+      splices.push(insert);
+      continue;
+    }
     structural = true;
     ensureMaps(doc, path.slice(0, -1));
     doc.setIn(path, quoted(value));
@@ -54,6 +59,28 @@ export function setStrings(file: YamlFile, index: number, values: { path: Path; 
   let text = file.text;
   for (const s of splices.sort((a, b) => b.start - a.start)) text = text.slice(0, s.start) + s.text + text.slice(s.end);
   return text;
+}
+
+/**
+ * A new `key: "value"` line appended to an existing block mapping, indented like its other keys: the text around it
+ * stays byte for byte (re-stringifying would normalize the spacing of comments and flow collections).
+ */
+function insertionInBlockMap(text: string, doc: Document, path: Path, value: string): { start: number; end: number; text: string } | undefined {
+  const key = path[path.length - 1];
+  if (typeof key !== 'string' || !/^[A-Za-z0-9][\w.-]*$/.test(key)) return undefined;
+  const parent = doc.getIn(path.slice(0, -1), true);
+  if (!isMap(parent) || parent.flow || parent.items.length === 0) return undefined;
+  const first = parent.items[0].key as { range?: [number, number, number] } | null;
+  const last = parent.items[parent.items.length - 1];
+  const lastNode = (last.value ?? last.key) as { range?: [number, number, number] } | null;
+  if (!first?.range || !lastNode?.range) return undefined;
+  const lineStart = text.lastIndexOf('\n', first.range[0] - 1) + 1;
+  const indent = text.slice(lineStart, first.range[0]);
+  if (!/^ *$/.test(indent)) return undefined;
+  const end = lastNode.range[1];
+  let eol = text[end - 1] === '\n' ? end - 1 : text.indexOf('\n', end);
+  if (eol < 0) eol = text.length;
+  return { start: eol, end: eol, text: `\n${indent}${key}: ${JSON.stringify(value)}` };
 }
 
 /** Makes every node along `path` a map (a `null` or empty scalar becomes `{}`), so setIn can descend. */

@@ -18,6 +18,8 @@ export interface PlanStep {
   changes: FieldChange[];
   reason: string;
   dependsOn: string[];
+  /** Targets that manage objects (Kubernetes): the server-side dry-run difference per object, for `keelson diff`. */
+  objects?: { key: string; action: string; changes: FieldChange[] }[];
 }
 
 export interface Plan {
@@ -97,6 +99,11 @@ export function formatPlan(plan: Plan): string {
     lines.push(`  ${s.action.padEnd(7)} ${s.app}${versions}  (${s.reason})`);
     if (s.action !== 'none' && s.action !== 'create') {
       for (const c of s.changes) lines.push(`      ${c.path}: ${JSON.stringify(c.live)} → ${JSON.stringify(c.desired)}`);
+    }
+    for (const o of s.objects ?? []) {
+      if (o.action === 'none') continue;
+      lines.push(`      ${o.action} ${o.key}`);
+      if (o.action === 'update') for (const c of o.changes) lines.push(`          ${c.path}: ${JSON.stringify(c.live) ?? '(none)'} → ${JSON.stringify(c.desired) ?? '(none)'}`);
     }
   }
   return lines.join('\n');

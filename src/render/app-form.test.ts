@@ -40,8 +40,8 @@ describe('app forms per target', () => {
     });
     const { issues } = await renderRepository({ root });
     expect(issues.map((i) => `${i.file}:${i.line}:${i.col}: ${i.message}`)).toEqual([
-      'k8s.yaml:6:10: environment "prod" runs on Kubernetes, but App "proc" (apps.yaml:12:3) has neither "image" nor "manifests"; add spec.image (a container image) or spec.manifests (a directory of Kubernetes YAML)',
-      'local.yaml:6:10: environment "dev" runs on the local target, but App "img" (apps.yaml:5:3) has no "artifact" (a directory path or a .tar.gz url) and no "run.command" (the argv of the process); "image" and "manifests" are for environments with target kubernetes',
+      'k8s.yaml:6:11: environment "prod" runs on Kubernetes, but App "proc" (apps.yaml:11:1) has neither "image" nor "manifests"; add spec.image (a container image) or spec.manifests (a directory of Kubernetes YAML)',
+      'local.yaml:6:11: environment "dev" runs on the local target, but App "img" (apps.yaml:4:1) has no "artifact" (a directory path or a .tar.gz url) and no "run.command" (the argv of the process); "image" and "manifests" are for environments with target kubernetes',
     ]);
   });
 

@@ -104,6 +104,17 @@ function isTarGzUrl(s: string): boolean {
 
 const Version = z.string().min(1);
 
+export const UpdatePolicySchema = z.strictObject({
+  semver: z.string().min(1).describe('Range of versions to follow, e.g. "^1.2" or "~2.0.1"'),
+  source: z
+    .strictObject({
+      gitTags: z.string().min(1).optional().describe('Git URL or path of the app repository; its vX.Y.Z (or X.Y.Z) tags are the versions'),
+      directory: z.string().min(1).optional().describe('Directory of releases, relative to this file; entry names matching the artifact path (e.g. web-{version}) are the versions'),
+    })
+    .check(exactlyOne(['gitTags', 'directory']))
+    .meta({ oneOf: [{ required: ['gitTags'] }, { required: ['directory'] }] }),
+});
+
 export const AppSpecSchema = z.strictObject({
   version: Version.describe('Version to run, a quoted string ("1.10", not 1.10); replaces {version} in the artifact'),
   artifact: ArtifactSchema.optional().describe('Local target: where the release comes from, a directory "path" or a .tar.gz "url" with its "sha256"'),
@@ -134,9 +145,11 @@ export const AppSpecSchema = z.strictObject({
   terminationGracePeriodSeconds: Seconds(0, 30).describe('Seconds between SIGTERM and SIGKILL'),
   secrets: SecretsSchema.optional(),
   hooks: HooksSchema.optional(),
+  updatePolicy: UpdatePolicySchema.optional().describe('Version automation (`keelson update`): the newest version matching `semver` is committed to environments that set autoUpdate'),
 });
 
 export const AppOverridesSchema = z.strictObject({
+  autoUpdate: z.boolean().optional().describe("Let `keelson update` commit new versions of this app here (see the App's updatePolicy)"),
   version: Version.optional(),
   replicas: z.int().min(0).max(1000).optional(),
   env: EnvMap.optional(),

@@ -33,7 +33,7 @@ spec:
     http: { path: /healthz }
     periodSeconds: 1
   rollout:
-    progressDeadlineSeconds: 3
+    progressDeadlineSeconds: 8
   terminationGracePeriodSeconds: 3
 `;
   const envYaml = (version: string, greeting: string) => `apiVersion: keelson.dev/v1alpha1
@@ -97,7 +97,11 @@ spec:
     writeTree(ops, { 'environments/dev.yaml': envYaml('1.1.0', 'two') });
     revs.two = commitAll(ops, 'web 1.1.0');
     await kick();
-    await waitFor('1.1.0 deployed', async () => (await web())?.version === '1.1.0' && (await web()).sync === 'Synced');
+    const synced = await waitFor('the sync of 1.1.0', async () => {
+      const last = (await getJson(`${api}/api/v1/history?env=dev&limit=1`)).syncs[0];
+      return last?.revision === revs.two && last;
+    });
+    expect(synced.message).toBe('web configured (1.0.0 → 1.1.0)');
     // 1.2.0 never gets ready: the engine keeps 1.1.0 and records the failure.
     writeTree(ops, { 'environments/dev.yaml': envYaml('1.2.0', 'three') });
     revs.three = commitAll(ops, 'web 1.2.0');
@@ -130,9 +134,11 @@ spec:
     expect(git(ops, 'status', '--porcelain')).toBe('');
 
     await kick();
-    await waitFor('back on 1.1.0 and Synced', async () => {
-      const a = await web();
-      return a?.version === '1.1.0' && a.sync === 'Synced' && a.revision === git(ops, 'rev-parse', 'HEAD');
+    // Live already runs 1.1.0 (the engine kept it when 1.2.0 failed): now git says so too, and the app is Synced.
+    await waitFor('the engine at the rollback commit, web 1.1.0 Synced', async () => {
+      const env = (await getJson(`${api}/api/v1/status?env=dev`)).environments[0];
+      const a = env?.apps.find((x: any) => x.name === 'web');
+      return env?.revision === git(ops, 'rev-parse', 'HEAD') && a?.version === '1.1.0' && a.sync === 'Synced';
     }, 60_000);
   }, 120_000);
 
