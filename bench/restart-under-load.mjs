@@ -63,6 +63,8 @@ git('commit', '-q', '-m', 'web');
 const next = join(tmp, 'keelson-next');
 cpSync(join(root, 'dist'), join(next, 'dist'), { recursive: true });
 cpSync(join(root, 'bin'), join(next, 'bin'), { recursive: true });
+// Files the build reads at run time from the package (the dashboard's assets).
+cpSync(join(root, 'src/ui/assets'), join(next, 'src/ui/assets'), { recursive: true });
 writeFileSync(join(next, 'package.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')), version: '9.9.9-next' }));
 symlinkSync(join(root, 'node_modules'), join(next, 'node_modules'));
 

@@ -60,6 +60,8 @@ spec:
     mkdirSync(upgraded, { recursive: true });
     cpSync(join(root, 'dist'), join(upgraded, 'dist'), { recursive: true });
     cpSync(join(root, 'bin'), join(upgraded, 'bin'), { recursive: true });
+    // Files the build reads at run time from the package (the dashboard's assets).
+    cpSync(join(root, 'src/ui/assets'), join(upgraded, 'src/ui/assets'), { recursive: true });
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
     writeFileSync(join(upgraded, 'package.json'), JSON.stringify({ ...pkg, version: '9.9.9-upgraded' }));
     symlinkSync(join(root, 'node_modules'), join(upgraded, 'node_modules'));
