@@ -35,6 +35,7 @@ if ! wait "$testenv_pid"; then
   exit 1
 fi
 eval "$(scripts/testenv.sh env)"
-export KEELSON_REQUIRE_KUBERNETES=1
+# A Kubernetes suite that finds no control plane fails instead of skipping.
+export CI=${CI:-true}
 
 npx vitest run "$@"
