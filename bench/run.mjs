@@ -116,7 +116,7 @@ function report({ seconds, loadStart, loadEnd }) {
     p(`| kill -9 → status API shows it ready | ${fmt(k.toStatus.median)} ms | < 1000 ms | ${yes(k.toStatus.median < 1000)} | | |`);
   }
   if (headline) {
-    p(`| engine RSS, ${headline.apps} apps, settled | ${fmt(headline.steady.rssMiB, 1)} MiB | < 150 MiB | ${yes(headline.steady.rssMiB < 150)} | | |`);
+    p(`| engine RSS, ${headline.apps} apps, settled | ${fmt(headline.steady.rss.median, 1)} MiB | < 150 MiB | ${yes(headline.steady.rss.median < 150)} | | |`);
     p(`| \`keelson up\` → all ${headline.apps} apps created and ready | ${fmt(headline.up.toAllCreated.median)} ms | — | — | | |`);
   }
   if (biggest) {
@@ -168,9 +168,9 @@ function report({ seconds, loadStart, loadEnd }) {
       `| Keelson, polling | ${po.failed} of ${po.requests} | ${po.pollErrors} |`,
       `| Deploy script | ${pe.failed} of ${pe.requests}${pe.failures.length ? ` (${pe.failures.join(', ')})` : ''} | ${pe.pollErrors} |`,
       '',
-      `The deploy script is faster to first answer (${ratio(pe.total, w.total)} of Keelson's time, one process and no readiness`,
-      `gate or proxy) but drops requests while no process listens; Keelson starts the new replica next to the old ones,`,
-      `routes to it once ready, then drains the old ones.`,
+      `Deploy script ÷ Keelson (webhook), commit → serving: ${ratio(pe.total, w.total)}. The script has no readiness gate and no`,
+      `proxy hop, but no process listens between stopping the old one and the new one's start, which is where its failed`,
+      `requests come from; Keelson starts each new replica next to the old ones, routes to it once ready, then drains an old one.`,
     );
   }
 
@@ -200,8 +200,8 @@ function report({ seconds, loadStart, loadEnd }) {
         `| — kill → new process started | ${ms(pm.toSpawn, 1)} |`,
         `| — app start → listening (pm2's wrapper included) | ${ms(pm.appStart, 1)} |`,
         '',
-        `pm2 ÷ Keelson, kill → answering: ${ratio(pm.toAnswer, k.toAnswer)}. pm2 starts the app inside its own wrapper`,
-        `(ProcessContainerFork), which is most of its extra start time; Keelson execs the command as declared.`,
+        `pm2 ÷ Keelson, kill → answering: ${ratio(pm.toAnswer, k.toAnswer)}. pm2's app start includes its wrapper`,
+        `(ProcessContainerFork) loading before the app; Keelson execs the declared command directly.`,
       );
     } else p('', '_pm2 could not be installed in this run; no peer figures._');
   }
@@ -219,8 +219,8 @@ function report({ seconds, loadStart, loadEnd }) {
       `first call in a process is the cold figure an engine pays at start, the warm one is the median of 5 later calls).`,
       `\`keelson up\` times run from spawning the CLI on a fresh state dir, and use the engine's own sync record for when the`,
       `first sync started and finished (all apps created and ready); ${sc.coldRuns} cold starts at ${sc.headline} apps, one at the other sizes.`,
-      `Then, settled (3 s), the engine's VmRSS and CPU use over 5 s idle (it still polls git every 1 s, resyncs every 1 s and`,
-      `checks replicas every 200 ms), and ${sc.runs} manual no-op syncs: \`POST /api/v1/environments/dev/sync\` runs one reconcile`,
+      `Then, settled (3 s), the engine's VmRSS (read once a second for 5 s) and its CPU use over those 5 s (it still polls git`,
+      `every 1 s, resyncs every 1 s and checks replicas every 200 ms), and ${sc.syncRuns} manual no-op syncs: \`POST /api/v1/environments/dev/sync\` runs one reconcile`,
       `(observe, plan, nothing to apply) and answers when it is done, so it includes HTTP, auth and audit overhead; \`GET /healthz\` is`,
       `the HTTP floor and \`GET …/plan\` is observe + plan without the sync's bookkeeping. The bench checks that no replica pid changed.`,
       `Cells: median (min–max, n); times in ms.`,
@@ -234,9 +234,9 @@ function report({ seconds, loadStart, loadEnd }) {
       row('`keelson up` → API answers', (r) => cell(r.up.apiUp)),
       row('`keelson up` → first sync starts (clone, render, plan)', (r) => cell(r.up.toSyncStart)),
       row('`keelson up` → all apps created and ready', (r) => cell(r.up.toAllCreated)),
-      row('engine RSS settled (MiB)', (r) => fmt(r.steady.rssMiB, 1)),
+      row('engine RSS settled (MiB)', (r) => cell(r.steady.rss, 1)),
       row('engine RSS after the no-op syncs (MiB)', (r) => fmt(r.steady.rssAfterSyncsMiB, 1)),
-      row('proxy RSS (MiB)', (r) => fmt(r.steady.proxyRssMiB, 1)),
+      row('proxy RSS (MiB)', (r) => cell(r.steady.proxyRss, 1)),
       row('engine idle CPU (% of a core)', (r) => fmt(r.steady.idleCpu * 100, 1)),
       row('proxy idle CPU (% of a core)', (r) => fmt(r.steady.proxyIdleCpu * 100, 1)),
       row('no-op sync, `POST …/sync`', (r) => cell(r.steady.noopSync, 1)),
@@ -244,8 +244,14 @@ function report({ seconds, loadStart, loadEnd }) {
       row('`GET /healthz` (HTTP floor)', (r) => cell(r.steady.httpFloor, 1)),
       row('replicas untouched by the no-op syncs', (r) => (r.steady.untouched ? 'yes' : '**no**')),
     );
-    const growth = sc.results.slice(1).map((r, i) => `${sc.results[i].apps} → ${r.apps}: ${(r.steady.noopSync.median / sc.results[i].steady.noopSync.median).toFixed(1)}×`);
-    if (growth.length) p('', `No-op sync time as the app count doubles: ${growth.join(', ')} (2.0× would be linear).`);
+    const growth = (f) => sc.results.slice(1).map((r, i) => `${sc.results[i].apps} → ${r.apps}: ${(f(r).median / f(sc.results[i]).median).toFixed(1)}×`).join(', ');
+    if (sc.results.length > 1) {
+      p(
+        '',
+        `Growth as the app count doubles (2.0× is linear): no-op sync through the API ${growth((r) => r.steady.noopSync)};`,
+        `the in-process no-op plan ${growth((r) => r.pure.planNoopWarm)}. The API figure carries the machine's noise; the in-process one less so.`,
+      );
+    }
   }
 
   p(

@@ -32,6 +32,8 @@ const sizes = (process.env.BENCH_SIZES ?? '100,200,400').split(',').map(Number);
 const headline = Number(process.env.BENCH_HEADLINE ?? 200);
 const runs = Number(process.env.BENCH_RUNS ?? 7);
 const coldRuns = Number(process.env.BENCH_COLD_RUNS ?? 5);
+// No-op syncs are cheap and noisy on a shared machine: more samples.
+const syncRuns = 3 * runs;
 
 const { ProxyClient } = await import(dist('targets/local/proxy/client.js'));
 
@@ -110,18 +112,23 @@ async function steadyState(k, n) {
   const proxyPid = (await new ProxyClient(join(k.stateDir, 'proxy.sock')).health()).pid;
   const c0 = cpuTicks(k.pid);
   const p0 = cpuTicks(proxyPid);
-  const window = 5000;
-  await sleep(window);
+  const t0 = performance.now();
+  const rss = [];
+  const proxyRss = [];
+  for (let i = 0; i < 5; i++) {
+    await sleep(1000);
+    rss.push(rssKiB(k.pid) / 1024);
+    proxyRss.push(rssKiB(proxyPid) / 1024);
+  }
+  const window = performance.now() - t0;
   const idleCpu = ((cpuTicks(k.pid) - c0) * 10) / window; // ticks are 10 ms: fraction of one core
   const proxyIdleCpu = ((cpuTicks(proxyPid) - p0) * 10) / window;
-  const rss = rssKiB(k.pid) / 1024;
-  const proxyRss = rssKiB(proxyPid) / 1024;
 
   const before = await pidsOf(k);
   const sync = [];
   const plan = [];
   const floor = [];
-  for (let i = 0; i < runs; i++) {
+  for (let i = 0; i < syncRuns; i++) {
     await sleep(100);
     floor.push(await timed(async () => getJson(`${k.api}/healthz`)));
     plan.push(await timed(async () => k.get('/api/v1/environments/dev/plan')));
@@ -134,7 +141,7 @@ async function steadyState(k, n) {
   }
   const untouched = (await pidsOf(k)) === before;
   if (!untouched) throw new Error(`no-op syncs touched processes at ${n} apps`);
-  return { rssMiB: rss, rssAfterSyncsMiB: rssKiB(k.pid) / 1024, proxyRssMiB: proxyRss, idleCpu, proxyIdleCpu, noopSync: stats(sync), plan: stats(plan), httpFloor: stats(floor), untouched };
+  return { rss: stats(rss), rssAfterSyncsMiB: rssKiB(k.pid) / 1024, proxyRss: stats(proxyRss), idleCpu, proxyIdleCpu, noopSync: stats(sync), plan: stats(plan), httpFloor: stats(floor), untouched };
 }
 
 main('scale', async () => {
@@ -159,9 +166,9 @@ main('scale', async () => {
     const steady = await steadyState(last, n);
     await last.stop();
     const up = { apiUp: stats(cold.map((c) => c.apiUp)), toSyncStart: stats(cold.map((c) => c.toSyncStart)), toAllCreated: stats(cold.map((c) => c.toAllCreated)) };
-    console.log(`  engine RSS ${fmt(steady.rssMiB, 1)} MiB (after the syncs ${fmt(steady.rssAfterSyncsMiB, 1)}), proxy RSS ${fmt(steady.proxyRssMiB, 1)} MiB; idle CPU engine ${fmt(steady.idleCpu * 100, 1)}% proxy ${fmt(steady.proxyIdleCpu * 100, 1)}% of a core`);
+    console.log(`  engine RSS ${fmtStats(steady.rss, 'MiB', 1)} (after the syncs ${fmt(steady.rssAfterSyncsMiB, 1)}), proxy RSS ${fmtStats(steady.proxyRss, 'MiB', 1)}; idle CPU engine ${fmt(steady.idleCpu * 100, 1)}% proxy ${fmt(steady.proxyIdleCpu * 100, 1)}% of a core`);
     console.log(`  no-op sync via API ${fmtStats(steady.noopSync, 'ms', 1)}; GET plan ${fmtStats(steady.plan, 'ms', 1)}; GET /healthz ${fmtStats(steady.httpFloor, 'ms', 1)}; processes untouched: ${steady.untouched}`);
     results.push({ apps: n, pure, up, steady });
   }
-  return { id: 'scale', runs, coldRuns, headline, results };
+  return { id: 'scale', runs, syncRuns, coldRuns, headline, results };
 });

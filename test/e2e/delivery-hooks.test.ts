@@ -67,6 +67,9 @@ ${hooks}`;
     syncFailed:
       - exec:
           command: ["node", "-e", "require('fs').appendFileSync(process.env.MARKS, 'syncFailed ' + process.env.KEELSON_VERSION + ' ' + process.env.KEELSON_RESULT + '\\\\n')"]
+    preDelete:
+      - exec:
+          command: ["node", "-e", "require('fs').appendFileSync(process.env.MARKS, 'preDelete ' + process.env.KEELSON_VERSION + ' ' + require('path').basename(process.cwd()) + '\\\\n')"]
 `;
   const envYaml = (version: string, extra = '') => `apiVersion: keelson.dev/v1alpha1
 kind: Environment
@@ -200,8 +203,20 @@ ${extra}`;
     writeTree(ops, { 'environments/dev.yaml': envYaml('1.3.0') });
     commitAll(ops, 'end the freeze');
     await kick();
-    await waitFor('web 1.3.0', async () => (await web())?.version === '1.3.0' && (await web()).sync === 'Synced', 60_000);
+    const synced = await waitFor('the sync of 1.3.0', async () => {
+      const last = await lastSync();
+      return last?.changes.some((c: any) => c.to === '1.3.0') && last;
+    }, 60_000);
+    expect(synced.message).toMatch(/^web configured \(1\.0\.0 → 1\.3\.0\)/);
     expect((await envStatus()).syncWindow).toBeNull();
     expect(existsSync(marks)).toBe(true);
+  });
+
+  it('runs preDelete in the live release before pruning the app', async () => {
+    writeTree(ops, { 'environments/dev.yaml': envYaml('1.3.0').replace(/    web:\n      version: "1\.3\.0"\n/, '    {}\n').replace('  apps:\n    {}\n', '  apps: {}\n') });
+    commitAll(ops, 'remove web');
+    await kick();
+    await waitFor('web pruned', async () => !(await envStatus())?.apps.some((a: any) => a.name === 'web'), 60_000);
+    expect(readFileSync(marks, 'utf8')).toMatch(/preDelete 1\.3\.0 1\.3\.0-[0-9a-f]{12}\n$/);
   });
 });

@@ -2,7 +2,7 @@
  * The connection to a cluster: a kubeconfig (file, context) and a dynamic client that returns objects as the API
  * server sent them (no typed deserialization, which would drop fields the client library does not know).
  */
-import { ApiException, KubeConfig, KubernetesObjectApi, type V1APIResource } from '@kubernetes/client-node';
+import { ApiException, KubeConfig, KubernetesObjectApi, type RequestContext, type V1APIResource } from '@kubernetes/client-node';
 import { TerminalError } from '../../core/errors.js';
 import type { KObject } from './objects.js';
 
@@ -32,13 +32,34 @@ export class ObjectApi extends KubernetesObjectApi {
   }
 }
 
+/**
+ * A kubeconfig whose API requests share one connection pool. The client library gives every request a new
+ * dispatcher, so each request paid a TLS handshake and left an idle socket behind: at a thousand objects that was
+ * most of Keelson's CPU and memory (see bench/kubernetes.mjs). Credentials in headers (tokens, exec plugins) are
+ * still applied per request; the pool keeps the TLS identity (CA, client certificate) it was first made with.
+ */
+export class PooledKubeConfig extends KubeConfig {
+  private pool?: ReturnType<RequestContext['getDispatcher']>;
+
+  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context);
+    const fresh = context.getDispatcher();
+    if (!fresh) return;
+    this.pool ??= fresh;
+    if (fresh !== this.pool) {
+      context.setDispatcher(this.pool);
+      void fresh.close().catch(() => undefined); // never connected
+    }
+  }
+}
+
 export interface Cluster {
   kc: KubeConfig;
   api: ObjectApi;
 }
 
 export function connect(spec: ClusterSpec): Cluster {
-  const kc = new KubeConfig();
+  const kc = new PooledKubeConfig();
   try {
     if (spec.kubeconfig) kc.loadFromFile(spec.kubeconfig);
     else kc.loadFromDefault();

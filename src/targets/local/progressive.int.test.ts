@@ -253,7 +253,7 @@ spec:
     expect(await pids('bg')).toEqual(green);
     expect(events.some((e) => e.seq > seq && e.type === 'app.rolledBack' && e.app === 'bg')).toBe(true);
     expect(events.some((e) => e.seq > seq && e.type === 'app.changed' && e.app === 'bg')).toBe(false);
-    expect(store.history({ env: 'dev', app: 'bg', limit: 1 })[0]).toMatchObject({ result: 'Failed' });
+    await waitFor('Failed sync recorded', () => store.history({ env: 'dev', app: 'bg', limit: 1 })[0]?.result === 'Failed');
   });
 
   it('canary: pauses until promote-rollout, splits traffic by weight, keeps a client on one version by cookie', async () => {
@@ -326,7 +326,7 @@ spec:
     expect(st.message).toContain('analysis failed');
     expect(tracker.get('dev', 'cy')).toMatchObject({ phase: 'Failed', weight: 0 });
     expect(await pids('cy')).toEqual(stable);
-    expect(store.history({ env: 'dev', app: 'cy', limit: 1 })[0]).toMatchObject({ result: 'Failed' });
+    await waitFor('Failed sync recorded', () => store.history({ env: 'dev', app: 'cy', limit: 1 })[0]?.result === 'Failed');
   });
 
   it('a new commit cancels a rollout that waits on a failing health gate and rolls forward at once', async () => {
@@ -346,6 +346,11 @@ spec:
       return a?.sync === 'Synced' && a.version === '5.0.0' && a.health === 'Healthy' && a;
     });
     expect(st.revision).toBe(fixed);
-    expect(store.history({ env: 'dev', app: 'cy', limit: 2 }).map((h) => h.result)).toEqual(['Succeeded', 'Failed']);
+    // The sync record is written when the whole environment's sync ends, just after the app reports Synced.
+    await waitFor('sync recorded', () => store.history({ env: 'dev', app: 'cy', limit: 1 })[0]?.revision === fixed);
+    expect(store.history({ env: 'dev', app: 'cy', limit: 2 }).map((h) => [h.revision, h.result])).toEqual([
+      [fixed, 'Succeeded'],
+      [crashing, 'Failed'],
+    ]);
   });
 });

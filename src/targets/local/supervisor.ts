@@ -52,6 +52,8 @@ interface Replica {
   restarts: number;
   /** Crashes since the replica was last healthy for `backoffResetMs`. */
   failures: number;
+  /** When it was last restarted at once after being killed while serving (the last minute's). */
+  promptRestarts: number[];
   readySince?: number;
   startedAt: number;
   lastExit?: string;
@@ -122,6 +124,8 @@ export type RolloutResult = { ok: true; message: string } | { ok: false; message
 const backoffBaseMs = 1000;
 const backoffCapMs = 5 * 60_000;
 const backoffResetMs = 10 * 60_000;
+const maxPromptRestarts = 10;
+const externalSignals = new Set<string>(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP']);
 
 /**
  * Keeps supervised replicas alive the way a kubelet keeps pods alive: detached processes, probes, restarts with
@@ -389,6 +393,7 @@ export class Supervisor {
       readinessFailures: 0,
       readinessSuccesses: 0,
       lastLogs: [],
+      promptRestarts: [],
       timers: new Set(),
     };
     this.replicas.set(rid, r);
@@ -400,7 +405,8 @@ export class Supervisor {
 
   /** The environment every process of an app gets (replicas and `keelson run` one-offs alike); add secrets here. */
   processEnv(spec: DesiredApp): Record<string, string> {
-    return { ...baseEnv(), ...spec.vars, KEELSON_ENV: spec.env, KEELSON_APP: spec.name, KEELSON_VERSION: spec.version };
+    // HOST tells frameworks that honour it to bind loopback, where probes and the proxy connect.
+    return { ...baseEnv(), HOST: '127.0.0.1', ...spec.vars, KEELSON_ENV: spec.env, KEELSON_APP: spec.name, KEELSON_VERSION: spec.version };
   }
 
   private async launch(r: Replica): Promise<void> {
@@ -483,8 +489,18 @@ export class Supervisor {
     if (wasReady) this.requestPublish();
     if (this.closed) return;
     if (r.readySince && Date.now() - r.readySince >= backoffResetMs) r.failures = 0;
-    r.failures++;
-    const delayMs = r.failures <= 1 ? 0 : Math.min(backoffBaseMs * 2 ** (r.failures - 2), backoffCapMs);
+    // A serving replica killed from outside (kill -9, OOM, chaos) proved it starts fine: restart it at once, up to
+    // `maxPromptRestarts` a minute. Everything else (crashes, exits before ready) backs off 1 s doubling to 5 min.
+    const now = Date.now();
+    r.promptRestarts = r.promptRestarts.filter((t) => now - t < 60_000);
+    const killed = signal ? externalSignals.has(signal) : code === null;
+    let delayMs = 0;
+    if (wasReady && killed && r.promptRestarts.length < maxPromptRestarts) {
+      r.promptRestarts.push(now);
+    } else {
+      r.failures++;
+      delayMs = r.failures <= 1 ? 0 : Math.min(backoffBaseMs * 2 ** (r.failures - 2), backoffCapMs);
+    }
     r.state = 'backoff';
     r.restarts++;
     this.o.bus.publish({ type: 'replica.restarted', env: r.env, app: r.app, replica: r.id, restarts: r.restarts, delayMs });

@@ -1,0 +1,439 @@
+/**
+ * The Kubernetes target at scale, on the test control plane (scripts/testenv.sh: real kube-apiserver, etcd,
+ * controller-manager, scheduler, kwok nodes): N apps of 4 objects each (Deployment with 1 replica, headless
+ * Service, ConfigMap, ServiceAccount) in 10 namespaces (one Keelson environment per namespace).
+ *
+ *   cold sync     `keelson up` on a fresh state dir until every Deployment is Available
+ *   no-op resync  a manual sync of every environment; write requests counted by kube-apiserver (must be 0)
+ *   1-app change  a commit bumping one app's version → webhook → that environment's sync completed (healthy)
+ *   RSS           of the `keelson up` process
+ *   kubectl       `kubectl apply --server-side` of the same manifests (own namespaces), cold and no-op
+ *   drift         `kubectl scale` of a managed Deployment → reverted by Keelson, ≥ 10 trials
+ *
+ * Write requests come from the API server's own `apiserver_request_total` (verbs POST, PUT, PATCH, APPLY,
+ * DELETE; dry-runs apart) for the kinds the apps are made of, before/after each phase.
+ *
+ *   scripts/testenv.sh start && eval "$(scripts/testenv.sh env)" && npm run build && node bench/kubernetes.mjs
+ *   BENCH_APPS=100 node bench/kubernetes.mjs --no-write     # smaller, leaves BENCHMARKS.md alone
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { KubeConfig, AppsV1Api, makeInformer } from '@kubernetes/client-node';
+import { commitAll, fmt, fmtStats, freePort, gitInit, main, now, onCleanup, root, rssKiB, sleep, startKeelson, stats, tempDir, waitFor, writeTree } from './lib.mjs';
+
+const APPS = Number(process.env.BENCH_APPS ?? 1000);
+const NAMESPACES = Number(process.env.BENCH_NAMESPACES ?? 10);
+const DRIFT_TRIALS = Number(process.env.BENCH_DRIFT_TRIALS ?? 12);
+const NOOP_RUNS = Number(process.env.BENCH_NOOP_RUNS ?? 5);
+const COLD_TIMEOUT_MS = Number(process.env.BENCH_COLD_TIMEOUT_S ?? 1500) * 1000;
+const writeReport = !process.argv.includes('--no-write') && !process.argv.includes('--out');
+const RESOURCES = new Set(['deployments', 'services', 'configmaps', 'serviceaccounts', 'namespaces']);
+const WRITE_VERBS = new Set(['POST', 'PUT', 'PATCH', 'APPLY', 'DELETE']);
+const RUN = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
+const RUN_LABEL = 'bench.keelson.dev/run';
+
+const execFileP = promisify(execFile);
+const kubectl = (...args) => execFileSync('kubectl', args, { encoding: 'utf8', maxBuffer: 512 * 1024 * 1024, stdio: ['ignore', 'pipe', 'pipe'] });
+
+if (!process.env.KUBECONFIG || !existsSync(process.env.KUBECONFIG)) {
+  console.error('bench/kubernetes.mjs needs the test control plane: scripts/testenv.sh start && eval "$(scripts/testenv.sh env)"');
+  process.exit(2);
+}
+
+const appName = (i) => `app-${String(i).padStart(4, '0')}`;
+const nsOf = (i) => Math.floor((i * NAMESPACES) / APPS);
+const keelsonNs = (j) => `kb-${RUN}-k${j}`;
+const kubectlNs = (j) => `kb-${RUN}-c${j}`;
+const envName = (j) => `ns${j}`;
+
+/** The 4 objects of one app; `namespace` only for the kubectl copy (Keelson fills in its environment's). */
+function manifests(i, version, namespace) {
+  const name = appName(i);
+  const ns = namespace ? `, namespace: ${namespace}` : '';
+  const labels = `{ app: ${name}, ${RUN_LABEL}: "${RUN}" }`;
+  return `apiVersion: v1
+kind: ServiceAccount
+metadata: { name: ${name}${ns} }
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: ${name}${ns} }
+data: { GREETING: "hello from ${name}", LOG_LEVEL: info }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: ${name}${ns} }
+spec:
+  clusterIP: None
+  selector: { app: ${name} }
+  ports: [{ name: http, port: 80, targetPort: 8080 }]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: ${name}${ns}, labels: ${labels} }
+spec:
+  replicas: 1
+  selector: { matchLabels: { app: ${name} } }
+  template:
+    metadata: { labels: { app: ${name} } }
+    spec:
+      serviceAccountName: ${name}
+      containers:
+      - name: web
+        image: registry.example/bench/web:${version}
+        envFrom: [{ configMapRef: { name: ${name} } }]
+        ports: [{ name: http, containerPort: 8080 }]
+`;
+}
+
+function appFile(i, version) {
+  return `apiVersion: keelson.dev/v1alpha1
+kind: App
+metadata: { name: ${appName(i)} }
+spec:
+  version: "${version}"
+  image: registry.example/bench/web
+  manifests: ../manifests/${appName(i)}
+`;
+}
+
+function opsRepository(dir) {
+  const files = {};
+  const envApps = Array.from({ length: NAMESPACES }, () => []);
+  for (let i = 0; i < APPS; i++) {
+    files[`apps/${appName(i)}.yaml`] = appFile(i, '1.0.0');
+    files[`manifests/${appName(i)}/app.yaml`] = manifests(i, '1.0.0');
+    envApps[nsOf(i)].push(appName(i));
+  }
+  for (let j = 0; j < NAMESPACES; j++) {
+    files[`environments/${envName(j)}.yaml`] = `apiVersion: keelson.dev/v1alpha1
+kind: Environment
+metadata: { name: ${envName(j)} }
+spec:
+  target:
+    kubernetes: { namespace: ${keelsonNs(j)} }
+  apps:
+${envApps[j].map((a) => `    ${a}: {}\n`).join('')}`;
+  }
+  writeTree(dir, files);
+  gitInit(dir);
+  commitAll(dir, `${APPS} apps in ${NAMESPACES} namespaces`);
+}
+
+/** The same objects for kubectl: explicit namespaces (created first), one file per app. */
+function kubectlTree(dir) {
+  const files = { '00-namespaces.yaml': Array.from({ length: NAMESPACES }, (_, j) => `apiVersion: v1\nkind: Namespace\nmetadata: { name: ${kubectlNs(j)} }\n`).join('---\n') };
+  for (let i = 0; i < APPS; i++) files[`apps/${appName(i)}.yaml`] = manifests(i, '1.0.0', kubectlNs(nsOf(i)));
+  writeTree(dir, files);
+}
+
+// ---- the API server's request counters
+
+function requestCounters() {
+  const out = [];
+  for (const line of kubectl('get', '--raw', '/metrics').split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    const close = line.lastIndexOf('}');
+    const labels = Object.fromEntries([...line.slice(24, close).matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    out.push({ key: line.slice(0, close + 1), labels, value: Number(line.slice(close + 1)) });
+  }
+  return out;
+}
+
+/** Write requests between two snapshots for the apps' kinds: total, dry-runs and a breakdown by verb/resource. */
+function writesBetween(before, after) {
+  const prev = new Map(before.map((c) => [c.key, c.value]));
+  let total = 0;
+  let dryRuns = 0;
+  const by = {};
+  for (const c of after) {
+    const { verb, resource, subresource, dry_run: dry } = c.labels;
+    if (!WRITE_VERBS.has(verb) || !RESOURCES.has(resource) || subresource) continue;
+    const d = c.value - (prev.get(c.key) ?? 0);
+    if (d <= 0) continue;
+    if (dry) dryRuns += d;
+    else total += d;
+    const k = `${verb}${dry ? ' dry-run' : ''} ${resource}`;
+    by[k] = (by[k] ?? 0) + d;
+  }
+  return { total, dryRuns, by };
+}
+const fmtWrites = (w) => `${w.total} writes${w.dryRuns ? ` + ${w.dryRuns} dry-runs` : ''}${Object.keys(w.by).length ? ` (${Object.entries(w.by).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}`;
+
+// ---- Deployments as the API server reports them, by watch
+
+function deploymentWatch() {
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  const apps = kc.makeApiClient(AppsV1Api);
+  const selector = `${RUN_LABEL}=${RUN}`;
+  const informer = makeInformer(kc, '/apis/apps/v1/deployments', () => apps.listDeploymentForAllNamespaces({ labelSelector: selector }), selector);
+  const state = new Map();
+  const waiters = new Set();
+  const listeners = new Set();
+  const record = (d) => {
+    const available = (d.status?.conditions ?? []).some((c) => c.type === 'Available' && c.status === 'True');
+    const rolledOut = (d.status?.observedGeneration ?? 0) >= (d.metadata.generation ?? 0) && (d.status?.updatedReplicas ?? 0) === d.spec.replicas && (d.status?.availableReplicas ?? 0) === d.spec.replicas && (d.status?.replicas ?? 0) === d.spec.replicas;
+    state.set(`${d.metadata.namespace}/${d.metadata.name}`, { available, rolledOut, replicas: d.spec.replicas, image: d.spec.template.spec.containers[0].image });
+    const t = now();
+    for (const fn of listeners) fn(d, t);
+    for (const w of waiters) w();
+  };
+  informer.on('add', record);
+  informer.on('update', record);
+  informer.on('delete', (d) => state.delete(`${d.metadata.namespace}/${d.metadata.name}`));
+  informer.on('error', () => setTimeout(() => void informer.start().catch(() => undefined), 1000));
+  const started = informer.start();
+  onCleanup(() => informer.stop());
+  return {
+    started,
+    state,
+    onEvent(fn) {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
+    },
+    /** Resolves with the time when `pred(state)` first holds (checked on every watch event). */
+    until(what, pred, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (!pred(state)) return;
+          done();
+          resolve(now());
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+        }, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+  };
+}
+
+const availableIn = (prefix, n) => (state) => {
+  let ok = 0;
+  for (const [k, v] of state) if (k.startsWith(prefix) && v.available) ok++;
+  return ok >= n;
+};
+
+// ---- phases
+
+async function timedKubectlApply(dir) {
+  const t0 = now();
+  await execFileP('kubectl', ['apply', '--server-side', '--field-manager=bench', '-R', '-f', dir], { maxBuffer: 256 * 1024 * 1024 });
+  return now() - t0;
+}
+
+async function kubectlCold(dir, watch) {
+  const before = requestCounters();
+  const t0 = now();
+  const applyMs = await timedKubectlApply(dir);
+  const availableAt = await watch.until(`${APPS} kubectl Deployments Available`, availableIn(`kb-${RUN}-c`, APPS), COLD_TIMEOUT_MS);
+  const writes = writesBetween(before, requestCounters());
+  return { applyMs, availableMs: availableAt - t0, writes };
+}
+
+async function kubectlNoop(dir) {
+  const times = [];
+  let writes;
+  for (let r = 0; r < NOOP_RUNS; r++) {
+    const before = requestCounters();
+    times.push(await timedKubectlApply(dir));
+    writes ??= writesBetween(before, requestCounters());
+  }
+  return { time: stats(times), writes };
+}
+
+async function keelsonCold(dir, ops, watch) {
+  const apiPort = await freePort();
+  const before = requestCounters();
+  const t0 = now();
+  const k = startKeelson({ repo: ops, stateDir: join(dir, 'state'), apiPort, poll: '30s', logFile: join(dir, 'keelson.log') });
+  let peakRss = 0;
+  const sampler = setInterval(() => {
+    try {
+      peakRss = Math.max(peakRss, rssKiB(k.pid));
+    } catch {}
+  }, 200);
+  onCleanup(() => clearInterval(sampler));
+  const availableAt = await watch.until(`${APPS} Keelson Deployments Available`, availableIn(`kb-${RUN}-k`, APPS), COLD_TIMEOUT_MS);
+  // Keelson's own view: every environment synced and every app Healthy.
+  await waitFor('every app Healthy and Synced', async () => {
+    const envs = (await k.get('/api/v1/status')).environments;
+    const apps = envs.flatMap((e) => e.apps);
+    return apps.length === APPS && apps.every((a) => a.health === 'Healthy' && a.sync === 'Synced');
+  }, { timeoutMs: COLD_TIMEOUT_MS, intervalMs: 500 });
+  const syncedAt = now();
+  const writes = writesBetween(before, requestCounters());
+  const syncs = (await k.get('/api/v1/history?limit=1000')).syncs;
+  const failedSyncs = syncs.filter((s) => s.result === 'Failed');
+  clearInterval(sampler);
+  return { k, availableMs: availableAt - t0, syncedMs: syncedAt - t0, writes, peakRssMiB: peakRss / 1024, failedSyncs: failedSyncs.length };
+}
+
+async function keelsonNoop(k) {
+  const times = [];
+  let writes;
+  for (let r = 0; r < NOOP_RUNS; r++) {
+    const before = requestCounters();
+    const t0 = now();
+    const results = await Promise.all(Array.from({ length: NAMESPACES }, (_, j) => k.post(`/api/v1/environments/${envName(j)}/sync`)));
+    times.push(now() - t0);
+    const changed = results.filter((x) => x.result !== 'Unchanged');
+    if (changed.length) throw new Error(`a no-op sync changed something: ${JSON.stringify(changed)}`);
+    const w = writesBetween(before, requestCounters());
+    if (!writes || w.total + w.dryRuns > writes.total + writes.dryRuns) writes = w;
+  }
+  return { time: stats(times), writes };
+}
+
+async function oneAppChange(k, ops, watch) {
+  const i = Math.floor(APPS / 2) + 1;
+  const j = nsOf(i);
+  const key = `${keelsonNs(j)}/${appName(i)}`;
+  writeTree(ops, { [`apps/${appName(i)}.yaml`]: appFile(i, '1.0.1') });
+  commitAll(ops, `${appName(i)} 1.0.1`);
+  const before = requestCounters();
+  const lastSync = (await k.get(`/api/v1/history?env=${envName(j)}&limit=1`)).syncs[0];
+  const t0 = now();
+  await k.post('/api/v1/webhooks/git', { ref: 'refs/heads/main' });
+  const sync = await waitFor('the changed environment synced', async () => {
+    const s = (await k.get(`/api/v1/history?env=${envName(j)}&limit=1`)).syncs[0];
+    return s && s.startedAt !== lastSync?.startedAt && s;
+  }, { timeoutMs: 60_000, intervalMs: 10 });
+  const doneAt = Date.parse(sync.startedAt) + sync.durationMs;
+  const rolledOutAt = await watch.until(`${key} rolled out`, (s) => s.get(key)?.image.endsWith(':1.0.1') && s.get(key)?.rolledOut, 60_000);
+  await sleep(1000); // the controllers' writes of this rollout are not Keelson's; let them land before counting
+  const writes = writesBetween(before, requestCounters());
+  return { app: key, result: sync.result, summary: sync.summary, totalMs: doneAt - t0, syncMs: sync.durationMs, toSyncStartMs: Date.parse(sync.startedAt) - t0, rolledOutMs: rolledOutAt - t0, writes };
+}
+
+async function drift(watch) {
+  const samples = [];
+  const fromCommand = [];
+  for (let t = 0; t < DRIFT_TRIALS; t++) {
+    // A different Deployment each trial: repeated fights on one object back off (self-heal), on purpose.
+    const key = `${keelsonNs(0)}/${appName(t)}`;
+    let scaledAt;
+    let revertedAt;
+    const off = watch.onEvent((d, at) => {
+      if (`${d.metadata.namespace}/${d.metadata.name}` !== key) return;
+      if (d.spec.replicas === 3 && scaledAt === undefined) scaledAt = at;
+      if (d.spec.replicas === 1 && scaledAt !== undefined && revertedAt === undefined) revertedAt = at;
+    });
+    const t0 = now();
+    kubectl('-n', keelsonNs(0), 'scale', `deployment/${appName(t)}`, '--replicas=3');
+    await waitFor(`${key} reverted to 1 replica`, () => revertedAt !== undefined, { timeoutMs: 30_000, intervalMs: 5 });
+    off();
+    samples.push(revertedAt - scaledAt);
+    fromCommand.push(revertedAt - t0);
+    await sleep(300);
+  }
+  return { revert: stats(samples), fromCommand: stats(fromCommand) };
+}
+
+main('kubernetes', async () => {
+  const dir = tempDir('keelson-bench-k8s-');
+  const ops = join(dir, 'ops');
+  const plain = join(dir, 'kubectl');
+  opsRepository(ops);
+  kubectlTree(plain);
+  onCleanup(() => {
+    const names = Array.from({ length: NAMESPACES }, (_, j) => [keelsonNs(j), kubectlNs(j)]).flat();
+    execFileSync('kubectl', ['delete', 'namespace', '--wait=false', '--ignore-not-found', ...names], { stdio: 'ignore' });
+  });
+  const version = JSON.parse(kubectl('version', '-o', 'json')).serverVersion.gitVersion;
+  console.log(`kubernetes ${version}; ${APPS} apps × 4 objects in ${NAMESPACES} namespaces; run ${RUN}`);
+  const watch = deploymentWatch();
+  await watch.started;
+
+  // kubectl first: a cluster that already holds the other tool's objects is the harder case, and it is Keelson's.
+  const kc = await kubectlCold(plain, watch);
+  console.log(`kubectl apply --server-side cold: apply ${fmt(kc.applyMs / 1000, 1)} s, every Deployment Available ${fmt(kc.availableMs / 1000, 1)} s; ${fmtWrites(kc.writes)}`);
+  const kn = await kubectlNoop(plain);
+  console.log(`kubectl apply --server-side no-op: ${fmtStats(kn.time)}; ${fmtWrites(kn.writes)}`);
+
+  const cold = await keelsonCold(dir, ops, watch);
+  const k = cold.k;
+  console.log(`keelson cold: every Deployment Available ${fmt(cold.availableMs / 1000, 1)} s, every app Synced+Healthy ${fmt(cold.syncedMs / 1000, 1)} s; ${fmtWrites(cold.writes)}; failed syncs ${cold.failedSyncs}; peak RSS ${fmt(cold.peakRssMiB)} MiB`);
+  await sleep(2000);
+  const rssSettled = rssKiB(k.pid) / 1024;
+  const noop = await keelsonNoop(k);
+  console.log(`keelson no-op resync (${NAMESPACES} environments): ${fmtStats(noop.time)}; ${fmtWrites(noop.writes)}`);
+  const change = await oneAppChange(k, ops, watch);
+  console.log(`keelson 1-app change (${change.app}): webhook → sync completed ${fmt(change.totalMs)} ms (fetch+render ${fmt(change.toSyncStartMs)} ms, sync ${fmt(change.syncMs)} ms, ${change.result}: ${change.summary}); new pod rolled out at ${fmt(change.rolledOutMs)} ms; ${fmtWrites(change.writes)}`);
+  const dr = await drift(watch);
+  console.log(`drift (kubectl scale → reverted): ${fmtStats(dr.revert, 'ms', 1)}; from running kubectl ${fmtStats(dr.fromCommand)}`);
+  const rssEnd = rssKiB(k.pid) / 1024;
+  console.log(`keelson RSS: peak during cold sync ${fmt(cold.peakRssMiB)} MiB, settled ${fmt(rssSettled)} MiB, at the end ${fmt(rssEnd)} MiB`);
+  const coldRatio = kc.availableMs / cold.availableMs;
+  const noopRatio = kn.time.median / noop.time.median;
+  console.log(`ratios: cold kubectl/keelson ${coldRatio.toFixed(2)}×, no-op kubectl/keelson ${noopRatio.toFixed(1)}×`);
+  await k.stop();
+
+  const result = {
+    apps: APPS,
+    namespaces: NAMESPACES,
+    kubernetes: version,
+    kubectl: { cold: kc, noop: kn },
+    keelson: { cold: { availableMs: cold.availableMs, syncedMs: cold.syncedMs, writes: cold.writes, failedSyncs: cold.failedSyncs }, noop, change, drift: dr, rss: { peakMiB: cold.peakRssMiB, settledMiB: rssSettled, endMiB: rssEnd } },
+    ratios: { cold: coldRatio, noop: noopRatio },
+  };
+  if (writeReport) writeSection(result);
+  return result;
+});
+
+// ---- BENCHMARKS.md, between the kubernetes markers only
+
+function writeSection(r) {
+  const file = join(root, 'BENCHMARKS.md');
+  const start = '<!-- kubernetes:start -->';
+  const end = '<!-- kubernetes:end -->';
+  const k = r.keelson;
+  const goal = (ok) => (ok ? 'met' : '**not met**');
+  const block = `${start}
+## Kubernetes target
+
+${r.apps} apps × 4 objects (Deployment with 1 replica, headless Service, ConfigMap, ServiceAccount) in ${r.namespaces}
+namespaces (one environment each), on the test control plane of \`scripts/testenv.sh\` (kube-apiserver ${r.kubernetes},
+etcd, kube-controller-manager, kube-scheduler, one kwok node; all on this machine). Command:
+\`scripts/testenv.sh start && eval "$(scripts/testenv.sh env)" && npm run build && node bench/kubernetes.mjs\`
+(\`BENCH_APPS\`, \`BENCH_NAMESPACES\`, \`BENCH_DRIFT_TRIALS\` change the sizes). Run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on
+${os.cpus().length} × ${os.cpus()[0]?.model.trim()}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}.
+
+| measure | Keelson | \`kubectl apply --server-side\` | ratio | goal |
+| --- | --- | --- | --- | --- |
+| cold sync, until every Deployment is Available | ${fmt(k.cold.availableMs / 1000, 1)} s (every app Synced + Healthy: ${fmt(k.cold.syncedMs / 1000, 1)} s) | ${fmt(r.kubectl.cold.availableMs / 1000, 1)} s (apply returned after ${fmt(r.kubectl.cold.applyMs / 1000, 1)} s) | ${r.ratios.cold.toFixed(2)}× | ≥ 3×: ${goal(r.ratios.cold >= 3)} |
+| cold sync, write requests | ${k.cold.writes.total}${k.cold.writes.dryRuns ? ` + ${k.cold.writes.dryRuns} dry-runs` : ''} | ${r.kubectl.cold.writes.total} | | |
+| no-op resync (median of ${k.noop.time.n}) | ${fmt(k.noop.time.median)} ms, **${k.noop.writes.total} writes**${k.noop.writes.dryRuns ? `, ${k.noop.writes.dryRuns} dry-runs` : ''} | ${fmt(r.kubectl.noop.time.median)} ms, ${r.kubectl.noop.writes.total} writes | ${r.ratios.noop.toFixed(0)}× | ≥ 10× and 0 writes: ${goal(r.ratios.noop >= 10 && k.noop.writes.total === 0)} |
+| commit changing 1 app: webhook → sync completed (new pod Ready) | ${fmt(k.change.totalMs)} ms (fetch + render ${fmt(k.change.toSyncStartMs)} ms, apply + health ${fmt(k.change.syncMs)} ms), ${k.change.writes.total} writes | | | < 1 s: ${goal(k.change.totalMs < 1000)} |
+| drift: \`kubectl scale\` → reverted (median of ${k.drift.revert.n}) | ${fmt(k.drift.revert.median)} ms (min ${fmt(k.drift.revert.min)}, max ${fmt(k.drift.revert.max)}) | | | < 1 s: ${goal(k.drift.revert.median < 1000)} |
+| Keelson RSS | peak ${fmt(k.rss.peakMiB)} MiB, settled ${fmt(k.rss.settledMiB)} MiB | | | < 250 MiB: ${goal(k.rss.peakMiB < 250)} |
+
+How it is measured: the two tools work on identical objects in their own namespaces, kubectl first (so Keelson
+meets the fuller cluster). Availability comes from a watch on Deployments (condition \`Available\`). Write requests
+are kube-apiserver's own \`apiserver_request_total\` (POST, PUT, PATCH, APPLY, DELETE of deployments, services,
+configmaps, serviceaccounts and namespaces, not status) before and after each phase; they include what the
+controllers write in that window (e.g. each new namespace's \`kube-root-ca.crt\` ConfigMap and \`default\`
+ServiceAccount). 1-app change writes: ${fmtWrites(k.change.writes)}. The no-op resync is a manual sync of all
+${r.namespaces} environments at once (\`POST /api/v1/environments/<env>/sync\`); kubectl's no-op re-applies every
+manifest. Drift is timed from the watch event carrying \`replicas: 3\` to the one carrying \`replicas: 1\` again
+(from starting the \`kubectl scale\` process: median ${fmt(k.drift.fromCommand.median)} ms); each trial scales a
+different Deployment, since repeated fights on one object back off on purpose.
+${end}`;
+  let text = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const a = text.indexOf(start);
+  const b = text.indexOf(end);
+  if (a >= 0 && b > a) text = `${text.slice(0, a)}${block}${text.slice(b + end.length)}`;
+  else text = `${text.trimEnd()}\n\n${block}\n`;
+  writeFileSync(file, text);
+  console.log('BENCHMARKS.md: kubernetes section written');
+}
