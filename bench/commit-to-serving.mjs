@@ -102,7 +102,8 @@ async function keelson() {
     const loop = requestLoop(appPort);
     const samples = [];
     for (let i = 0; i < runs; i++) {
-      await sleep(200 + Math.random() * 500);
+      // Uniform over a whole poll period, so the commit lands at a random phase of the 1 s poll timer.
+      await sleep(200 + Math.random() * 1000);
       const v = versions[next++];
       writeFileSync(join(ops, 'environments/dev.yaml'), envYaml(v));
       commitAll(ops, `web ${v}`);

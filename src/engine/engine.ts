@@ -352,7 +352,7 @@ export class Engine {
     const byName = new Map(desired.apps.map((a) => [a.name, a]));
     const applySteps = plan.steps.filter((s) => s.action === 'create' || s.action === 'update' || s.action === 'scale');
     for (const wave of waves(applySteps, byName)) {
-      await mapLimit(wave, concurrency, async (step) => {
+      await mapLimit(wave, this.target.concurrencyOf?.(env) ?? concurrency, async (step) => {
         const app = byName.get(step.app)!;
         const blockedBy = app.dependsOn.find((d) => failed.has(d));
         if (blockedBy) {

@@ -101,6 +101,10 @@ export class TargetRegistry implements Target {
     return this.targetOf(env).logs(env, app);
   }
 
+  concurrencyOf(env: string): number | undefined {
+    return this.targetOf(env).concurrencyOf?.(env);
+  }
+
   async diff(app: DesiredApp, ctx: ApplyContext): Promise<ObjectDiff[]> {
     const t = await this.ready(app.env);
     return t.diff ? t.diff(app, ctx) : [];

@@ -76,6 +76,8 @@ export interface Target {
   logs(env: string, app: string): { replica: string; path: string }[];
   /** Runs a one-off command with the app's current release and environment (`keelson run`); absent when unsupported. */
   runOnce?(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult>;
+  /** How many apps of an environment the engine applies at once (default 4); targets whose apply mostly waits raise it. */
+  concurrencyOf?(env: string): number | undefined;
   /** Per-object server-side difference of an app (targets that manage objects); absent when unsupported. */
   diff?(app: DesiredApp, ctx: ApplyContext): Promise<ObjectDiff[]>;
 }

@@ -6,6 +6,7 @@
 import { PatchStrategy } from '@kubernetes/client-node';
 import type { Action } from '../../core/types.js';
 import { apiMessage, statusCode, type ObjectApi } from './client.js';
+import { apiWrites } from './limit.js';
 import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, matchesDesired, normalize, stableJson, type KObject } from './objects.js';
 
 export type ObjectAction = Action | 'failed';
@@ -48,7 +49,7 @@ export async function applyObject(
 }
 
 export function ssa(api: ObjectApi, o: KObject, force: boolean, dryRun: boolean): Promise<KObject> {
-  return api.patch(o, undefined, dryRun ? 'All' : undefined, FIELD_MANAGER, force ? true : undefined, PatchStrategy.ServerSideApply);
+  return apiWrites.run(() => api.patch(o, undefined, dryRun ? 'All' : undefined, FIELD_MANAGER, force ? true : undefined, PatchStrategy.ServerSideApply));
 }
 
 function applyError(key: string, err: unknown): string {

@@ -31,6 +31,11 @@ export interface KubernetesTargetOptions {
   requeue: (env: string) => void;
   /** Objects applied to the server at once. Default 16. */
   concurrency?: number;
+  /**
+   * Apps the engine applies at once. Default 64: an app's apply mostly waits for its rollout, and the writes
+   * themselves are bounded by `apiWrites`.
+   */
+  appConcurrency?: number;
 }
 
 const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'PriorityClass', 'IngressClass']);
@@ -101,6 +106,10 @@ export class KubernetesTarget implements Target {
     this.closed = true;
     for (const h of this.heals.values()) if (h.timer) clearTimeout(h.timer);
     await this.watch?.close();
+  }
+
+  concurrencyOf(): number {
+    return this.o.appConcurrency ?? 64;
   }
 
   templateOf(app: DesiredApp): string {
@@ -351,7 +360,7 @@ export class KubernetesTarget implements Target {
         const h = evaluate();
         done(h.health === 'Healthy' ? h : { health: 'Degraded', message: `not healthy within ${Math.round(timeoutMs / 1000)}s: ${h.message}` });
       }, timeoutMs);
-      const off = watch.onChange(() => check());
+      const off = watch.onObjects(objects, check);
       check();
     });
   }
@@ -361,7 +370,7 @@ export class KubernetesTarget implements Target {
       new Promise<void>((resolve) => {
         if (!watch.get(o)) return resolve();
         const timer = setTimeout(finish, timeoutMs);
-        const off = watch.onChange(() => !watch.get(o) && finish());
+        const off = watch.onObjects([o], () => !watch.get(o) && finish());
         function finish() {
           clearTimeout(timer);
           off();
@@ -388,7 +397,7 @@ export class KubernetesTarget implements Target {
             if (s !== 'running') finish(s);
           };
           const timer = setTimeout(() => finish('timeout'), timeoutMs);
-          const off = watch.onChange(check);
+          const off = watch.onObjects([o], check);
           function finish(s: 'succeeded' | 'failed' | 'timeout') {
             clearTimeout(timer);
             off();

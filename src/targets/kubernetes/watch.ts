@@ -19,6 +19,8 @@ export class ObjectWatch {
   private readonly kinds = new Map<string, KindWatch>();
   private readonly cache = new Map<string, KObject>();
   private readonly listeners = new Set<(type: WatchEvent, o: KObject) => void>();
+  /** Listeners of single objects (health waits): an event reaches only the waits on that object. */
+  private readonly byId = new Map<string, Set<() => void>>();
 
   constructor(
     private readonly o: { kc: KubeConfig; api: ObjectApi; env: string; log: Logger },
@@ -32,6 +34,23 @@ export class ObjectWatch {
   onChange(fn: (type: WatchEvent, o: KObject) => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
+  }
+
+  /** Calls `fn` when one of `objects` changes; returns the unsubscribe function. */
+  onObjects(objects: KObject[], fn: () => void): () => void {
+    const ids = [...new Set(objects.map((o) => identity(o)))];
+    for (const id of ids) {
+      let s = this.byId.get(id);
+      if (!s) this.byId.set(id, (s = new Set()));
+      s.add(fn);
+    }
+    return () => {
+      for (const id of ids) {
+        const s = this.byId.get(id);
+        s?.delete(fn);
+        if (s?.size === 0) this.byId.delete(id);
+      }
+    };
   }
 
   /** Starts watching a kind (once) and resolves when its first list is in the cache. */
@@ -91,6 +110,8 @@ export class ObjectWatch {
 
   private emit(type: WatchEvent, o: KObject): void {
     for (const fn of this.listeners) fn(type, o);
+    const waits = this.byId.get(identity(o));
+    if (waits) for (const fn of [...waits]) fn();
   }
 
   async close(): Promise<void> {

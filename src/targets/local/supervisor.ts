@@ -124,7 +124,7 @@ export type RolloutResult = { ok: true; message: string } | { ok: false; message
 const backoffBaseMs = 1000;
 const backoffCapMs = 5 * 60_000;
 const backoffResetMs = 10 * 60_000;
-const maxPromptRestarts = 10;
+const maxPromptRestarts = 30;
 const externalSignals = new Set<string>(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP']);
 
 /**
