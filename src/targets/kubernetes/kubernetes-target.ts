@@ -332,9 +332,12 @@ export class KubernetesTarget implements Target {
     return results;
   }
 
+  /** Records what an app applied and updates the owner index for that app only (one app of thousands). */
   private putInventory(inv: AppInventory): void {
+    const before = this.inventory.get(inv.env, inv.app);
     this.inventory.put(inv);
-    this.reindex();
+    for (const d of before?.objects ?? []) if (this.owners.get(identity(d))?.app === inv.app) this.owners.delete(identity(d));
+    for (const d of inv.objects) this.owners.set(identity(d), { app: inv.app, desired: d });
   }
 
   private reindex(): void {
