@@ -29,7 +29,9 @@ const NAMESPACES = Number(process.env.BENCH_NAMESPACES ?? 10);
 const DRIFT_TRIALS = Number(process.env.BENCH_DRIFT_TRIALS ?? 12);
 const NOOP_RUNS = Number(process.env.BENCH_NOOP_RUNS ?? 5);
 const COLD_TIMEOUT_MS = Number(process.env.BENCH_COLD_TIMEOUT_S ?? 1500) * 1000;
-const writeReport = !process.argv.includes('--no-write') && !process.argv.includes('--out');
+/** `--keelson-only`: skip kubectl (for profiling Keelson: NODE_OPTIONS reaches the `keelson up` child). */
+const keelsonOnly = process.argv.includes('--keelson-only');
+const writeReport = !keelsonOnly && !process.argv.includes('--no-write') && !process.argv.includes('--out');
 const RESOURCES = new Set(['deployments', 'services', 'configmaps', 'serviceaccounts', 'namespaces']);
 const WRITE_VERBS = new Set(['POST', 'PUT', 'PATCH', 'APPLY', 'DELETE']);
 const RUN = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
@@ -356,9 +358,9 @@ main('kubernetes', async () => {
   await watch.started;
 
   // kubectl first: a cluster that already holds the other tool's objects is the harder case, and it is Keelson's.
-  const kc = await kubectlCold(plain, watch);
+  const kc = keelsonOnly ? { applyMs: NaN, availableMs: NaN, writes: { total: NaN, dryRuns: 0, by: {} } } : await kubectlCold(plain, watch);
   console.log(`kubectl apply --server-side cold: apply ${fmt(kc.applyMs / 1000, 1)} s, every Deployment Available ${fmt(kc.availableMs / 1000, 1)} s; ${fmtWrites(kc.writes)}`);
-  const kn = await kubectlNoop(plain);
+  const kn = keelsonOnly ? { time: stats([NaN]), writes: kc.writes } : await kubectlNoop(plain);
   console.log(`kubectl apply --server-side no-op: ${fmtStats(kn.time)}; ${fmtWrites(kn.writes)}`);
 
   const cold = await keelsonCold(dir, ops, watch);

@@ -250,7 +250,7 @@ function report({ seconds, loadStart, loadEnd }) {
       p(
         '',
         `Growth as the app count doubles (2.0× is linear): no-op sync through the API ${growth((r) => r.steady.noopSync)};`,
-        `the in-process no-op plan ${growth((r) => r.pure.planNoopWarm)}. The API figure carries the machine's noise; the in-process one less so.`,
+        `the in-process no-op plan ${growth((r) => r.pure.planNoopWarm)}. Both carry the noise of other work on the machine (see the load average).`,
       );
     }
   }

@@ -1,63 +1,33 @@
 import { createHmac } from 'node:crypto';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commitAll, gitInit, tempDir, waitFor, writeTree } from '../../test/helpers.js';
-import { Engine } from '../engine/engine.js';
-import { EventBus } from '../engine/events.js';
+import { startEngine, tickRepo, type EngineHarness } from '../../test/engine-harness.js';
+import { waitFor } from '../../test/helpers.js';
+import type { Engine } from '../engine/engine.js';
 import { silentLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
-import { Store } from '../store/store.js';
-import { LocalTarget } from '../targets/local/local-target.js';
 import { createApi } from './app.js';
 
 /** The API in memory (Hono `app.request`) over a real engine, git repository and supervised process. */
 describe('API', () => {
-  const tmp = tempDir('keelson-api-');
   const secret = 's3cret-webhook';
+  let h: EngineHarness;
   let engine: Engine;
-  let target: LocalTarget;
-  let store: Store;
   let api: ReturnType<typeof createApi>;
 
   beforeAll(async () => {
-    const ops = join(tmp.dir, 'ops');
-    writeTree(ops, {
-      'apps/tick.yaml': `apiVersion: keelson.dev/v1alpha1
-kind: App
-metadata: { name: tick }
-spec:
-  version: "1"
-  artifact: { path: ../bin }
-  run: { command: ["node", "-e", "setInterval(() => {}, 1000)"] }
----
-apiVersion: keelson.dev/v1alpha1
-kind: Environment
-metadata: { name: dev }
-spec:
-  apps: { tick: {} }
-`,
-      'bin/README': 'inline app\n',
+    h = await startEngine(tickRepo, {
+      prefix: 'keelson-api-',
+      beforeStart: (parts) => {
+        engine = parts.engine;
+        const metrics = new Metrics(parts.bus, { processes: () => 1, health: () => [] });
+        api = createApi({ engine, store: parts.store, metrics, log: silentLogger(), webhookSecret: secret });
+      },
     });
-    gitInit(ops);
-    commitAll(ops, 'tick');
-    const log = silentLogger();
-    const state = join(tmp.dir, 'state');
-    store = new Store(state);
-    const bus = new EventBus();
-    target = new LocalTarget({ stateDir: state, store, bus, log, requeue: () => undefined });
-    engine = new Engine({ repo: ops, stateDir: state, log, store, bus, target, pollMs: 60_000 });
-    const metrics = new Metrics(bus, { processes: () => 1, health: () => [] });
-    api = createApi({ engine, store, metrics, log, webhookSecret: secret });
-    await engine.start();
-    await waitFor('tick running', async () => (await engine.status()).environments[0]?.apps[0]?.health === 'Healthy');
+    // The first sync is recorded just after the app turns healthy.
+    await waitFor('first sync recorded', () => h.store.history({ env: 'dev' }).length > 0);
   });
 
-  afterAll(async () => {
-    await target.supervisor.stopAll();
-    await engine.stop();
-    store.close();
-    tmp.cleanup();
-  });
+  afterAll(() => h.stop());
 
   it('answers status in the documented shape', async () => {
     const res = await api.request('/api/v1/status');

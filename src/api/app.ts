@@ -74,9 +74,10 @@ export function createApi(d: ApiDeps): Hono {
   app.post('/api/v1/environments/:env/sync', async (c) => {
     const env = c.req.param('env');
     knownEnv(env);
-    const body = (await c.req.json().catch(() => ({}))) as { app?: string };
+    const body = (await c.req.json().catch(() => ({}))) as { app?: string; force?: boolean };
     if (body.app !== undefined && typeof body.app !== 'string') throw problem(400, '"app" must be a string');
-    return c.json(await engine.sync(env, body.app));
+    if (body.force !== undefined && typeof body.force !== 'boolean') throw problem(400, '"force" must be a boolean');
+    return c.json(await engine.sync(env, body.app, { force: body.force }));
   });
 
   app.get('/api/v1/history', (c) => {

@@ -1,13 +1,10 @@
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { z } from 'zod';
-import { commitAll, gitInit, tempDir, waitFor, writeTree } from '../../test/helpers.js';
-import { Engine } from '../engine/engine.js';
-import { EventBus } from '../engine/events.js';
+import { startEngine, tickRepo, type EngineHarness } from '../../test/engine-harness.js';
+import type { Engine } from '../engine/engine.js';
 import { silentLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
-import { Store } from '../store/store.js';
-import { LocalTarget } from '../targets/local/local-target.js';
+import type { Store } from '../store/store.js';
 import { createApi } from './app.js';
 import { AuditLog } from './audit.js';
 import { Authenticator, hashToken } from './auth.js';
@@ -15,10 +12,9 @@ import { findRouteDoc, openApiDocument, routeDocs } from './openapi.js';
 
 /** Roles, audit, limits and the OpenAPI document, over a real engine, git repository and supervised process. */
 describe('API security and OpenAPI', () => {
-  const tmp = tempDir('keelson-api-sec-');
   const tokens = { admin: 'kls_admin_123', operator: 'kls_operator_123', viewer: 'kls_viewer_123' };
   let engine: Engine;
-  let target: LocalTarget;
+  let h: EngineHarness;
   let store: Store;
   let audit: AuditLog;
   let api: ReturnType<typeof createApi>;
@@ -47,47 +43,22 @@ describe('API security and OpenAPI', () => {
   }
 
   beforeAll(async () => {
-    const ops = join(tmp.dir, 'ops');
-    writeTree(ops, {
-      'apps/tick.yaml': `apiVersion: keelson.dev/v1alpha1
-kind: App
-metadata: { name: tick }
-spec:
-  version: "1"
-  artifact: { path: ../bin }
-  run: { command: ["node", "-e", "setInterval(() => {}, 1000)"] }
----
-apiVersion: keelson.dev/v1alpha1
-kind: Environment
-metadata: { name: dev }
-spec:
-  apps: { tick: {} }
-`,
-      'bin/README': 'inline app\n',
+    h = await startEngine(tickRepo, {
+      prefix: 'keelson-api-sec-',
+      beforeStart: (parts) => {
+        engine = parts.engine;
+        store = parts.store;
+        const log = silentLogger();
+        const metrics = new Metrics(parts.bus, { processes: () => 1, health: () => [] });
+        const auth = new Authenticator(Object.entries(tokens).map(([role, t]) => ({ name: `${role}-user`, role: role as 'admin', sha256: hashToken(t) })));
+        audit = new AuditLog(store.db);
+        api = createApi({ engine, store, metrics, log, auth, audit, version: '9.9.9', webhookRate: { burst: 3, perSecond: 0.01 } });
+        readOnly = createApi({ engine, store, metrics, log });
+      },
     });
-    gitInit(ops);
-    commitAll(ops, 'tick');
-    const log = silentLogger();
-    const state = join(tmp.dir, 'state');
-    store = new Store(state);
-    const bus = new EventBus();
-    target = new LocalTarget({ stateDir: state, store, bus, log, requeue: () => undefined });
-    engine = new Engine({ repo: ops, stateDir: state, log, store, bus, target, pollMs: 60_000 });
-    const metrics = new Metrics(bus, { processes: () => 1, health: () => [] });
-    const auth = new Authenticator(Object.entries(tokens).map(([role, t]) => ({ name: `${role}-user`, role: role as 'admin', sha256: hashToken(t) })));
-    audit = new AuditLog(store.db);
-    api = createApi({ engine, store, metrics, log, auth, audit, version: '9.9.9', webhookRate: { burst: 3, perSecond: 0.01 } });
-    readOnly = createApi({ engine, store, metrics, log });
-    await engine.start();
-    await waitFor('tick running', async () => (await engine.status()).environments[0]?.apps[0]?.health === 'Healthy');
   });
 
-  afterAll(async () => {
-    await target.supervisor.stopAll();
-    await engine.stop();
-    store.close();
-    tmp.cleanup();
-  });
+  afterAll(() => h.stop());
 
   it('declares a role for every route, and documents only routes that exist', () => {
     const registered = api.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path}`);
@@ -127,12 +98,12 @@ spec:
     const status = await documented('GET', '/api/v1/status', '/api/v1/status', 'viewer');
     expect(status.body.environments[0].apps[0]).toMatchObject({ name: 'tick', sync: 'Synced', health: 'Healthy' });
     const matrix = await documented('GET', '/api/v1/matrix', '/api/v1/matrix?q=ti&limit=10', 'viewer');
-    expect(matrix.body).toMatchObject({ total: 1, rows: [{ app: 'tick', cells: { dev: { version: '1', sync: 'Synced', health: 'Healthy', commitMessage: 'tick' } } }] });
+    expect(matrix.body).toMatchObject({ total: 1, rows: [{ app: 'tick', cells: { dev: { version: '1', sync: 'Synced', health: 'Healthy', commitMessage: 'initial' } } }] });
     expect((await documented('GET', '/api/v1/matrix', '/api/v1/matrix?limit=9999', 'viewer')).status).toBe(400);
     await documented('GET', '/api/v1/environments/:env/plan', '/api/v1/environments/dev/plan', 'viewer');
     expect((await documented('GET', '/api/v1/environments/:env/plan', '/api/v1/environments/nope/plan', 'viewer')).status).toBe(404);
     const detail = await documented('GET', '/api/v1/environments/:env/apps/:app', '/api/v1/environments/dev/apps/tick', 'viewer');
-    expect(detail.body).toMatchObject({ env: 'dev', paused: false, commitMessage: 'tick' });
+    expect(detail.body).toMatchObject({ env: 'dev', paused: false, commitMessage: 'initial' });
     expect((await documented('GET', '/api/v1/environments/:env/apps/:app', '/api/v1/environments/dev/apps/nope', 'viewer')).status).toBe(404);
     const step = await documented('GET', '/api/v1/environments/:env/apps/:app/plan', '/api/v1/environments/dev/apps/tick/plan', 'viewer');
     expect(step.body.step).toMatchObject({ app: 'tick', action: 'none' });

@@ -12,7 +12,7 @@ let authHeaders: Record<string, string> = {};
 
 /** Commands that talk to a running engine over its API. */
 export async function run(cmd: string, argv: string[]): Promise<void> {
-  const { values } = parse(argv, { ...common, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' }, watch: { type: 'boolean', short: 'w' } });
+  const { values } = parse(argv, { ...common, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' }, watch: { type: 'boolean', short: 'w' }, force: { type: 'boolean' } });
   const server = (values.server ?? process.env.KEELSON_SERVER ?? 'http://127.0.0.1:7070').replace(/\/$/, '');
   const token = values.token ?? process.env.KEELSON_TOKEN;
   authHeaders = token ? { authorization: `Bearer ${token}` } : {};
@@ -42,7 +42,7 @@ export async function run(cmd: string, argv: string[]): Promise<void> {
       const r = await withProgress({ server, headers: authHeaders, env: values.env!, label }, () =>
         call<{ result: string; message: string }>(server, `/api/v1/environments/${env}/sync`, {
           method: 'POST',
-          body: JSON.stringify(values.app ? { app: values.app } : {}),
+          body: JSON.stringify({ ...(values.app ? { app: values.app } : {}), ...(values.force ? { force: true } : {}) }),
           headers: { 'content-type': 'application/json' },
         }),
       );

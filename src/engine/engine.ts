@@ -113,6 +113,8 @@ export class Engine {
   private sourceError?: string;
   private pollTimer?: NodeJS.Timeout;
   private readonly forced = new Map<string, Set<string>>();
+  /** Apps of a `sync --force` in progress: their apply takes over fields other managers own. */
+  private readonly takeover = new Map<string, Set<string>>();
   private readonly digestCache = new Map<string, string>();
   private stopped = false;
   private goodUnpin?: () => void;
@@ -266,16 +268,17 @@ export class Engine {
   }
 
   /** Manual sync: retries specs that failed before and waits for the reconcile to finish. */
-  async sync(env: string, app?: string): Promise<{ result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string }> {
+  async sync(env: string, app?: string, opts: { force?: boolean } = {}): Promise<{ result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string }> {
     if (!this.environmentNames().includes(env)) throw new Error(`unknown environment "${env}" (known: ${this.environmentNames().join(', ') || 'none'})`);
     const apps = app ? [app] : this.desiredEnv(env).apps.map((a) => a.name);
     this.forced.set(env, new Set(apps));
+    if (opts.force) this.takeover.set(env, new Set(apps));
     let outcome: { result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string } = { result: 'Unchanged', message: 'live already equals desired' };
     const off = this.bus.subscribe((e) => {
       if (e.type === 'sync.completed' && e.env === env) outcome = { result: e.result, message: e.message };
       if (e.type === 'sync.waiting' && e.env === env) outcome = { result: 'Unchanged', message: e.reason };
     });
-    await this.reconciler.enqueue(env);
+    await this.reconciler.enqueue(env).finally(() => opts.force && this.takeover.delete(env));
     off();
     return outcome;
   }
@@ -395,7 +398,8 @@ export class Engine {
       // Cancelled when a newer revision changes this app while the rollout still waits (see inflight.ts).
       const inflight = this.inflight.begin(env, app.name, this.target.templateOf(app));
       try {
-        return await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir, signal: inflight.signal });
+        const force = this.takeover.get(env)?.has(app.name);
+        return await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir, signal: inflight.signal, ...(force ? { force } : {}) });
       } finally {
         inflight.end();
       }

@@ -3,23 +3,11 @@
  * `rollout` object, and its conversion to the desired model (src/core/rollout.ts).
  */
 import { z } from 'zod';
+import { exactlyOne } from './schema-rules.js';
 import type { AnalysisSpec, CanaryStep, RolloutSpec } from '../core/rollout.js';
 
 const Int = (min: number, max: number, dflt: number) => z.int().min(min).max(max).default(dflt);
 
-/** Exactly one of `keys` is set. */
-function exactlyOne(keys: string[]) {
-  return (ctx: { value: Record<string, unknown>; issues: z.core.$ZodRawIssue[] }) => {
-    const set = keys.filter((k) => ctx.value[k] !== undefined);
-    if (set.length === 1) return;
-    const list = keys.map((k) => `"${k}"`).join(', ');
-    ctx.issues.push({
-      code: 'custom',
-      input: ctx.value,
-      message: set.length === 0 ? `needs exactly one of ${list}` : `needs exactly one of ${list}, found ${set.map((k) => `"${k}"`).join(' and ')}`,
-    });
-  };
-}
 
 const MetricSchema = z
   .strictObject({

@@ -3,6 +3,7 @@
  * `spec.notifications` (Environment). Imported by schema.ts; the JSON Schema is generated from them too.
  */
 import { z } from 'zod';
+import { exactlyOne } from './schema-rules.js';
 import { parseCron } from '../windows/cron.js';
 
 const Seconds = (min: number, max: number, dflt: number) => z.int().min(min).max(max).default(dflt);
@@ -10,18 +11,6 @@ const Argv = z.array(z.string().min(1)).min(1);
 const StringMap = z.record(z.string().min(1), z.string());
 const EnvVarName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be an environment variable name' });
 
-function exactlyOne(keys: string[]) {
-  return (ctx: { value: Record<string, unknown>; issues: z.core.$ZodRawIssue[] }) => {
-    const set = keys.filter((k) => ctx.value[k] !== undefined);
-    if (set.length === 1) return;
-    const list = keys.map((k) => `"${k}"`).join(', ');
-    ctx.issues.push({
-      code: 'custom',
-      input: ctx.value,
-      message: set.length === 0 ? `needs exactly one of ${list}` : `needs exactly one of ${list}, found ${set.map((k) => `"${k}"`).join(' and ')}`,
-    });
-  };
-}
 
 /** `48h`, `30m`, `90s`, `1h30m` or a number of seconds. */
 export function parseDurationSeconds(v: string | number): number | undefined {

@@ -4,6 +4,7 @@
  * `keelsonJsonSchema()` publishes the same rules for editors (schema/keelson.schema.json).
  */
 import { z } from 'zod';
+import { exactlyOne } from './schema-rules.js';
 import { checkRolloutStrategy, rolloutStrategyFields } from './rollout-schema.js';
 import { HooksSchema, NotificationSchema, SyncWindowSchema } from './schema-delivery.js';
 import { SecretsSchema } from '../secrets/schema.js';
@@ -31,22 +32,6 @@ const EnvMap = z.record(
   z.union([z.string(), z.number(), z.boolean()], { error: 'must be a string (numbers and booleans are taken as text)' }).transform(String),
 );
 
-/** Exactly one of `keys` is set; reported at the object itself. */
-function exactlyOne<T extends Record<string, unknown>>(keys: (keyof T & string)[]) {
-  return (ctx: { value: T; issues: z.core.$ZodRawIssue[] }) => {
-    const set = keys.filter((k) => ctx.value[k] !== undefined);
-    if (set.length === 1) return;
-    const list = keys.map((k) => `"${k}"`).join(', ');
-    ctx.issues.push({
-      code: 'custom',
-      input: ctx.value,
-      message:
-        set.length === 0
-          ? `needs exactly one of ${list}`
-          : `needs exactly one of ${list}, found ${set.map((k) => `"${k}"`).join(' and ')}`,
-    });
-  };
-}
 
 export const ProbeSchema = z
   .strictObject({
