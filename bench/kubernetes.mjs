@@ -368,6 +368,11 @@ main('kubernetes', async () => {
   console.log(`keelson cold: every Deployment Available ${fmt(cold.availableMs / 1000, 1)} s, every app Synced+Healthy ${fmt(cold.syncedMs / 1000, 1)} s; ${fmtWrites(cold.writes)}; failed syncs ${cold.failedSyncs}; peak RSS ${fmt(cold.peakRssMiB)} MiB`);
   await sleep(2000);
   const rssSettled = rssKiB(k.pid) / 1024;
+  if (process.env.BENCH_HEAP_SNAPSHOT) {
+    // With NODE_OPTIONS=--heapsnapshot-signal=SIGUSR2: a snapshot of the settled engine, in its working directory.
+    process.kill(k.pid, 'SIGUSR2');
+    await sleep(Number(process.env.BENCH_HEAP_SNAPSHOT) * 1000);
+  }
   const noop = await keelsonNoop(k);
   console.log(`keelson no-op resync (${NAMESPACES} environments): ${fmtStats(noop.time)}; ${fmtWrites(noop.writes)}`);
   const change = await oneAppChange(k, ops, watch);

@@ -89,7 +89,8 @@ export interface StatusView {
   environments: EnvironmentStatusView[];
 }
 
-const concurrency = 4;
+// Apps of one dependency wave applied at once; a rollout mostly waits on readiness, so more than the cores.
+const concurrency = 8;
 
 /**
  * The GitOps engine: source → render → diff → plan → apply → health, one reconcile loop per environment.
@@ -118,6 +119,8 @@ export class Engine {
   private readonly digestCache = new Map<string, string>();
   private stopped = false;
   private goodUnpin?: () => void;
+  /** The revision each environment's unchanged apps were last recorded at. */
+  private readonly recordedRevision = new Map<string, string>();
 
   constructor(private readonly o: EngineOptions) {
     this.bus = o.bus;
@@ -257,7 +260,7 @@ export class Engine {
 
   environmentNames(): string[] {
     const names = new Set<string>(this.good?.desired.environments.map((e) => e.name) ?? []);
-    for (const row of this.store.inventory()) if (!this.o.envs?.length || this.o.envs.includes(row.env)) names.add(row.env);
+    for (const row of this.store.inventoryKeys()) if (!this.o.envs?.length || this.o.envs.includes(row.env)) names.add(row.env);
     return [...names].sort();
   }
 
@@ -307,7 +310,7 @@ export class Engine {
       desired,
       revision,
       live,
-      inventory: this.store.inventory(desired.name).map((r) => r.app),
+      inventory: this.store.inventoryKeys(desired.name).map((r) => r.app),
       failures: this.store.failures(desired.name),
       templateOf: (a) => this.target.templateOf(a),
       force,
@@ -334,12 +337,15 @@ export class Engine {
 
   /** Apps already equal to desired now trace back to this revision too. */
   private recordUnchanged(env: string, plan: Plan, revision: string, desired: DesiredEnvironment): void {
+    // Only a new revision can make this write anything: skip the inventory read on resyncs.
+    if (this.recordedRevision.get(env) === revision) return;
+    this.recordedRevision.set(env, revision);
     const inv = new Map(this.store.inventory(env).map((r) => [r.app, r]));
+    const apps = new Map(desired.apps.map((a) => [a.name, a]));
     for (const step of plan.steps) {
       if (step.action !== 'none') continue;
       const row = inv.get(step.app);
-      const app = desired.apps.find((a) => a.name === step.app)!;
-      if (row && row.revision !== revision) this.store.putInventory({ ...row, revision, spec: app });
+      if (row && row.revision !== revision) this.store.putInventory({ ...row, revision, spec: apps.get(step.app)! });
     }
   }
 
@@ -417,7 +423,7 @@ export class Engine {
     const tail = outcome.logTail.length ? `; last log lines:\n${outcome.logTail.join('\n')}` : '';
     const message = `${outcome.message}${tail}`;
     this.store.putFailure({ env, app: app.name, specHash: specKey((a) => this.target.templateOf(a), app), revision: good.revision, message, at: new Date().toISOString() });
-    if (!outcome.rolledBack && !this.store.inventory(env).some((r) => r.app === app.name)) {
+    if (!outcome.rolledBack && !this.store.inventoryKeys(env).some((r) => r.app === app.name)) {
       // A first deploy that never got ready still runs: record it so it can be pruned.
       this.store.putInventory({ env, app: app.name, revision: good.revision, specHash: this.target.templateOf(app), version: app.version, appliedAt: new Date().toISOString(), spec: app });
     }

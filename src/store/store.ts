@@ -96,6 +96,7 @@ const maxEvents = 20_000;
 export class Store {
   readonly db: Database.Database;
   private eventsSincePrune = 0;
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(stateDir: string) {
     mkdirSync(stateDir, { recursive: true });
@@ -110,9 +111,18 @@ export class Store {
     this.db.close();
   }
 
+  /** A prepared statement, compiled once: the reconcile loop runs the same few queries many times a second. */
+  private q(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
   addSync(r: Omit<SyncRecord, 'id'>): number {
-    const info = this.db
-      .prepare(
+    const info = this.q(
         'insert into syncs (env, revision, started_at, duration_ms, result, summary, message, changes) values (?,?,?,?,?,?,?,?)',
       )
       .run(r.env, r.revision, r.startedAt, Math.round(r.durationMs), r.result, r.summary, r.message, JSON.stringify(r.changes));
@@ -132,7 +142,7 @@ export class Store {
     }
     const sql = `select * from syncs ${where.length ? 'where ' + where.join(' and ') : ''} order by id desc limit ?`;
     args.push(opts.limit ?? 50);
-    return (this.db.prepare(sql).all(...args) as any[]).map((row) => ({
+    return (this.q(sql).all(...args) as any[]).map((row) => ({
       id: row.id,
       env: row.env,
       revision: row.revision,
@@ -146,18 +156,16 @@ export class Store {
   }
 
   addEvent(e: { time: string; type: string; env?: string; app?: string; data: Record<string, unknown> }): void {
-    this.db
-      .prepare('insert into events (time, type, env, app, data) values (?,?,?,?,?)')
+    this.q('insert into events (time, type, env, app, data) values (?,?,?,?,?)')
       .run(e.time, e.type, e.env ?? null, e.app ?? null, JSON.stringify(e.data));
     if (++this.eventsSincePrune >= 1000) {
       this.eventsSincePrune = 0;
-      this.db.prepare('delete from events where id <= (select max(id) from events) - ?').run(maxEvents);
+      this.q('delete from events where id <= (select max(id) from events) - ?').run(maxEvents);
     }
   }
 
   events(opts: { env?: string; app?: string; limit?: number } = {}): StoredEvent[] {
-    const rows = this.db
-      .prepare(
+    const rows = this.q(
         `select * from events where (? is null or env = ?) and (? is null or app = ?) order by id desc limit ?`,
       )
       .all(opts.env ?? null, opts.env ?? null, opts.app ?? null, opts.app ?? null, opts.limit ?? 100) as any[];
@@ -165,8 +173,7 @@ export class Store {
   }
 
   putReplica(r: ReplicaRow): void {
-    this.db
-      .prepare(
+    this.q(
         `insert or replace into replicas (id, env, app, pid, start_time, port, release_id, release_dir, release_hash,
          version, spec_hash, log_path, started_at) values (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
       )
@@ -174,11 +181,11 @@ export class Store {
   }
 
   deleteReplica(id: string): void {
-    this.db.prepare('delete from replicas where id = ?').run(id);
+    this.q('delete from replicas where id = ?').run(id);
   }
 
   replicas(): ReplicaRow[] {
-    return (this.db.prepare('select * from replicas').all() as any[]).map((r) => ({
+    return (this.q('select * from replicas').all() as any[]).map((r) => ({
       id: r.id,
       env: r.env,
       app: r.app,
@@ -196,19 +203,23 @@ export class Store {
   }
 
   putInventory(r: InventoryRow): void {
-    this.db
-      .prepare('insert or replace into inventory (env, app, revision, spec_hash, version, applied_at, spec) values (?,?,?,?,?,?,?)')
+    this.q('insert or replace into inventory (env, app, revision, spec_hash, version, applied_at, spec) values (?,?,?,?,?,?,?)')
       .run(r.env, r.app, r.revision, r.specHash, r.version, r.appliedAt, JSON.stringify(r.spec));
   }
 
   deleteInventory(env: string, app: string): void {
-    this.db.prepare('delete from inventory where env = ? and app = ?').run(env, app);
+    this.q('delete from inventory where env = ? and app = ?').run(env, app);
+  }
+
+  /** Environments and apps the inventory holds, without reading the specs. */
+  inventoryKeys(env?: string): { env: string; app: string }[] {
+    return (env ? this.q('select env, app from inventory where env = ?').all(env) : this.q('select env, app from inventory').all()) as { env: string; app: string }[];
   }
 
   inventory(env?: string): InventoryRow[] {
     const rows = (env
-      ? this.db.prepare('select * from inventory where env = ?').all(env)
-      : this.db.prepare('select * from inventory').all()) as any[];
+      ? this.q('select * from inventory where env = ?').all(env)
+      : this.q('select * from inventory').all()) as any[];
     return rows.map((r) => ({
       env: r.env,
       app: r.app,
@@ -221,18 +232,17 @@ export class Store {
   }
 
   putFailure(f: FailureRow): void {
-    this.db
-      .prepare('insert or replace into failures (env, app, spec_hash, revision, message, at) values (?,?,?,?,?,?)')
+    this.q('insert or replace into failures (env, app, spec_hash, revision, message, at) values (?,?,?,?,?,?)')
       .run(f.env, f.app, f.specHash, f.revision, f.message, f.at);
   }
 
   clearFailure(env: string, app?: string): void {
-    if (app) this.db.prepare('delete from failures where env = ? and app = ?').run(env, app);
-    else this.db.prepare('delete from failures where env = ?').run(env);
+    if (app) this.q('delete from failures where env = ? and app = ?').run(env, app);
+    else this.q('delete from failures where env = ?').run(env);
   }
 
   failures(env: string): FailureRow[] {
-    return (this.db.prepare('select * from failures where env = ?').all(env) as any[]).map((r) => ({
+    return (this.q('select * from failures where env = ?').all(env) as any[]).map((r) => ({
       env: r.env,
       app: r.app,
       specHash: r.spec_hash,
@@ -243,10 +253,10 @@ export class Store {
   }
 
   getKv(key: string): string | undefined {
-    return (this.db.prepare('select value from kv where key = ?').get(key) as { value: string } | undefined)?.value;
+    return (this.q('select value from kv where key = ?').get(key) as { value: string } | undefined)?.value;
   }
 
   setKv(key: string, value: string): void {
-    this.db.prepare('insert or replace into kv (key, value) values (?, ?)').run(key, value);
+    this.q('insert or replace into kv (key, value) values (?, ?)').run(key, value);
   }
 }

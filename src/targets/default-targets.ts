@@ -1,10 +1,12 @@
 /** The targets `keelson up` offers: `local` (one instance for every local environment) and `kubernetes` (one per environment). */
-import type { TargetSpec } from '../core/model.js';
+import type { DesiredApp, TargetSpec } from '../core/model.js';
 import type { EventBus } from '../engine/events.js';
 import type { Logger } from '../log.js';
-import { KubernetesTarget, type KubernetesTargetOptions } from './kubernetes/kubernetes-target.js';
+import type { RunResult, RunSink } from '../run/one-off.js';
+import type { KubernetesTargetOptions } from './kubernetes/kubernetes-target.js';
+import { kubernetesTemplateOf } from './kubernetes/template.js';
 import { TargetRegistry } from './registry.js';
-import type { Target } from './target.js';
+import type { ApplyContext, ApplyOutcome, LiveApp, ObjectDiff, Target } from './target.js';
 
 export interface DefaultTargetsOptions {
   local: Target;
@@ -23,11 +25,83 @@ export function createTargetRegistry(o: DefaultTargetsOptions): TargetRegistry {
       local: { keyOf: () => 'local', create: () => o.local },
       kubernetes: {
         keyOf: (env, spec) => `${env}:${JSON.stringify(spec)}`,
-        create: (env, spec) =>
-          new KubernetesTarget({ env, spec: spec as KubernetesTargetOptions['spec'], store: o.store, bus: o.bus, log: o.log.child({ target: 'kubernetes', env }), requeue: o.requeue }),
+        create: (env, spec) => {
+          const k8s = spec as KubernetesTargetOptions['spec'];
+          return new LazyTarget(
+            'kubernetes',
+            async () => {
+              const { KubernetesTarget } = await import('./kubernetes/kubernetes-target.js');
+              return new KubernetesTarget({ env, spec: k8s, store: o.store, bus: o.bus, log: o.log.child({ target: 'kubernetes', env }), requeue: o.requeue });
+            },
+            (app) => kubernetesTemplateOf(app, k8s.namespace),
+          );
+        },
       },
     },
   });
   registry.register('local', '', {}, o.local);
   return registry;
+}
+
+/**
+ * A target whose module loads on first use: an engine with only local environments never loads the Kubernetes
+ * client (about 45 MiB of memory, and its own Node version requirements).
+ */
+class LazyTarget implements Target {
+  private loading?: Promise<Target>;
+  private inner?: Target;
+
+  constructor(
+    readonly name: string,
+    private readonly load: () => Promise<Target>,
+    private readonly template: (app: DesiredApp) => string,
+  ) {}
+
+  private get(): Promise<Target> {
+    this.loading ??= this.load().then((t) => (this.inner = t));
+    return this.loading;
+  }
+
+  async start(): Promise<void> {
+    await (await this.get()).start();
+  }
+
+  async close(): Promise<void> {
+    if (this.loading) await (await this.loading).close();
+  }
+
+  templateOf(app: DesiredApp): string {
+    return this.inner ? this.inner.templateOf(app) : this.template(app);
+  }
+
+  async observe(env: string): Promise<LiveApp[]> {
+    return (await this.get()).observe(env);
+  }
+
+  async apply(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome> {
+    return (await this.get()).apply(app, ctx);
+  }
+
+  async delete(env: string, app: string): Promise<void> {
+    return (await this.get()).delete(env, app);
+  }
+
+  logs(env: string, app: string): { replica: string; path: string }[] {
+    return this.inner?.logs(env, app) ?? [];
+  }
+
+  concurrencyOf(env: string): number | undefined {
+    return this.inner?.concurrencyOf?.(env);
+  }
+
+  async diff(app: DesiredApp, ctx: ApplyContext): Promise<ObjectDiff[]> {
+    const t = await this.get();
+    return t.diff ? t.diff(app, ctx) : [];
+  }
+
+  async runOnce(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult> {
+    const t = await this.get();
+    if (!t.runOnce) throw new Error(`environment ${env} runs on the ${t.name} target, which cannot run one-off commands`);
+    return t.runOnce(env, app, argv, io);
+  }
 }

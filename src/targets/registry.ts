@@ -28,6 +28,8 @@ export class TargetRegistry implements Target {
   private readonly instances = new Map<string, Target>();
   private readonly starting = new Map<Target, Promise<void>>();
   private started = false;
+  /** Each environment's target spec as last stored (JSON text). */
+  private readonly remembered = new Map<string, string>();
 
   constructor(private readonly o: TargetRegistryOptions) {}
 
@@ -57,11 +59,16 @@ export class TargetRegistry implements Target {
     const spec = this.o.specOf(env);
     const key = `target.spec/${env}`;
     if (spec) {
+      // Called for every app on every reconcile: compare in memory, write the store only on a change.
       const text = JSON.stringify(spec);
-      if (this.o.store.getKv(key) !== text) this.o.store.setKv(key, text);
+      if (this.remembered.get(env) !== text) {
+        if (this.o.store.getKv(key) !== text) this.o.store.setKv(key, text);
+        this.remembered.set(env, text);
+      }
       return spec;
     }
-    const remembered = this.o.store.getKv(key);
+    if (!this.remembered.has(env)) this.remembered.set(env, this.o.store.getKv(key) ?? '');
+    const remembered = this.remembered.get(env);
     return remembered ? (JSON.parse(remembered) as TargetSpec) : (this.o.fallback ?? { local: {} });
   }
 

@@ -549,7 +549,9 @@ export class Supervisor {
         // Until first ready the replica is simply not ready yet; afterwards it takes failureThreshold misses.
         if (!r.everReady || ++r.readinessFailures >= readiness.failureThreshold) this.setReady(r, false);
       }
-      this.after(r, r.everReady ? readiness.periodSeconds * 1000 : this.startupProbeMs, () => void probeReadiness());
+      // A starting replica is probed every 20 ms for its first 2 s (most apps are up by then), then every 100 ms.
+      const startupMs = Date.now() - r.startedAt < 2000 ? Math.min(20, this.startupProbeMs) : this.startupProbeMs;
+      this.after(r, r.everReady ? readiness.periodSeconds * 1000 : startupMs, () => void probeReadiness());
     };
     const liveness = r.spec.liveness;
     const probeLiveness = async () => {
