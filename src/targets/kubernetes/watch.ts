@@ -10,7 +10,8 @@ import { identity, LABEL_ENV, type KObject } from './objects.js';
 export type WatchEvent = 'add' | 'update' | 'delete';
 
 interface KindWatch {
-  informer: Informer<KObject>;
+  /** Set once discovery answered; absent while it is pending. */
+  informer?: Informer<KObject>;
   synced: Promise<void>;
   stopped: boolean;
 }
@@ -53,46 +54,60 @@ export class ObjectWatch {
     };
   }
 
-  /** Starts watching a kind (once) and resolves when its first list is in the cache. */
+  /**
+   * Starts watching a kind (once) and resolves when its first list is in the cache. Callers that come while the
+   * first one still waits share its watch: the entry is in `kinds` before anything is awaited.
+   */
   async ensure(apiVersion: string, kind: string): Promise<void> {
     const key = `${apiVersion}/${kind}`;
     let w = this.kinds.get(key);
     if (!w) {
-      const resource = await this.o.api.resourceOf(apiVersion, kind);
-      if (!resource) throw new Error(`the API server does not serve ${kind} in ${apiVersion}`);
-      const path = collectionPath(apiVersion, resource.name);
-      const selector = `${LABEL_ENV}=${this.o.env}`;
-      const informer = makeInformer<KObject>(this.o.kc, path, () =>
-        this.o.api.list(apiVersion, kind, undefined, undefined, undefined, undefined, undefined, selector) as any,
-      selector);
-      const watch: KindWatch = { informer, synced: Promise.resolve(), stopped: false };
-      informer.on('add', (o) => this.emit('add', this.put(o, apiVersion, kind)));
-      informer.on('update', (o) => this.emit('update', this.put(o, apiVersion, kind)));
-      informer.on('delete', (o) => {
-        const obj = withVersion(o, apiVersion, kind);
-        this.cache.delete(identity(obj));
-        this.emit('delete', obj);
-      });
-      informer.on('error', (err: unknown) => {
-        if (watch.stopped) return;
-        // A failed list or watch stops the informer: start it again (it lists afresh).
-        this.o.log.warn({ kind, err: (err as Error)?.message ?? String(err) }, 'watch failed; restarting');
-        setTimeout(() => {
-          if (!watch.stopped) void informer.start().catch(() => undefined);
-        }, 1000).unref();
-      });
-      // start() resolves once the first list is in and the watch is open.
-      watch.synced = informer.start().then(() => {
-        for (const o of informer.list()) this.put(o, apiVersion, kind);
-      });
+      const watch: KindWatch = { synced: Promise.resolve(), stopped: false };
+      watch.synced = this.startInformer(watch, apiVersion, kind);
       this.kinds.set(key, watch);
       w = watch;
     }
-    await w.synced.catch(() => {
+    const current = w;
+    await current.synced.catch(() => {
       // The first list failed: drop it so the next caller retries.
-      this.kinds.delete(key);
+      if (this.kinds.get(key) === current) this.kinds.delete(key);
+      current.stopped = true;
+      void current.informer?.stop().catch(() => undefined);
       throw new Error(`cannot watch ${kind} (${apiVersion})`);
     });
+  }
+
+  private async startInformer(watch: KindWatch, apiVersion: string, kind: string): Promise<void> {
+    const resource = await this.o.api.resourceOf(apiVersion, kind);
+    if (!resource) throw new Error(`the API server does not serve ${kind} in ${apiVersion}`);
+    if (watch.stopped) return;
+    const path = collectionPath(apiVersion, resource.name);
+    const selector = `${LABEL_ENV}=${this.o.env}`;
+    const informer = makeInformer<KObject>(
+      this.o.kc,
+      path,
+      () => this.o.api.list(apiVersion, kind, undefined, undefined, undefined, undefined, undefined, selector) as any,
+      selector,
+    );
+    watch.informer = informer;
+    informer.on('add', (o) => this.emit('add', this.put(o, apiVersion, kind)));
+    informer.on('update', (o) => this.emit('update', this.put(o, apiVersion, kind)));
+    informer.on('delete', (o) => {
+      const obj = withVersion(o, apiVersion, kind);
+      this.cache.delete(identity(obj));
+      this.emit('delete', obj);
+    });
+    informer.on('error', (err: unknown) => {
+      if (watch.stopped) return;
+      // A failed list or watch stops the informer: start it again (it lists afresh).
+      this.o.log.warn({ kind, err: (err as Error)?.message ?? String(err) }, 'watch failed; restarting');
+      setTimeout(() => {
+        if (!watch.stopped) void informer.start().catch(() => undefined);
+      }, 1000).unref();
+    });
+    // start() resolves once the first list is in and the watch is open.
+    await informer.start();
+    for (const o of informer.list()) this.put(o, apiVersion, kind);
   }
 
   /** A write's response: newer than the cache until the watch delivers it (never replaces a newer generation). */
@@ -117,7 +132,7 @@ export class ObjectWatch {
   async close(): Promise<void> {
     for (const w of this.kinds.values()) {
       w.stopped = true;
-      await w.informer.stop().catch(() => undefined);
+      await w.informer?.stop().catch(() => undefined);
     }
     this.kinds.clear();
   }
