@@ -8,11 +8,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   commitAll,
+  fmt,
   fmtStats,
   freePort,
   git,
   gitInit,
   main,
+  md,
   publicPort,
   now,
   onCleanup,
@@ -180,4 +182,64 @@ main('commit-to-serving', async () => {
   const k = await keelson();
   const peer = await deployScriptPeer();
   return { id: 'commit-to-serving', runs, keelson: k, peer };
-});
+}, section);
+
+/** The BENCHMARKS.md section. */
+function section(r) {
+  const { cells: ms, ratio, yes } = md;
+  const w = r.keelson.webhook;
+  const po = r.keelson.polling;
+  const pe = r.peer;
+  const markdown = [
+    '## Commit → new version serving (`commit-to-serving`)',
+    '',
+    `One app, 2 replicas with an http readiness probe, behind Keelson's proxy on a public port. Each run commits a new`,
+    `version to the ops repository (a temp git repo) and measures from \`git commit\` returning to the first HTTP answer`,
+    `from the new version on the public port, polled every 10 ms over a new connection. With the webhook the bench POSTs`,
+    `\`/api/v1/webhooks/git\` right after the commit (included in the time); with polling it only waits (\`--poll 1s\`,`,
+    `so on average about 500 ms go to waiting for the next poll). Each commit comes 0.2–1.2 s (uniformly random) after the`,
+    `previous rollout finished, so it lands at a random phase of the poll timer.`,
+    `The test app answers with its process start (\`performance.timeOrigin\`) and the moment it listened, which splits`,
+    `each time into the engine before the new process (fetch, render, plan, release, spawn), the app's own start, and the`,
+    `engine after the app listens (readiness probe, routing table to the proxy).`,
+    '',
+    `The peer is a classic deploy hook (\`bench/peers/deploy.sh\`: \`git fetch\` + \`checkout\` into a directory, stop the old`,
+    `process and wait for it to exit, start the new one, wait until the port answers), started right after the commit, as a`,
+    `webhook receiver would; one process on the public port, like \`git pull && systemctl restart app\`.`,
+    `During every switch a steady request loop (keep-alive, 4 connections, a request every 5 ms) counts failed requests.`,
+    '',
+    `Goal (issue 2): commit → serving < 1.5 s with the webhook, 0 failed requests. ${r.runs} runs each; times in ms.`,
+    '',
+    '| | Median | Min | Max | n |',
+    '|---|---|---|---|---|',
+    `| Keelson, webhook: commit → serving | ${ms(w.total)} |`,
+    `| — commit → new process started | ${ms(w.beforeSpawn)} |`,
+    `| — app start → listening (the app itself) | ${ms(w.appStart)} |`,
+    `| — listening → first answer through the proxy | ${ms(w.afterReady)} |`,
+    `| Keelson, polling 1 s: commit → serving | ${ms(po.total)} |`,
+    `| — commit → new process started | ${ms(po.beforeSpawn)} |`,
+    `| — app start → listening (the app itself) | ${ms(po.appStart)} |`,
+    `| — listening → first answer through the proxy | ${ms(po.afterReady)} |`,
+    `| Deploy script: commit → serving | ${ms(pe.total)} |`,
+    `| — commit → new process started (pull, stop old) | ${ms(pe.beforeSpawn)} |`,
+    `| — app start → listening (the app itself) | ${ms(pe.appStart)} |`,
+    `| — listening → first answer | ${ms(pe.afterReady)} |`,
+    '',
+    '| Failed requests during the switches | Steady loop | 10 ms poller |',
+    '|---|---|---|',
+    `| Keelson, webhook | ${w.failed} of ${w.requests} | ${w.pollErrors} |`,
+    `| Keelson, polling | ${po.failed} of ${po.requests} | ${po.pollErrors} |`,
+    `| Deploy script | ${pe.failed} of ${pe.requests}${pe.failures.length ? ` (${pe.failures.join(', ')})` : ''} | ${pe.pollErrors} |`,
+    '',
+    `Goals: commit → serving < 1.5 s with the webhook: ${yes(w.total.median < 1500)}; 0 failed requests: ${yes(w.failed + po.failed === 0)}.`,
+    `Deploy script ÷ Keelson (webhook), commit → serving: ${ratio(pe.total, w.total)}. The script has no readiness gate and no`,
+    `proxy hop, but no process listens between stopping the old one and the new one's start, which is where its failed`,
+    `requests come from; Keelson starts each new replica next to the old ones, routes to it once ready, then drains an old one.`,
+  ].join('\n');
+  const summary = [
+    { measure: 'commit → new version serving, webhook', value: `${fmt(w.total.median)} ms`, goal: '< 1500 ms', met: w.total.median < 1500, peer: `deploy script ${fmt(pe.total.median)} ms`, ratio: ratio(pe.total, w.total) },
+    { measure: 'commit → new version serving, polling every 1 s', value: `${fmt(po.total.median)} ms`, goal: '', met: null, peer: '', ratio: '' },
+    { measure: 'failed requests while switching versions', value: `${w.failed + po.failed} of ${w.requests + po.requests}`, goal: '0', met: w.failed + po.failed === 0, peer: `deploy script ${pe.failed} of ${pe.requests}`, ratio: '' },
+  ];
+  return { markdown, summary };
+}

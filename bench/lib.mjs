@@ -3,10 +3,10 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
@@ -34,10 +34,11 @@ export async function runCleanups() {
   }
 }
 
-/** Runs one sub-benchmark: prints its figures, writes its JSON result to `--out <file>`, always cleans up. */
-export async function main(name, fn) {
-  const outIdx = process.argv.indexOf('--out');
-  const out = outIdx > 0 ? process.argv[outIdx + 1] : undefined;
+/**
+ * Runs one sub-benchmark: prints its figures, writes its JSON result to `--out <file>` and its section of
+ * BENCHMARKS.md (`section(result)` → `{ markdown, summary }`, unless `--no-write`), always cleans up.
+ */
+export async function main(name, fn, section) {
   const interrupt = async (sig) => {
     console.error(`${name}: ${sig}, cleaning up`);
     await runCleanups();
@@ -48,7 +49,7 @@ export async function main(name, fn) {
   let code = 0;
   try {
     const result = await fn();
-    if (out) writeFileSync(out, JSON.stringify(result, null, 2));
+    finish(name, result, section);
   } catch (err) {
     console.error(`${name} failed: ${err?.stack ?? err}`);
     code = 1;
@@ -318,3 +319,143 @@ export function parseAnswer(body) {
 
 export const fmt = (ms, digits = 0) => (Number.isFinite(ms) ? ms.toFixed(digits) : 'n/a');
 export const fmtStats = (s, unit = 'ms', digits = 0) => `median ${fmt(s.median, digits)} ${unit} (min ${fmt(s.min, digits)}, max ${fmt(s.max, digits)}, n=${s.n})`;
+
+// ---- BENCHMARKS.md: a header, then one block per benchmark between `<!-- NAME:start -->` and `<!-- NAME:end -->`.
+// Every bench writes only its own block, so each can run alone; `bench/run.mjs` runs them all and writes the header.
+
+export const benchmarksFile = process.env.KEELSON_BENCHMARKS_FILE ?? join(root, 'BENCHMARKS.md');
+const loadAtStart = os.loadavg();
+const startedAt = new Date();
+let revisionAtStart;
+revision(); // at the bench's start, before it measures anything
+const startMarker = (name) => `<!-- ${name}:start -->`;
+const endMarker = (name) => `<!-- ${name}:end -->`;
+const blockRe = /<!-- ([\w-]+):start -->\n?([\s\S]*?)\n?<!-- \1:end -->/g;
+const summaryRe = /^<!-- summary (.*) -->$/m;
+
+/** Every block of the file, in file order: `{ name, body, summary }` (summary: the rows the block declared). */
+export function readSections(file = benchmarksFile) {
+  if (!existsSync(file)) return [];
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(blockRe)].map(([, name, body]) => {
+    const m = summaryRe.exec(body);
+    let summary = [];
+    try {
+      summary = m ? JSON.parse(m[1]) : [];
+    } catch {
+      /* a hand-edited comment: no summary rows */
+    }
+    return { name, body, summary };
+  });
+}
+
+/**
+ * The git revision of the tree measured, with a note when src/ has uncommitted changes: taken once, when first asked
+ * (bench/run.mjs asks before it starts and hands it to every bench in KEELSON_BENCH_REVISION, as the build is from then).
+ */
+export function revision() {
+  revisionAtStart ??= process.env.KEELSON_BENCH_REVISION || gitRevision();
+  return revisionAtStart;
+}
+
+function gitRevision() {
+  try {
+    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+    return `${rev}${dirty ? ' + uncommitted changes under src/' : ''}`;
+  } catch {
+    return 'unknown';
+  }
+}
+
+export const loadavg = (l) => l.map((x) => x.toFixed(1)).join(' / ');
+export const utc = (d = new Date()) => `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+
+/**
+ * Replaces the block `name` of BENCHMARKS.md with `markdown` (appends it when missing; creates the file), leaving
+ * every other block as it is. `summary` rows ({ measure, value, goal, met, peer, ratio }; met true/false/null) feed
+ * the summary table `bench/run.mjs` builds; they are kept in the block as an HTML comment. A footer line records
+ * when, on which revision, under which load and with which command the figures were measured.
+ */
+export function writeSection(name, markdown, { summary = [], command, file = benchmarksFile } = {}) {
+  const cmd = command ?? `node bench/${name}.mjs${argsForFooter()}`;
+  const json = JSON.stringify(summary).replace(/--/g, '-\\u002d'); // `--` may not appear inside an HTML comment
+  const footer = `_Measured ${utc(startedAt)} on Keelson ${revision()} with \`${cmd}\`; load average (1/5/15 min) ${loadavg(loadAtStart)} at the start, ${loadavg(os.loadavg())} at the end, on ${os.cpus().length} cores._`;
+  const block = `${startMarker(name)}\n<!-- summary ${json} -->\n${markdown.trim()}\n\n${footer}\n${endMarker(name)}`;
+  let text = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const a = text.indexOf(startMarker(name));
+  const b = text.indexOf(endMarker(name));
+  if (a >= 0 && b > a) text = `${text.slice(0, a)}${block}${text.slice(b + endMarker(name).length)}`;
+  else text = `${text.trimEnd()}\n\n${block}\n`;
+  writeFileSync(file, text);
+  console.log(`BENCHMARKS.md: ${name} section written`);
+}
+
+function argsForFooter() {
+  const args = [];
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--out') i++;
+    else args.push(argv[i]);
+  }
+  return args.length ? ` ${args.join(' ')}` : '';
+}
+
+/**
+ * The command line of this bench for the section footer: the `BENCH_*` knobs set that its script reads, the script and
+ * its arguments (not `--out`).
+ */
+export function benchCommand(name) {
+  let source = '';
+  try {
+    source = readFileSync(join(root, 'bench', `${name}.mjs`), 'utf8');
+  } catch {
+    /* no such script: no knobs */
+  }
+  const knobs = Object.entries(process.env)
+    .filter(([k]) => k.startsWith('BENCH_') && source.includes(`process.env.${k}`))
+    .map(([k, v]) => `${k}=${v} `)
+    .join('');
+  return `${knobs}node bench/${name}.mjs${argsForFooter()}`;
+}
+
+/**
+ * The end of a bench: writes its JSON result to `--out FILE` (for bench/run.mjs) and its section of BENCHMARKS.md
+ * (unless `--no-write`). `section(result)` returns `{ markdown, summary }`.
+ */
+export function finish(name, result, section) {
+  const outIdx = process.argv.indexOf('--out');
+  if (outIdx > 0) writeFileSync(process.argv[outIdx + 1], JSON.stringify(result, null, 2));
+  if (section && !process.argv.includes('--no-write')) {
+    const { markdown, summary } = section(result);
+    writeSection(name, markdown, { summary, command: benchCommand(name) });
+  }
+}
+
+/** Markdown helpers shared by the sections. */
+export const md = {
+  /** `median | min | max | n` cells of a stats object. */
+  cells: (s, d = 0) => (s ? `${fmt(s.median, d)} | ${fmt(s.min, d)} | ${fmt(s.max, d)} | ${s.n}` : 'n/a | | |'),
+  /** peer ÷ Keelson of two stats medians, e.g. `1.3×`. */
+  ratio: (peer, keelson) => (peer && keelson && keelson.median > 0 ? `${(peer.median / keelson.median).toFixed(1)}×` : 'n/a'),
+  yes: (ok) => (ok === null || ok === undefined ? '—' : ok ? 'yes' : '**no**'),
+};
+
+/**
+ * For the benches that do not run under `main()`: `fn` (synchronous) runs once when the process exits for any reason
+ * (done, thrown, SIGINT/SIGTERM), so a failed or interrupted run still stops what it started.
+ */
+export function onExitSync(fn) {
+  let done = false;
+  const once = () => {
+    if (done) return;
+    done = true;
+    try {
+      fn();
+    } catch (err) {
+      console.error(`cleanup failed: ${err?.message ?? err}`);
+    }
+  };
+  process.on('exit', once);
+  for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(130));
+}

@@ -7,14 +7,15 @@
  *   npm run build && node bench/progressive-under-load.mjs [--clients 4]
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { finish, fmt, md, onExitSync } from './lib.mjs';
 
-const { values } = parseArgs({ options: { clients: { type: 'string', default: '4' } } });
+const { values } = parseArgs({ options: { clients: { type: 'string', default: '4' }, out: { type: 'string' }, 'no-write': { type: 'boolean' } } });
 const clients = Number(values.clients);
 const root = resolve(import.meta.dirname, '..');
 const tmp = mkdtempSync(join(tmpdir(), 'keelson-bench-progressive-'));
@@ -63,6 +64,11 @@ git('commit', '-q', '-m', 'v1');
 const engine = spawn(process.execPath, [join(root, 'bin/keelson'), 'up', '--repo', ops, '--state-dir', state, '--listen', `127.0.0.1:${apiPort}`, '--poll', '500ms'], {
   stdio: 'ignore',
   env: { ...process.env, KEELSON_TOKEN_OPERATOR: token },
+});
+onExitSync(() => {
+  if (engine.exitCode === null && engine.signalCode === null) engine.kill('SIGKILL');
+  if (existsSync(state)) execFileSync(process.execPath, [join(root, 'bin/keelson'), 'down', '--state-dir', state], { stdio: 'ignore' });
+  rmSync(tmp, { recursive: true, force: true });
 });
 const api = `http://127.0.0.1:${apiPort}`;
 const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
@@ -133,11 +139,48 @@ rmSync(tmp, { recursive: true, force: true });
 void events;
 
 console.log(`progressive rollouts under load: ${clients} keep-alive clients through the proxy`);
+const phases = [];
 for (let i = 0; i < phase.length - 1; i++) {
   const part = seen.slice(phase[i].from, phase[i + 1].from);
   const bad = part.filter((s) => s.status !== 200);
   const fromFailing = bad.filter((s) => s.body === 'v4').length;
+  phases.push({ name: phase[i].name, requests: part.length, failed: bad.length - fromFailing, fromFailing, kinds: [...new Set(bad.filter((s) => s.body !== 'v4').map((s) => `${s.status || ''} ${s.body}`.trim()))].slice(0, 5) });
   console.log(`  ${phase[i].name.padEnd(34)} ${String(part.length).padStart(6)} requests, ${bad.length - fromFailing} failed${fromFailing ? ` (+${fromFailing} 500s answered by the failing canary)` : ''}`);
 }
 const lastFailing = Math.max(...seen.filter((s) => s.body === 'v4').map((s) => s.at));
 if (failedAnalysisAt) console.log(`  last request served by the failing canary: ${(lastFailing - failedAnalysisAt).toFixed(1)} ms after the failed analysis was seen on the event stream (negative: before)`);
+const requests = phases.reduce((n, p) => n + p.requests, 0);
+const failed = phases.reduce((n, p) => n + p.failed, 0);
+const afterAnalysisMs = failedAnalysisAt && Number.isFinite(lastFailing) ? lastFailing - failedAnalysisAt : null;
+const result = { clients, phases, requests, failed, canaryRequests: phases.reduce((n, p) => n + p.fromFailing, 0), lastFailingAfterAnalysisMs: afterAnalysisMs, analysisSeen: Boolean(failedAnalysisAt) };
+result.goals = { noFailures: failed === 0 && requests >= 5000, abortWithin2s: afterAnalysisMs !== null && afterAnalysisMs < 2000 };
+finish('progressive-under-load', result, section);
+
+/** The BENCHMARKS.md section. */
+function section(r) {
+  const { yes } = md;
+  const markdown = [
+    '## Progressive rollouts under load (`progressive-under-load`)',
+    '',
+    `\`keelson up\` (poll 500 ms, webhook after each commit) with one app of 2 replicas behind the proxy; ${r.clients} keep-alive clients`,
+    `send requests back to back through the proxy during three updates: blue/green 1 → 2, canary 2 → 3 (25 % weight, an`,
+    `error-rate analysis, promote), and canary 3 → 4 where version 4 answers 500 and the analysis aborts the rollout.`,
+    `A failed request is an error or a non-200 answer not sent by the failing version 4 (its 500s are the canary's share`,
+    `of traffic until the abort). The abort time is from the failed analysis on the event stream (\`GET /api/v1/events\`)`,
+    `to the last request version 4 answered. Goals (issue 4): 0 failed requests of ≥ 5,000; an aborted canary returns all`,
+    `traffic to stable within 2 s of the failed analysis.`,
+    '',
+    '| Phase | Requests | Failed | Answered by the failing canary |',
+    '|---|---|---|---|',
+    ...r.phases.map((p) => `| ${p.name} | ${p.requests} | ${p.failed}${p.kinds.length ? ` (${p.kinds.join('; ')})` : ''} | ${p.fromFailing} |`),
+    '',
+    `Last request answered by the failing canary: ${r.lastFailingAfterAnalysisMs === null ? 'n/a' : `${fmt(r.lastFailingAfterAnalysisMs, 1)} ms`} after the failed analysis (negative: before it was seen).`,
+    '',
+    `Goals: 0 failed of ≥ 5,000: ${yes(r.goals.noFailures)}; all traffic back on stable within 2 s: ${yes(r.goals.abortWithin2s)}.`,
+  ].join('\n');
+  const summary = [
+    { measure: 'failed requests over blue/green + canary + aborted canary', value: `${r.failed} of ${r.requests}`, goal: '0 of ≥ 5,000', met: r.goals.noFailures, peer: '', ratio: '' },
+    { measure: 'failed analysis → last request to the failing canary', value: r.lastFailingAfterAnalysisMs === null ? 'n/a' : `${fmt(r.lastFailingAfterAnalysisMs)} ms`, goal: '< 2000 ms', met: r.goals.abortWithin2s, peer: '', ratio: '' },
+  ];
+  return { markdown, summary };
+}

@@ -8,14 +8,15 @@
  *   npm run build && node bench/restart-under-load.mjs [--restarts 5] [--clients 4] [--pause-ms 1000]
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { finish, fmt, md, onExitSync, stats } from './lib.mjs';
 
-const { values } = parseArgs({ options: { restarts: { type: 'string', default: '5' }, clients: { type: 'string', default: '4' }, 'pause-ms': { type: 'string', default: '1000' } } });
+const { values } = parseArgs({ options: { restarts: { type: 'string', default: '5' }, clients: { type: 'string', default: '4' }, 'pause-ms': { type: 'string', default: '1000' }, out: { type: 'string' }, 'no-write': { type: 'boolean' } } });
 const restarts = Number(values.restarts);
 const clients = Number(values.clients);
 const pauseMs = Number(values['pause-ms']);
@@ -69,6 +70,11 @@ writeFileSync(join(next, 'package.json'), JSON.stringify({ ...JSON.parse(readFil
 symlinkSync(join(root, 'node_modules'), join(next, 'node_modules'));
 
 let engine;
+onExitSync(() => {
+  if (engine && engine.exitCode === null && engine.signalCode === null) engine.kill('SIGKILL');
+  if (existsSync(state)) execFileSync(process.execPath, [join(root, 'bin', 'keelson'), 'down', '--state-dir', state], { stdio: 'ignore' });
+  rmSync(tmp, { recursive: true, force: true });
+});
 const up = (bin) => {
   engine = spawn(process.execPath, [bin, 'up', '--repo', ops, '--state-dir', state, '--listen', `127.0.0.1:${apiPort}`, '--poll', '1s'], { stdio: 'ignore' });
 };
@@ -167,4 +173,50 @@ console.log(`  failed requests  ${failures.length}${failures.length ? ` (${[...n
 console.log(`  latency ms       p50 ${q(0.5)}  p99 ${q(0.99)}  max ${latencies[latencies.length - 1].toFixed(2)}`);
 console.log(`  engine back (stop → API Healthy/Synced, without the idle pause)  median ${med.toFixed(0)} ms, max ${Math.max(...backAfter).toFixed(0)} ms`);
 console.log(`  app processes    ${samePids ? 'unchanged' : 'CHANGED'} (restarts ${appRestarts}); proxy process ${sameProxy ? 'unchanged' : 'CHANGED'}`);
+const result = {
+  restarts,
+  clients,
+  pauseMs,
+  requests: total,
+  seconds,
+  failed: failures.length,
+  failureKinds: [...new Set(failures)].slice(0, 5),
+  latency: { p50: Number(q(0.5)), p99: Number(q(0.99)), max: latencies[latencies.length - 1] },
+  engineBack: stats(backAfter),
+  samePids,
+  appRestarts,
+  sameProxy,
+};
+result.goals = { noFailures: result.failed === 0 && total >= 5000, untouched: samePids && sameProxy && appRestarts === 0 };
+finish('restart-under-load', result, section);
 if (failures.length || !samePids || !sameProxy || appRestarts) process.exitCode = 1;
+
+/** The BENCHMARKS.md section. */
+function section(r) {
+  const { yes } = md;
+  const markdown = [
+    '## Engine restarts and an upgrade under load (`restart-under-load`)',
+    '',
+    `\`keelson up\` with one app of 2 replicas behind the proxy; ${r.clients} keep-alive clients on loopback send requests back to back`,
+    `through the proxy the whole time. The engine is stopped (SIGTERM), left down for ${r.pauseMs} ms, and started again, ${r.restarts} times;`,
+    `then once more from a copy of the build in another directory with another version (an upgrade). "Engine back" is from`,
+    `the stop until the status API shows the app Healthy and Synced again, the idle pause excluded. The bench checks that`,
+    `no replica process and not the proxy process changed. Goal (issue 4): 0 failed requests of ≥ 5,000.`,
+    '',
+    '| | Value |',
+    '|---|---|',
+    `| requests | ${r.requests} in ${fmt(r.seconds, 1)} s (${fmt(r.requests / r.seconds)} req/s) |`,
+    `| failed requests | ${r.failed}${r.failureKinds.length ? ` (${r.failureKinds.join('; ')})` : ''} |`,
+    `| latency p50 / p99 / max | ${fmt(r.latency.p50, 2)} / ${fmt(r.latency.p99, 2)} / ${fmt(r.latency.max, 2)} ms |`,
+    `| engine back after a stop: median (min–max, n) | ${fmt(r.engineBack.median)} (${fmt(r.engineBack.min)}–${fmt(r.engineBack.max)}, n=${r.engineBack.n}) ms |`,
+    `| replica processes | ${r.samePids ? 'unchanged' : '**changed**'} (${r.appRestarts} restarts) |`,
+    `| proxy process | ${r.sameProxy ? 'unchanged' : '**changed**'} |`,
+    '',
+    `Goals: 0 failed of ≥ 5,000: ${yes(r.goals.noFailures)}; no app or proxy process restarted: ${yes(r.goals.untouched)}.`,
+  ].join('\n');
+  const summary = [
+    { measure: `failed requests over ${r.restarts} engine restarts + 1 upgrade`, value: `${r.failed} of ${r.requests}`, goal: '0 of ≥ 5,000', met: r.goals.noFailures, peer: '', ratio: '' },
+    { measure: 'engine stop → back Healthy/Synced (pause excluded)', value: `${fmt(r.engineBack.median)} ms`, goal: '', met: null, peer: '', ratio: '' },
+  ];
+  return { markdown, summary };
+}

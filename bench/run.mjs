@@ -1,275 +1,187 @@
 /**
- * `npm run bench`: runs every sub-benchmark in its own process and rewrites BENCHMARKS.md with the figures,
- * the method and the machine. `--only a,b` runs a subset and leaves BENCHMARKS.md alone.
- * Sub-benchmarks: commit-to-serving, kill-to-ready, scale. Each can also run alone: `node bench/<name>.mjs`.
+ * `npm run bench`: runs every benchmark under bench/ in sequence, each in its own process, and writes BENCHMARKS.md:
+ * a header (machine, load, date, revision, command, what ran, a summary of every goal) and one section per benchmark,
+ * which the benchmark writes itself between `<!-- NAME:start -->` / `<!-- NAME:end -->` markers (lib.mjs
+ * `writeSection`). A benchmark that is skipped or fails keeps the section it had.
+ *
+ *   npm run bench                                   # all (kubernetes only with KUBECONFIG set)
+ *   npm run bench -- --skip kubernetes,dashboard    # all but these
+ *   node bench/run.mjs --only chaos,scale           # just these (after `npm run build`)
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { fmt, root } from './lib.mjs';
+import { benchmarksFile, loadavg, readSections, revision, root, utc } from './lib.mjs';
 
-const ms = (s, d = 0) => (s ? `${fmt(s.median, d)} | ${fmt(s.min, d)} | ${fmt(s.max, d)} | ${s.n}` : 'n/a | | |');
-const ratio = (a, b) => (a && b && b.median > 0 ? `${(a.median / b.median).toFixed(1)}×` : 'n/a');
-const yes = (ok) => (ok ? 'yes' : '**no**');
-const notRun = (name) => `_Not measured: the \`${name}\` benchmark failed in this run; see the console output of \`npm run bench\`._\n`;
+/** Every benchmark, in run order: `needs` returns why it cannot run here, or nothing. */
+const benches = [
+  { name: 'commit-to-serving', title: 'Commit → new version serving' },
+  { name: 'kill-to-ready', title: 'Replica killed → replacement ready' },
+  { name: 'scale', title: 'Many apps' },
+  { name: 'chaos', title: 'Chaos: a replica killed every 2 s' },
+  { name: 'restart-under-load', title: 'Engine restarts and an upgrade under load' },
+  { name: 'progressive-under-load', title: 'Progressive rollouts under load' },
+  { name: 'dashboard', title: 'Dashboard first paint' },
+  {
+    name: 'kubernetes',
+    title: 'Kubernetes target',
+    needs: () =>
+      process.env.KUBECONFIG && existsSync(process.env.KUBECONFIG)
+        ? undefined
+        : 'KUBECONFIG is not set (start the test control plane: `scripts/testenv.sh start && eval "$(scripts/testenv.sh env)"`)',
+  },
+];
+const names = benches.map((b) => b.name);
 
-const all = ['commit-to-serving', 'kill-to-ready', 'scale'];
-const onlyIdx = process.argv.indexOf('--only');
-const only = onlyIdx > 0 ? process.argv[onlyIdx + 1].split(',') : undefined;
-const selected = only ? all.filter((b) => only.includes(b)) : all;
+const argv = process.argv.slice(2);
+const list = (flag) => {
+  const i = argv.indexOf(flag);
+  if (i < 0) return undefined;
+  const v = (argv[i + 1] ?? '').split(',').filter(Boolean);
+  const unknown = v.filter((n) => !names.includes(n));
+  if (!v.length || unknown.length) {
+    console.error(`${flag}: unknown benchmark ${unknown.join(', ') || '(none given)'}; known: ${names.join(', ')}`);
+    process.exit(2);
+  }
+  return v;
+};
+const only = list('--only');
+const skip = list('--skip') ?? [];
 
-const started = Date.now();
+const started = new Date();
 const loadStart = os.loadavg();
+// `npm run bench` built dist/ just before: the revision of now is the one measured, whatever is committed meanwhile.
+process.env.KEELSON_BENCH_REVISION = revision();
 const tmp = mkdtempSync(join(os.tmpdir(), 'keelson-bench-results-'));
-const results = {};
-const failures = [];
+/** name → { status: 'ok' | 'failed' | 'skipped' | 'not selected', seconds?, note? } */
+const outcome = {};
 
 let current;
-const forward = (sig) => {
-  current?.kill(sig);
-};
-process.on('SIGINT', forward);
-process.on('SIGTERM', forward);
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    // The bench cleans up on the signal; this run stops after it.
+    current?.kill(sig);
+    interrupted = true;
+  });
+}
 
-for (const name of selected) {
-  console.log(`\n== ${name}`);
-  const out = join(tmp, `${name}.json`);
+for (const b of benches) {
+  if ((only && !only.includes(b.name)) || skip.includes(b.name)) {
+    outcome[b.name] = { status: 'not selected' };
+    continue;
+  }
+  const missing = b.needs?.();
+  if (missing) {
+    console.log(`\n== ${b.name}: skipped, ${missing}`);
+    outcome[b.name] = { status: 'skipped', note: missing };
+    continue;
+  }
+  if (interrupted) {
+    outcome[b.name] = { status: 'skipped', note: 'the run was interrupted' };
+    continue;
+  }
+  console.log(`\n== ${b.name}`);
+  const out = join(tmp, `${b.name}.json`);
   const t = Date.now();
   const code = await new Promise((res) => {
-    current = spawn(process.execPath, [join(root, 'bench', `${name}.mjs`), '--out', out], { stdio: 'inherit' });
+    current = spawn(process.execPath, [join(root, 'bench', `${b.name}.mjs`), '--out', out], { stdio: 'inherit' });
     current.on('exit', (c, s) => res(c ?? (s ? 128 : 1)));
   });
   current = undefined;
-  if (code === 0) results[name] = { ...JSON.parse(readFileSync(out, 'utf8')), seconds: (Date.now() - t) / 1000 };
-  else failures.push(name);
+  const seconds = (Date.now() - t) / 1000;
+  // A bench that finished wrote its JSON and its section, even when a goal was missed (and it exits 1 for that).
+  if (existsSync(out)) outcome[b.name] = { status: 'ok', seconds, note: code === 0 ? '' : `exited ${code}: a check failed, see its section` };
+  else outcome[b.name] = { status: 'failed', seconds, note: `exited ${code} without a result; the section kept is from an earlier run` };
 }
 rmSync(tmp, { recursive: true, force: true });
-const seconds = (Date.now() - started) / 1000;
-console.log(`\nbench finished in ${seconds.toFixed(0)} s${failures.length ? `; FAILED: ${failures.join(', ')}` : ''}`);
+const seconds = (Date.now() - started.getTime()) / 1000;
+const failed = Object.entries(outcome).filter(([, o]) => o.status === 'failed').map(([n]) => n);
+writeFileSync(benchmarksFile, assemble({ seconds, loadEnd: os.loadavg() }));
+console.log(`\nbench finished in ${seconds.toFixed(0)} s${failed.length ? `; FAILED: ${failed.join(', ')}` : ''}; BENCHMARKS.md written`);
+process.exit(failed.length || interrupted ? 1 : 0);
 
-if (!only) {
-  writeFileSync(join(root, 'BENCHMARKS.md'), report({ seconds, loadStart, loadEnd: os.loadavg() }));
-  console.log('BENCHMARKS.md rewritten');
-}
-process.exit(failures.length ? 1 : 0);
+// ---- BENCHMARKS.md: title, header, then the sections in the order above (any other marked block after them).
 
-// ---- BENCHMARKS.md
-
-function revision() {
-  try {
-    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8' }).trim() !== '';
-    return `${rev}${dirty ? ' (with uncommitted changes under src/)' : ''}`;
-  } catch {
-    return 'unknown';
-  }
+function assemble({ seconds, loadEnd }) {
+  const sections = readSections().filter((s) => s.name !== 'header');
+  const byName = new Map(sections.map((s) => [s.name, s]));
+  const ordered = [...names.filter((n) => byName.has(n)).map((n) => byName.get(n)), ...sections.filter((s) => !names.includes(s.name))];
+  const header = headerBlock({ seconds, loadEnd, ordered });
+  return ['# Benchmarks', '', header, ...ordered.map((s) => `\n<!-- ${s.name}:start -->\n${s.body}\n<!-- ${s.name}:end -->`), ''].join('\n');
 }
 
-
-function report({ seconds, loadStart, loadEnd }) {
-  const c2s = results['commit-to-serving'];
-  const k2r = results['kill-to-ready'];
-  const sc = results.scale;
-  const at = (n) => sc?.results.find((r) => r.apps === n);
-  const biggest = sc?.results.at(-1);
-  const headline = sc && at(sc.headline);
+function headerBlock({ seconds, loadEnd, ordered }) {
   const cpu = os.cpus();
-  const lines = [];
-  const p = (...l) => lines.push(...l);
-
-  p(
-    '# Benchmarks',
+  const cmd = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
+  const measuredAt = (s) => /_Measured (\d{4}-\d\d-\d\d \d\d:\d\d UTC)/.exec(s.body)?.[1] ?? 'unknown';
+  const p = [
+    '<!-- header:start -->',
+    'Generated by `npm run bench` (`bench/run.mjs`), which runs every benchmark under `bench/`; do not edit by hand, run',
+    'it again. Each section below is written by its benchmark (`node bench/<name>.mjs` updates just its own section) and',
+    'ends with when, on which revision, with which command and under which load it was measured. The benchmarks use real',
+    'git, real `keelson up` processes, real replicas, real HTTP and, where named, real Chromium and a real Kubernetes',
+    'control plane. Tests never assert times; these figures are for reading.',
     '',
-    `Generated by \`npm run bench\` (\`bench/run.mjs\`) on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; do not edit by hand, run it again.`,
-    'They measure the overhead of the engine in the core GitOps loop on the local target, with real git, real',
-    '`keelson up` processes, real replicas and real HTTP. Tests never assert times; these figures are for reading.',
+    '## Machine and run',
     '',
-    '## Machine',
+    `- CPU: ${cpu[0]?.model?.trim() ?? 'unknown'}, ${cpu.length} cores; memory ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; ${os.type()} ${os.release()}`,
+    `- Node ${process.version}; Keelson ${revision()}`,
+    `- Last run: ${utc(started)}, \`${cmd}\`, ${seconds.toFixed(0)} s`,
+    `- Load average (1/5/15 min) at the start ${loadavg(loadStart)}, at the end ${loadavg(loadEnd)}. The machine is shared: a`,
+    `  load above the core count (${cpu.length}) means other work had the CPUs too, and the times are inflated by it. A bench's`,
+    `  own replicas count as well (\`scale\` starts up to 400 processes, so the load after it says little about others).`,
     '',
-    `- CPU: ${cpu[0]?.model?.trim() ?? 'unknown'}, ${cpu.length} cores; memory ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
-    `- Node ${process.version}, ${os.type()} ${os.release()}`,
-    `- Keelson ${revision()}`,
-    `- Load average (1/5/15 min) at start ${loadStart.map((l) => l.toFixed(1)).join(' / ')}, at end ${loadEnd.map((l) => l.toFixed(1)).join(' / ')}.`,
-    `  A load above the core count means other work shared the CPUs and the figures are inflated by it.`,
-    `- Whole run: ${seconds.toFixed(0)} s`,
+    '| Benchmark | In the last run | Section measured |',
+    '|---|---|---|',
+    ...benches.map((b) => {
+      const o = outcome[b.name];
+      const s = ordered.find((x) => x.name === b.name);
+      const state = o.status === 'ok' ? `ran, ${o.seconds.toFixed(0)} s${o.note ? `; ${o.note}` : ''}` : o.status === 'failed' ? `**failed** (${o.note})` : o.status === 'skipped' ? `skipped: ${o.note}` : 'not selected';
+      const title = s ? `[${b.title}](#${anchor(s)})` : b.title;
+      return `| ${title} (\`${b.name}\`) | ${state} | ${s ? measuredAt(s) : 'no section yet'} |`;
+    }),
     '',
     '## Summary',
     '',
-    'Medians. Goals are what the engine aims for; ratios are peer ÷ Keelson (above 1× means Keelson is faster).',
+    'Medians unless the row says otherwise. Goals are the issues\' targets; ratios are peer ÷ Keelson (above 1× means Keelson',
+    'is faster). Details, method and min/max/n in the sections.',
     '',
     '| Measure | Keelson | Goal | Met | Peer | Ratio |',
     '|---|---|---|---|---|---|',
-  );
-  if (c2s) {
-    const w = c2s.keelson.webhook;
-    const po = c2s.keelson.polling;
-    p(
-      `| commit → new version serving, webhook | ${fmt(w.total.median)} ms | < 1500 ms | ${yes(w.total.median < 1500)} | deploy script ${fmt(c2s.peer.total.median)} ms | ${ratio(c2s.peer.total, w.total)} |`,
-      `| commit → new version serving, polling every 1 s | ${fmt(po.total.median)} ms | — | — | | |`,
-      `| failed requests while switching versions | ${w.failed + po.failed} of ${w.requests + po.requests} | 0 | ${yes(w.failed + po.failed === 0)} | deploy script ${c2s.peer.failed} of ${c2s.peer.requests} | |`,
-    );
-  }
-  if (k2r) {
-    const k = k2r.keelson;
-    p(`| kill -9 → replacement answers on its PORT | ${fmt(k.toAnswer.median)} ms | < 1000 ms | ${yes(k.toAnswer.median < 1000)} | ${k2r.pm2 ? `pm2 ${fmt(k2r.pm2.toAnswer.median)} ms` : 'pm2 not measured'} | ${ratio(k2r.pm2?.toAnswer, k.toAnswer)} |`);
-    p(`| kill -9 → status API shows it ready | ${fmt(k.toStatus.median)} ms | < 1000 ms | ${yes(k.toStatus.median < 1000)} | | |`);
-  }
-  if (headline) {
-    p(`| engine RSS, ${headline.apps} apps, settled | ${fmt(headline.steady.rss.median, 1)} MiB | < 150 MiB | ${yes(headline.steady.rss.median < 150)} | | |`);
-    p(`| \`keelson up\` → all ${headline.apps} apps created and ready | ${fmt(headline.up.toAllCreated.median)} ms | — | — | | |`);
-  }
-  if (biggest) {
-    p(`| no-op reconcile, ${biggest.apps} apps (\`POST …/sync\`, HTTP included) | ${fmt(biggest.steady.noopSync.median, 1)} ms | < 200 ms | ${yes(biggest.steady.noopSync.median < 200)} | | |`);
-  }
-  if (failures.length) p('', `**Failed in this run:** ${failures.join(', ')}.`);
-
-  p('', '## 1. Commit → new version serving', '');
-  if (!c2s) p(notRun('commit-to-serving'));
-  else {
-    const w = c2s.keelson.webhook;
-    const po = c2s.keelson.polling;
-    const pe = c2s.peer;
-    p(
-      `One app, 2 replicas with an http readiness probe, behind Keelson's proxy on a public port. Each run commits a new`,
-      `version to the ops repository (a temp git repo) and measures from \`git commit\` returning to the first HTTP answer`,
-      `from the new version on the public port, polled every 10 ms over a new connection. With the webhook the bench POSTs`,
-      `\`/api/v1/webhooks/git\` right after the commit (included in the time); with polling it only waits (\`--poll 1s\`,`,
-      `so on average about 500 ms go to waiting for the next poll). Each commit comes 0.2–1.2 s (uniformly random) after the`,
-      `previous rollout finished, so it lands at a random phase of the poll timer.`,
-      `The test app answers with its process start (\`performance.timeOrigin\`) and the moment it listened, which splits`,
-      `each time into the engine before the new process (fetch, render, plan, release, spawn), the app's own start, and the`,
-      `engine after the app listens (readiness probe, routing table to the proxy).`,
-      '',
-      `The peer is a classic deploy hook (\`bench/peers/deploy.sh\`: \`git fetch\` + \`checkout\` into a directory, stop the old`,
-      `process and wait for it to exit, start the new one, wait until the port answers), started right after the commit, as a`,
-      `webhook receiver would; one process on the public port, like \`git pull && systemctl restart app\`.`,
-      `During every switch a steady request loop (keep-alive, 4 connections, a request every 5 ms) counts failed requests.`,
-      '',
-      `${c2s.runs} runs each; times in ms.`,
-      '',
-      '| | Median | Min | Max | n |',
-      '|---|---|---|---|---|',
-      `| Keelson, webhook: commit → serving | ${ms(w.total)} |`,
-      `| — commit → new process started | ${ms(w.beforeSpawn)} |`,
-      `| — app start → listening (the app itself) | ${ms(w.appStart)} |`,
-      `| — listening → first answer through the proxy | ${ms(w.afterReady)} |`,
-      `| Keelson, polling 1 s: commit → serving | ${ms(po.total)} |`,
-      `| — commit → new process started | ${ms(po.beforeSpawn)} |`,
-      `| — app start → listening (the app itself) | ${ms(po.appStart)} |`,
-      `| — listening → first answer through the proxy | ${ms(po.afterReady)} |`,
-      `| Deploy script: commit → serving | ${ms(pe.total)} |`,
-      `| — commit → new process started (pull, stop old) | ${ms(pe.beforeSpawn)} |`,
-      `| — app start → listening (the app itself) | ${ms(pe.appStart)} |`,
-      `| — listening → first answer | ${ms(pe.afterReady)} |`,
-      '',
-      '| Failed requests during the switches | Steady loop | 10 ms poller |',
-      '|---|---|---|',
-      `| Keelson, webhook | ${w.failed} of ${w.requests} | ${w.pollErrors} |`,
-      `| Keelson, polling | ${po.failed} of ${po.requests} | ${po.pollErrors} |`,
-      `| Deploy script | ${pe.failed} of ${pe.requests}${pe.failures.length ? ` (${pe.failures.join(', ')})` : ''} | ${pe.pollErrors} |`,
-      '',
-      `Deploy script ÷ Keelson (webhook), commit → serving: ${ratio(pe.total, w.total)}. The script has no readiness gate and no`,
-      `proxy hop, but no process listens between stopping the old one and the new one's start, which is where its failed`,
-      `requests come from; Keelson starts each new replica next to the old ones, routes to it once ready, then drains an old one.`,
-    );
-  }
-
-  p('', '## 2. Replica killed → replacement ready', '');
-  if (!k2r) p(notRun('kill-to-ready'));
-  else {
-    const k = k2r.keelson;
-    const pm = k2r.pm2;
-    p(
-      `One app with ${k2r.runs} replicas (http readiness). Each run sends \`kill -9\` to a different replica and measures until`,
-      `the replacement answers on the replica's own PORT (polled every 5 ms, a new pid in the answer) and, separately, until`,
-      `\`GET /api/v1/status\` shows the replica ready with a new pid (polled every 10 ms). A different replica each run because`,
-      `a replica that crashes again within 10 minutes restarts with exponential backoff (1 s, 2 s, …) by design, as a kubelet does;`,
-      `this measures the first restart. The peer is pm2 ${pm?.version ?? ''} (fork mode, autorestart, installed into`,
-      `\`bench/.peers\` at bench time) restarting the same tiny server, killed the same way, 1.2 s apart (past its min_uptime).`,
-      '',
-      '| | Median | Min | Max | n |',
-      '|---|---|---|---|---|',
-      `| Keelson: kill → replacement answers on its PORT | ${ms(k.toAnswer)} |`,
-      `| Keelson: kill → status API shows it ready | ${ms(k.toStatus)} |`,
-      `| — kill → new process started | ${ms(k.toSpawn, 1)} |`,
-      `| — app start → listening (the app itself) | ${ms(k.appStart, 1)} |`,
-    );
-    if (pm) {
-      p(
-        `| pm2: kill → replacement answers on its PORT | ${ms(pm.toAnswer)} |`,
-        `| — kill → new process started | ${ms(pm.toSpawn, 1)} |`,
-        `| — app start → listening (pm2's wrapper included) | ${ms(pm.appStart, 1)} |`,
-        '',
-        `pm2 ÷ Keelson, kill → answering: ${ratio(pm.toAnswer, k.toAnswer)}. pm2's app start includes its wrapper`,
-        `(ProcessContainerFork) loading before the app; Keelson execs the declared command directly.`,
-      );
-    } else p('', '_pm2 could not be installed in this run; no peer figures._');
-  }
-
-  p('', '## 3. Many apps', '');
-  if (!sc) p(notRun('scale'));
-  else {
-    const sizes = sc.results.map((r) => r.apps);
-    const row = (label, f) => `| ${label} | ${sc.results.map(f).join(' | ')} |`;
-    const cell = (s, d = 0) => `${fmt(s.median, d)} (${fmt(s.min, d)}–${fmt(s.max, d)}, n=${s.n})`;
-    p(
-      `Generated ops repositories of ${sizes.join(', ')} apps in one environment, one file per app, 1 replica each: even apps`,
-      `serve HTTP on a public port (a shared tiny server file, default tcp readiness), odd apps are \`node -e\` workers.`,
-      `Render and plan are the pure stages, imported from \`dist/\` and run in a fresh process each time (${sc.runs} processes; the`,
-      `first call in a process is the cold figure an engine pays at start, the warm one is the median of 5 later calls).`,
-      `\`keelson up\` times run from spawning the CLI on a fresh state dir, and use the engine's own sync record for when the`,
-      `first sync started and finished (all apps created and ready); ${sc.coldRuns} cold starts at ${sc.headline} apps, one at the other sizes.`,
-      `Then, settled (3 s), the engine's VmRSS (read once a second for 5 s) and its CPU use over those 5 s (it still polls git`,
-      `every 1 s, resyncs every 1 s and checks replicas every 200 ms), and ${sc.syncRuns} manual no-op syncs: \`POST /api/v1/environments/dev/sync\` runs one reconcile`,
-      `(observe, plan, nothing to apply) and answers when it is done, so it includes HTTP, auth and audit overhead; \`GET /healthz\` is`,
-      `the HTTP floor and \`GET …/plan\` is observe + plan without the sync's bookkeeping. The bench checks that no replica pid changed.`,
-      `Cells: median (min–max, n); times in ms.`,
-      '',
-      `| Apps | ${sizes.join(' | ')} |`,
-      `|---|${sizes.map(() => '---').join('|')}|`,
-      row('render, first call in a process', (r) => cell(r.pure.renderFirst, 1)),
-      row('render, warm', (r) => cell(r.pure.renderWarm, 1)),
-      row('plan from nothing (all create), first call', (r) => cell(r.pure.planColdFirst, 2)),
-      row('no-op plan, warm', (r) => cell(r.pure.planNoopWarm, 2)),
-      row('`keelson up` → API answers', (r) => cell(r.up.apiUp)),
-      row('`keelson up` → first sync starts (clone, render, plan)', (r) => cell(r.up.toSyncStart)),
-      row('`keelson up` → all apps created and ready', (r) => cell(r.up.toAllCreated)),
-      row('engine RSS settled (MiB)', (r) => cell(r.steady.rss, 1)),
-      row('engine RSS after the no-op syncs (MiB)', (r) => fmt(r.steady.rssAfterSyncsMiB, 1)),
-      row('proxy RSS (MiB)', (r) => cell(r.steady.proxyRss, 1)),
-      row('engine idle CPU (% of a core)', (r) => fmt(r.steady.idleCpu * 100, 1)),
-      row('proxy idle CPU (% of a core)', (r) => fmt(r.steady.proxyIdleCpu * 100, 1)),
-      row('no-op sync, `POST …/sync`', (r) => cell(r.steady.noopSync, 1)),
-      row('`GET …/plan` (observe + plan)', (r) => cell(r.steady.plan, 1)),
-      row('`GET /healthz` (HTTP floor)', (r) => cell(r.steady.httpFloor, 1)),
-      row('replicas untouched by the no-op syncs', (r) => (r.steady.untouched ? 'yes' : '**no**')),
-    );
-    const growth = (f) => sc.results.slice(1).map((r, i) => `${sc.results[i].apps} → ${r.apps}: ${(f(r).median / f(sc.results[i]).median).toFixed(1)}×`).join(', ');
-    if (sc.results.length > 1) {
-      p(
-        '',
-        `Growth as the app count doubles (2.0× is linear): no-op sync through the API ${growth((r) => r.steady.noopSync)};`,
-        `the in-process no-op plan ${growth((r) => r.pure.planNoopWarm)}. Both carry the noise of other work on the machine (see the load average).`,
-      );
-    }
-  }
-
-  p(
+    ...ordered.flatMap((s) => s.summary.map((r) => `| ${r.measure} | ${r.value} | ${r.goal || '—'} | ${r.met === true ? 'yes' : r.met === false ? '**no**' : '—'} | ${r.peer ?? ''} | ${r.ratio ?? ''} |`)),
     '',
     '## Reproduce',
     '',
     '```sh',
-    'npm run bench                     # build, then every benchmark; rewrites BENCHMARKS.md',
-    'node bench/run.mjs --only scale   # a subset; prints only',
-    'BENCH_RUNS=5 node bench/kill-to-ready.mjs   # one benchmark alone',
+    'npm run bench                                  # build, then every benchmark; writes BENCHMARKS.md',
+    'npm run bench -- --skip kubernetes,dashboard   # all but these; --only a,b runs just these',
+    'npm run build && node bench/chaos.mjs          # one benchmark alone: updates its own section',
+    'node bench/scale.mjs --no-write                # prints only',
+    '# the kubernetes section needs the test control plane:',
+    'KEELSON_TESTENV_DIR=/tmp/bench-k8s scripts/testenv.sh start && eval "$(KEELSON_TESTENV_DIR=/tmp/bench-k8s scripts/testenv.sh env)"',
+    'npm run bench -- --only kubernetes; KEELSON_TESTENV_DIR=/tmp/bench-k8s scripts/testenv.sh stop',
     '```',
     '',
-    'Knobs (environment): `BENCH_RUNS` (runs per figure, default 7), `BENCH_SIZES` (default `100,200,400`),',
-    '`BENCH_HEADLINE` (the size with repeated cold starts, default 200), `BENCH_COLD_RUNS` (default 5),',
-    '`KEELSON_KEEP_TMP=1` keeps the temp repositories, state dirs and engine logs. Every engine started is stopped and',
-    '`keelson down` run on its state dir; pm2 is killed (`pm2 kill`) and the deploy-script process stopped.',
-    '',
-  );
-  return lines.join('\n');
+    'Knobs (environment): `BENCH_RUNS` (runs per figure, default 7), `BENCH_SIZES` (scale, default `100,200,400`),',
+    '`BENCH_HEADLINE` (scale: the size with repeated cold starts, default 200), `BENCH_COLD_RUNS` (default 5),',
+    '`BENCH_CHAOS_SECONDS` (default 60), `BENCH_DASHBOARD_APPS` / `BENCH_DASHBOARD_ENVS` (default 10000 × 2),',
+    '`BENCH_APPS` / `BENCH_NAMESPACES` / `BENCH_DRIFT_TRIALS` (kubernetes), `KEELSON_KEEP_TMP=1` keeps temp repositories,',
+    'state dirs and logs. Every engine a benchmark starts is stopped and `keelson down` run on its state dir; peers (pm2,',
+    'the deploy script\'s process, Chromium) are stopped, also when a benchmark fails or is interrupted.',
+    '<!-- header:end -->',
+  ];
+  return p.join('\n');
+}
+
+/** GitHub's anchor of a section's `## ` heading. */
+function anchor(s) {
+  const h = s && /^## (.+)$/m.exec(s.body)?.[1];
+  if (!h) return '';
+  return h
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+    .trim()
+    .replace(/\s/g, '-');
 }

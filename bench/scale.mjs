@@ -16,6 +16,7 @@ import {
   getJson,
   gitInit,
   main,
+  md,
   publicPort,
   now,
   rssKiB,
@@ -171,4 +172,63 @@ main('scale', async () => {
     results.push({ apps: n, pure, up, steady });
   }
   return { id: 'scale', runs, syncRuns, coldRuns, headline, results };
-});
+}, section);
+
+/** The BENCHMARKS.md section. */
+function section(sc) {
+  const { yes } = md;
+  const sizes = sc.results.map((r) => r.apps);
+  const row = (label, f) => `| ${label} | ${sc.results.map(f).join(' | ')} |`;
+  const cell = (s, d = 0) => `${fmt(s.median, d)} (${fmt(s.min, d)}–${fmt(s.max, d)}, n=${s.n})`;
+  const headlineRow = sc.results.find((r) => r.apps === sc.headline) ?? sc.results[0];
+  const biggest = sc.results.at(-1);
+  const lines = [
+    '## Many apps (`scale`)',
+    '',
+    `Generated ops repositories of ${sizes.join(', ')} apps in one environment, one file per app, 1 replica each: even apps`,
+    `serve HTTP on a public port (a shared tiny server file, default tcp readiness), odd apps are \`node -e\` workers.`,
+    `Render and plan are the pure stages, imported from \`dist/\` and run in a fresh process each time (${sc.runs} processes; the`,
+    `first call in a process is the cold figure an engine pays at start, the warm one is the median of 5 later calls).`,
+    `\`keelson up\` times run from spawning the CLI on a fresh state dir, and use the engine's own sync record for when the`,
+    `first sync started and finished (all apps created and ready); ${sc.coldRuns} cold starts at ${sc.headline} apps, one at the other sizes.`,
+    `Then, settled (3 s), the engine's VmRSS (read once a second for 5 s) and its CPU use over those 5 s (it still polls git`,
+    `every 1 s, resyncs every 1 s and checks replicas every 200 ms), and ${sc.syncRuns} manual no-op syncs: \`POST /api/v1/environments/dev/sync\` runs one reconcile`,
+    `(observe, plan, nothing to apply) and answers when it is done, so it includes HTTP, auth and audit overhead; \`GET /healthz\` is`,
+    `the HTTP floor and \`GET …/plan\` is observe + plan without the sync's bookkeeping. The bench checks that no replica pid changed.`,
+    `Goals (issue 2): no-op reconcile of 400 apps < 200 ms, engine RSS < 150 MiB (at ${sc.headline} apps). Cells: median (min–max, n); times in ms.`,
+    '',
+    `| Apps | ${sizes.join(' | ')} |`,
+    `|---|${sizes.map(() => '---').join('|')}|`,
+    row('render, first call in a process', (r) => cell(r.pure.renderFirst, 1)),
+    row('render, warm', (r) => cell(r.pure.renderWarm, 1)),
+    row('plan from nothing (all create), first call', (r) => cell(r.pure.planColdFirst, 2)),
+    row('no-op plan, warm', (r) => cell(r.pure.planNoopWarm, 2)),
+    row('`keelson up` → API answers', (r) => cell(r.up.apiUp)),
+    row('`keelson up` → first sync starts (clone, render, plan)', (r) => cell(r.up.toSyncStart)),
+    row('`keelson up` → all apps created and ready', (r) => cell(r.up.toAllCreated)),
+    row('engine RSS settled (MiB)', (r) => cell(r.steady.rss, 1)),
+    row('engine RSS after the no-op syncs (MiB)', (r) => fmt(r.steady.rssAfterSyncsMiB, 1)),
+    row('proxy RSS (MiB)', (r) => cell(r.steady.proxyRss, 1)),
+    row('engine idle CPU (% of a core)', (r) => fmt(r.steady.idleCpu * 100, 1)),
+    row('proxy idle CPU (% of a core)', (r) => fmt(r.steady.proxyIdleCpu * 100, 1)),
+    row('no-op sync, `POST …/sync`', (r) => cell(r.steady.noopSync, 1)),
+    row('`GET …/plan` (observe + plan)', (r) => cell(r.steady.plan, 1)),
+    row('`GET /healthz` (HTTP floor)', (r) => cell(r.steady.httpFloor, 1)),
+    row('replicas untouched by the no-op syncs', (r) => (r.steady.untouched ? 'yes' : '**no**')),
+  ];
+  const growth = (f) => sc.results.slice(1).map((r, i) => `${sc.results[i].apps} → ${r.apps}: ${(f(r).median / f(sc.results[i]).median).toFixed(1)}×`).join(', ');
+  if (sc.results.length > 1) {
+    lines.push(
+      '',
+      `Growth as the app count doubles (2.0× is linear): no-op sync through the API ${growth((r) => r.steady.noopSync)};`,
+      `the in-process no-op plan ${growth((r) => r.pure.planNoopWarm)}. Both carry the noise of other work on the machine (see the load average).`,
+    );
+  }
+  lines.push('', `Goals: no-op reconcile of ${biggest.apps} apps < 200 ms: ${yes(biggest.steady.noopSync.median < 200)}; engine RSS at ${headlineRow.apps} apps < 150 MiB: ${yes(headlineRow.steady.rss.median < 150)}.`);
+  const summary = [
+    { measure: `engine RSS, ${headlineRow.apps} apps, settled`, value: `${fmt(headlineRow.steady.rss.median, 1)} MiB`, goal: '< 150 MiB', met: headlineRow.steady.rss.median < 150, peer: '', ratio: '' },
+    { measure: `\`keelson up\` → all ${headlineRow.apps} apps created and ready`, value: `${fmt(headlineRow.up.toAllCreated.median)} ms`, goal: '', met: null, peer: '', ratio: '' },
+    { measure: `no-op reconcile, ${biggest.apps} apps (\`POST …/sync\`, HTTP included)`, value: `${fmt(biggest.steady.noopSync.median, 1)} ms`, goal: '< 200 ms', met: biggest.steady.noopSync.median < 200, peer: '', ratio: '' },
+  ];
+  return { markdown: lines.join('\n'), summary };
+}
