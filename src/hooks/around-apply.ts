@@ -10,7 +10,7 @@ import type { DesiredApp } from '../core/model.js';
 import { errorMessage } from '../core/errors.js';
 import type { Store } from '../store/store.js';
 import type { ApplyOutcome, LiveApp, Target } from '../targets/target.js';
-import { runPhase, type HookContext, type HookDeps } from './runner.js';
+import { hookVars, runExec, runPhase, type HookContext, type HookDeps } from './runner.js';
 
 export interface SyncHookDeps extends HookDeps {
   target: Target;
@@ -37,6 +37,7 @@ export async function applyWithHooks(d: SyncHookDeps, h: HookedApply): Promise<A
   const { app, hooks } = h;
   remember(d.store, app, hooks);
   if (!hooks) return h.apply();
+  d = onTarget(d, app, h.checkoutDir);
   const before = await liveOf(d.target, app.env, app.name);
   const ctx = (phase: HookPhase, cwd: string, extra: Partial<HookContext> = {}): HookContext => ({
     phase,
@@ -103,12 +104,24 @@ export async function runPreDelete(d: SyncHookDeps, env: string, app: string, re
   const hooks = raw ? (JSON.parse(raw) as HookSet) : undefined;
   if (!hooks?.preDelete?.length) return;
   const live = await liveOf(d.target, env, app);
+  d = onTarget(d, live?.spec, undefined);
   const r = await runPhase(
     hooks.preDelete,
     { phase: 'preDelete', env, app, revision, version: live?.version ?? '', cwd: live?.releaseDir ?? d.stateDir, vars: live?.spec.vars ?? {}, port: live?.spec.port },
     d,
   );
   if (!r.ok) throw new Error(r.message);
+}
+
+/** `exec` steps run where the app runs when the target says how (Kubernetes: as Jobs from the app's pod template). */
+function onTarget(d: SyncHookDeps, spec: DesiredApp | undefined, checkoutDir: string | undefined): SyncHookDeps {
+  const target = d.target;
+  if (!target.hookExec) return d;
+  return {
+    ...d,
+    exec: async (argv, c, timeoutMs, signal) =>
+      (await target.hookExec!({ env: c.env, app: c.app, spec, checkoutDir, argv, vars: { ...c.vars, ...hookVars(c) }, timeoutMs, signal })) ?? runExec(argv, c, timeoutMs, signal),
+  };
 }
 
 export function forgetHooks(store: Store, env: string, app: string): void {

@@ -34,6 +34,8 @@ export interface HookDeps {
   stateDir: string;
   bus: EventBus;
   log: Logger;
+  /** Where `exec` steps run when not as a local process (Kubernetes: a Job); see around-apply.ts. */
+  exec?: (argv: string[], ctx: HookContext, timeoutMs: number, signal?: AbortSignal) => Promise<{ ok: boolean; message: string; output: string }>;
 }
 
 export interface StepOutcome {
@@ -117,7 +119,7 @@ export async function runPhase(steps: HookStep[] | undefined, ctx: HookContext, 
 
 async function runStep(step: HookStep, ctx: HookContext, deps: HookDeps, signal?: AbortSignal): Promise<{ ok: boolean; message: string; output: string }> {
   const timeoutMs = step.timeoutSeconds * 1000;
-  if ('exec' in step) return runExec(step.exec.command, ctx, timeoutMs, signal);
+  if ('exec' in step) return (deps.exec ?? runExec)(step.exec.command, ctx, timeoutMs, signal);
   if ('http' in step) return runHttp(step.http, ctx, timeoutMs, signal);
   const pg = step.backup.postgres;
   const url = pg.databaseUrl ?? ctx.vars[pg.env!];

@@ -6,7 +6,7 @@
  */
 import type { DesiredApp, TargetSpec } from '../core/model.js';
 import type { RunResult, RunSink } from '../run/one-off.js';
-import type { ApplyContext, ApplyOutcome, LiveApp, ObjectDiff, Target } from './target.js';
+import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, Target } from './target.js';
 
 export interface TargetFactory {
   /** Instances are shared by environments whose specs give the same key (the local target: one for all). */
@@ -115,6 +115,12 @@ export class TargetRegistry implements Target {
   async diff(app: DesiredApp, ctx: ApplyContext): Promise<ObjectDiff[]> {
     const t = await this.ready(app.env);
     return t.diff ? t.diff(app, ctx) : [];
+  }
+
+  /** Hook exec steps where the environment's target runs them; undefined: as a local process. */
+  async hookExec(r: HookExecRequest): Promise<{ ok: boolean; message: string; output: string } | undefined> {
+    const t = await this.ready(r.env);
+    return t.hookExec ? t.hookExec(r) : undefined;
   }
 
   async runOnce(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult> {

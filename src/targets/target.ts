@@ -56,6 +56,19 @@ export interface ApplyContext {
   force?: boolean;
 }
 
+export interface HookExecRequest {
+  env: string;
+  app: string;
+  /** The app being deployed (its pod template) and its checkout; absent: the live app (preDelete). */
+  spec?: DesiredApp;
+  checkoutDir?: string;
+  argv: string[];
+  /** The app's variables and the KEELSON_* hook variables. */
+  vars: Record<string, string>;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
 export type ApplyOutcome =
   | { ok: true; action: 'created' | 'configured'; message: string; objects?: ObjectOutcome[] }
   | { ok: false; message: string; rolledBack: boolean; logTail: string[]; objects?: ObjectOutcome[] };
@@ -76,6 +89,11 @@ export interface Target {
   logs(env: string, app: string): { replica: string; path: string }[];
   /** Runs a one-off command with the app's current release and environment (`keelson run`); absent when unsupported. */
   runOnce?(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult>;
+  /**
+   * Runs a deploy hook's `exec` step where the app runs (Kubernetes: a Job from the pod template of `spec`, else of
+   * the live app); absent or resolving undefined: a local process.
+   */
+  hookExec?(r: HookExecRequest): Promise<{ ok: boolean; message: string; output: string } | undefined>;
   /** How many apps of an environment the engine applies at once (default 4); targets whose apply mostly waits raise it. */
   concurrencyOf?(env: string): number | undefined;
   /** Per-object server-side difference of an app (targets that manage objects); absent when unsupported. */

@@ -18,10 +18,11 @@ function normalize(o: KObject): KObject {
   return n;
 }
 import type { ObjectDiff } from '../target.js';
+import { isSecret, redactChanges, withoutData } from './secrets.js';
 
 export async function diffObject(api: ObjectApi, desired: KObject, live: KObject | undefined): Promise<ObjectDiff> {
   const key = formatKey(desired);
-  if (!live) return { key, action: 'create', changes: [{ path: '', desired: normalize(desired) }] };
+  if (!live) return { key, action: 'create', changes: [{ path: '', desired: normalize(isSecret(desired) ? withoutData(desired) : desired) }] };
   if (matchesDesired(desired, live)) return { key, action: 'none', changes: [] };
   let dry: KObject;
   try {
@@ -29,7 +30,7 @@ export async function diffObject(api: ObjectApi, desired: KObject, live: KObject
   } catch (err) {
     return { key, action: 'update', changes: [{ path: '(dry-run failed)', desired: apiMessage(err) }] };
   }
-  const changes = fullDiffs(normalize(live), normalize(dry)).map((c) => ({ path: c.path, live: c.live, desired: c.desired }));
+  const changes = redactChanges(desired, fullDiffs(normalize(live), normalize(dry)).map((c) => ({ path: c.path, live: c.live, desired: c.desired })));
   return { key, action: changes.length ? 'update' : 'none', changes };
 }
 

@@ -4,7 +4,8 @@
  * the objects themselves carry Keelson's env/app labels.
  */
 import type { DesiredApp } from '../../core/model.js';
-import type { KObject } from './objects.js';
+import { identity, type KObject } from './objects.js';
+import { isSecret, withoutData } from './secrets.js';
 
 export interface AppInventory {
   env: string;
@@ -15,8 +16,12 @@ export interface AppInventory {
   spec: DesiredApp;
   /** Objects as Keelson applied them (with ownership labels and the applied hash), in apply order. */
   objects: KObject[];
-  /** The namespaces Keelson created for this app's objects. */
   appliedAt: string;
+  /**
+   * Identities of Secrets stored without their values (plaintext is never stored). Set only on records read back
+   * from the store; the record `put` in this process keeps the values in memory.
+   */
+  redacted?: string[];
 }
 
 export interface KvStore {
@@ -55,7 +60,9 @@ export class InventoryStore {
 
   put(inv: AppInventory): void {
     const k = this.key(inv.env, inv.app);
-    this.kv.setKv(k, JSON.stringify(inv));
+    const secrets = inv.objects.filter(isSecret);
+    const stored: AppInventory = secrets.length ? { ...inv, objects: inv.objects.map(withoutData), redacted: secrets.map((o) => identity(o)) } : inv;
+    this.kv.setKv(k, JSON.stringify(stored));
     this.memo.set(k, inv);
     const names = this.names(inv.env);
     if (!names.includes(inv.app)) this.kv.setKv(`kubernetes.inventory/${inv.env}`, JSON.stringify([...names, inv.app].sort()));

@@ -8,7 +8,7 @@ import { errorMessage, TerminalError } from '../../core/errors.js';
 import type { HealthCode } from '../../core/types.js';
 import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
-import type { ApplyContext, ApplyOutcome, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
+import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
 import { applyObject, ssa, type ObjectResult } from './apply.js';
 import { apiMessage, connect, isNotFound, statusCode, type Cluster } from './client.js';
 import { pruneObjects, staleObjects } from './delete.js';
@@ -19,6 +19,13 @@ import { InventoryStore, type AppInventory, type KvStore } from './inventory.js'
 import { formatKey, hashOf, identity, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups, wavesOf } from './order.js';
 import { renderApp } from './render.js';
+import { asSets, kubernetesRollout, progressivePlan, type ProgressivePlan } from './progressive.js';
+import { hookJob } from './hook-job.js';
+import { Log } from '@kubernetes/client-node';
+import { PassThrough } from 'node:stream';
+import type { RunResult, RunSink } from '../../run/one-off.js';
+import { podExit, runJob, runnableWorkload } from './run-job.js';
+import { injectSecrets, isSecret, redactChanges, secretObject, withoutData } from './secrets.js';
 import { ObjectWatch, type WatchEvent } from './watch.js';
 
 export interface KubernetesTargetOptions {
@@ -154,10 +161,74 @@ export class KubernetesTarget implements Target {
     return [];
   }
 
+  /**
+   * `keelson run`: the command as a Job from the app's live pod template (see run-job.ts), waited for on the watch;
+   * its output (the pod log) is written to the sink when it ends, then the Job and its pod are deleted.
+   */
+  async runOnce(env: string, appName: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult> {
+    const started = Date.now();
+    const { cluster, watch } = await this.connected();
+    const inv = this.inventory.get(env, appName);
+    if (!inv) throw new TerminalError(`app "${appName}" is not deployed in environment "${env}"; a one-off needs its pod template (see keelson status)`);
+    const declared = runnableWorkload(inv.objects);
+    if (!declared) throw new TerminalError(`app "${appName}" has no Deployment, StatefulSet, DaemonSet or ReplicaSet whose pod template a one-off could use`);
+    await watch.ensure('batch/v1', 'Job');
+    const job = runJob({ env, app: appName, namespace: declared.metadata.namespace ?? this.namespace, workload: watch.get(declared) ?? declared, argv, timeoutMs: io.timeoutMs });
+    const container = (job as any).spec.template.spec.containers[0];
+    container.env = [...(container.env ?? []).filter((e: { name: string }) => e.name !== 'KEELSON_RUN'), { name: 'KEELSON_RUN', value: '1' }];
+    await cluster.api.create(job, undefined, undefined, 'keelson');
+    this.o.log.info({ env, app: appName, job: job.metadata.name }, 'run started');
+    const ns = job.metadata.namespace!;
+    try {
+      const state = await new Promise<'succeeded' | 'failed' | 'aborted'>((resolve) => {
+        // activeDeadlineSeconds ends the Job at the timeout; this is the backstop if the cluster never says so.
+        const timer = io.timeoutMs ? setTimeout(() => finish('aborted'), io.timeoutMs + 30_000) : undefined;
+        const onAbort = () => finish('aborted');
+        const check = () => {
+          const s = hookState(watch.get(job));
+          if (s !== 'running') finish(s);
+        };
+        const off = watch.onObjects([job], check);
+        io.signal?.addEventListener('abort', onAbort, { once: true });
+        function finish(s: 'succeeded' | 'failed' | 'aborted') {
+          if (timer) clearTimeout(timer);
+          off();
+          io.signal?.removeEventListener('abort', onAbort);
+          resolve(s);
+        }
+        check();
+      });
+      const pods = (await cluster.api.list('v1', 'Pod', ns, undefined, undefined, undefined, undefined, `batch.kubernetes.io/job-name=${job.metadata.name}`)) as unknown as { items: KObject[] };
+      const pod = pods.items[0];
+      if (pod) await this.podLog(cluster, ns, pod.metadata.name, container.name, io.sink);
+      const exit = podExit(pod as never);
+      const deadline = ((watch.get(job) as any)?.status?.conditions ?? []).some((c: { reason?: string }) => c.reason === 'DeadlineExceeded');
+      if (state === 'aborted' || deadline) return { code: null, signal: 'SIGTERM', durationMs: Date.now() - started };
+      return { code: exit.code ?? (state === 'succeeded' ? 0 : 1), signal: null, durationMs: Date.now() - started };
+    } finally {
+      await cluster.api.delete(job, undefined, undefined, undefined, undefined, 'Background').catch(() => undefined);
+    }
+  }
+
+  private async podLog(cluster: Cluster, ns: string, pod: string, container: string, sink: RunSink): Promise<void> {
+    const out = new PassThrough();
+    out.on('data', (b: Buffer) => sink.stdout(b));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        void new Log(cluster.kc).log(ns, pod, container, out, (err) => (err ? reject(err) : resolve()), { follow: false }).catch(reject);
+      });
+    } catch (err) {
+      sink.stderr(Buffer.from(`keelson: the log of pod ${ns}/${pod} is not available: ${apiMessage(err)}\n`));
+    }
+  }
+
   /** Rendered objects with namespaces filled in and Keelson's labels, hooks apart. */
   private async prepare(app: DesiredApp, checkoutDir: string): Promise<{ resources: KObject[]; hooks: ReturnType<typeof splitHooks>['hooks'] }> {
     const { cluster } = await this.connected();
-    const rendered = await renderApp(app, checkoutDir);
+    let rendered = await renderApp(app, checkoutDir);
+    const secret = await secretObject(app, checkoutDir);
+    if (secret) rendered = [secret, ...rendered.map((o) => injectSecrets(o, app))];
+    rendered = asSets(app, rendered); // blue/green and canary: one Deployment per pod template (progressive.ts)
     const crdScopes = new Map<string, string>();
     for (const o of rendered) {
       if (o.kind !== 'CustomResourceDefinition') continue;
@@ -168,7 +239,11 @@ export class KubernetesTarget implements Target {
     for (const o of rendered) {
       const obj = structuredClone(o);
       if (!obj.metadata.namespace && (await this.isNamespaced(cluster, obj, crdScopes))) obj.metadata.namespace = this.namespace;
-      out.push(withOwnership(obj, app.env, app.name));
+      if (isSecret(obj)) {
+        // The applied hash covers the Secret without its values (the engine's digests change it instead).
+        const { data, stringData } = obj as { data?: unknown; stringData?: unknown };
+        out.push({ ...withOwnership(withoutData(obj), app.env, app.name), ...(data !== undefined ? { data } : {}), ...(stringData !== undefined ? { stringData } : {}) });
+      } else out.push(withOwnership(obj, app.env, app.name));
     }
     const seen = new Map<string, string>();
     for (const o of out) {
@@ -240,6 +315,8 @@ export class KubernetesTarget implements Target {
         const sf = await runHookPhase('SyncFail', hooks.SyncFail, runner, timeoutMs);
         return fail(pre.message, [...results, ...sf.results]);
       }
+      const plan = progressivePlan(app, resources, previous?.objects, watch);
+      if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results);
       const waves = wavesOf(resources);
       let failure: string | undefined;
       for (const [i, wave] of waves.entries()) {
@@ -306,9 +383,48 @@ export class KubernetesTarget implements Target {
     }
   }
 
+  /** Blue/green or canary through the target-neutral step machine (progressive.ts); an abort re-applies the stable revision. */
+  private async progressive(cluster: Cluster, watch: ObjectWatch, app: DesiredApp, ctx: ApplyContext, plan: ProgressivePlan, previous: AppInventory, before: ObjectResult[]): Promise<ApplyOutcome> {
+    const deps = {
+      cluster,
+      watch,
+      bus: this.o.bus,
+      applyAll: (objs: KObject[]) => this.applyAll(cluster, watch, objs, { force: true }),
+      remove: (o: KObject) => cluster.api.delete(o, undefined, undefined, undefined, undefined, 'Background').then(() => undefined, (err) => { if (!isNotFound(err)) throw err; }),
+    };
+    const record = (objects: KObject[]) => this.putInventory({ ...previous, objects });
+    let r: Awaited<ReturnType<typeof kubernetesRollout>>;
+    try {
+      r = await kubernetesRollout(deps, app, plan, { revision: ctx.revision, fromVersion: previous.version, signal: ctx.signal, record });
+    } catch (err) {
+      const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others]);
+      return { ok: false, message: `${app.name}: ${errorMessage(err)}; rolled back to ${previous.version}${back ? ` (${back})` : ''}`, rolledBack: true, logTail: [], objects: before };
+    }
+    const results = [...before, ...r.results];
+    if (!r.outcome.ok) {
+      const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others]);
+      return { ok: false, message: `${r.outcome.message}${back ? ` (${back})` : ''}`, rolledBack: true, logTail: [], objects: results };
+    }
+    results.push(...(await pruneObjects(cluster.api, staleObjects(previous.objects, r.objects), (o) => watch.get(o), { env: app.env, app: app.name })));
+    this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString() });
+    return { ok: true, action: 'configured', message: r.outcome.message, objects: results };
+  }
+
+  /** A deploy hook's `exec` step as a Job (hook-job.ts): from the template being deployed when given, else the live app's. */
+  async hookExec(r: HookExecRequest): Promise<{ ok: boolean; message: string; output: string }> {
+    const { cluster, watch } = await this.connected();
+    await this.ensureNamespace(cluster, this.namespace);
+    let objects: KObject[];
+    if (r.spec && r.checkoutDir) objects = (await this.prepare(r.spec, r.checkoutDir)).resources;
+    else objects = (this.inventory.get(r.env, r.app)?.objects ?? []).map((o) => watch.get(o) ?? o);
+    return hookJob({ cluster, watch, namespace: this.namespace, objects }, r);
+  }
+
   /** Re-applies the previous revision's objects and prunes what the failed one added. */
   private async rollback(cluster: Cluster, watch: ObjectWatch, previous: AppInventory, failed: KObject[]): Promise<string | undefined> {
-    const applied = await this.applyAll(cluster, watch, previous.objects, { force: true });
+    // Secrets loaded from the store have no values (never stored): the current ones stay.
+    const redacted = new Set(previous.redacted ?? []);
+    const applied = await this.applyAll(cluster, watch, previous.objects.filter((o) => !redacted.has(identity(o))), { force: true });
     const pruned = await pruneObjects(cluster.api, staleObjects(failed, previous.objects), (o) => watch.get(o), { env: previous.env, app: previous.app });
     this.putInventory(previous);
     const problems = [...applied, ...pruned].filter((r) => r.action === 'failed');
@@ -461,7 +577,7 @@ export class KubernetesTarget implements Target {
     state ??= { count: 0, lastAt: 0 };
     this.heals.set(id, state);
     if (state.timer) return; // a heal is already scheduled
-    const changes = live ? subsetDiffs(desired, live, '', [], 10).map((c) => ({ field: c.path, old: c.desired, new: c.live })) : [];
+    const changes = live ? redactChanges(desired, subsetDiffs(desired, live, '', [], 10).map((c) => ({ field: c.path, old: c.desired, new: c.live }))) : [];
     const message = live
       ? `${key} changed outside Keelson: ${changes.map((c) => `${c.field} ${JSON.stringify(c.old)} → ${JSON.stringify(c.new)}`).join(', ') || 'applied hash differs'}`
       : `${key} was deleted outside Keelson`;
@@ -475,6 +591,11 @@ export class KubernetesTarget implements Target {
       state!.lastAt = Date.now();
       const current = this.owners.get(id);
       if (!current || this.applying.has(current.app)) return;
+      if (isSecret(current.desired) && !('data' in current.desired) && !('stringData' in current.desired)) {
+        // Its values are not kept (read from the store after a restart): the engine decrypts and applies again.
+        this.o.requeue(this.o.env);
+        return;
+      }
       try {
         // Reverting drift takes back the fields `kubectl edit/scale` took: that is the point of self-heal.
         await ssa(this.cluster!.api, current.desired, true, false);

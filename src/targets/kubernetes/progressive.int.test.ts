@@ -1,0 +1,285 @@
+import { spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HookSet } from '../../core/delivery.js';
+import type { DesiredApp } from '../../core/model.js';
+import type { AnalysisMetric, RolloutSpec } from '../../core/rollout.js';
+import { EventBus, type Stamped } from '../../engine/events.js';
+import { applyWithHooks } from '../../hooks/around-apply.js';
+import { silentLogger } from '../../log.js';
+import { Store } from '../../store/store.js';
+import { tempDir, waitFor } from '../../../test/helpers.js';
+import { kubectl, kubectlWithInput, kubernetesUnavailable, uniqueNamespace } from '../../../test/k8s.js';
+import { KubernetesTarget } from './kubernetes-target.js';
+
+const why = kubernetesUnavailable();
+const suite = why && !process.env.CI ? describe.skip : describe;
+
+/** Blue/green and canary through the step machine with two Deployments; deploy hook exec steps as Jobs. */
+suite(`kubernetes target: progressive rollouts and hook Jobs${why ? ` (${why})` : ''}`, () => {
+  if (why) {
+    it('can run here', () => {
+      throw new Error(`the Kubernetes suite must run in CI: ${why}`);
+    });
+    return;
+  }
+  const tmp = tempDir('keelson-k8s-prog-');
+  const events: Stamped[] = [];
+  const bus = new EventBus();
+  bus.subscribe((e) => events.push(e));
+  let store: Store;
+  const targets: KubernetesTarget[] = [];
+  // The analysis endpoint: a real HTTP server whose answer the test decides.
+  let status = 200;
+  let server: Server;
+  let checkUrl = '';
+
+  beforeAll(async () => {
+    store = new Store(join(tmp.dir, 'state'));
+    server = createServer((_req, res) => res.writeHead(status).end(String(status)));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    checkUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/check`;
+  });
+  afterAll(async () => {
+    for (const t of targets) {
+      await t.close();
+      kubectl('delete', 'namespace', t.namespace, '--wait=false', '--ignore-not-found');
+    }
+    await new Promise((r) => server.close(r));
+    store.close();
+    tmp.cleanup();
+  });
+
+  const newTarget = (prefix: string) => {
+    const namespace = uniqueNamespace(prefix);
+    const t = new KubernetesTarget({ env: namespace, spec: { namespace }, store, bus, log: silentLogger(), requeue: () => undefined });
+    targets.push(t);
+    return { t, env: namespace, namespace };
+  };
+
+  const metric = (name: string, over: Partial<AnalysisMetric> = {}): AnalysisMetric => ({
+    name,
+    intervalSeconds: 1,
+    count: 1,
+    failureLimit: 0,
+    consecutiveErrorLimit: 4,
+    inconclusiveLimit: 0,
+    timeoutSeconds: 5,
+    http: { url: checkUrl, method: 'GET', expectStatus: [200] },
+    ...over,
+  });
+
+  const app = (env: string, version: string, rollout: RolloutSpec, over: Partial<DesiredApp> = {}): DesiredApp => ({
+    name: 'web',
+    env,
+    version,
+    artifact: {},
+    command: [],
+    vars: { GREETING: 'hello' },
+    replicas: 1,
+    port: 8080,
+    dependsOn: [],
+    progressDeadlineSeconds: 20,
+    terminationGracePeriodSeconds: 5,
+    source: { file: 'apps/web.yaml', line: 1, col: 1 },
+    image: `registry.example/web:${version}`,
+    rollout,
+    ...over,
+  });
+  const ctx = (revision: string, signal?: AbortSignal) => ({ revision: revision.repeat(40).slice(0, 40), checkoutDir: tmp.dir, signal });
+
+  /** Deployment name → [spec.replicas, ready replicas] of the app's Deployments. */
+  const deployments = (namespace: string): Record<string, [number, number]> => {
+    const out: Record<string, [number, number]> = {};
+    const text = kubectl('-n', namespace, 'get', 'deploy', '-o', 'jsonpath={range .items[*]}{.metadata.name} {.spec.replicas} {.status.readyReplicas}{"\\n"}{end}');
+    for (const line of text.split('\n').filter(Boolean)) {
+      const [name, want, ready] = line.split(' ');
+      out[name] = [Number(want), Number(ready || 0)];
+    }
+    return out;
+  };
+  const selectorSet = (namespace: string) => kubectl('-n', namespace, 'get', 'svc/web', '-o', 'jsonpath={.spec.selector.keelson\\.dev/set}');
+  const setOfDeployment = (name: string) => name.replace(/^web-/, '');
+
+  it('blue/green switches the Service selector at once, only after the pre-promotion analysis passed', async () => {
+    const { t, env, namespace } = newTarget('k-bg');
+    const bg = (post: boolean): RolloutSpec => ({
+      strategy: 'blueGreen',
+      blueGreen: { autoPromotionEnabled: true, scaleDownDelaySeconds: 1, prePromotionAnalysis: { metrics: [metric('pre')] }, ...(post ? { postPromotionAnalysis: { metrics: [metric('post')] } } : {}) },
+    });
+    const first = await t.apply(app(env, '1.0.0', bg(true), { replicas: 2 }), ctx('a'));
+    expect(first).toMatchObject({ ok: true, action: 'created' });
+    const [blue] = Object.keys(deployments(namespace));
+    expect(blue).toMatch(/^web-[0-9a-f]{10}$/);
+    expect(selectorSet(namespace)).toBe(setOfDeployment(blue));
+
+    // Every selector the Service ever had, from a watch: one set at a time, never none and never both.
+    const seen: string[] = [];
+    const w = spawn('kubectl', ['-n', namespace, 'get', 'svc/web', '--watch', '--output-watch-events=false', '-o', 'jsonpath={.spec.selector.keelson\\.dev/set}{"\\n"}'], { env: process.env });
+    w.stdout.on('data', (b: Buffer) => seen.push(...b.toString().split('\n').filter(Boolean)));
+    await waitFor('watch started', () => seen.length > 0, 10_000);
+
+    status = 500; // the pre-promotion analysis fails: the switch never happens
+    const from = events.length;
+    const failed = await t.apply(app(env, '2.0.0', bg(true), { replicas: 2 }), ctx('b'));
+    expect(failed).toMatchObject({ ok: false, rolledBack: true });
+    expect(failed.ok === false && failed.message).toMatch(/pre-promotion analysis failed.*all traffic back on 1\.0\.0/);
+    const mine = events.slice(from).filter((e) => 'env' in e && e.env === env);
+    expect(mine.some((e) => e.type === 'rollout.aborted')).toBe(true);
+    expect(mine.some((e) => e.type === 'rollout.completed')).toBe(false);
+    expect(selectorSet(namespace)).toBe(setOfDeployment(blue));
+    await waitFor('green deleted', () => Object.keys(deployments(namespace)).join() === blue, 20_000);
+    expect(deployments(namespace)[blue]).toEqual([2, 2]);
+
+    status = 200;
+    const ok = await t.apply(app(env, '2.0.0', bg(true), { replicas: 2 }), ctx('c'));
+    expect(ok).toMatchObject({ ok: true });
+    const green = await waitFor('blue deleted', () => {
+      const names = Object.keys(deployments(namespace));
+      return names.length === 1 && names[0] !== blue && names[0];
+    }, 20_000);
+    expect(selectorSet(namespace)).toBe(setOfDeployment(green));
+    await waitFor('watch caught up', () => seen.at(-1) === setOfDeployment(green), 10_000);
+    w.kill();
+    // Atomic: every observed selector named exactly one of the two sets.
+    expect(seen.every((s) => s === setOfDeployment(blue) || s === setOfDeployment(green))).toBe(true);
+    expect([...new Set(seen)]).toEqual([setOfDeployment(blue), setOfDeployment(green)]);
+    // Inventory knows the new set only; re-applying changes nothing.
+    const [live] = await t.observe(env);
+    expect(live.objects?.map((o) => o.key).sort()).toEqual([`Deployment/${namespace}/${green}`, `Service/${namespace}/web`]);
+    const again = await t.apply(app(env, '2.0.0', bg(true), { replicas: 2 }), ctx('c'));
+    expect(again.objects?.every((o) => o.action === 'unchanged')).toBe(true);
+  });
+
+  it('blue/green switches back after the switch when the post-promotion analysis fails', async () => {
+    const { t, env, namespace } = newTarget('k-bg2');
+    const spec: RolloutSpec = { strategy: 'blueGreen', blueGreen: { autoPromotionEnabled: true, scaleDownDelaySeconds: 30, postPromotionAnalysis: { metrics: [metric('post')] } } };
+    expect((await t.apply(app(env, '1.0.0', spec), ctx('a'))).ok).toBe(true);
+    const [blue] = Object.keys(deployments(namespace));
+    status = 500;
+    // Seen while the post-promotion analysis runs: traffic is on green, blue still runs.
+    const during = new Promise<{ selector: string; deployments: Record<string, [number, number]> }>((resolve) => {
+      const off = bus.subscribe((e) => {
+        if (e.type === 'rollout.analysis' && e.env === env && e.analysis === 'post-promotion' && e.metric === 'post') {
+          off();
+          resolve({ selector: selectorSet(namespace), deployments: deployments(namespace) });
+        }
+      });
+    });
+    const failed = await t.apply(app(env, '2.0.0', spec), ctx('b'));
+    status = 200;
+    expect(failed).toMatchObject({ ok: false, rolledBack: true });
+    const seen = await during;
+    const green = Object.keys(seen.deployments).find((n) => n !== blue)!;
+    expect(seen.selector).toBe(setOfDeployment(green));
+    expect(seen.deployments[blue]).toEqual([1, 1]);
+    expect(selectorSet(namespace)).toBe(setOfDeployment(blue));
+    await waitFor('green deleted', () => Object.keys(deployments(namespace)).join() === blue, 20_000);
+  });
+
+  it('canary: replica ratio per step, pauses until promoted, then the canary is the app', async () => {
+    const { t, env, namespace } = newTarget('k-canary');
+    const spec: RolloutSpec = {
+      strategy: 'canary',
+      canary: { stickySessions: false, steps: [{ setWeight: 25 }, { pause: {} }, { setWeight: 50 }, { analysis: { metrics: [metric('ok')] } }, { pause: {} }] },
+    };
+    expect((await t.apply(app(env, '1.0.0', spec, { replicas: 4 }), ctx('a'))).ok).toBe(true);
+    const [stable] = Object.keys(deployments(namespace));
+    expect(kubectl('-n', namespace, 'get', 'svc/web', '-o', 'jsonpath={.spec.selector}')).not.toContain('keelson.dev/set');
+
+    const ratios: Record<string, [number, number]>[] = [];
+    const off = bus.subscribe((e) => {
+      if (e.type !== 'rollout.paused' || e.env !== env) return;
+      void waitFor('scaled', () => {
+        const d = deployments(namespace);
+        return Object.keys(d).length === 2 && Object.values(d).every(([want, ready]) => want === ready) && d;
+      }, 20_000).then((d) => {
+        ratios.push(d);
+        bus.publish({ type: 'rollout.promoteRequested', env, app: 'web', full: false });
+      });
+    });
+    const done = await t.apply(app(env, '2.0.0', spec, { replicas: 4 }), ctx('b'));
+    off();
+    expect(done).toMatchObject({ ok: true });
+    const canary = Object.keys(ratios[0]).find((n) => n !== stable)!;
+    // 25 % of 4 → 1 canary beside 3 stable; 50 % → 2 and 2.
+    expect(ratios.map((r) => [r[stable][0], r[canary][0]])).toEqual([
+      [3, 1],
+      [2, 2],
+    ]);
+    await waitFor('stable deleted', () => Object.keys(deployments(namespace)).join() === canary, 20_000);
+    expect(deployments(namespace)[canary]).toEqual([4, 4]);
+    expect(events.some((e) => e.type === 'rollout.completed' && e.env === env)).toBe(true);
+  });
+
+  it('a failed canary analysis returns everything to stable and reports Failed; a new commit cancels a waiting canary', async () => {
+    const { t, env, namespace } = newTarget('k-abort');
+    const failing: RolloutSpec = { strategy: 'canary', canary: { stickySessions: false, steps: [{ setWeight: 50 }, { analysis: { metrics: [metric('errors')] } }] } };
+    expect((await t.apply(app(env, '1.0.0', failing, { replicas: 2 }), ctx('a'))).ok).toBe(true);
+    const [stable] = Object.keys(deployments(namespace));
+    status = 500;
+    const failed = await t.apply(app(env, '2.0.0', failing, { replicas: 2 }), ctx('b'));
+    status = 200;
+    expect(failed).toMatchObject({ ok: false, rolledBack: true });
+    expect(failed.ok === false && failed.message).toMatch(/canary step 1 analysis failed/);
+    expect(events.some((e) => e.type === 'rollout.aborted' && e.env === env && /answered 500/.test(e.reason))).toBe(true);
+    await waitFor('canary deleted', () => Object.keys(deployments(namespace)).join() === stable, 20_000);
+    expect(deployments(namespace)[stable]).toEqual([2, 2]);
+    const live = await waitFor('healthy on stable', async () => (await t.observe(env)).find((a) => a.health === 'Healthy'), 20_000);
+    expect(live).toMatchObject({ version: '1.0.0' });
+    expect(live.objects?.map((o) => o.key).sort()).toEqual([`Deployment/${namespace}/${stable}`, `Service/${namespace}/web`]);
+
+    // A rollout waiting for promotion is cancelled by a newer revision (the engine aborts ApplyContext.signal).
+    const waiting: RolloutSpec = { strategy: 'canary', canary: { stickySessions: false, steps: [{ setWeight: 50 }, { pause: {} }] } };
+    const newer = new AbortController();
+    const off = bus.subscribe((e) => {
+      if (e.type === 'rollout.paused' && e.env === env) newer.abort(new Error('superseded by revision ddddddd'));
+    });
+    const cancelled = await t.apply(app(env, '3.0.0', waiting, { replicas: 2 }), ctx('d', newer.signal));
+    off();
+    expect(cancelled).toMatchObject({ ok: false, rolledBack: true });
+    expect(cancelled.ok === false && cancelled.message).toMatch(/cancelled: superseded by revision ddddddd/);
+    await waitFor('back on stable', () => Object.keys(deployments(namespace)).join() === stable, 20_000);
+  });
+
+  it('rejects request metrics on Kubernetes before anything changes', async () => {
+    const { t, env } = newTarget('k-req');
+    const spec: RolloutSpec = {
+      strategy: 'canary',
+      canary: { stickySessions: true, steps: [{ setWeight: 10 }, { analysis: { metrics: [metric('errors', { http: undefined, requests: { maxErrorRate: 0.01, minRequests: 1 } })] } }] },
+    };
+    const r = await t.apply(app(env, '1.0.0', spec), ctx('a'));
+    expect(r.ok === false && r.message).toMatch(/analysis metric "errors" uses "requests".*Kubernetes target does not have; use an "http" or "exec" check/);
+  });
+
+  it('runs hook exec steps as Jobs from the pod template; a failed preSync Job stops the sync', async () => {
+    const deps = (t: KubernetesTarget) => ({ stateDir: tmp.dir, bus, log: silentLogger(), target: t, store, checkout: async () => tmp.dir });
+    const hooks = (timeoutSeconds: number): HookSet => ({ preSync: [{ name: 'migrate', exec: { command: ['sh', '-c', 'echo migrating'] }, timeoutSeconds, retries: 1, retryDelaySeconds: 0 }] });
+    const rolling: RolloutSpec = { strategy: 'rolling' };
+
+    const ok = newTarget('k-hook');
+    const desired = app(ok.env, '1.0.0', rolling);
+    const from = events.length;
+    const r = await applyWithHooks(deps(ok.t), { app: desired, hooks: hooks(60), revision: 'a'.repeat(40), checkoutDir: tmp.dir, apply: () => ok.t.apply(desired, ctx('a')) });
+    expect(r).toMatchObject({ ok: true });
+    const done = events.slice(from).find((e) => e.type === 'hook.completed' && e.env === ok.env);
+    expect(done).toMatchObject({ phase: 'preSync', step: 'migrate', ok: true, attempt: 1 });
+    expect(done?.type === 'hook.completed' && done.message).toMatch(/^Job web-run-[0-9a-f]{6} succeeded/);
+    await waitFor('hook Job deleted', () => kubectl('-n', ok.namespace, 'get', 'jobs', '-o', 'name') === '', 30_000);
+
+    // A namespace whose quota admits no pod: the Job's pod is never created, its deadline ends it, the sync stops.
+    const bad = newTarget('k-hookfail');
+    kubectl('create', 'namespace', bad.namespace);
+    kubectlWithInput(`apiVersion: v1\nkind: ResourceQuota\nmetadata: { name: no-pods }\nspec: { hard: { pods: "0" } }\n`, '-n', bad.namespace, 'apply', '-f', '-');
+    const desired2 = app(bad.env, '1.0.0', rolling);
+    const from2 = events.length;
+    const r2 = await applyWithHooks(deps(bad.t), { app: desired2, hooks: hooks(2), revision: 'a'.repeat(40), checkoutDir: tmp.dir, apply: () => bad.t.apply(desired2, ctx('a')) });
+    expect(r2).toMatchObject({ ok: false });
+    expect(r2.ok === false && r2.message).toMatch(/preSync hook "migrate" failed after 2 attempts: Job web-run-[0-9a-f]{6} timed out after 2s.*nothing was changed/);
+    const attempts = events.slice(from2).filter((e) => e.type === 'hook.completed' && e.env === bad.env);
+    expect(attempts.map((e) => e.type === 'hook.completed' && e.ok)).toEqual([false, false]);
+    expect(kubectl('-n', bad.namespace, 'get', 'deploy', '-o', 'name')).toBe('');
+  });
+});
