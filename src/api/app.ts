@@ -15,6 +15,8 @@ import { Authenticator } from './auth.js';
 import { installDashboardApi } from './dashboard-api.js';
 import { environmentRoutes } from './environment-routes.js';
 import { rolloutRoutes } from './rollout-routes.js';
+import { rollbackRoutes } from './rollback-routes.js';
+import type { EngineWriter } from '../opsrepo/engine-writer.js';
 import { installSecurity } from './security.js';
 
 export interface ApiDeps {
@@ -28,6 +30,8 @@ export interface ApiDeps {
   audit?: AuditLog;
   version?: string;
   webhookRate?: { burst: number; perSecond: number };
+  /** Commits to the ops repository (GitOps rollback); absent means rollback through the API is unavailable. */
+  writer?: EngineWriter;
 }
 
 /** A problem answered as JSON: `{error, message}` with an HTTP status. */
@@ -151,6 +155,7 @@ export function createApi(d: ApiDeps): Hono {
 
   environmentRoutes(app, { engine, store: d.store });
   rolloutRoutes(app, { bus: engine.bus, knownEnv });
+  rollbackRoutes(app, { writer: d.writer, store: d.store, bus: engine.bus, knownEnv });
   installDashboardApi(app, { engine, store: d.store, auth, audit, version: d.version ?? '0.0.0' });
   installUi(app);
   app.notFound((c) => c.json({ error: 'NotFound', message: `no route ${c.req.method} ${c.req.path}` }, 404));

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Access, RoutePolicy } from './auth.js';
 import * as s from './schemas.js';
+import * as rs from './rollback-schemas.js';
 
 /**
  * Every route of the API in one table: the role it needs (the auth middleware enforces it), whether it is an
@@ -186,6 +187,28 @@ export const routeDocs: RouteDoc[] = [
     action: 'promote-rollout',
     summary: 'Promote a progressive rollout past its pause ({full: true} skips every remaining pause and analysis)',
     responses: { 200: { description: 'promotion requested' }, 404: problem('unknown environment'), 409: problem('no rollout under way'), ...denied },
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/environments/:env/apps/:app/rollback',
+    access: 'viewer',
+    summary: 'Whether the engine can commit a GitOps rollback of the app (and why not), and the revision it would restore',
+    responses: { 200: { description: 'rollback availability and target', schema: rs.rollbackInfoSchema }, 404: problem('unknown environment'), ...denied },
+  },
+  {
+    method: 'POST',
+    path: '/api/v1/environments/:env/apps/:app/rollback',
+    access: 'operator',
+    action: 'rollback',
+    summary: "GitOps rollback by the engine: commits the app's declaration as of `to` (default: the last healthy revision) to the tracked branch, pushes it and deploys it",
+    body: rs.rollbackRequestSchema,
+    responses: {
+      200: { description: 'committed and pushed; the engine deploys it', schema: rs.rollbackResponseSchema },
+      400: problem('invalid body'),
+      404: problem('unknown environment'),
+      409: problem('nothing to roll back, unknown revision, or the ops repository is not writable (a working copy, a tag, a rejected push)'),
+      ...denied,
+    },
   },
   // Routes of other features (environments, rollouts, rollback history): declared here so each has a role.
   { method: 'GET', path: '/api/v1/environments/:env/apps/:app/revisions', access: 'viewer', summary: 'Revisions the app ran, for rollback', responses: { 200: { description: 'revisions' }, ...denied } },

@@ -8,7 +8,7 @@ import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { gt, maxSatisfying, valid, validRange } from 'semver';
 import { ExitError } from '../core/errors.js';
 import type { DesiredState } from '../core/model.js';
-import type { WorkingCopy } from '../opsrepo/working-copy.js';
+import type { FileChange, WorkingCopy } from '../opsrepo/working-copy.js';
 import { parseFile, setStrings } from '../opsrepo/yaml-edit.js';
 import { git } from '../source/git.js';
 
@@ -124,13 +124,18 @@ export function updateMessage(u: AppUpdate): string {
   return `Update ${u.app} ${froms} → ${u.to} in ${u.changes.map((c) => c.env).join(', ')}\n\n${u.changes.map((c) => `${c.env}: ${c.from} -> ${c.to}`).join('\n')}\n\nPolicy: ${u.semver}\nKeelson-Update: ${u.app} ${u.to}\n`;
 }
 
-/** One commit per app; returns the commit shas. */
-export async function writeUpdate(wc: WorkingCopy, u: AppUpdate, o: { branch?: string; push?: boolean } = {}): Promise<string> {
+/** The file edits of one app's update: each opted-in Environment's `apps.<app>.version`. */
+export async function updateChanges(wc: WorkingCopy, u: AppUpdate): Promise<FileChange[]> {
   const files = new Map<string, string>();
   for (const c of u.changes) {
     const loc = await wc.locateEnvironment(c.env);
     const text = files.get(loc.file) ?? (await wc.read(loc.file));
     files.set(loc.file, setStrings(parseFile(text), loc.index, [{ path: ['spec', 'apps', u.app, 'version'], value: c.to }]));
   }
-  return wc.commit([...files].map(([path, content]) => ({ path, content })), { message: updateMessage(u), branch: o.branch, push: o.push });
+  return [...files].map(([path, content]) => ({ path, content }));
+}
+
+/** One commit per app; returns the commit shas. */
+export async function writeUpdate(wc: WorkingCopy, u: AppUpdate, o: { branch?: string; push?: boolean } = {}): Promise<string> {
+  return wc.commit(await updateChanges(wc, u), { message: updateMessage(u), branch: o.branch, push: o.push });
 }

@@ -39,7 +39,10 @@ Safe delivery:
 Commands that talk to a running engine take --server URL (default http://127.0.0.1:7070,
 or KEELSON_SERVER) and --token T (or KEELSON_TOKEN) when the engine has API tokens.
 \`keelson up\` takes --tokens-file F (or KEELSON_TOKENS_FILE, KEELSON_TOKEN_ADMIN/OPERATOR/VIEWER);
-without tokens the API and dashboard are read-only and listen on loopback only.`;
+without tokens the API and dashboard are read-only and listen on loopback only.
+\`keelson up --auto-update-interval 5m\` commits Apps' updatePolicy versions itself (default off);
+its commits (and API rollbacks) are authored by --commit-author "Name <email>" (or KEELSON_COMMIT_AUTHOR;
+default "Keelson <keelson@localhost>") and need a bare or hosted ops repository.`;
 
 /** The CLI boundary: every error ends here as a message and an exit code. */
 export async function main(argv: string[]): Promise<void> {

@@ -14,6 +14,8 @@ import { LocalTarget } from '../targets/local/local-target.js';
 import { createTargetRegistry } from '../targets/default-targets.js';
 import { isLoopback, parse, parseDuration, parseListen } from './args.js';
 import { resolveUpConfig } from './config.js';
+import { AutoUpdater } from '../automation/auto-update.js';
+import { EngineWriter, parseAuthor } from '../opsrepo/engine-writer.js';
 
 /** `keelson up`: the engine, the API and the supervisor until SIGINT/SIGTERM. Apps keep running after it stops. */
 export async function up(argv: string[]): Promise<void> {
@@ -28,6 +30,8 @@ export async function up(argv: string[]): Promise<void> {
     config: { type: 'string' },
     'webhook-secret-file': { type: 'string' },
     'tokens-file': { type: 'string' },
+    'auto-update-interval': { type: 'string' },
+    'commit-author': { type: 'string' },
   });
   const cfg = resolveUpConfig({
     repo: values.repo,
@@ -67,7 +71,18 @@ export async function up(argv: string[]): Promise<void> {
   registerProxyMetrics(metrics.registry, () => target.proxy.stats());
   const notifier = new Notifier({ bus, log, environment: (env) => engine!.desiredEnvironment(env), link: (env) => `http://${cfg.listen}/api/v1/status?env=${encodeURIComponent(env)}` });
   notifier.start();
-  const api = createApi({ engine, store, metrics, log, webhookSecret: cfg.webhookSecret, auth, version });
+  // The engine's own commits to the ops repository: GitOps rollback from the API, version automation.
+  const authorText = values['commit-author'] ?? (process.env.KEELSON_COMMIT_AUTHOR || undefined);
+  let author;
+  try {
+    author = authorText ? parseAuthor(authorText) : undefined;
+  } catch (err) {
+    throw new ExitError(2, errorMessage(err));
+  }
+  const writer = new EngineWriter({ source: engine.source, refresh: () => engine!.refresh(), log, author });
+  const autoUpdateMs = values['auto-update-interval'] ? parseDuration(values['auto-update-interval']) : 0;
+  const autoUpdater = autoUpdateMs > 0 ? new AutoUpdater({ writer, bus, log, intervalMs: autoUpdateMs }) : undefined;
+  const api = createApi({ engine, store, metrics, log, webhookSecret: cfg.webhookSecret, auth, version, writer });
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: api.fetch, hostname: listen.host, port: listen.port }, () => resolve(s));
@@ -84,6 +99,7 @@ export async function up(argv: string[]): Promise<void> {
     stopping = true;
     log.info({ signal }, 'keelson stopping; supervised apps keep running');
     server.close();
+    autoUpdater?.stop();
     await engine!.stop().catch((err) => log.error({ err: errorMessage(err) }, 'engine stop failed'));
     store.close();
     process.exit(0);
@@ -95,6 +111,10 @@ export async function up(argv: string[]): Promise<void> {
 
   try {
     await engine.start();
+    if (autoUpdater) {
+      autoUpdater.start();
+      log.info({ intervalms: autoUpdateMs }, 'version automation started');
+    }
   } catch (err) {
     // The engine keeps serving status; the loop retries the source.
     log.error({ err: errorMessage(err) }, 'engine start failed');

@@ -38,6 +38,9 @@ export type KeelsonEvent =
   | { type: 'pause.changed'; env: string; app: string | null; paused: boolean }
   | { type: 'run.started'; env: string; app: string; command: string }
   | { type: 'run.completed'; env: string; app: string; command: string; code: number | null; signal: string | null; durationMs: number; message: string }
+  | { type: 'automation.committed'; env: string; app: string; from: string; to: string; commit: string; message: string }
+  | { type: 'automation.failed'; app: string | null; message: string }
+  | { type: 'rollback.committed'; env: string; app: string; to: string; commit: string; actor: string; message: string }
   | RolloutEvent;
 
 /** Progressive rollouts (blue/green, canary); see src/rollout/. */

@@ -116,6 +116,16 @@ export class GitSource {
     return this.refName;
   }
 
+  /** The bare clone in the state dir; known after `init()`. */
+  get cloneDir(): string {
+    return this.gitDir;
+  }
+
+  /** The remote as configured (credentials included: never log it); a local directory's top level after `init()`. */
+  get remoteUrl(): string {
+    return this.url;
+  }
+
   /** Creates the clone, or reuses the one from an earlier run. Idempotent; `fetch()` calls it. */
   init(): Promise<void> {
     this.initializing ??= this.doInit().catch((err) => {

@@ -129,6 +129,13 @@ spec:
     await page.screenshot({ path: join(shots, '3-app.png'), fullPage: true });
   });
 
+  it('disables Rollback with the reason when the ops repository is a working copy', async () => {
+    const rollback = page.locator('#action-rollback');
+    await rollback.waitFor();
+    expect(await rollback.isDisabled()).toBe(true);
+    expect(await page.locator('#rollback-why').innerText()).toBe(`Rollback unavailable: the ops repository at ${ops} is a working copy; use keelson rollback/update there, or point Keelson at a bare or hosted repository`);
+  });
+
   it('pauses and resumes the app; the audit log records who did it', async () => {
     await page.getByRole('button', { name: 'Pause' }).click();
     await expect.poll(() => page.locator('.summary').innerText()).toMatch(/Suspended[\s\S]*Paused/);

@@ -278,6 +278,56 @@ function appView(env, app) {
     load();
   }
 
+  /** The GitOps rollback: shows the revision it restores, asks for confirmation and a reason, commits through the engine. */
+  async function rollbackAction() {
+    const info = await api(`${base}/rollback`).catch((err) => ({ writable: false, reason: err.message, target: null }));
+    const t = info.target;
+    const why = !info.writable ? info.reason : !t ? 'no earlier healthy revision of this app is known' : null;
+    const label = t ? `Roll back to ${short(t.revision)}${t.version ? ` (${t.version})` : ''}` : 'Roll back';
+    const button = h('button', { type: 'button', class: 'secondary', id: 'action-rollback', disabled: !!why, 'aria-describedby': why ? 'rollback-why' : null, onclick: () => confirmRollback(t) }, label);
+    const box = h('span', { class: 'rollback' }, button, why ? h('span', { class: 'meta', id: 'rollback-why' }, ` Rollback unavailable: ${why}`) : null);
+    // Overlapping refreshes: the newest answer replaces the older one.
+    const old = actions.querySelector('.rollback');
+    if (old) old.replaceWith(box);
+    else actions.append(box);
+  }
+
+  function confirmRollback(t) {
+    const reason = h('input', { id: 'rollback-reason', type: 'text', required: true, maxlength: 500 });
+    const dialog = h('dialog', { id: 'rollback-dialog', 'aria-labelledby': 'rollback-title' });
+    const form = h('form', {
+      method: 'dialog',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        dialog.close();
+        dialog.remove();
+        for (const b of actions.querySelectorAll('button')) b.disabled = true;
+        try {
+          const r = await api(`${base}/rollback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to: t.revision, reason: reason.value.trim() }) });
+          announce(r.message);
+          errorBox.replaceChildren(h('p', { class: 'notice', role: 'status' }, r.message));
+        } catch (err) {
+          announce(`rollback failed: ${err.message}`);
+          errorBox.replaceChildren(h('p', { class: 'error', role: 'alert' }, `rollback failed: ${err.message}`));
+        }
+        load();
+      },
+    },
+      h('h2', { id: 'rollback-title' }, `Roll back ${app} in ${env}?`),
+      h('p', {}, `This commits the declaration of ${app} as at revision ${short(t.revision)}${t.version ? ` (version ${t.version})` : ''} to the ops repository; the engine then deploys it.`),
+      h('label', { for: 'rollback-reason' }, 'Reason (written into the commit)'),
+      reason,
+      h('div', { class: 'actions' },
+        h('button', { type: 'submit', id: 'rollback-confirm' }, 'Commit rollback'),
+        h('button', { type: 'button', class: 'secondary', onclick: () => { dialog.close(); dialog.remove(); } }, 'Cancel'),
+      ),
+    );
+    dialog.append(form);
+    document.body.append(dialog);
+    dialog.showModal();
+    reason.focus();
+  }
+
   async function load() {
     let d;
     try {
@@ -293,6 +343,7 @@ function appView(env, app) {
         h('button', { type: 'button', id: 'action-sync', onclick: () => act('sync'), disabled: d.paused || d.environmentPaused }, 'Sync now'),
         h('button', { type: 'button', class: 'secondary', id: 'action-pause', onclick: () => act(d.paused ? 'resume' : 'pause') }, d.paused ? 'Resume' : 'Pause'),
       );
+      rollbackAction();
     }
     const row = (k, ...v) => [h('dt', {}, k), h('dd', {}, ...v)];
     summary.replaceChildren(
