@@ -152,7 +152,7 @@ export function startKeelson({ repo, stateDir, apiPort, poll = '1s', logFile }) 
   const token = `kls_bench_${randomBytes(16).toString('hex')}`;
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, KEELSON_LOG_LEVEL: 'info', KEELSON_TOKEN_OPERATOR: token },
+    env: { KEELSON_LOG_LEVEL: 'info', ...process.env, KEELSON_TOKEN_OPERATOR: token },
   });
   const chunks = [];
   child.stdout.on('data', (c) => chunks.push(c));

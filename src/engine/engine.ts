@@ -6,6 +6,7 @@ import { formatIssue, type HealthCode, type Issue, type SyncCode } from '../core
 import type { Logger } from '../log.js';
 import { formatPlan, hasChanges, planEnvironment, specKey, type Plan, type PlanStep } from '../plan/plan.js';
 import { renderRepository } from '../render/index.js';
+import { git } from '../source/git.js';
 import { GitSource, type FetchResult } from '../source/git-source.js';
 import type { AppChange, Store } from '../store/store.js';
 import { hashDirectory } from '../targets/local/releases.js';
@@ -116,7 +117,6 @@ export class Engine {
   private readonly forced = new Map<string, Set<string>>();
   /** Apps of a `sync --force` in progress: their apply takes over fields other managers own. */
   private readonly takeover = new Map<string, Set<string>>();
-  private readonly digestCache = new Map<string, string>();
   private stopped = false;
   private goodUnpin?: () => void;
   /** The revision each environment's unchanged apps were last recorded at. */
@@ -192,6 +192,7 @@ export class Engine {
       return;
     }
     const root = checkoutDir;
+    const t0 = performance.now();
     const rendered = await renderRepository({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
     const { desired } = rendered;
     // Secrets are decrypted (and MAC-verified) before a revision is used: a bad one changes nothing live.
@@ -204,7 +205,9 @@ export class Engine {
       this.log.warn({ revision, issues: issues.length }, 'render failed');
       return;
     }
-    await this.addDigests(desired, root);
+    const t1 = performance.now();
+    await this.addDigests(desired, root, revision);
+    this.log.debug({ revision, renderms: Math.round(t1 - t0), digestms: Math.round(performance.now() - t1) }, 'revision rendered');
     this.renderError = undefined;
     const previousEnvs = new Set(this.good?.desired.environments.map((e) => e.name) ?? []);
     this.goodUnpin?.();
@@ -237,7 +240,12 @@ export class Engine {
   }
 
   /** Content digests of artifact directories, so a changed file under the same version still rolls out. */
-  private async addDigests(desired: DesiredState, root: string): Promise<void> {
+  /**
+   * Content digests of artifact directories, so a changed file under the same version still rolls out. A directory's
+   * git tree id is its content hash: one `git ls-tree` per revision gives them all, however many apps there are.
+   */
+  private async addDigests(desired: DesiredState, root: string, revision: string): Promise<void> {
+    let trees: Map<string, string> | undefined;
     for (const env of desired.environments) {
       for (const app of env.apps) {
         if (!app.artifact.path) {
@@ -245,18 +253,26 @@ export class Engine {
           continue;
         }
         const rel = relative(root, app.artifact.path);
-        const cacheKey = `${root}:${rel}`;
-        let digest = this.digestCache.get(cacheKey);
-        if (!digest) {
-          digest = await hashDirectory(app.artifact.path).catch(() => 'missing');
-          this.digestCache.set(cacheKey, digest);
-        }
+        trees ??= await this.treeIds(revision);
+        const digest = trees.get(rel) ?? (await hashDirectory(app.artifact.path).catch(() => 'missing'));
         // The checkout dir differs per revision; relative paths keep the spec stable across revisions.
         app.artifact = { ...app.artifact, path: rel, digest };
       }
     }
-    if (this.digestCache.size > 5000) this.digestCache.clear();
   }
+
+  /** Every directory of a revision → its git tree id. */
+  private async treeIds(revision: string): Promise<Map<string, string>> {
+    const out = await git(['ls-tree', '-r', '-d', '-z', '--full-tree', revision], { cwd: this.source.cloneDir }).catch(() => '');
+    const trees = new Map<string, string>();
+    for (const entry of out.split('\0')) {
+      const tab = entry.indexOf('\t');
+      if (tab < 0) continue;
+      trees.set(entry.slice(tab + 1), `tree:${entry.slice(0, tab).split(' ')[2]}`);
+    }
+    return trees;
+  }
+
 
   environmentNames(): string[] {
     const names = new Set<string>(this.good?.desired.environments.map((e) => e.name) ?? []);
