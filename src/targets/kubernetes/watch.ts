@@ -90,8 +90,8 @@ export class ObjectWatch {
       selector,
     );
     watch.informer = informer;
-    informer.on('add', (o) => this.emit('add', this.put(o, apiVersion, kind)));
-    informer.on('update', (o) => this.emit('update', this.put(o, apiVersion, kind)));
+    informer.on('add', (o) => this.emit('add', this.put(slim(o), apiVersion, kind)));
+    informer.on('update', (o) => this.emit('update', this.put(slim(o), apiVersion, kind)));
     informer.on('delete', (o) => {
       const obj = withVersion(o, apiVersion, kind);
       this.cache.delete(identity(obj));
@@ -107,7 +107,7 @@ export class ObjectWatch {
     });
     // start() resolves once the first list is in and the watch is open.
     await informer.start();
-    for (const o of informer.list()) this.put(o, apiVersion, kind);
+    for (const o of informer.list()) this.put(slim(o), apiVersion, kind);
   }
 
   /** A write's response: newer than the cache until the watch delivers it (never replaces a newer generation). */
@@ -141,4 +141,13 @@ export class ObjectWatch {
 /** List items carry no apiVersion/kind; the informer's objects get them from the watched collection. */
 function withVersion(o: KObject, apiVersion: string, kind: string): KObject {
   return o.apiVersion && o.kind ? o : { ...o, apiVersion, kind };
+}
+
+/**
+ * Drops what nothing here reads from a watched object, in place (the informer's own cache holds the same object):
+ * managed fields are often half of an object's size, and thousands of objects are cached.
+ */
+function slim(o: KObject): KObject {
+  if (o?.metadata?.managedFields) delete o.metadata.managedFields;
+  return o;
 }
