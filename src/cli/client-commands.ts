@@ -1,21 +1,19 @@
 import { ExitError } from '../core/errors.js';
+import { call, clientFlags, connection, request } from './engine-client.js';
 import type { StatusView } from '../engine/engine.js';
 import type { SyncRecord } from '../store/store.js';
 import { parse } from './args.js';
 import { withProgress } from './progress.js';
 import { watchStatus } from './watch.js';
 
-const common = { server: { type: 'string' }, env: { type: 'string' }, app: { type: 'string' }, json: { type: 'boolean' }, token: { type: 'string' } } as const;
+const common = { ...clientFlags, env: { type: 'string' }, app: { type: 'string' }, json: { type: 'boolean' } } as const;
 
-/** Bearer token for the API: --token or KEELSON_TOKEN. */
-let authHeaders: Record<string, string> = {};
 
 /** Commands that talk to a running engine over its API. */
 export async function run(cmd: string, argv: string[]): Promise<void> {
   const { values } = parse(argv, { ...common, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' }, watch: { type: 'boolean', short: 'w' }, force: { type: 'boolean' } });
-  const server = (values.server ?? process.env.KEELSON_SERVER ?? 'http://127.0.0.1:7070').replace(/\/$/, '');
-  const token = values.token ?? process.env.KEELSON_TOKEN;
-  authHeaders = token ? { authorization: `Bearer ${token}` } : {};
+  const conn = connection(values);
+  const { server, headers: authHeaders } = conn;
   const need = (name: 'env' | 'app') => {
     const v = values[name];
     if (!v) throw new ExitError(2, `keelson ${cmd} needs --${name}`);
@@ -25,14 +23,14 @@ export async function run(cmd: string, argv: string[]): Promise<void> {
     case 'status': {
       if (values.watch) {
         const path = `/api/v1/status${values.env ? `?env=${encodeURIComponent(values.env)}` : ''}`;
-        return watchStatus({ server, headers: authHeaders, fetchText: async () => formatStatus(await call<StatusView>(server, path)) });
+        return watchStatus({ server, headers: authHeaders, fetchText: async () => formatStatus(await call<StatusView>(conn, path)) });
       }
-      const status = await call<StatusView>(server, `/api/v1/status${values.env ? `?env=${encodeURIComponent(values.env)}` : ''}`);
+      const status = await call<StatusView>(conn, `/api/v1/status${values.env ? `?env=${encodeURIComponent(values.env)}` : ''}`);
       console.log(values.json ? JSON.stringify(status, null, 2) : formatStatus(status));
       return;
     }
     case 'diff': {
-      const r = await call<{ text: string; plan: unknown }>(server, `/api/v1/environments/${need('env')}/plan`);
+      const r = await call<{ text: string; plan: unknown }>(conn, `/api/v1/environments/${need('env')}/plan`);
       console.log(values.json ? JSON.stringify(r.plan, null, 2) : r.text);
       return;
     }
@@ -40,7 +38,7 @@ export async function run(cmd: string, argv: string[]): Promise<void> {
       const env = need('env');
       const label = `syncing ${values.env}${values.app ? `/${values.app}` : ''}`;
       const r = await withProgress({ server, headers: authHeaders, env: values.env!, label }, () =>
-        call<{ result: string; message: string }>(server, `/api/v1/environments/${env}/sync`, {
+        call<{ result: string; message: string }>(conn, `/api/v1/environments/${env}/sync`, {
           method: 'POST',
           body: JSON.stringify({ ...(values.app ? { app: values.app } : {}), ...(values.force ? { force: true } : {}) }),
           headers: { 'content-type': 'application/json' },
@@ -52,37 +50,19 @@ export async function run(cmd: string, argv: string[]): Promise<void> {
     }
     case 'history': {
       const q = new URLSearchParams({ env: values.env ?? '', ...(values.app ? { app: values.app } : {}) });
-      const r = await call<{ syncs: SyncRecord[] }>(server, `/api/v1/history?${q}`);
+      const r = await call<{ syncs: SyncRecord[] }>(conn, `/api/v1/history?${q}`);
       if (values.json) console.log(JSON.stringify(r.syncs, null, 2));
       else console.log(formatHistory(r.syncs));
       return;
     }
     case 'logs': {
       const path = `/api/v1/environments/${need('env')}/apps/${need('app')}/logs?tail=${values.tail ?? 100}${values.follow ? '&follow=1' : ''}`;
-      const res = await request(server, path);
+      const res = await request(conn, path);
       if (!res.body) return;
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) process.stdout.write(chunk);
       return;
     }
   }
-}
-
-async function request(server: string, path: string, init?: RequestInit): Promise<Response> {
-  let res: Response;
-  try {
-    res = await fetch(server + path, { ...init, headers: { ...authHeaders, ...(init?.headers as Record<string, string> | undefined) } });
-  } catch {
-    throw new ExitError(1, `cannot reach Keelson at ${server}; is \`keelson up\` running? (set --server or KEELSON_SERVER)`);
-  }
-  if (!res.ok) {
-    const body = (await res.json().catch(() => ({}))) as { message?: string };
-    throw new ExitError(1, body.message ?? `${res.status} ${res.statusText}`);
-  }
-  return res;
-}
-
-async function call<T>(server: string, path: string, init?: RequestInit): Promise<T> {
-  return (await (await request(server, path, init)).json()) as T;
 }
 
 function table(rows: string[][]): string {

@@ -3,35 +3,14 @@ import { ExitError } from '../core/errors.js';
 import { formatWhere, type WhereView } from '../environments/where.js';
 import type { RunFrame } from '../run/one-off.js';
 import { parse } from './args.js';
-
-const clientFlags = { server: { type: 'string' }, token: { type: 'string' } } as const;
-
-function connection(values: { server?: string; token?: string }) {
-  const server = (values.server ?? process.env.KEELSON_SERVER ?? 'http://127.0.0.1:7070').replace(/\/$/, '');
-  const token = values.token ?? process.env.KEELSON_TOKEN;
-  return { server, headers: token ? { authorization: `Bearer ${token}` } : ({} as Record<string, string>) };
-}
-
-async function request(server: string, path: string, init: RequestInit): Promise<Response> {
-  let res: Response;
-  try {
-    res = await fetch(server + path, init);
-  } catch {
-    throw new ExitError(1, `cannot reach Keelson at ${server}; is \`keelson up\` running? (set --server or KEELSON_SERVER)`);
-  }
-  if (!res.ok) {
-    const body = (await res.json().catch(() => ({}))) as { message?: string };
-    throw new ExitError(1, body.message ?? `${res.status} ${res.statusText}`);
-  }
-  return res;
-}
+import { clientFlags, connection, request } from './engine-client.js';
 
 export async function where(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, { ...clientFlags, json: { type: 'boolean' } }, true);
   if (positionals.length === 0) throw new ExitError(2, 'usage: keelson where APP... [--json]');
-  const { server, headers } = connection(values);
+  const conn = connection(values);
   const views: WhereView[] = [];
-  for (const app of positionals) views.push((await (await request(server, `/api/v1/apps/${encodeURIComponent(app)}/where`, { headers })).json()) as WhereView);
+  for (const app of positionals) views.push((await (await request(conn, `/api/v1/apps/${encodeURIComponent(app)}/where`)).json()) as WhereView);
   if (values.json) console.log(JSON.stringify(views.length === 1 ? views[0] : views, null, 2));
   else console.log(views.map((v) => `${positionals.length > 1 ? `${v.app}:\n` : ''}${formatWhere(v)}`).join('\n\n'));
 }
@@ -42,12 +21,12 @@ export async function runOneOff(argv: string[]): Promise<void> {
   if (dash < 0 || dash === argv.length - 1) throw new ExitError(2, 'usage: keelson run --env E --app A [--timeout 10m] -- CMD [ARGS...]');
   const { values } = parse(argv.slice(0, dash), { ...clientFlags, env: { type: 'string' }, app: { type: 'string' }, timeout: { type: 'string' } });
   if (!values.env || !values.app) throw new ExitError(2, 'keelson run needs --env and --app');
-  const { server, headers } = connection(values);
+  const conn = connection(values);
   const { parseDuration } = await import('./args.js');
   const body = { argv: argv.slice(dash + 1), ...(values.timeout ? { timeoutSeconds: parseDuration(values.timeout) / 1000 } : {}) };
-  const res = await request(server, `/api/v1/environments/${encodeURIComponent(values.env)}/apps/${encodeURIComponent(values.app)}/run`, {
+  const res = await request(conn, `/api/v1/environments/${encodeURIComponent(values.env)}/apps/${encodeURIComponent(values.app)}/run`, {
     method: 'POST',
-    headers: { ...headers, 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
   let buffer = '';

@@ -3,33 +3,11 @@
  * to keep duplicates and case, and lower-cases a name only when its length matches a header we act on.
  */
 
-// Hop-by-hop headers (RFC 9110 7.6.1) plus ones the proxy sets itself or has already handled.
-const requestDropped = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'expect', // Node has already answered `100-continue`
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-]);
-const responseDropped = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
+// Hop-by-hop headers (RFC 9110 7.6.1): never forwarded either way.
+const hopByHop = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+// Plus, on requests, the ones the proxy sets itself or has already handled.
+const requestDropped = new Set([...hopByHop, 'expect' /* Node has already answered `100-continue` */, 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+const responseDropped = new Set(hopByHop);
 const lengths = new Set([...requestDropped, 'host', 'content-length'].map((n) => n.length));
 
 /** Header names listed in a `Connection` value, other than the usual ones; null when there are none. */
