@@ -239,8 +239,12 @@ ${withWorker ? '    worker: {}\n' : ''}`;
     await webhook();
     await waitFor('worker pruned', async () => (await appStatus('worker')) === undefined);
     expect(processStartTime(pid)).toBeUndefined();
-    const history = await getJson(`${api}/api/v1/history?env=dev&app=worker`);
-    expect(history.syncs[0].changes).toContainEqual(expect.objectContaining({ app: 'worker', action: 'deleted' }));
+    // The sync's history entry is written when the whole sync ends, just after the worker stopped.
+    const prune = await waitFor('the prune recorded', async () => {
+      const last = (await getJson(`${api}/api/v1/history?env=dev&app=worker`)).syncs[0];
+      return last?.changes.some((c: any) => c.app === 'worker' && c.action === 'deleted') && last;
+    });
+    expect(prune.result).toBe('Succeeded');
     expect(existsSync(join(state, 'keelson.db'))).toBe(true);
     expect(readFileSync(join(ops, 'environments/dev.yaml'), 'utf8')).not.toContain('worker');
   });

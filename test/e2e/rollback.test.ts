@@ -84,7 +84,8 @@ spec:
     git(ops, 'remote', 'add', 'origin', remote);
     git(ops, 'push', '-q', '-u', 'origin', 'main');
     keelson = startKeelson(['--repo', ops, '--state-dir', state, '--listen', `127.0.0.1:${apiPort}`, '--poll', '1s'], join(tmp.dir, 'keelson.log'));
-    await waitFor('1.0.0 deployed', async () => (await web())?.version === '1.0.0' && (await web()).sync === 'Synced');
+    // Synced shows as soon as the new template runs; the sync itself ends once it is ready and recorded.
+    await waitFor('1.0.0 deployed', async () => (await getJson(`${api}/api/v1/history?env=dev&app=web`)).syncs[0]?.result === 'Succeeded');
   });
 
   afterAll(async () => {
