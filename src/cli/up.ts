@@ -9,6 +9,7 @@ import { EventBus } from '../engine/events.js';
 import { createLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
 import { Notifier } from '../notify/notifier.js';
+import { HealthWatch } from '../engine/health-watch.js';
 import { Store } from '../store/store.js';
 import { LocalTarget } from '../targets/local/local-target.js';
 import { createTargetRegistry } from '../targets/default-targets.js';
@@ -71,6 +72,8 @@ export async function up(argv: string[]): Promise<void> {
   registerProxyMetrics(metrics.registry, () => target.proxy.stats());
   const notifier = new Notifier({ bus, log, environment: (env) => engine!.desiredEnvironment(env), link: (env) => `http://${cfg.listen}/api/v1/status?env=${encodeURIComponent(env)}` });
   notifier.start();
+  // health.changed events (healthDegraded notifications, the event stream, the dashboard).
+  new HealthWatch(bus, engine).start();
   // The engine's own commits to the ops repository: GitOps rollback from the API, version automation.
   const authorText = values['commit-author'] ?? (process.env.KEELSON_COMMIT_AUTHOR || undefined);
   let author;
