@@ -8,6 +8,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { describe, it } from 'vitest';
 
 export function kubernetesUnavailable(): string | undefined {
   const kubeconfig = process.env.KUBECONFIG;
@@ -35,4 +36,22 @@ export function kubectlWithInput(input: string, ...args: string[]): string {
 /** A namespace name unique to this test run. */
 export function uniqueNamespace(prefix: string): string {
   return `${prefix}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 7)}`.slice(0, 63);
+}
+
+/**
+ * A suite against the test control plane. Without one it is skipped and says why, except in CI, where it fails:
+ * a Kubernetes suite that did not run must not pass.
+ */
+export function kubernetesSuite(name: string, body: () => void): void {
+  const why = kubernetesUnavailable();
+  const suite = why && !process.env.CI ? describe.skip : describe;
+  suite(`${name}${why ? ` (${why})` : ''}`, () => {
+    if (why) {
+      it('can run here', () => {
+        throw new Error(`the Kubernetes suite must run in CI: ${why}`);
+      });
+      return;
+    }
+    body();
+  });
 }

@@ -1,19 +1,10 @@
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { root } from '../../../test/helpers.js';
-import { kubectl, kubernetesUnavailable } from '../../../test/k8s.js';
-
-const why = kubernetesUnavailable();
-const suite = why && !process.env.CI ? describe.skip : describe;
+import { kubectl, kubernetesSuite } from '../../../test/k8s.js';
 
 /** deploy/kubernetes/: Keelson's own manifests apply cleanly and grant what the target needs, no more. */
-suite(`deploy/kubernetes manifests${why ? ` (${why})` : ''}`, () => {
-  if (why) {
-    it('can run here', () => {
-      throw new Error(`the Kubernetes suite must run in CI: ${why}`);
-    });
-    return;
-  }
+kubernetesSuite('deploy/kubernetes manifests', () => {
   const file = join(root, 'deploy', 'kubernetes', 'keelson.yaml');
   afterAll(() => {
     kubectl('delete', '-f', file, '--wait=false', '--ignore-not-found');

@@ -1,24 +1,15 @@
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { DesiredApp } from '../../core/model.js';
 import { EventBus, type Stamped } from '../../engine/events.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
 import { tempDir, waitFor, writeTree } from '../../../test/helpers.js';
-import { kubectl, kubectlWithInput, kubernetesUnavailable, uniqueNamespace } from '../../../test/k8s.js';
+import { kubectl, kubectlWithInput, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
 import { KubernetesTarget } from './kubernetes-target.js';
 
-const why = kubernetesUnavailable();
-const suite = why && !process.env.CI ? describe.skip : describe;
-
 /** The Kubernetes target against the real test control plane; every test has its own namespace. */
-suite(`kubernetes target${why ? ` (${why})` : ''}`, () => {
-  if (why) {
-    it('can run here', () => {
-      throw new Error(`the Kubernetes suite must run in CI: ${why}`);
-    });
-    return;
-  }
+kubernetesSuite('kubernetes target', () => {
   const tmp = tempDir('keelson-k8s-');
   const events: Stamped[] = [];
   const bus = new EventBus();

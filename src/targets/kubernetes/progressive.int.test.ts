@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { HookSet } from '../../core/delivery.js';
 import type { DesiredApp } from '../../core/model.js';
 import type { AnalysisMetric, RolloutSpec } from '../../core/rollout.js';
@@ -11,20 +11,11 @@ import { applyWithHooks } from '../../hooks/around-apply.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
 import { tempDir, waitFor } from '../../../test/helpers.js';
-import { kubectl, kubectlWithInput, kubernetesUnavailable, uniqueNamespace } from '../../../test/k8s.js';
+import { kubectl, kubectlWithInput, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
 import { KubernetesTarget } from './kubernetes-target.js';
 
-const why = kubernetesUnavailable();
-const suite = why && !process.env.CI ? describe.skip : describe;
-
 /** Blue/green and canary through the step machine with two Deployments; deploy hook exec steps as Jobs. */
-suite(`kubernetes target: progressive rollouts and hook Jobs${why ? ` (${why})` : ''}`, () => {
-  if (why) {
-    it('can run here', () => {
-      throw new Error(`the Kubernetes suite must run in CI: ${why}`);
-    });
-    return;
-  }
+kubernetesSuite('kubernetes target: progressive rollouts and hook Jobs', () => {
   const tmp = tempDir('keelson-k8s-prog-');
   const events: Stamped[] = [];
   const bus = new EventBus();

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import type { DesiredApp } from '../../core/model.js';
 import { EventBus, type Stamped } from '../../engine/events.js';
@@ -9,21 +9,13 @@ import { generateKey } from '../../secrets/age-keys.js';
 import { encryptSops, parsePlain } from '../../secrets/sops.js';
 import { Store } from '../../store/store.js';
 import { tempDir, waitFor, writeTree } from '../../../test/helpers.js';
-import { kubectl, kubectlWithInput, kubernetesUnavailable, uniqueNamespace } from '../../../test/k8s.js';
+import { kubectl, kubectlWithInput, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
 import { KubernetesTarget } from './kubernetes-target.js';
 
-const why = kubernetesUnavailable();
-const suite = why && !process.env.CI ? describe.skip : describe;
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 
 /** SOPS secrets as a Secret (never stored, logged or diffed in plaintext), `--force` taking over conflicts, `keelson run` as a Job. */
-suite(`kubernetes target: secrets, --force, one-off runs${why ? ` (${why})` : ''}`, () => {
-  if (why) {
-    it('can run here', () => {
-      throw new Error(`the Kubernetes suite must run in CI: ${why}`);
-    });
-    return;
-  }
+kubernetesSuite('kubernetes target: secrets, --force, one-off runs', () => {
   const tmp = tempDir('keelson-k8s-secrets-');
   const events: Stamped[] = [];
   const bus = new EventBus();
