@@ -1,5 +1,5 @@
 import type { DesiredApp, DesiredEnvironment } from '../core/model.js';
-import { diffSpecs, type FieldChange } from '../diff/diff.js';
+import { diffSpecs, formatChange, type FieldChange } from '../diff/diff.js';
 import type { LiveApp } from '../targets/target.js';
 
 /**
@@ -98,7 +98,7 @@ export function formatPlan(plan: Plan): string {
     const versions = s.from && s.to && s.from !== s.to ? ` ${s.from} → ${s.to}` : s.to ? ` ${s.to}` : s.from ? ` ${s.from}` : '';
     lines.push(`  ${s.action.padEnd(7)} ${s.app}${versions}  (${s.reason})`);
     if (s.action !== 'none' && s.action !== 'create') {
-      for (const c of s.changes) lines.push(`      ${c.path}: ${JSON.stringify(c.live)} → ${JSON.stringify(c.desired)}`);
+      for (const c of s.changes) lines.push(`      ${formatChange(c)}`);
     }
     for (const o of s.objects ?? []) {
       if (o.action === 'none') continue;
