@@ -140,8 +140,7 @@ ${withWorker ? '    worker: {}\n' : ''}`;
     await loop.stop();
     expect(loop.failures).toEqual([]);
     expect(loop.bodies.get('version 1.0.0 hi')).toBeGreaterThan(0);
-    const history = runCli(['history', '--env', 'dev', '--server', api]);
-    expect(history.stdout).toContain('web configured (1.0.0 → 1.1.0)');
+    await waitFor('sync recorded', () => runCli(['history', '--env', 'dev', '--server', api]).stdout.includes('web configured (1.0.0 → 1.1.0)'));
   });
 
   it('heals a replica killed with kill -9', async () => {
@@ -205,7 +204,11 @@ ${withWorker ? '    worker: {}\n' : ''}`;
     expect(web.message).toContain('boom: DATABASE_URL is not set');
     expect(loop.failures).toEqual([]);
     expect(loop.bodies.get('version 2.0.0 hi')).toBeUndefined();
-    const history = await getJson(`${api}/api/v1/history?env=dev&app=web`);
+    // The status turns Failed a moment before the sync is recorded.
+    const history = await waitFor('failed sync recorded', async () => {
+      const h = await getJson(`${api}/api/v1/history?env=dev&app=web`);
+      return h.syncs[0]?.revision === commits.v2 && h;
+    });
     expect(history.syncs[0]).toMatchObject({ result: 'Failed', revision: commits.v2 });
     // The same failed spec is not retried on every poll.
     const syncsBefore = history.syncs.length;

@@ -136,7 +136,11 @@ spec:
     writeFileSync(path, await encryptSops(parsePlain(`user: app\npassword: ${pw2}\n`, 'yaml', 'db'), { format: 'yaml', recipients: [recipient], previous: before }));
     commitAll(ops, 'rotate the database password');
     await waitFor('new password served', async () => (await served()).password === sha(pw2), 30_000);
-    const history = await getJson(`${api}/api/v1/history?env=dev`);
+    // The new replica serves a moment before the sync that started it is recorded.
+    const history = await waitFor('rotation sync recorded', async () => {
+      const h = await getJson(`${api}/api/v1/history?env=dev`);
+      return h.syncs[0]?.changes?.[0]?.action === 'configured' && h;
+    });
     apiBodies.push(JSON.stringify(history));
     expect(history.syncs[0].changes).toEqual([expect.objectContaining({ app: 'web', action: 'configured', from: '1.0.0', to: '1.0.0' })]);
   });
