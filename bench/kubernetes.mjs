@@ -21,8 +21,8 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { KubeConfig, AppsV1Api, makeInformer } from '@kubernetes/client-node';
 import { benchCommand, commitAll, fmt, fmtStats, freePort, gitInit, main, now, onCleanup, root, rssKiB, sleep, startKeelson, stats, tempDir, waitFor, writeSection as writeBenchSection, writeTree } from './lib.mjs';
+import { connect } from '../dist/targets/kubernetes/client.js';
 
 const APPS = Number(process.env.BENCH_APPS ?? 1000);
 const NAMESPACES = Number(process.env.BENCH_NAMESPACES ?? 10);
@@ -168,11 +168,11 @@ const fmtWrites = (w) => `${w.total} writes${w.dryRuns ? ` + ${w.dryRuns} dry-ru
 // ---- Deployments as the API server reports them, by watch
 
 function deploymentWatch() {
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  const apps = kc.makeApiClient(AppsV1Api);
+  // Keelson's own REST client (dist/), watching as any informer does: list, then watch from the list's version.
+  const { api } = connect({});
   const selector = `${RUN_LABEL}=${RUN}`;
-  const informer = makeInformer(kc, '/apis/apps/v1/deployments', () => apps.listDeploymentForAllNamespaces({ labelSelector: selector }), selector);
+  const path = '/apis/apps/v1/deployments';
+  const abort = new AbortController();
   const state = new Map();
   const waiters = new Set();
   const listeners = new Set();
@@ -184,12 +184,25 @@ function deploymentWatch() {
     for (const fn of listeners) fn(d, t);
     for (const w of waiters) w();
   };
-  informer.on('add', record);
-  informer.on('update', record);
-  informer.on('delete', (d) => state.delete(`${d.metadata.namespace}/${d.metadata.name}`));
-  informer.on('error', () => setTimeout(() => void informer.start().catch(() => undefined), 1000));
-  const started = informer.start();
-  onCleanup(() => informer.stop());
+  const started = api.listPath(path, selector).then(({ items, resourceVersion }) => {
+    for (const d of items) record(d);
+    void (async () => {
+      let rv = resourceVersion;
+      while (!abort.signal.aborted) {
+        await api
+          .watch(path, { labelSelector: selector, resourceVersion: rv, allowWatchBookmarks: true }, (e) => {
+            rv = e.object?.metadata?.resourceVersion ?? rv;
+            if (e.type === 'ADDED' || e.type === 'MODIFIED') record(e.object);
+            else if (e.type === 'DELETED') state.delete(`${e.object.metadata.namespace}/${e.object.metadata.name}`);
+          }, abort.signal)
+          .catch(() => new Promise((r) => setTimeout(r, 1000)));
+      }
+    })();
+  });
+  onCleanup(() => {
+    abort.abort();
+    api.close();
+  });
   return {
     started,
     state,

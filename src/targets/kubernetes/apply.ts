@@ -3,9 +3,8 @@
  * state still carries the applied hash and every desired field is `unchanged` without any request; when only
  * defaulting makes them look different, a server-side dry-run decides.
  */
-import { PatchStrategy } from '@kubernetes/client-node';
 import type { Action } from '../../core/types.js';
-import { apiMessage, statusCode, type ObjectApi } from './client.js';
+import { apiMessage, statusCode, type KubeClient } from './client.js';
 import { apiWrites } from './limit.js';
 import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, matchesDesired, normalize, stableJson, type KObject } from './objects.js';
 
@@ -28,7 +27,7 @@ export function defaultApplyOptions(): ApplyOptions {
 }
 
 export async function applyObject(
-  api: ObjectApi,
+  api: KubeClient,
   desired: KObject,
   live: KObject | undefined,
   opts: ApplyOptions = defaultApplyOptions(),
@@ -48,8 +47,8 @@ export async function applyObject(
   }
 }
 
-export function ssa(api: ObjectApi, o: KObject, force: boolean, dryRun: boolean): Promise<KObject> {
-  return apiWrites.run(() => api.patch(o, undefined, dryRun ? 'All' : undefined, FIELD_MANAGER, force ? true : undefined, PatchStrategy.ServerSideApply));
+export function ssa(api: KubeClient, o: KObject, force: boolean, dryRun: boolean): Promise<KObject> {
+  return apiWrites.run(() => api.apply(o, { fieldManager: FIELD_MANAGER, force, dryRun }));
 }
 
 function applyError(key: string, err: unknown): string {

@@ -1,110 +1,272 @@
 /**
- * The connection to a cluster: a kubeconfig (file, context) and a dynamic client that returns objects as the API
- * server sent them (no typed deserialization, which would drop fields the client library does not know).
+ * The connection to a cluster: a small REST client over one keep-alive connection pool. Objects go in and come back
+ * as the API server sends them (plain JSON, no typed models that would drop fields they do not know). It does what
+ * Keelson needs and no more: discovery, create, read, server-side apply (with dry-run and force), list (paged),
+ * delete, pod logs and watch streams. A generated client for every kind cost 80 MiB of memory and most of Keelson's
+ * CPU at a thousand apps (see bench/kubernetes.mjs).
  */
-import { ApiException, KubeConfig, KubernetesObjectApi, type RequestContext, type V1APIResource } from '@kubernetes/client-node';
+import http from 'node:http';
+import https from 'node:https';
 import { TerminalError } from '../../core/errors.js';
+import { Credentials, loadConnection, type ClusterSpec, type Connection, type Credential } from './kubeconfig.js';
 import type { KObject } from './objects.js';
 
-export interface ClusterSpec {
-  kubeconfig?: string;
-  context?: string;
-}
+export type { ClusterSpec };
 
-export class ObjectApi extends KubernetesObjectApi {
-  /** `{ name (plural), namespaced }` of a kind, from discovery (cached). */
-  async resourceOf(apiVersion: string, kind: string): Promise<V1APIResource | undefined> {
-    return this.resource(apiVersion, kind);
-  }
-
-  /** Forget discovery of `apiVersion` (a CRD was just established). */
-  forget(apiVersion: string): void {
-    delete this.apiVersionResourceCache[apiVersion];
-  }
-
-  protected override async processResponse<T>(response: any, type?: string): Promise<T> {
-    if (response.httpStatusCode >= 200 && response.httpStatusCode <= 299) {
-      const text = await response.body.text();
-      if (type === 'V1APIResourceList' || type === 'V1Status') return super.processResponse({ ...response, body: { text: async () => text } }, type) as T;
-      return (text ? JSON.parse(text) : {}) as T;
-    }
-    return super.processResponse(response, type) as Promise<T>;
+/** An answer from the API server other than 2xx, with its `Status` reason and message. */
+export class ApiError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string | undefined,
+    message: string,
+  ) {
+    super(message);
   }
 }
 
-/**
- * A kubeconfig whose API requests share one connection pool. The client library gives every request a new
- * dispatcher, so each request paid a TLS handshake and left an idle socket behind: at a thousand objects that was
- * most of Keelson's CPU and memory (see bench/kubernetes.mjs). Credentials in headers (tokens, exec plugins) are
- * still applied per request; the pool keeps the TLS identity (CA, client certificate) it was first made with.
- */
-export class PooledKubeConfig extends KubeConfig {
-  private pool?: ReturnType<RequestContext['getDispatcher']>;
+export interface Resource {
+  /** Plural, as in the REST path. */
+  name: string;
+  namespaced: boolean;
+}
 
-  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
-    await super.applySecurityAuthentication(context);
-    const fresh = context.getDispatcher();
-    if (!fresh) return;
-    this.pool ??= fresh;
-    if (fresh !== this.pool) {
-      context.setDispatcher(this.pool);
-      void fresh.close().catch(() => undefined); // never connected
-    }
-  }
+interface RequestOptions {
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  contentType?: string;
+  signal?: AbortSignal;
 }
 
 export interface Cluster {
-  kc: KubeConfig;
-  api: ObjectApi;
+  api: KubeClient;
 }
 
 export function connect(spec: ClusterSpec): Cluster {
-  const kc = new PooledKubeConfig();
-  try {
-    if (spec.kubeconfig) kc.loadFromFile(spec.kubeconfig);
-    else kc.loadFromDefault();
-  } catch (err) {
-    throw new TerminalError(`cannot read kubeconfig ${spec.kubeconfig ?? process.env.KUBECONFIG ?? '~/.kube/config'}: ${(err as Error).message}`, { cause: err });
+  return { api: new KubeClient(loadConnection(spec)) };
+}
+
+export class KubeClient {
+  private readonly creds: Credentials;
+  private readonly mod: typeof http | typeof https;
+  private agent?: { agent: http.Agent; cert?: Buffer };
+  private readonly discovery = new Map<string, Promise<Map<string, Resource>>>();
+
+  constructor(readonly conn: Connection) {
+    this.creds = new Credentials(conn);
+    this.mod = conn.server.startsWith('http://') ? http : https;
   }
-  if (spec.context) {
-    if (!kc.getContexts().some((c) => c.name === spec.context)) {
-      throw new TerminalError(`kubeconfig has no context "${spec.context}" (contexts: ${kc.getContexts().map((c) => c.name).join(', ') || 'none'})`);
+
+  /** `{ name (plural), namespaced }` of a kind, from discovery (cached per apiVersion); undefined when not served. */
+  async resourceOf(apiVersion: string, kind: string): Promise<Resource | undefined> {
+    let p = this.discovery.get(apiVersion);
+    if (!p) {
+      p = this.request<{ resources?: { name: string; kind: string; namespaced: boolean }[] }>('GET', apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`).then(
+        (list) => new Map((list.resources ?? []).filter((r) => !r.name.includes('/')).map((r) => [r.kind, { name: r.name, namespaced: r.namespaced }])),
+        (err) => {
+          if (isNotFound(err)) return new Map<string, Resource>();
+          throw err;
+        },
+      );
+      this.discovery.set(apiVersion, p);
+      p.catch(() => this.discovery.delete(apiVersion));
     }
-    kc.setCurrentContext(spec.context);
+    return (await p).get(kind);
   }
-  if (!kc.getCurrentCluster()) throw new TerminalError('no Kubernetes cluster configured: set spec.target.kubernetes.kubeconfig or KUBECONFIG');
-  return { kc, api: kc.makeApiClient(ObjectApi) };
+
+  /** Forget discovery of `apiVersion` (a CRD was just established, or removed). */
+  forget(apiVersion: string): void {
+    this.discovery.delete(apiVersion);
+  }
+
+  /** The REST path of an object (`withName`) or of its collection. */
+  async pathOf(o: { apiVersion: string; kind: string; metadata: { name?: string; namespace?: string } }, withName = true): Promise<string> {
+    const r = await this.resourceOf(o.apiVersion, o.kind);
+    if (!r) throw new ApiError(404, 'NotFound', `the server does not serve ${o.kind} in ${o.apiVersion}`);
+    const base = collectionPath(o.apiVersion, r.name, r.namespaced ? (o.metadata.namespace ?? this.conn.namespace ?? 'default') : undefined);
+    return withName ? `${base}/${encodeURIComponent(o.metadata.name ?? '')}` : base;
+  }
+
+  async create(o: KObject, fieldManager: string): Promise<KObject> {
+    return this.request('POST', await this.pathOf(o, false), { body: o, query: { fieldManager } });
+  }
+
+  async read(o: Pick<KObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<KObject> {
+    return this.request('GET', await this.pathOf(o));
+  }
+
+  /** Server-side apply: the object is the intent of `fieldManager`; `force` takes over fields others own. */
+  async apply(o: KObject, opts: { fieldManager: string; force?: boolean; dryRun?: boolean }): Promise<KObject> {
+    return this.request('PATCH', await this.pathOf(o), {
+      body: o,
+      contentType: 'application/apply-patch+yaml',
+      query: { fieldManager: opts.fieldManager, force: opts.force || undefined, dryRun: opts.dryRun ? 'All' : undefined },
+    });
+  }
+
+  async delete(o: Pick<KObject, 'apiVersion' | 'kind' | 'metadata'>, propagationPolicy: 'Background' | 'Foreground' = 'Background'): Promise<void> {
+    await this.request('DELETE', await this.pathOf(o), { query: { propagationPolicy } });
+  }
+
+  /** Every object of a collection path, fetched in pages; `resourceVersion` is the list's, to watch from. */
+  async listPath(path: string, labelSelector?: string): Promise<{ items: KObject[]; resourceVersion: string }> {
+    const items: KObject[] = [];
+    let cont: string | undefined;
+    let resourceVersion = '';
+    do {
+      const page = await this.request<{ items?: KObject[]; metadata?: { continue?: string; resourceVersion?: string } }>('GET', path, {
+        query: { labelSelector, limit: 500, continue: cont },
+      });
+      for (const o of page.items ?? []) items.push(o);
+      cont = page.metadata?.continue || undefined;
+      resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
+    } while (cont);
+    return { items, resourceVersion };
+  }
+
+  async list(apiVersion: string, kind: string, o: { namespace?: string; labelSelector?: string } = {}): Promise<KObject[]> {
+    const r = await this.resourceOf(apiVersion, kind);
+    if (!r) throw new ApiError(404, 'NotFound', `the server does not serve ${kind} in ${apiVersion}`);
+    const { items } = await this.listPath(collectionPath(apiVersion, r.name, r.namespaced ? o.namespace : undefined), o.labelSelector);
+    return items.map((i) => ({ ...i, apiVersion, kind }));
+  }
+
+  /** A finished container's whole log as text. */
+  async podLog(namespace: string, pod: string, container: string): Promise<string> {
+    const res = await this.send('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`, { query: { container } });
+    return (await readBody(res)).toString('utf8');
+  }
+
+  /**
+   * A watch stream on `path`: `onEvent` gets every event in order; resolves when the server ends the stream (its
+   * timeout), rejects when the connection fails. Abort `signal` to stop it.
+   */
+  async watch(path: string, query: RequestOptions['query'], onEvent: (e: { type: string; object: any }) => void, signal: AbortSignal): Promise<void> {
+    const res = await this.send('GET', path, { query: { ...query, watch: 1 }, signal });
+    await new Promise<void>((resolve, reject) => {
+      let rest = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        rest += chunk;
+        let nl: number;
+        while ((nl = rest.indexOf('\n')) >= 0) {
+          const line = rest.slice(0, nl);
+          rest = rest.slice(nl + 1);
+          if (!line.trim()) continue;
+          try {
+            onEvent(JSON.parse(line));
+          } catch (err) {
+            res.destroy(err as Error);
+            return;
+          }
+        }
+      });
+      res.on('end', resolve);
+      res.on('error', reject);
+      res.on('close', () => (signal.aborted ? resolve() : reject(new Error('the watch connection closed'))));
+    });
+  }
+
+  /** A JSON request; a non-2xx answer throws an `ApiError` with the server's message. */
+  async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    const res = await this.send(method, path, opts);
+    const text = (await readBody(res)).toString('utf8');
+    return (text ? JSON.parse(text) : {}) as T;
+  }
+
+  /** Sends a request and returns the 2xx response unread; retries once with fresh credentials after a 401. */
+  private async send(method: string, path: string, opts: RequestOptions, retried = false): Promise<http.IncomingMessage> {
+    const cred = await this.creds.get();
+    const res = await this.once(method, path, opts, cred);
+    const code = res.statusCode ?? 0;
+    if (code >= 200 && code < 300) return res;
+    const body = (await readBody(res).catch(() => Buffer.alloc(0))).toString('utf8');
+    if (code === 401 && !retried && (this.conn.exec || this.conn.tokenFile)) {
+      this.creds.invalidate();
+      return this.send(method, path, opts, true);
+    }
+    throw errorOf(code, body);
+  }
+
+  private once(method: string, path: string, opts: RequestOptions, cred: Credential): Promise<http.IncomingMessage> {
+    const url = new URL(this.conn.server + path);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const body = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    const headers: http.OutgoingHttpHeaders = { accept: 'application/json', 'user-agent': 'keelson' };
+    if (cred.authorization) headers.authorization = cred.authorization;
+    if (body) {
+      headers['content-type'] = opts.contentType ?? 'application/json';
+      headers['content-length'] = body.length;
+    }
+    return new Promise((resolve, reject) => {
+      const req = this.mod.request(url, { method, headers, agent: this.agentFor(cred), signal: opts.signal }, resolve);
+      req.on('error', (err) => reject(connectionError(this.conn, err)));
+      req.end(body);
+    });
+  }
+
+  /** One pool per client certificate (an exec plugin may hand out a new one). */
+  private agentFor(cred: Credential): http.Agent {
+    if (this.agent && this.agent.cert === cred.cert) return this.agent.agent;
+    this.agent?.agent.destroy();
+    const c = this.conn;
+    const agent =
+      this.mod === http
+        ? new http.Agent({ keepAlive: true, maxFreeSockets: 32 })
+        : new https.Agent({ keepAlive: true, maxFreeSockets: 32, ca: c.ca, cert: cred.cert, key: cred.key, rejectUnauthorized: !c.insecure, servername: c.serverName });
+    this.agent = { agent, cert: cred.cert };
+    return agent;
+  }
+
+  close(): void {
+    this.agent?.agent.destroy();
+    this.agent = undefined;
+  }
+}
+
+function readBody(res: http.IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => resolve(Buffer.concat(chunks)));
+    res.on('error', reject);
+  });
+}
+
+function errorOf(code: number, body: string): ApiError {
+  let status: any;
+  try {
+    status = JSON.parse(body);
+  } catch {
+    status = undefined;
+  }
+  const message = status?.message ?? (body.trim().slice(0, 300) || `HTTP ${code}`);
+  return new ApiError(status?.code ?? code, status?.reason, message);
+}
+
+function connectionError(c: Connection, err: Error): Error {
+  if (err.name === 'AbortError') return err;
+  return new Error(`cannot reach the Kubernetes API server ${c.server} (${c.origin}): ${err.message}`, { cause: err });
 }
 
 export function statusCode(err: unknown): number | undefined {
-  return err instanceof ApiException ? err.code : undefined;
+  return err instanceof ApiError ? err.code : undefined;
 }
 
 export function isNotFound(err: unknown): boolean {
   return statusCode(err) === 404;
 }
 
-/** The API server's own message (`Status.message`), not the client's long dump of headers. */
+/** The API server's own message (`Status.message`) with its reason. */
 export function apiMessage(err: unknown): string {
-  if (err instanceof ApiException) {
-    const body = err.body as unknown;
-    let parsed: any = body;
-    if (typeof body === 'string') {
-      try {
-        parsed = JSON.parse(body);
-      } catch {
-        parsed = { message: body };
-      }
-    }
-    return `${parsed?.reason ? `(${parsed.reason}) ` : ''}${parsed?.message ?? `HTTP ${err.code}`}`;
-  }
+  if (err instanceof ApiError) return `${err.reason ? `(${err.reason}) ` : ''}${err.message}`;
+  if (err instanceof TerminalError) return err.message;
   return err instanceof Error ? err.message : String(err);
 }
 
 /** The REST path of a kind's collection: `/apis/apps/v1/deployments` (all namespaces) or within one namespace. */
 export function collectionPath(apiVersion: string, plural: string, namespace?: string): string {
   const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-  return namespace ? `${base}/namespaces/${namespace}/${plural}` : `${base}/${plural}`;
+  return namespace ? `${base}/namespaces/${encodeURIComponent(namespace)}/${plural}` : `${base}/${plural}`;
 }
 
 export type { KObject };

@@ -3,7 +3,7 @@
  * annotated to be kept (`keelson.dev/prune: disabled`, Argo CD `sync-options: Prune=false`, Flux
  * `kustomize.toolkit.fluxcd.io/prune: disabled`) or no longer carries Keelson's labels (someone adopted it).
  */
-import { apiMessage, isNotFound, type ObjectApi } from './client.js';
+import { apiMessage, isNotFound, type KubeClient } from './client.js';
 import type { ObjectResult } from './apply.js';
 import { formatKey, identity, isKept, LABEL_APP, LABEL_ENV, type KObject } from './objects.js';
 import { sortForDelete } from './order.js';
@@ -15,7 +15,7 @@ export function staleObjects(previous: KObject[], next: KObject[]): KObject[] {
 }
 
 export async function pruneObjects(
-  api: ObjectApi,
+  api: KubeClient,
   stale: KObject[],
   liveOf: (o: KObject) => KObject | undefined,
   owner: { env: string; app: string },
@@ -33,7 +33,7 @@ export async function pruneObjects(
       continue;
     }
     try {
-      await api.delete(o, undefined, undefined, undefined, undefined, 'Background');
+      await api.delete(o, 'Background');
       out.push({ key, action: 'deleted' });
     } catch (err) {
       if (isNotFound(err)) out.push({ key, action: 'deleted', message: 'already gone' });

@@ -3,7 +3,7 @@
  * live object are both normalised (managed fields, resource version, status and server-side metadata dropped), so
  * defaults the server adds never show and an unchanged app shows no diff.
  */
-import { apiMessage, type ObjectApi } from './client.js';
+import { apiMessage, type KubeClient } from './client.js';
 import { ssa } from './apply.js';
 import { ANNOTATION_APPLIED, formatKey, fullDiffs, matchesDesired, normalize as normalizeObject, type KObject } from './objects.js';
 
@@ -20,7 +20,7 @@ function normalize(o: KObject): KObject {
 import type { ObjectDiff } from '../target.js';
 import { isSecret, redactChanges, withoutData } from './secrets.js';
 
-export async function diffObject(api: ObjectApi, desired: KObject, live: KObject | undefined): Promise<ObjectDiff> {
+export async function diffObject(api: KubeClient, desired: KObject, live: KObject | undefined): Promise<ObjectDiff> {
   const key = formatKey(desired);
   if (!live) return { key, action: 'create', changes: [{ path: '', desired: normalize(isSecret(desired) ? withoutData(desired) : desired) }] };
   if (matchesDesired(desired, live)) return { key, action: 'none', changes: [] };

@@ -21,8 +21,6 @@ import { rankGroups, wavesOf } from './order.js';
 import { renderApp } from './render.js';
 import { asSets, kubernetesRollout, progressivePlan, type ProgressivePlan } from './progressive.js';
 import { hookJob } from './hook-job.js';
-import { Log } from '@kubernetes/client-node';
-import { PassThrough } from 'node:stream';
 import type { RunResult, RunSink } from '../../run/one-off.js';
 import { podExit, runJob, runnableWorkload } from './run-job.js';
 import { injectSecrets, isSecret, redactChanges, secretObject, withoutData } from './secrets.js';
@@ -88,7 +86,7 @@ export class KubernetesTarget implements Target {
 
   private async connectAndWatch(): Promise<void> {
     this.cluster = connect(this.o.spec);
-    this.watch = new ObjectWatch({ kc: this.cluster.kc, api: this.cluster.api, env: this.o.env, log: this.o.log });
+    this.watch = new ObjectWatch({ api: this.cluster.api, env: this.o.env, log: this.o.log });
     this.watch.onChange((type, obj) => this.onWatchEvent(type, obj));
     this.reindex();
     const kinds = new Map<string, KObject>();
@@ -113,6 +111,7 @@ export class KubernetesTarget implements Target {
     this.closed = true;
     for (const h of this.heals.values()) if (h.timer) clearTimeout(h.timer);
     await this.watch?.close();
+    this.cluster?.api.close();
   }
 
   concurrencyOf(): number {
@@ -176,7 +175,7 @@ export class KubernetesTarget implements Target {
     const job = runJob({ env, app: appName, namespace: declared.metadata.namespace ?? this.namespace, workload: watch.get(declared) ?? declared, argv, timeoutMs: io.timeoutMs });
     const container = (job as any).spec.template.spec.containers[0];
     container.env = [...(container.env ?? []).filter((e: { name: string }) => e.name !== 'KEELSON_RUN'), { name: 'KEELSON_RUN', value: '1' }];
-    await cluster.api.create(job, undefined, undefined, 'keelson');
+    await cluster.api.create(job, 'keelson');
     this.o.log.info({ env, app: appName, job: job.metadata.name }, 'run started');
     const ns = job.metadata.namespace!;
     try {
@@ -198,25 +197,20 @@ export class KubernetesTarget implements Target {
         }
         check();
       });
-      const pods = (await cluster.api.list('v1', 'Pod', ns, undefined, undefined, undefined, undefined, `batch.kubernetes.io/job-name=${job.metadata.name}`)) as unknown as { items: KObject[] };
-      const pod = pods.items[0];
+      const [pod] = await cluster.api.list('v1', 'Pod', { namespace: ns, labelSelector: `batch.kubernetes.io/job-name=${job.metadata.name}` });
       if (pod) await this.podLog(cluster, ns, pod.metadata.name, container.name, io.sink);
       const exit = podExit(pod as never);
       const deadline = ((watch.get(job) as any)?.status?.conditions ?? []).some((c: { reason?: string }) => c.reason === 'DeadlineExceeded');
       if (state === 'aborted' || deadline) return { code: null, signal: 'SIGTERM', durationMs: Date.now() - started };
       return { code: exit.code ?? (state === 'succeeded' ? 0 : 1), signal: null, durationMs: Date.now() - started };
     } finally {
-      await cluster.api.delete(job, undefined, undefined, undefined, undefined, 'Background').catch(() => undefined);
+      await cluster.api.delete(job, 'Background').catch(() => undefined);
     }
   }
 
   private async podLog(cluster: Cluster, ns: string, pod: string, container: string, sink: RunSink): Promise<void> {
-    const out = new PassThrough();
-    out.on('data', (b: Buffer) => sink.stdout(b));
     try {
-      await new Promise<void>((resolve, reject) => {
-        void new Log(cluster.kc).log(ns, pod, container, out, (err) => (err ? reject(err) : resolve()), { follow: false }).catch(reject);
-      });
+      sink.stdout(Buffer.from(await cluster.api.podLog(ns, pod, container)));
     } catch (err) {
       sink.stderr(Buffer.from(`keelson: the log of pod ${ns}/${pod} is not available: ${apiMessage(err)}\n`));
     }
@@ -284,7 +278,7 @@ export class KubernetesTarget implements Target {
       throw err;
     });
     if (existing) return;
-    await cluster.api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { [LABEL_MANAGED_BY]: 'keelson' } } }, undefined, undefined, 'keelson').catch((err) => {
+    await cluster.api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { [LABEL_MANAGED_BY]: 'keelson' } } }, 'keelson').catch((err) => {
       if (statusCode(err) !== 409) throw err; // created meanwhile by someone else
     });
     this.o.log.info({ namespace: name }, 'namespace created');
@@ -390,7 +384,7 @@ export class KubernetesTarget implements Target {
       watch,
       bus: this.o.bus,
       applyAll: (objs: KObject[]) => this.applyAll(cluster, watch, objs, { force: true }),
-      remove: (o: KObject) => cluster.api.delete(o, undefined, undefined, undefined, undefined, 'Background').then(() => undefined, (err) => { if (!isNotFound(err)) throw err; }),
+      remove: (o: KObject) => cluster.api.delete(o, 'Background').then(() => undefined, (err) => { if (!isNotFound(err)) throw err; }),
     };
     const record = (objects: KObject[]) => this.putInventory({ ...previous, objects });
     let r: Awaited<ReturnType<typeof kubernetesRollout>>;
@@ -504,7 +498,7 @@ export class KubernetesTarget implements Target {
       deleteAndWait: async (o) => {
         await watch.ensure(o.apiVersion, o.kind);
         if (!watch.get(o)) return;
-        await cluster.api.delete(o, undefined, undefined, undefined, undefined, 'Foreground').catch((err) => {
+        await cluster.api.delete(o, 'Foreground').catch((err) => {
           if (!isNotFound(err)) throw err;
         });
         await gone(o, 60_000);

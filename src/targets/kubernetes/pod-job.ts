@@ -3,8 +3,6 @@
  * rollout analysis `exec` checks on Kubernetes. Created, waited for on the watch, its pod's log read, deleted.
  * The Job never retries itself (the hook runner retries with a new Job); the timeout is `activeDeadlineSeconds`.
  */
-import { Log } from '@kubernetes/client-node';
-import { PassThrough } from 'node:stream';
 import { apiMessage, type Cluster } from './client.js';
 import { hookState } from './hooks.js';
 import type { KObject } from './objects.js';
@@ -41,7 +39,7 @@ export async function runPodJob(o: {
   const names = new Set(Object.keys(o.vars));
   container.env = [...(container.env ?? []).filter((e: { name: string }) => !names.has(e.name)), ...Object.entries(o.vars).map(([name, value]) => ({ name, value }))];
   await watch.ensure('batch/v1', 'Job');
-  await cluster.api.create(job, undefined, undefined, 'keelson');
+  await cluster.api.create(job, 'keelson');
   const name = job.metadata.name;
   try {
     const state = await new Promise<'succeeded' | 'failed' | 'aborted'>((resolve) => {
@@ -64,31 +62,24 @@ export async function runPodJob(o: {
     });
     const live = watch.get(job) as { status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] } } | undefined;
     const deadline = (live?.status?.conditions ?? []).some((c) => c.reason === 'DeadlineExceeded');
-    const pods = (await cluster.api.list('v1', 'Pod', o.namespace, undefined, undefined, undefined, undefined, `batch.kubernetes.io/job-name=${name}`)) as unknown as { items: KObject[] };
-    const pod = pods.items[0];
+    const [pod] = await cluster.api.list('v1', 'Pod', { namespace: o.namespace, labelSelector: `batch.kubernetes.io/job-name=${name}` });
     const output = pod ? await podLog(cluster, o.namespace, pod.metadata.name, container.name) : '';
     const exit = podExit(pod as never);
     if (state === 'aborted') return { state: o.signal?.aborted ? 'aborted' : 'timeout', code: null, output, job: name };
     if (deadline) return { state: 'timeout', code: exit.code, output, job: name };
     return { state, code: exit.code ?? (state === 'succeeded' ? 0 : null), output, job: name };
   } finally {
-    await cluster.api.delete(job, undefined, undefined, undefined, undefined, 'Background').catch(() => undefined);
+    await cluster.api.delete(job, 'Background').catch(() => undefined);
   }
 }
 
 /** The whole log of a finished pod's container, its end kept; a note when the log cannot be read. */
 async function podLog(cluster: Cluster, ns: string, pod: string, container: string): Promise<string> {
-  const out = new PassThrough();
-  let text = '';
-  out.on('data', (b: Buffer) => (text = (text + b.toString('utf8')).slice(-2 * OUTPUT_LIMIT)));
   try {
-    await new Promise<void>((resolve, reject) => {
-      void new Log(cluster.kc).log(ns, pod, container, out, (err) => (err ? reject(err) : resolve()), { follow: false }).catch(reject);
-    });
+    return (await cluster.api.podLog(ns, pod, container)).slice(-OUTPUT_LIMIT);
   } catch (err) {
-    text += `\n(the log of pod ${ns}/${pod} is not available: ${apiMessage(err)})`;
+    return `\n(the log of pod ${ns}/${pod} is not available: ${apiMessage(err)})`;
   }
-  return text.slice(-OUTPUT_LIMIT);
 }
 
 /** One line saying how a Job ended, for hook and analysis messages. */

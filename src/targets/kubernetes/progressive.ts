@@ -254,6 +254,6 @@ function waitReady(watch: ObjectWatch, dep: KObject, replicas: number, deadline:
 
 async function readyPodIp(d: ProgressiveDeps, dep: KObject): Promise<string | undefined> {
   const selector = Object.entries((dep as any).spec.selector.matchLabels as Record<string, string>).map(([k, v]) => `${k}=${v}`).join(',');
-  const pods = (await d.cluster.api.list('v1', 'Pod', dep.metadata.namespace, undefined, undefined, undefined, undefined, selector)) as unknown as { items: any[] };
-  return pods.items.find((p) => (p.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True'))?.status?.podIP;
+  const pods: any[] = await d.cluster.api.list('v1', 'Pod', { namespace: dep.metadata.namespace, labelSelector: selector });
+  return pods.find((p) => (p.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True'))?.status?.podIP;
 }

@@ -1,19 +1,17 @@
 /**
- * Live objects by watch, not by polling: one informer (list + watch) per managed kind, all namespaces, selected by
- * Keelson's environment label. Keeps a cache that observe, apply and drift detection read without API requests.
+ * Live objects by watch, not by polling: one list + watch per managed kind, all namespaces, selected by Keelson's
+ * environment label. Keeps a cache that observe, apply and drift detection read without API requests.
  */
-import { makeInformer, type Informer, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../log.js';
-import { collectionPath, type ObjectApi } from './client.js';
+import { collectionPath, statusCode, type KubeClient } from './client.js';
 import { identity, LABEL_ENV, type KObject } from './objects.js';
 
 export type WatchEvent = 'add' | 'update' | 'delete';
 
 interface KindWatch {
-  /** Set once discovery answered; absent while it is pending. */
-  informer?: Informer<KObject>;
   synced: Promise<void>;
   stopped: boolean;
+  abort: AbortController;
 }
 
 export class ObjectWatch {
@@ -24,7 +22,7 @@ export class ObjectWatch {
   private readonly byId = new Map<string, Set<() => void>>();
 
   constructor(
-    private readonly o: { kc: KubeConfig; api: ObjectApi; env: string; log: Logger },
+    private readonly o: { api: KubeClient; env: string; log: Logger },
   ) {}
 
   get(o: KObject | { apiVersion: string; kind: string; namespace?: string; name: string }): KObject | undefined {
@@ -62,8 +60,8 @@ export class ObjectWatch {
     const key = `${apiVersion}/${kind}`;
     let w = this.kinds.get(key);
     if (!w) {
-      const watch: KindWatch = { synced: Promise.resolve(), stopped: false };
-      watch.synced = this.startInformer(watch, apiVersion, kind);
+      const watch: KindWatch = { synced: Promise.resolve(), stopped: false, abort: new AbortController() };
+      watch.synced = this.startWatch(watch, apiVersion, kind);
       this.kinds.set(key, watch);
       w = watch;
     }
@@ -72,42 +70,91 @@ export class ObjectWatch {
       // The first list failed: drop it so the next caller retries.
       if (this.kinds.get(key) === current) this.kinds.delete(key);
       current.stopped = true;
-      void current.informer?.stop().catch(() => undefined);
+      current.abort.abort();
       throw new Error(`cannot watch ${kind} (${apiVersion})`);
     });
   }
 
-  private async startInformer(watch: KindWatch, apiVersion: string, kind: string): Promise<void> {
+  /**
+   * Lists the kind, then watches it from the list's resourceVersion (with bookmarks, so a reconnect resumes where it
+   * left off). A watch the server ends is reopened; one whose resourceVersion is too old (410 Gone) lists afresh and
+   * reports what changed meanwhile, deletions included. Resolves when the first list is in the cache.
+   */
+  private async startWatch(watch: KindWatch, apiVersion: string, kind: string): Promise<void> {
     const resource = await this.o.api.resourceOf(apiVersion, kind);
     if (!resource) throw new Error(`the API server does not serve ${kind} in ${apiVersion}`);
-    if (watch.stopped) return;
     const path = collectionPath(apiVersion, resource.name);
-    const selector = `${LABEL_ENV}=${this.o.env}`;
-    const informer = makeInformer<KObject>(
-      this.o.kc,
-      path,
-      () => this.o.api.list(apiVersion, kind, undefined, undefined, undefined, undefined, undefined, selector) as any,
-      selector,
-    );
-    watch.informer = informer;
-    informer.on('add', (o) => this.emit('add', this.put(slim(o), apiVersion, kind)));
-    informer.on('update', (o) => this.emit('update', this.put(slim(o), apiVersion, kind)));
-    informer.on('delete', (o) => {
-      const obj = withVersion(o, apiVersion, kind);
-      this.cache.delete(identity(obj));
-      this.emit('delete', obj);
-    });
-    informer.on('error', (err: unknown) => {
-      if (watch.stopped) return;
-      // A failed list or watch stops the informer: start it again (it lists afresh).
-      this.o.log.warn({ kind, err: (err as Error)?.message ?? String(err) }, 'watch failed; restarting');
-      setTimeout(() => {
-        if (!watch.stopped) void informer.start().catch(() => undefined);
-      }, 1000).unref();
-    });
-    // start() resolves once the first list is in and the watch is open.
-    await informer.start();
-    for (const o of informer.list()) this.put(slim(o), apiVersion, kind);
+    const labelSelector = `${LABEL_ENV}=${this.o.env}`;
+    const seen = new Map<string, string>(); // identity → resourceVersion of what the cache holds of this kind
+    const relist = async (): Promise<string> => {
+      const { items, resourceVersion } = await this.o.api.listPath(path, labelSelector);
+      const now = new Set<string>();
+      for (const item of items) {
+        const o = this.put(slim(item), apiVersion, kind);
+        const id = identity(o);
+        now.add(id);
+        const before = seen.get(id);
+        seen.set(id, o.metadata.resourceVersion as string);
+        if (before !== o.metadata.resourceVersion) this.emit(before === undefined ? 'add' : 'update', o);
+      }
+      for (const id of [...seen.keys()]) {
+        if (now.has(id)) continue;
+        const gone = this.cache.get(id);
+        seen.delete(id);
+        this.cache.delete(id);
+        if (gone) this.emit('delete', gone);
+      }
+      return resourceVersion;
+    };
+    let rv = await relist();
+    const loop = async () => {
+      let failures = 0;
+      while (!watch.stopped) {
+        let expired = false;
+        try {
+          await this.o.api.watch(
+            path,
+            { labelSelector, resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds: 240 + Math.floor(Math.random() * 120) },
+            (e) => {
+              if (e.type === 'ERROR') {
+                expired = e.object?.code === 410;
+                if (!expired) throw new Error(e.object?.message ?? 'watch error');
+                return;
+              }
+              if (e.object?.metadata?.resourceVersion) rv = e.object.metadata.resourceVersion;
+              if (e.type === 'BOOKMARK') return;
+              const o = withVersion(slim(e.object), apiVersion, kind);
+              const id = identity(o);
+              if (e.type === 'DELETED') {
+                seen.delete(id);
+                this.cache.delete(id);
+                this.emit('delete', o);
+              } else {
+                const before = seen.has(id);
+                seen.set(id, rv);
+                this.cache.set(id, o);
+                this.emit(before ? 'update' : 'add', o);
+              }
+            },
+            watch.abort.signal,
+          );
+          failures = 0;
+          if (expired) rv = await relist();
+        } catch (err) {
+          if (watch.stopped) return;
+          failures++;
+          this.o.log.warn({ kind, err: (err as Error)?.message ?? String(err) }, 'watch failed; reconnecting');
+          await new Promise((r) => setTimeout(r, Math.min(1000 * failures, 10_000)));
+          if (watch.stopped) return;
+          // After a failure the resourceVersion may be gone: list again (it reports what changed meanwhile).
+          rv = await relist().catch((e) => {
+            if (statusCode(e) === undefined) this.o.log.warn({ kind, err: (e as Error).message }, 'relist failed');
+            return rv;
+          });
+        }
+      }
+    };
+    void loop();
   }
 
   /** A write's response: newer than the cache until the watch delivers it (never replaces a newer generation). */
@@ -132,20 +179,20 @@ export class ObjectWatch {
   async close(): Promise<void> {
     for (const w of this.kinds.values()) {
       w.stopped = true;
-      await w.informer?.stop().catch(() => undefined);
+      w.abort.abort();
     }
     this.kinds.clear();
   }
 }
 
-/** List items carry no apiVersion/kind; the informer's objects get them from the watched collection. */
+/** List items and watch events carry no apiVersion/kind on some servers; they come from the watched collection. */
 function withVersion(o: KObject, apiVersion: string, kind: string): KObject {
   return o.apiVersion && o.kind ? o : { ...o, apiVersion, kind };
 }
 
 /**
- * Drops what nothing here reads from a watched object, in place (the informer's own cache holds the same object):
- * managed fields are often half of an object's size, and thousands of objects are cached.
+ * Drops what nothing here reads from a watched object, in place: managed fields are often half of an object's size,
+ * and thousands of objects are cached.
  */
 function slim(o: KObject): KObject {
   if (o?.metadata?.managedFields) delete o.metadata.managedFields;
