@@ -112,9 +112,10 @@ export async function getJson<T = any>(url: string): Promise<T> {
   return (await res.json()) as T;
 }
 
-export function runCli(args: string[]): { code: number; stdout: string; stderr: string } {
+/** Runs `keelson ARGS`; `opts.env` replaces this process's environment for it. */
+export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): { code: number; stdout: string; stderr: string } {
   try {
-    const stdout = execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdout = execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
     return { code: 0, stdout, stderr: '' };
   } catch (err: any) {
     return { code: err.status ?? 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };

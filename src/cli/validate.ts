@@ -1,16 +1,52 @@
 import { resolve } from 'node:path';
+import type { DesiredState } from '../core/model.js';
 import { ExitError } from '../core/errors.js';
-import { formatIssue } from '../core/types.js';
+import { formatIssue, type Issue } from '../core/types.js';
 import { renderRepository } from '../render/index.js';
+import { sortIssues } from '../render/render.js';
+import { KeyError, loadKeyring } from '../secrets/age-keys.js';
+import { checkSecrets, secretFilesOf } from '../secrets/resolve.js';
 import { parse } from './args.js';
 
-/** `keelson validate`: checks the working tree; every problem as `file:line:col: message`. */
+/**
+ * `keelson validate`: checks the working tree; every problem as `file:line:col: message`. With an age identity
+ * in the environment, every secret file the environments' apps use must also decrypt (MAC verified) and have the
+ * keys they name; without one, a note says the secrets were not decrypted. Decrypted values are never printed.
+ */
 export async function validate(argv: string[]): Promise<void> {
   const { values } = parse(argv, { repo: { type: 'string' }, path: { type: 'string' } });
   const root = resolve(values.repo ?? '.');
   const { desired, issues } = await renderRepository({ root, path: values.path });
-  for (const i of issues) console.log(formatIssue(i));
-  if (issues.length) throw new ExitError(1, `${issues.length} problem${issues.length === 1 ? '' : 's'} found`);
+  const secrets = await validateSecrets(desired, root);
+  const all = sortIssues([...issues, ...secrets.issues]);
+  for (const i of all) console.log(formatIssue(i));
+  if (secrets.note) console.log(secrets.note);
+  if (all.length || secrets.error) {
+    const summary = all.length ? `${all.length} problem${all.length === 1 ? '' : 's'} found` : '';
+    throw new ExitError(1, [secrets.error, summary].filter(Boolean).join('\n'));
+  }
   const apps = desired.environments.reduce((n, e) => n + e.apps.length, 0);
-  console.log(`ok: ${desired.environments.length} environment(s), ${apps} app deployment(s)`);
+  console.log(`ok: ${desired.environments.length} environment(s), ${apps} app deployment(s)${secrets.ok ?? ''}`);
+}
+
+const keyHelp = 'set KEELSON_AGE_KEY_FILE to an age identity file (or KEELSON_AGE_KEY, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)';
+
+/**
+ * The secrets part of validate. Uses the identities `keelson secret decrypt` uses: the KEELSON_ variables, else
+ * sops' own (the engine reads only the KEELSON_ ones).
+ */
+async function validateSecrets(desired: DesiredState, root: string): Promise<{ issues: Issue[]; note?: string; error?: string; ok?: string }> {
+  const used = new Set(desired.environments.flatMap((e) => e.apps).flatMap(secretFilesOf));
+  if (!used.size) return { issues: [] };
+  let keyring;
+  try {
+    keyring = loadKeyring({ sopsFallback: true });
+  } catch (err) {
+    // KeyError messages name the variable and file, never a key.
+    return { issues: [], error: `cannot check that secret files decrypt: ${err instanceof KeyError ? err.message : 'cannot load the age identities'}` };
+  }
+  const n = `${used.size} secret file${used.size === 1 ? '' : 's'}`;
+  if (!keyring.size) return { issues: [], note: `note: ${n} not decrypted: no age key is set; to check them, ${keyHelp}` };
+  const issues = await checkSecrets(desired, root, keyring);
+  return { issues, ok: `, ${n} decrypted with ${keyring.origin}` };
 }

@@ -12,10 +12,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AppSecrets, DesiredApp, DesiredState, SecretRef } from '../core/model.js';
 import type { Issue } from '../core/types.js';
+import { formatRef } from '../render/positions.js';
 import { KeyError, loadKeyring, type Keyring } from './age-keys.js';
 import { declarationOf } from './refs.js';
 import { decryptSops, formatOf, SopsError, type Decrypted } from './sops.js';
-import { emitPlain } from './sops-formats.js';
+import { emitPlain, positionOf } from './sops-formats.js';
 import { Branch, scalarText, type TreeValue } from './sops-tree.js';
 
 /** Reads a secret file by its repository path (from a checkout, or from the copies a target keeps). */
@@ -41,6 +42,9 @@ export class SecretsError extends Error {
 /** A key that is missing in a file, or names a nested value: reported at the reference's `key`. */
 class KeyLookupError extends SopsError {}
 
+/** A secret file that is missing or unreadable: reported at the reference's `file`. */
+class UnreadableFileError extends SopsError {}
+
 class FileCache {
   private readonly files = new Map<string, Promise<Decrypted>>();
   constructor(private readonly read: SecretReader, private readonly keyring: Keyring) {}
@@ -54,7 +58,7 @@ class FileCache {
           text = await this.read(repoPath);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
-          throw new SopsError(code === 'ENOENT' ? `secret file ${repoPath} does not exist; commit it (encrypted with \`keelson secret encrypt\`)` : `cannot read secret file ${repoPath} (${code ?? 'error'})`, 'format');
+          throw new UnreadableFileError(code === 'ENOENT' ? `secret file ${repoPath} does not exist; commit it (encrypted with \`keelson secret encrypt\`)` : `cannot read secret file ${repoPath} (${code ?? 'error'})`, 'format');
         }
         return decryptSops(text, { format: formatOf(repoPath), keyring: this.keyring, name: repoPath });
       })();
@@ -129,6 +133,45 @@ export async function digestSecrets(desired: DesiredState, root: string, opts: {
         issues.push({ ...place, message: `App "${app.name}" in environment "${app.env}": ${message}` });
       }
     }
+  }
+  return issues;
+}
+
+/**
+ * For `keelson validate`: decrypts every secret file the rendered environments' apps reference with `keyring`
+ * (MAC verified) and looks up every referenced key, keeping no value. A file that does not decrypt is one issue in
+ * that file, at the value or line that failed when known (else 1:1), naming where it is referenced; a missing file or
+ * key is an issue at the reference, as the engine reports it.
+ */
+export async function checkSecrets(desired: DesiredState, root: string, keyring: Keyring): Promise<Issue[]> {
+  const cache = new FileCache(checkoutReader(root), keyring);
+  const issues: Issue[] = [];
+  const undecryptable = new Map<string, { err: unknown; refs: Set<string> }>();
+  for (const app of desired.environments.flatMap((e) => e.apps)) {
+    if (!app.secrets) continue;
+    for (const e of entries(app.secrets)) {
+      try {
+        await materialOf(cache, e.ref, e.what);
+      } catch (err) {
+        const at = declarationOf(e.ref);
+        if (err instanceof KeyLookupError || err instanceof UnreadableFileError) {
+          const place = at ? (err instanceof KeyLookupError ? at.key : at.file) : app.source;
+          issues.push({ ...place, message: `App "${app.name}" in environment "${app.env}": ${err.message}` });
+          continue;
+        }
+        const bad = undecryptable.get(e.ref.file) ?? { err, refs: new Set<string>() };
+        bad.refs.add(formatRef(at ? at.file : app.source));
+        undecryptable.set(e.ref.file, bad);
+      }
+    }
+  }
+  for (const [file, { err, refs }] of undecryptable) {
+    const where = err instanceof SopsError ? err.where : {};
+    const text = where.path ? await readFile(join(root, file), 'utf8').catch(() => '') : '';
+    const pos = where.pos ?? (where.path && positionOf(text, formatOf(file), where.path)) ?? { line: 1, col: 1 };
+    // The messages name the file first; here the file is the location. "Nothing was changed" is for the engine.
+    const detail = err instanceof SopsError ? err.message.replace(`${file}: `, '').replace(/ Nothing was changed\.$/, '') : 'cannot be decrypted';
+    issues.push({ file, ...pos, message: `${detail} (referenced at ${[...refs].join(', ')})` });
   }
   return issues;
 }

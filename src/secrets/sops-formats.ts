@@ -4,7 +4,7 @@
  * sops reads it back (values, paths and order are what the MAC and AAD depend on; layout is not).
  */
 import { extname } from 'node:path';
-import { Document, isAlias, isMap, isScalar, isSeq, parseAllDocuments, Scalar as YamlScalar, YAMLMap, YAMLSeq, type Node } from 'yaml';
+import { Document, isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, Scalar as YamlScalar, YAMLMap, YAMLSeq, type Node } from 'yaml';
 import { Branch, Comment, SopsTime, formatFloat, type Scalar, type TreeValue } from './sops-tree.js';
 
 export type SopsFormat = 'yaml' | 'json' | 'dotenv';
@@ -18,7 +18,44 @@ export function formatOf(file: string): SopsFormat {
   return 'yaml';
 }
 
-export class FormatError extends Error {}
+/** 1-based line and column in a file. */
+export interface TextPosition {
+  line: number;
+  col: number;
+}
+
+/** A file that cannot be parsed; `pos` is where, when the parser says. */
+export class FormatError extends Error {
+  constructor(message: string, readonly pos?: TextPosition) {
+    super(message);
+  }
+}
+
+/**
+ * Where the value at `path` (keys from the top, as decryption errors name it) is written: the deepest mapping
+ * entry of the path found, in the first document that has its first key. Undefined when not even that is found.
+ */
+export function positionOf(text: string, format: SopsFormat, path: readonly string[]): TextPosition | undefined {
+  if (!path.length) return undefined;
+  if (format === 'dotenv') {
+    const i = text.split('\n').findIndex((l) => l.startsWith(`${path[0]}=`));
+    return i < 0 ? undefined : { line: i + 1, col: path[0].length + 2 };
+  }
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { prettyErrors: false, lineCounter });
+  for (const doc of Array.isArray(docs) ? docs : []) {
+    let node: unknown = doc.contents;
+    let offset: number | undefined;
+    for (const key of path) {
+      const pair = isMap(node) ? node.items.find((p) => isScalar(p.key) && String(p.key.value) === key) : undefined;
+      if (!pair) break;
+      offset = (pair.value as Node | null)?.range?.[0] ?? (pair.key as Node).range?.[0];
+      node = pair.value;
+    }
+    if (offset !== undefined) return lineCounter.linePos(offset);
+  }
+  return undefined;
+}
 
 export function loadPlain(text: string, format: SopsFormat): Branch[] {
   if (format === 'json') return [loadJson(text)];
@@ -43,11 +80,12 @@ function commentLines(text: string | null | undefined, inline = false): Comment[
 }
 
 function loadYaml(text: string): Branch[] {
-  const docs = parseAllDocuments(text, { intAsBigInt: true, uniqueKeys: true, prettyErrors: false });
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { intAsBigInt: true, uniqueKeys: true, prettyErrors: false, lineCounter });
   const list = Array.isArray(docs) ? docs : [];
   const out: Branch[] = [];
   for (const doc of list) {
-    if (doc.errors.length) throw new FormatError(`invalid YAML: ${doc.errors[0].message.split('\n')[0]}`);
+    if (doc.errors.length) throw new FormatError(`invalid YAML: ${doc.errors[0].message.split('\n')[0]}`, lineCounter.linePos(doc.errors[0].pos[0]));
     const branch = new Branch();
     const push = (cs: Comment[]) => branch.items.push(...cs.map((c) => ({ key: c, value: null })));
     push(commentLines(doc.commentBefore));
@@ -205,7 +243,7 @@ function loadJson(text: string): Branch {
     const before = text.slice(0, i);
     const line = before.split('\n').length;
     const col = i - before.lastIndexOf('\n');
-    throw new FormatError(`invalid JSON at line ${line}, column ${col}: ${what}`);
+    throw new FormatError(`invalid JSON at line ${line}, column ${col}: ${what}`, { line, col });
   };
   const value = (): TreeValue => {
     ws();
@@ -226,7 +264,8 @@ function loadJson(text: string): Branch {
         if (seen.has(key)) fail(`duplicate key ${JSON.stringify(key)}`);
         seen.add(key);
         ws();
-        if (text[i++] !== ':') fail('expected ":"');
+        if (text[i] !== ':') fail('expected ":"');
+        i++;
         b.items.push({ key, value: value() });
         ws();
         if (text[i] === ',') {
@@ -323,14 +362,15 @@ function emitJson(b: Branch): string {
 
 function loadDotenv(text: string): Branch {
   const b = new Branch();
-  for (const line of text.split('\n')) {
+  for (const [i, line] of text.split('\n').entries()) {
     if (line === '') continue;
     if (line.startsWith('#')) {
       b.items.push({ key: new Comment(line.slice(1)), value: null });
       continue;
     }
     const eq = line.indexOf('=');
-    if (eq < 0) throw new FormatError(`invalid dotenv line (no "="): ${line.slice(0, 40)}${line.length > 40 ? '…' : ''}`);
+    // Never echo the line: it may be a value pasted without its key.
+    if (eq < 0) throw new FormatError(`invalid dotenv line ${i + 1}: no "="`, { line: i + 1, col: 1 });
     b.items.push({ key: line.slice(0, eq), value: line.slice(eq + 1).replaceAll('\\n', '\n') });
   }
   return b;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Keyring, generateKey, parseIdentities } from './age-keys.js';
 import { decryptSops, emitDecrypted, encryptSops, normalizeTimestamp, parsePlain, SopsError } from './sops.js';
+import { positionOf } from './sops-formats.js';
 import { formatFloat, toPlain } from './sops-tree.js';
 
 const fixtures = join(import.meta.dirname, '..', '..', 'test', 'fixtures', 'sops');
@@ -42,6 +43,32 @@ describe('sops vectors written by the real sops tool', () => {
     expect(err.message).toMatch(/none of the 1 age identities from KEELSON_AGE_KEY fits .*age1l44xcng8dqj32nlv6d930qvvrny05hglzcv9qpc7kxjc6902ma4qufys29/);
     const none = await decryptSops(read('secret.age.yaml'), { format: 'yaml', keyring: new Keyring([], 'none'), name: 'x.yaml' }).catch((e) => e);
     expect(none.message).toContain('set KEELSON_AGE_KEY or KEELSON_AGE_KEY_FILE');
+  });
+});
+
+describe('where a SOPS file fails (for `file:line:col` in keelson validate)', () => {
+  const where = async (text: string, format: 'yaml' | 'json' | 'dotenv') => {
+    const err = await decryptSops(text, { format, keyring: vectorKeyring(), name: 'f' }).catch((e) => e);
+    expect(err).toBeInstanceOf(SopsError);
+    const w = (err as SopsError).where;
+    return w.pos ?? (w.path && positionOf(text, format, w.path));
+  };
+
+  it('points at a tampered value and at the MAC, in YAML and dotenv', async () => {
+    const yaml = read('secret.age.yaml');
+    expect(await where(yaml.replace('data:RwzrBF8wy16SpfbQoeADeKyz', 'data:RwzrBF8wy16SpfbQoeADeKyA'), 'yaml')).toEqual({ line: 6, col: 13 });
+    expect(await where(yaml.replace('2021-04-06T09:07:05Z', '2021-04-06T09:07:06Z'), 'yaml')).toEqual({ line: 23, col: 10 });
+    const env = read('year.env');
+    expect(await where(env.replace('data:EfNnlA==', 'data:FfNnlA=='), 'dotenv')).toEqual({ line: 1, col: 6 });
+    expect(await where(env.replace('sops_lastmodified=2021-10-14T15:35:45Z', 'sops_lastmodified=2021-10-14T15:35:46Z'), 'dotenv')).toEqual({ line: 5, col: 10 });
+  });
+
+  it('points at a parse error in YAML, JSON and dotenv without echoing the line', async () => {
+    expect(await where('a: 1\nb: [oops\n', 'yaml')).toMatchObject({ line: expect.any(Number), col: expect.any(Number) });
+    expect(await where('{\n  "a": 1,\n  "b" 2\n}\n', 'json')).toEqual({ line: 3, col: 7 });
+    const err = await decryptSops('a=1\nhunter2\n', { format: 'dotenv', keyring: vectorKeyring(), name: 'f.env' }).catch((e) => e);
+    expect(err.where.pos).toEqual({ line: 2, col: 1 });
+    expect(err.message).not.toContain('hunter2');
   });
 });
 

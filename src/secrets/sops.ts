@@ -7,7 +7,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Cipher, SopsValueError, isEncrypted } from './sops-cipher.js';
-import { emitPlain, FormatError, formatOf, loadPlain, type SopsFormat } from './sops-formats.js';
+import { emitPlain, FormatError, formatOf, loadPlain, type SopsFormat, type TextPosition } from './sops-formats.js';
 import { Branch, Comment, cloneTree, toBytes, walkBranch, type Scalar, type TreeItem, type TreeValue } from './sops-tree.js';
 import { Keyring, wrapForRecipient } from './age-keys.js';
 
@@ -37,6 +37,8 @@ export class SopsError extends Error {
   constructor(
     message: string,
     readonly code: 'format' | 'not-encrypted' | 'no-key' | 'mac-mismatch' | 'value' | 'unsupported',
+    /** Where in the file the problem is, when known: a value's path (keys from the top) or a parse position. */
+    readonly where: { path?: readonly string[]; pos?: TextPosition } = {},
   ) {
     super(message);
     this.name = 'SopsError';
@@ -209,7 +211,7 @@ export async function decryptSops(text: string, opts: { format: SopsFormat; keyr
   try {
     loaded = loadPlain(text, format);
   } catch (err) {
-    throw new SopsError(`${name}: ${err instanceof FormatError ? err.message : 'cannot be parsed'}`, 'format');
+    throw new SopsError(`${name}: ${err instanceof FormatError ? err.message : 'cannot be parsed'}`, 'format', { pos: err instanceof FormatError ? err.pos : undefined });
   }
   let extracted: { branches: Branch[]; meta: Branch };
   let metadata: SopsMetadata;
@@ -256,10 +258,10 @@ export async function decryptSops(text: string, opts: { format: SopsFormat; keyr
             v = cipher.decrypt(value, aad);
           } catch (err) {
             const why = err instanceof SopsValueError ? err.message : 'cannot be decrypted';
-            throw new SopsError(`${name}: the value at ${path.join('.') || '(top level)'} cannot be decrypted: ${why}; the file was modified or is corrupt. Nothing was changed.`, 'value');
+            throw new SopsError(`${name}: the value at ${path.join('.') || '(top level)'} cannot be decrypted: ${why}; the file was modified or is corrupt. Nothing was changed.`, 'value', { path });
           }
         } else {
-          throw new SopsError(`${name}: the value at ${path.join('.')} should be encrypted but is a plain ${typeof value}; the file was modified`, 'value');
+          throw new SopsError(`${name}: the value at ${path.join('.')} should be encrypted but is a plain ${typeof value}; the file was modified`, 'value', { path });
         }
       }
       if ((!metadata.macOnlyEncrypted || encrypted) && !(v instanceof Comment)) hash.update(toBytes(v));
@@ -274,7 +276,9 @@ export async function decryptSops(text: string, opts: { format: SopsFormat; keyr
     if (typeof mac !== 'string') throw new Error('not a string');
     stored = Buffer.from(mac, 'utf8');
   } catch {
-    throw new SopsError(`${name}: MAC mismatch: the stored MAC or its lastmodified stamp does not authenticate; the file was modified or is corrupt. Nothing was changed.`, 'mac-mismatch');
+    throw new SopsError(`${name}: MAC mismatch: the stored MAC or its lastmodified stamp does not authenticate; the file was modified or is corrupt. Nothing was changed.`, 'mac-mismatch', {
+      path: format === 'dotenv' ? ['sops_mac'] : ['sops', 'mac'],
+    });
   }
   if (stored.length !== computed.length || !timingSafeEqual(stored, computed)) {
     throw new SopsError(`${name}: MAC mismatch: the values do not match the file's MAC; the file was modified or is corrupt. Nothing was changed.`, 'mac-mismatch');

@@ -9,7 +9,7 @@ import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { ReplicaRow, Store } from '../../store/store.js';
 import { openLogFd, tailLines } from './logs.js';
-import { runProbe } from './probes.js';
+import { runProbe, type ProbeResult } from './probes.js';
 import { baseEnv, isSameProcess, processStartTime, signalGroup, spawnDetached } from './process.js';
 import type { TrafficSplit } from './proxy/protocol.js';
 import { templateHash } from './spec-hash.js';
@@ -60,6 +60,11 @@ interface Replica {
   lastProbe?: string;
   /** The last lines the replica wrote before it exited, for crash-loop messages. */
   lastLogs: string[];
+  /**
+   * The environment the process runs with, secret values included (memory only, never stored or shown). Exec
+   * probes get it too; an adopted replica's is made again on its first exec probe.
+   */
+  runEnv?: Record<string, string>;
   livenessFailures: number;
   readinessFailures: number;
   readinessSuccesses: number;
@@ -409,6 +414,28 @@ export class Supervisor {
     return { ...baseEnv(), HOST: '127.0.0.1', ...spec.vars, KEELSON_ENV: spec.env, KEELSON_APP: spec.name, KEELSON_VERSION: spec.version };
   }
 
+  /** What a replica's process runs with: the app's environment, its secret env vars, its port and id. */
+  private async replicaEnv(r: Replica): Promise<Record<string, string>> {
+    const secretEnv = (await this.o.secretEnv?.(r.spec, r.template)) ?? {};
+    return { ...this.processEnv(r.spec), ...secretEnv, PORT: String(r.port), KEELSON_REPLICA: r.id };
+  }
+
+  /**
+   * A probe attempt in the replica's own context: an exec probe runs in the release dir with exactly the
+   * environment the replica got (secrets included), as a user's `psql …` check expects.
+   */
+  private async probe(r: Replica, probe: Probe): Promise<ProbeResult> {
+    let env: Record<string, string> = {};
+    if (probe.exec) {
+      try {
+        env = r.runEnv ??= await this.replicaEnv(r);
+      } catch (err) {
+        return { ok: false, message: `exec probe not run: secrets unavailable: ${(err as Error).message}` };
+      }
+    }
+    return runProbe(probe, { port: r.port, cwd: r.release.dir, env });
+  }
+
   private async launch(r: Replica): Promise<void> {
     if (this.closed) return;
     r.state = 'starting';
@@ -418,21 +445,15 @@ export class Supervisor {
     r.livenessFailures = 0;
     r.readinessFailures = 0;
     r.readinessSuccesses = 0;
-    let secretEnv: Record<string, string> = {};
+    let env: Record<string, string>;
     try {
-      secretEnv = (await this.o.secretEnv?.(r.spec, r.template)) ?? {};
+      env = r.runEnv = await this.replicaEnv(r);
     } catch (err) {
       // Never the values: the message names files and keys only.
       r.lastExit = `secrets unavailable: ${(err as Error).message}`;
       this.onExit(r, 0, null, null);
       return;
     }
-    const env = {
-      ...this.processEnv(r.spec),
-      ...secretEnv,
-      PORT: String(r.port),
-      KEELSON_REPLICA: r.id,
-    };
     const fd = openLogFd(r.logPath);
     try {
       const { child, pid, startTime } = await spawnDetached({ command: r.spec.command, cwd: r.release.dir, env, logFd: fd });
@@ -538,7 +559,7 @@ export class Supervisor {
         this.setReady(r, true);
         return;
       }
-      const res = await runProbe(readiness, { port: r.port, cwd: r.release.dir, env: r.spec.vars });
+      const res = await this.probe(r, readiness);
       if (r.state !== 'running') return;
       r.lastProbe = res.ok ? undefined : `readiness: ${res.message}`;
       if (res.ok) {
@@ -557,7 +578,7 @@ export class Supervisor {
     const probeLiveness = async () => {
       if (r.state !== 'running' || !liveness) return;
       if (r.everReady) {
-        const res = await runProbe(liveness, { port: r.port, cwd: r.release.dir, env: r.spec.vars });
+        const res = await this.probe(r, liveness);
         if (r.state !== 'running') return;
         if (res.ok) r.livenessFailures = 0;
         else if (++r.livenessFailures >= liveness.failureThreshold) {
