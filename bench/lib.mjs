@@ -337,16 +337,7 @@ const summaryRe = /^<!-- summary (.*) -->$/m;
 export function readSections(file = benchmarksFile) {
   if (!existsSync(file)) return [];
   const text = readFileSync(file, 'utf8');
-  return [...text.matchAll(blockRe)].map(([, name, body]) => {
-    const m = summaryRe.exec(body);
-    let summary = [];
-    try {
-      summary = m ? JSON.parse(m[1]) : [];
-    } catch {
-      /* a hand-edited comment: no summary rows */
-    }
-    return { name, body, summary };
-  });
+  return [...text.matchAll(blockRe)].map(([, name, body]) => ({ name, body, summary: parseSummary(body) }));
 }
 
 /**
@@ -387,8 +378,37 @@ export function writeSection(name, markdown, { summary = [], command, file = ben
   const b = text.indexOf(endMarker(name));
   if (a >= 0 && b > a) text = `${text.slice(0, a)}${block}${text.slice(b + endMarker(name).length)}`;
   else text = `${text.trimEnd()}\n\n${block}\n`;
-  writeFileSync(file, text);
+  writeFileSync(file, refreshSummary(text));
   console.log(`BENCHMARKS.md: ${name} section written`);
+}
+
+/** The rows of the header's summary table, from every section's declared summary (file order). */
+export function summaryRows(sections) {
+  return sections.flatMap((s) => s.summary.map((r) => `| ${r.measure} | ${r.value} | ${r.goal || '—'} | ${r.met === true ? 'yes' : r.met === false ? '**no**' : '—'} | ${r.peer ?? ''} | ${r.ratio ?? ''} |`));
+}
+
+/** The summary table (and each section's "measured" date) in the header, rebuilt after one section changed alone. */
+function refreshSummary(text) {
+  const tableStart = text.indexOf('| Measure | Keelson | Goal | Met | Peer | Ratio |\n|---|---|---|---|---|---|\n');
+  if (tableStart < 0) return text;
+  const bodyStart = text.indexOf('\n', text.indexOf('\n', tableStart) + 1) + 1;
+  const bodyEnd = text.indexOf('\n\n', bodyStart);
+  const sections = [...text.matchAll(blockRe)].filter(([, name]) => name !== 'header').map(([, name, body]) => ({ name, body, summary: parseSummary(body) }));
+  let out = `${text.slice(0, bodyStart)}${summaryRows(sections).join('\n')}${text.slice(bodyEnd)}`;
+  for (const s of sections) {
+    const at = /_Measured (\d{4}-\d\d-\d\d \d\d:\d\d UTC)/.exec(s.body)?.[1];
+    if (at) out = out.replace(new RegExp(`(\\(\`${s.name}\`\\) \\| [^|\\n]* \\| )[^|\\n]*( \\|)`), `$1${at}$2`);
+  }
+  return out;
+}
+
+function parseSummary(body) {
+  const m = summaryRe.exec(body);
+  try {
+    return m ? JSON.parse(m[1]) : [];
+  } catch {
+    return []; // a hand-edited comment: no summary rows
+  }
 }
 
 function argsForFooter() {

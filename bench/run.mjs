@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { benchmarksFile, loadavg, readSections, revision, root, utc } from './lib.mjs';
+import { benchmarksFile, loadavg, readSections, revision, root, summaryRows, utc } from './lib.mjs';
 
 /** Every benchmark, in run order: `needs` returns why it cannot run here, or nothing. */
 const benches = [
@@ -150,7 +150,7 @@ function headerBlock({ seconds, loadEnd, ordered }) {
     '',
     '| Measure | Keelson | Goal | Met | Peer | Ratio |',
     '|---|---|---|---|---|---|',
-    ...ordered.flatMap((s) => s.summary.map((r) => `| ${r.measure} | ${r.value} | ${r.goal || '—'} | ${r.met === true ? 'yes' : r.met === false ? '**no**' : '—'} | ${r.peer ?? ''} | ${r.ratio ?? ''} |`)),
+    ...summaryRows(ordered),
     '',
     '## Reproduce',
     '',
