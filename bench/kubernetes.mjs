@@ -17,9 +17,9 @@
  *   BENCH_APPS=100 node bench/kubernetes.mjs --no-write     # smaller, leaves BENCHMARKS.md alone
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { benchCommand, commitAll, fmt, fmtStats, freePort, gitInit, main, now, onCleanup, root, rssKiB, sleep, startKeelson, stats, tempDir, waitFor, writeSection as writeBenchSection, writeTree } from './lib.mjs';
 import { connect } from '../dist/targets/kubernetes/client.js';
@@ -239,6 +239,48 @@ const availableIn = (prefix, n) => (state) => {
   return ok >= n;
 };
 
+// ---- memory: what the engine's RSS is made of (its own Prometheus metrics)
+
+async function memoryOf(k) {
+  const metrics = await k.text('/metrics');
+  const value = (name) => Number(new RegExp(`^keelson_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN) / 2 ** 20;
+  const m = { rss: value('process_resident_memory_bytes'), heapTotal: value('nodejs_heap_size_total_bytes'), heapUsed: value('nodejs_heap_size_used_bytes'), external: value('nodejs_external_memory_bytes') };
+  m.text = `RSS ${fmt(m.rss)} MiB = V8 heap ${fmt(m.heapTotal)} MiB (${fmt(m.heapUsed)} MiB in use) + external ${fmt(m.external)} MiB + the rest (code, native, allocator) ${fmt(m.rss - m.heapTotal - m.external)} MiB`;
+  return m;
+}
+
+// ---- CPU: who used the two cores during a phase
+
+/** CPU seconds (user + system) a process used so far; `children` adds what its reaped children used (kubectl). */
+function cpuOf(pid, children = false) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').slice(readFileSync(`/proc/${pid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
+    return ticks / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds so far of each control plane process (from the test environment's pid files), Keelson and kubectl. */
+function cpuSnapshot(keelsonPid) {
+  const pids = join(dirname(process.env.KUBECONFIG ?? ''), 'pids');
+  const out = {};
+  if (existsSync(pids)) {
+    for (const f of readdirSync(pids)) out[f.replace(/\.pid$/, '')] = cpuOf(readFileSync(join(pids, f), 'utf8').split(' ')[0].trim());
+  }
+  out['kubectl (the bench\'s children)'] = cpuOf(process.pid, true) - cpuOf(process.pid);
+  if (keelsonPid) out.keelson = cpuOf(keelsonPid);
+  return out;
+}
+
+/** `name 12.3 s` per process for the CPU used between two snapshots, largest first, with the phase's wall time. */
+function cpuBetween(a, b, wallMs) {
+  const used = Object.entries(b).map(([k, v]) => [k, v - (a[k] ?? 0)]).filter(([, v]) => v > 0.05).sort((x, y) => y[1] - x[1]);
+  const total = used.reduce((n, [, v]) => n + v, 0);
+  return { total, wallMs, parts: used, text: `${used.map(([k, v]) => `${k} ${fmt(v, 1)} s`).join(', ')} (total ${fmt(total, 1)} CPU-s in ${fmt(wallMs / 1000, 1)} s: ${fmt(total / (wallMs / 1000), 2)} of ${os.cpus().length} cores)` };
+}
+
 // ---- phases
 
 async function timedKubectlApply(dir) {
@@ -249,11 +291,13 @@ async function timedKubectlApply(dir) {
 
 async function kubectlCold(dir, watch) {
   const before = requestCounters();
+  const cpu0 = cpuSnapshot();
   const t0 = now();
   const applyMs = await timedKubectlApply(dir);
   const availableAt = await watch.until(`${APPS} kubectl Deployments Available`, availableIn(`kb-${RUN}-c`, APPS), COLD_TIMEOUT_MS);
+  const cpu = cpuBetween(cpu0, cpuSnapshot(), availableAt - t0);
   const writes = writesBetween(before, requestCounters());
-  return { applyMs, availableMs: availableAt - t0, writes };
+  return { applyMs, availableMs: availableAt - t0, writes, cpu };
 }
 
 async function kubectlNoop(dir) {
@@ -270,8 +314,10 @@ async function kubectlNoop(dir) {
 async function keelsonCold(dir, ops, watch) {
   const apiPort = await freePort();
   const before = requestCounters();
+  const cpu0 = cpuSnapshot();
   const t0 = now();
   const k = startKeelson({ repo: ops, stateDir: join(dir, 'state'), apiPort, poll: '30s', logFile: join(dir, 'keelson.log') });
+  cpu0.keelson = 0;
   let peakRss = 0;
   const sampler = setInterval(() => {
     try {
@@ -280,6 +326,7 @@ async function keelsonCold(dir, ops, watch) {
   }, 200);
   onCleanup(() => clearInterval(sampler));
   const availableAt = await watch.until(`${APPS} Keelson Deployments Available`, availableIn(`kb-${RUN}-k`, APPS), COLD_TIMEOUT_MS);
+  const cpu = cpuBetween(cpu0, cpuSnapshot(k.pid), availableAt - t0);
   // Keelson's own view: every environment synced and every app Healthy.
   await waitFor('every app Healthy and Synced', async () => {
     const envs = (await k.get('/api/v1/status')).environments;
@@ -291,7 +338,7 @@ async function keelsonCold(dir, ops, watch) {
   const syncs = (await k.get('/api/v1/history?limit=1000')).syncs;
   const failedSyncs = syncs.filter((s) => s.result === 'Failed');
   clearInterval(sampler);
-  return { k, availableMs: availableAt - t0, syncedMs: syncedAt - t0, writes, peakRssMiB: peakRss / 1024, failedSyncs: failedSyncs.length };
+  return { k, availableMs: availableAt - t0, syncedMs: syncedAt - t0, writes, peakRssMiB: peakRss / 1024, failedSyncs: failedSyncs.length, cpu };
 }
 
 async function keelsonNoop(k) {
@@ -373,14 +420,18 @@ main('kubernetes', async () => {
   // kubectl first: a cluster that already holds the other tool's objects is the harder case, and it is Keelson's.
   const kc = keelsonOnly ? { applyMs: NaN, availableMs: NaN, writes: { total: NaN, dryRuns: 0, by: {} } } : await kubectlCold(plain, watch);
   console.log(`kubectl apply --server-side cold: apply ${fmt(kc.applyMs / 1000, 1)} s, every Deployment Available ${fmt(kc.availableMs / 1000, 1)} s; ${fmtWrites(kc.writes)}`);
+  if (kc.cpu) console.log(`  CPU: ${kc.cpu.text}`);
   const kn = keelsonOnly ? { time: stats([NaN]), writes: kc.writes } : await kubectlNoop(plain);
   console.log(`kubectl apply --server-side no-op: ${fmtStats(kn.time)}; ${fmtWrites(kn.writes)}`);
 
   const cold = await keelsonCold(dir, ops, watch);
   const k = cold.k;
   console.log(`keelson cold: every Deployment Available ${fmt(cold.availableMs / 1000, 1)} s, every app Synced+Healthy ${fmt(cold.syncedMs / 1000, 1)} s; ${fmtWrites(cold.writes)}; failed syncs ${cold.failedSyncs}; peak RSS ${fmt(cold.peakRssMiB)} MiB`);
+  console.log(`  CPU: ${cold.cpu.text}`);
   await sleep(2000);
   const rssSettled = rssKiB(k.pid) / 1024;
+  const memory = await memoryOf(k);
+  console.log(`  memory (settled): ${memory.text}`);
   if (process.env.BENCH_HEAP_SNAPSHOT) {
     // With NODE_OPTIONS=--heapsnapshot-signal=SIGUSR2: a snapshot of the settled engine, in its working directory.
     process.kill(k.pid, 'SIGUSR2');

@@ -150,7 +150,9 @@ export function startKeelson({ repo, stateDir, apiPort, poll = '1s', logFile }) 
   const args = [bin, 'up', '--repo', repo, '--state-dir', stateDir, '--listen', `127.0.0.1:${apiPort}`, '--poll', poll];
   // An operator token: without tokens the API is read-only, and a manual sync is an action.
   const token = `kls_bench_${randomBytes(16).toString('hex')}`;
-  const child = spawn(process.execPath, args, {
+  // BENCH_ENGINE_NODE_ARGS: node options for the engine alone, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
+  const nodeArgs = (process.env.BENCH_ENGINE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { KEELSON_LOG_LEVEL: 'info', ...process.env, KEELSON_TOKEN_OPERATOR: token },
   });
@@ -176,6 +178,8 @@ export function startKeelson({ repo, stateDir, apiPort, poll = '1s', logFile }) 
     stop,
     /** GET an API path as JSON. */
     get: (path) => getJson(`${api}${path}`, { headers }),
+    /** GET an API path as text (`/metrics`). */
+    text: async (path) => (await fetch(`${api}${path}`, { headers })).text(),
     /** POST JSON to an API path; resolves the JSON answer. */
     post: (path, body = {}) => getJson(`${api}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { ...headers, 'content-type': 'application/json' } }),
   };

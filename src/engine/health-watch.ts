@@ -40,18 +40,22 @@ export class HealthWatch {
     if (this.pending) clearTimeout(this.pending);
   }
 
+  /** How long the last check took: checks are spaced by at least ten times that, so they take ≤ 10% of a core. */
+  private lastCheckMs = 0;
+
   private soon(): void {
     if (this.pending) return;
     this.pending = setTimeout(() => {
       this.pending = undefined;
       void this.check();
-    }, this.o.debounceMs ?? 100);
+    }, Math.max(this.o.debounceMs ?? 100, 10 * this.lastCheckMs));
     this.pending.unref();
   }
 
   private async check(): Promise<void> {
     if (this.running) return this.soon();
     this.running = true;
+    const started = performance.now();
     try {
       const seen = new Set<string>();
       for (const env of (await this.source.status()).environments) {
@@ -71,6 +75,7 @@ export class HealthWatch {
       // A status read that fails (engine stopping) is retried by the next trigger or tick.
     } finally {
       this.running = false;
+      this.lastCheckMs = performance.now() - started;
     }
   }
 }

@@ -88,8 +88,16 @@ export class TargetRegistry implements Target {
     await Promise.all([...new Set(this.instances.values())].map((t) => t.close()));
   }
 
+  /**
+   * Memoized per desired app object (a render makes new ones, never changes them): status asks for every app's
+   * template on every health check, and hashing a thousand specs each time was most of the engine's CPU.
+   */
+  private readonly templates = new WeakMap<DesiredApp, string>();
+
   templateOf(app: DesiredApp): string {
-    return this.targetOf(app.env).templateOf(app);
+    let t = this.templates.get(app);
+    if (t === undefined) this.templates.set(app, (t = this.targetOf(app.env).templateOf(app)));
+    return t;
   }
 
   async observe(env: string): Promise<LiveApp[]> {

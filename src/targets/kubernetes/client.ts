@@ -7,6 +7,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import tls from 'node:tls';
 import { TerminalError } from '../../core/errors.js';
 import { Credentials, loadConnection, type ClusterSpec, type Connection, type Credential } from './kubeconfig.js';
 import type { KObject } from './objects.js';
@@ -39,10 +40,34 @@ interface RequestOptions {
 
 export interface Cluster {
   api: KubeClient;
+  /** Done with it: the last user of a shared client closes its connections. */
+  release(): void;
 }
 
+const shared = new Map<string, { api: KubeClient; users: number }>();
+
+/**
+ * A client for the cluster `spec` names. Environments on the same cluster (same kubeconfig, context and server) share
+ * one: one connection pool and one discovery cache, instead of a pool of sockets per environment.
+ */
 export function connect(spec: ClusterSpec): Cluster {
-  return { api: new KubeClient(loadConnection(spec)) };
+  const conn = loadConnection(spec);
+  const key = `${conn.server}\0${conn.origin}`;
+  let entry = shared.get(key);
+  if (!entry) shared.set(key, (entry = { api: new KubeClient(conn), users: 0 }));
+  entry.users++;
+  const e = entry;
+  let released = false;
+  return {
+    api: e.api,
+    release: () => {
+      if (released) return;
+      released = true;
+      if (--e.users > 0) return;
+      e.api.close();
+      if (shared.get(key) === e) shared.delete(key);
+    },
+  };
 }
 
 export class KubeClient {
@@ -204,15 +229,23 @@ export class KubeClient {
     });
   }
 
-  /** One pool per client certificate (an exec plugin may hand out a new one). */
+  /**
+   * One pool per client certificate (an exec plugin may hand out a new one), with one TLS context: made per
+   * connection, parsing the key and the CAs was a tenth of Keelson's CPU at a thousand apps.
+   */
   private agentFor(cred: Credential): http.Agent {
     if (this.agent && this.agent.cert === cred.cert) return this.agent.agent;
     this.agent?.agent.destroy();
     const c = this.conn;
     const agent =
       this.mod === http
-        ? new http.Agent({ keepAlive: true, maxFreeSockets: 32 })
-        : new https.Agent({ keepAlive: true, maxFreeSockets: 32, ca: c.ca, cert: cred.cert, key: cred.key, rejectUnauthorized: !c.insecure, servername: c.serverName });
+        ? new http.Agent({ keepAlive: true })
+        : new https.Agent({
+            keepAlive: true,
+            secureContext: tls.createSecureContext({ ca: c.ca, cert: cred.cert, key: cred.key }),
+            rejectUnauthorized: !c.insecure,
+            servername: c.serverName,
+          });
     this.agent = { agent, cert: cred.cert };
     return agent;
   }

@@ -111,7 +111,7 @@ export class KubernetesTarget implements Target {
     this.closed = true;
     for (const h of this.heals.values()) if (h.timer) clearTimeout(h.timer);
     await this.watch?.close();
-    this.cluster?.api.close();
+    this.cluster?.release();
   }
 
   concurrencyOf(): number {
@@ -123,12 +123,24 @@ export class KubernetesTarget implements Target {
     return hashOf({ ...rest, namespace: this.namespace });
   }
 
+  /** Live objects are replaced, never changed, by the watch: whether one matches its desired object is kept per live object. */
+  private readonly intactOf = new WeakMap<KObject, { desired: KObject; intact: boolean }>();
+
+  private intact(desired: KObject, live: KObject | undefined): boolean {
+    if (!live) return false;
+    const known = this.intactOf.get(live);
+    if (known?.desired === desired) return known.intact;
+    const intact = matchesDesired(desired, live);
+    this.intactOf.set(live, { desired, intact });
+    return intact;
+  }
+
   async observe(env: string): Promise<LiveApp[]> {
     const { watch } = await this.connected();
     return this.inventory.list(env).map((inv) => {
       const objects = inv.objects.map((d) => {
         const live = watch.get(d);
-        return { key: formatKey(d), ...objectHealth(d.kind, live as never), intact: matchesDesired(d, live) };
+        return { key: formatKey(d), ...objectHealth(d.kind, live as never), intact: this.intact(d, live) };
       });
       const { health, message } = combinedHealth(objects);
       const replicas = { desired: 0, ready: 0, total: 0, updated: 0 };
