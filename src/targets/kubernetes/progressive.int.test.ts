@@ -205,6 +205,25 @@ kubernetesSuite('kubernetes target: progressive rollouts and hook Jobs', () => {
     expect(events.some((e) => e.type === 'rollout.completed' && e.env === env)).toBe(true);
   });
 
+  it('a sticky canary keeps each client IP on one version (Service sessionAffinity) until the rollout ends', async () => {
+    const { t, env, namespace } = newTarget('k-sticky');
+    const spec: RolloutSpec = { strategy: 'canary', canary: { stickySessions: true, steps: [{ setWeight: 50 }, { pause: {} }] } };
+    const affinity = () => kubectl('-n', namespace, 'get', 'svc/web', '-o', 'jsonpath={.spec.sessionAffinity}');
+    expect((await t.apply(app(env, '1.0.0', spec, { replicas: 2 }), ctx('a'))).ok).toBe(true);
+    expect(affinity()).toBe('None');
+    const during: string[] = [];
+    const off = bus.subscribe((e) => {
+      if (e.type !== 'rollout.paused' || e.env !== env) return;
+      during.push(affinity());
+      bus.publish({ type: 'rollout.promoteRequested', env, app: 'web', full: false });
+    });
+    const done = await t.apply(app(env, '2.0.0', spec, { replicas: 2 }), ctx('b'));
+    off();
+    expect(done).toMatchObject({ ok: true });
+    expect(during).toEqual(['ClientIP']);
+    expect(affinity()).toBe('None');
+  });
+
   it('a failed canary analysis returns everything to stable and reports Failed; a new commit cancels a waiting canary', async () => {
     const { t, env, namespace } = newTarget('k-abort');
     const failing: RolloutSpec = { strategy: 'canary', canary: { stickySessions: false, steps: [{ setWeight: 50 }, { analysis: { metrics: [metric('errors')] } }] } };

@@ -112,6 +112,10 @@ export function progressivePlan(app: DesiredApp, resources: KObject[], previous:
 
 const withReplicas = (o: KObject, n: number, env: string, app: string): KObject => restamp({ ...o, spec: { ...(o as any).spec, replicas: n } } as KObject, env, app);
 
+function withClientIpAffinity(service: KObject, env: string, app: string): KObject {
+  return restamp({ ...service, spec: { ...(service as any).spec, sessionAffinity: 'ClientIP' } } as KObject, env, app);
+}
+
 /** The Service's selector pointed at one set (blue/green) or every set (canary: no set label). */
 function serviceFor(service: KObject, set: string | undefined, env: string, app: string): KObject {
   const s = structuredClone(service) as any;
@@ -146,11 +150,14 @@ export async function kubernetesRollout(
   };
   const stableService = plan.service && serviceFor(plan.service, bg ? stableSet : undefined, env, name);
   const nextService = plan.service && serviceFor(plan.service, bg ? nextSet : undefined, env, name);
+  // A sticky canary: kube-proxy keeps each client IP on one pod, hence on one version, until the rollout ends
+  // (promote and abort apply the Service as declared again).
+  const rolloutService = stableService && !bg && rollout.canary?.stickySessions ? withClientIpAffinity(stableService, env, name) : stableService;
   let stableDesired = withReplicas(plan.stable, total, env, name);
   let nextDesired = withReplicas(plan.next, 0, env, name);
 
-  o.record([...plan.others, ...(stableService ? [stableService] : []), stableDesired, nextDesired]);
-  await apply([...plan.others, ...(stableService ? [stableService] : [])]);
+  o.record([...plan.others, ...(rolloutService ? [rolloutService] : []), stableDesired, nextDesired]);
+  await apply([...plan.others, ...(rolloutService ? [rolloutService] : [])]);
 
   const driver: RolloutDriver = {
     async scaleNew(replicas, deadline, signal) {

@@ -159,6 +159,7 @@ export class ObjectWatch {
 
   /** A write's response: newer than the cache until the watch delivers it (never replaces a newer generation). */
   saw(o: KObject): void {
+    slim(o);
     const cached = this.cache.get(identity(o));
     const gen = (x: KObject | undefined) => (x?.metadata.generation as number | undefined) ?? 0;
     if (!cached || gen(o) > gen(cached)) this.cache.set(identity(o), o);
