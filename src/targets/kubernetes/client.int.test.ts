@@ -33,7 +33,7 @@ kubernetesSuite('kubernetes client', () => {
       await api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } }, 'keelson');
       const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'one', namespace }, data: { a: '1' } };
       const applied = await api.apply(cm, { fieldManager: 'keelson' });
-      expect(applied.metadata.managedFields?.[0]).toMatchObject({ manager: 'keelson', operation: 'Apply' });
+      expect((applied.metadata.managedFields as unknown[])[0]).toMatchObject({ manager: 'keelson', operation: 'Apply' });
       expect((await api.read(cm)).data).toEqual({ a: '1' });
       const listed = await api.list('v1', 'ConfigMap', { namespace, labelSelector: 'nope=1' });
       expect(listed).toEqual([]);

@@ -152,7 +152,7 @@ export async function kubernetesRollout(
   const nextService = plan.service && serviceFor(plan.service, bg ? nextSet : undefined, env, name);
   // A sticky canary: kube-proxy keeps each client IP on one pod, hence on one version, until the rollout ends
   // (promote and abort apply the Service as declared again).
-  const rolloutService = stableService && !bg && rollout.canary?.stickySessions ? withClientIpAffinity(stableService, env, name) : stableService;
+  const rolloutService = stableService && rollout.strategy === 'canary' && rollout.canary.stickySessions ? withClientIpAffinity(stableService, env, name) : stableService;
   let stableDesired = withReplicas(plan.stable, total, env, name);
   let nextDesired = withReplicas(plan.next, 0, env, name);
 
