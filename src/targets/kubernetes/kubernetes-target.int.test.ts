@@ -137,6 +137,37 @@ ${unschedulable ? '      nodeSelector: { keelson.dev/never: "true" }\n' : ''}`,
     expect(events.some((e) => e.type === 'app.rolledBack' && e.env === env)).toBe(true);
   });
 
+  it('a failed first deploy has nothing to roll back to: a retry of the same spec fails again without claiming a rollback', async () => {
+    const { t, env, namespace } = newTarget('k-first');
+    const dir = 'first';
+    writeTree(join(tmp.dir, dir), {
+      'deploy.yaml': `apiVersion: apps/v1
+kind: Deployment
+metadata: { name: api }
+spec:
+  progressDeadlineSeconds: 2
+  selector: { matchLabels: { app: api } }
+  template:
+    metadata: { labels: { app: api } }
+    spec:
+      containers: [{ name: api, image: registry.example/api:1 }]
+      nodeSelector: { keelson.dev/never: "true" }
+`,
+    });
+    const desired = manifestsApp(env, dir, { progressDeadlineSeconds: 2 });
+    const from = events.length;
+    const first = await t.apply(desired, ctx);
+    expect(first).toMatchObject({ ok: false, rolledBack: false });
+    const retry = await t.apply(desired, ctx);
+    expect(retry).toMatchObject({ ok: false, rolledBack: false });
+    expect(retry.ok === false && retry.message).toMatch(/did not become healthy/);
+    expect(retry.ok === false && retry.message).not.toMatch(/rolled back/);
+    expect(events.slice(from).some((e) => e.type === 'app.rolledBack' && e.env === env)).toBe(false);
+    // The failing Deployment stays (as Argo CD leaves it) and is the app's recorded state, for prune and status.
+    expect(kubectl('-n', namespace, 'get', 'deploy', '-o', 'name')).toBe('deployment.apps/api');
+    expect((await t.observe(env))[0]).toMatchObject({ name: 'shop', health: 'Degraded' });
+  });
+
   it('prunes what is no longer declared, skips kept objects, and follows sync waves and Argo CD hooks', async () => {
     const { t, env, namespace } = newTarget('k-argo');
     const dir = 'argo';

@@ -16,7 +16,7 @@ import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
 import { hookState, runHookPhase, splitHooks, type HookRunner } from './hooks.js';
 import { InventoryStore, type AppInventory, type KvStore } from './inventory.js';
-import { formatKey, hashOf, identity, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
+import { ANNOTATION_APPLIED, formatKey, hashOf, identity, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups, wavesOf } from './order.js';
 import { renderApp } from './render.js';
 import { asSets, kubernetesRollout, progressivePlan, type ProgressivePlan } from './progressive.js';
@@ -309,7 +309,10 @@ export class KubernetesTarget implements Target {
       return fail(`${app.name}: ${errorMessage(err)}`);
     }
     const { resources, hooks } = prepared;
-    const previous = this.inventory.get(app.env, app.name);
+    // What a failure rolls back to: the last record, unless it holds these very objects (a retry of a failed first
+    // deploy, or a re-apply): rolling back to them would only claim a rollback that changed nothing.
+    const recorded = this.inventory.get(app.env, app.name);
+    const previous = recorded && !sameObjects(recorded.objects, resources) ? recorded : undefined;
     this.applying.add(app.name);
     try {
       const timeoutMs = (app.progressDeadlineSeconds + 15) * 1000;
@@ -370,7 +373,7 @@ export class KubernetesTarget implements Target {
       }
       if (!failure) {
         const written = results.filter((r) => r.action !== 'unchanged');
-        return { ok: true, action: previous ? 'configured' : 'created', message: summarize(results, written.length === 0), objects: results };
+        return { ok: true, action: recorded ? 'configured' : 'created', message: summarize(results, written.length === 0), objects: results };
       }
       const sf = await runHookPhase('SyncFail', hooks.SyncFail, runner, timeoutMs);
       results.push(...sf.results);
@@ -639,4 +642,12 @@ async function mapLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void
       while (i < items.length) await fn(items[i++]);
     }),
   );
+}
+
+/** Whether two object lists are the same objects as applied (identity and applied hash), in any order. */
+function sameObjects(a: KObject[], b: KObject[]): boolean {
+  const key = (o: KObject) => `${identity(o)}@${o.metadata.annotations?.[ANNOTATION_APPLIED] ?? ''}`;
+  if (a.length !== b.length) return false;
+  const keys = new Set(a.map(key));
+  return b.every((o) => keys.has(key(o)));
 }
