@@ -35,6 +35,24 @@ export interface EngineHarness {
   engine: Engine;
   /** Stops every supervised process and the engine, and removes the temp dir. */
   stop(): Promise<void>;
+  /**
+   * Stops the engine as SIGTERM does (apps, the proxy and rollouts under way keep running; `whileStopped` runs then)
+   * and starts a new one (new store, bus, target and engine objects here) on the same state dir and repository.
+   * Resolves once it started, healthy or not.
+   */
+  restart(opts?: { whileStopped?: () => void | Promise<void>; beforeStart?: (h: Omit<EngineHarness, 'stop' | 'restart'>) => void }): Promise<void>;
+}
+
+type Booted = Pick<EngineHarness, 'store' | 'bus' | 'target' | 'engine'>;
+
+function boot(ops: string, state: string): Booted {
+  const log = silentLogger();
+  const store = new Store(state);
+  const bus = new EventBus();
+  let engine: Engine | undefined;
+  const target = new LocalTarget({ stateDir: state, store, bus, log, requeue: (env) => engine?.requeue(env) });
+  engine = new Engine({ repo: ops, stateDir: state, log, store, bus, target, pollMs: 60_000 });
+  return { store, bus, target, engine };
 }
 
 /**
@@ -43,7 +61,7 @@ export interface EngineHarness {
  */
 export async function startEngine(
   files: Record<string, string> = tickRepo,
-  opts: { prefix?: string; beforeStart?: (h: Omit<EngineHarness, 'stop'>) => void } = {},
+  opts: { prefix?: string; beforeStart?: (h: Omit<EngineHarness, 'stop' | 'restart'>) => void } = {},
 ): Promise<EngineHarness> {
   const prefix = opts.prefix ?? 'keelson-engine-';
   const tmp = tempDir(prefix);
@@ -52,33 +70,33 @@ export async function startEngine(
   writeTree(ops, files);
   gitInit(ops);
   commitAll(ops, 'initial');
-  const log = silentLogger();
-  const store = new Store(state);
-  const bus = new EventBus();
-  let engine: Engine | undefined;
-  const target = new LocalTarget({ stateDir: state, store, bus, log, requeue: (env) => engine?.requeue(env) });
-  engine = new Engine({ repo: ops, stateDir: state, log, store, bus, target, pollMs: 60_000 });
-  opts.beforeStart?.({ dir: tmp.dir, ops, state, store, bus, target, engine });
-  await engine.start();
-  const started = engine;
+  const first = boot(ops, state);
+  opts.beforeStart?.({ dir: tmp.dir, ops, state, ...first });
+  await first.engine.start();
   await waitFor('apps healthy', async () => {
-    const apps = (await started.status()).environments[0]?.apps ?? [];
+    const apps = (await first.engine.status()).environments[0]?.apps ?? [];
     return apps.length > 0 && apps.every((a) => a.health === 'Healthy');
   });
-  return {
+  const h: EngineHarness = {
     dir: tmp.dir,
     ops,
     state,
-    store,
-    bus,
-    target,
-    engine: started,
+    ...first,
     async stop() {
-      await target.supervisor.stopAll();
-      await target.proxy.stop();
-      await started.stop();
-      store.close();
+      await h.target.supervisor.stopAll();
+      await h.target.proxy.stop();
+      await h.engine.stop();
+      h.store.close();
       tmp.cleanup();
     },
+    async restart(o = {}) {
+      await h.engine.stop();
+      h.store.close();
+      await o.whileStopped?.();
+      Object.assign(h, boot(ops, state));
+      o.beforeStart?.(h);
+      await h.engine.start();
+    },
   };
+  return h;
 }

@@ -118,6 +118,8 @@ export class Engine {
   /** Apps of a `sync --force` in progress: their apply takes over fields other managers own. */
   private readonly takeover = new Map<string, Set<string>>();
   private stopped = false;
+  /** Aborted by `stop`: progressive rollouts under way are left as they are, for the next engine to resume. */
+  private readonly stopping = new AbortController();
   private goodUnpin?: () => void;
   /** The revision each environment's unchanged apps were last recorded at. */
   private readonly recordedRevision = new Map<string, string>();
@@ -157,6 +159,7 @@ export class Engine {
   /** Stops the loops; supervised apps and the proxy keep running for the next engine to adopt. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     if (this.pollTimer) clearTimeout(this.pollTimer);
     await this.reconciler.stop();
     await this.target.close();
@@ -341,8 +344,9 @@ export class Engine {
     const live = await this.target.observe(env);
     const force = this.forced.get(env);
     this.forced.delete(env);
-    for (const app of force ?? []) this.store.clearFailure(env, app);
+    // Planned before the failures are forgotten: a forced app whose failed spec is the live one is retried.
     const plan = this.pauses.withoutPaused(this.planFor(desired, live, good.revision, force));
+    for (const app of force ?? []) this.store.clearFailure(env, app);
     this.recordUnchanged(env, plan, good.revision, desired);
     if (!hasChanges(plan)) return { requeueAfterMs: requeueBeforeExpiry(desired, resync) };
     const gate = this.windows.check(desired, good.revision, { manual: force !== undefined, maxMs: requeueBeforeExpiry(desired, resync) });
@@ -370,6 +374,8 @@ export class Engine {
     const env = plan.env;
     const changes: AppChange[] = [];
     const failed = new Set<string>();
+    /** Apps whose rollout the engine stopping interrupted (and their dependents): the next engine takes them up. */
+    const interrupted: string[] = [];
     const active = plan.steps.filter((s) => s.action !== 'none' && s.action !== 'blocked');
     this.bus.publish({ type: 'sync.started', env, revision: good.revision, changes: active.length });
     this.log.info({ env, revision: good.revision, changes: active.length }, 'sync started');
@@ -379,15 +385,23 @@ export class Engine {
     for (const wave of waves(applySteps, byName)) {
       await mapLimit(wave, this.target.concurrencyOf?.(env) ?? concurrency, async (step) => {
         const app = byName.get(step.app)!;
+        if (app.dependsOn.some((d) => interrupted.includes(d))) return void interrupted.push(step.app);
         const blockedBy = app.dependsOn.find((d) => failed.has(d));
         if (blockedBy) {
           failed.add(step.app);
           changes.push({ app: step.app, action: 'skipped', from: step.from, to: step.to, message: `dependency ${blockedBy} failed` });
           return;
         }
-        changes.push(await this.applyStep(step, app, good));
-        if (changes[changes.length - 1].action === 'failed') failed.add(step.app);
+        const change = await this.applyStep(step, app, good);
+        if (!change) return void interrupted.push(step.app);
+        changes.push(change);
+        if (change.action === 'failed') failed.add(step.app);
       });
+    }
+    if (interrupted.length > 0) {
+      // Not a result: this sync goes on in the next engine, which records it.
+      this.log.info({ env, revision: good.revision, apps: interrupted.join(', ') }, 'sync interrupted by the engine stopping');
+      return;
     }
     for (const step of plan.steps.filter((s) => s.action === 'delete').reverse()) {
       try {
@@ -414,14 +428,15 @@ export class Engine {
     this.log.info({ env, revision: good.revision, result, durationms: durationMs }, 'sync completed');
   }
 
-  private async applyStep(step: PlanStep, app: DesiredApp, good: GoodRevision): Promise<AppChange> {
+  /** What applying one app did; undefined when the engine stopped in the middle of its rollout. */
+  private async applyStep(step: PlanStep, app: DesiredApp, good: GoodRevision): Promise<AppChange | undefined> {
     const env = app.env;
     const apply = async () => {
       // Cancelled when a newer revision changes this app while the rollout still waits (see inflight.ts).
       const inflight = this.inflight.begin(env, app.name, this.target.templateOf(app));
       try {
         const force = this.takeover.get(env)?.has(app.name);
-        return await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir, signal: inflight.signal, ...(force ? { force } : {}) });
+        return await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir, signal: inflight.signal, interrupt: this.stopping.signal, ...(force ? { force } : {}) });
       } finally {
         inflight.end();
       }
@@ -436,6 +451,7 @@ export class Engine {
       this.bus.publish({ type: 'app.changed', env, app: app.name, action: outcome.action, revision: good.revision, message: outcome.message });
       return { app: app.name, action: outcome.action, from: step.from, to: step.to, message: outcome.message };
     }
+    if ('interrupted' in outcome && outcome.interrupted) return undefined;
     const tail = outcome.logTail.length ? `; last log lines:\n${outcome.logTail.join('\n')}` : '';
     const message = `${outcome.message}${tail}`;
     this.store.putFailure({ env, app: app.name, specHash: specKey((a) => this.target.templateOf(a), app), revision: good.revision, message, at: new Date().toISOString() });
@@ -482,11 +498,12 @@ export class Engine {
           if (!d) {
             sync = 'OutOfSync';
             message = 'no longer declared; will be pruned';
-          } else if (l && l.template === this.target.templateOf(d) && l.spec.replicas === d.replicas && l.spec.port === d.port && l.intact) sync = 'Synced';
-          else if (f && f.specHash === specKey((a) => this.target.templateOf(a), d)) {
+          } else if (f && f.specHash === specKey((a) => this.target.templateOf(a), d)) {
+            // Whether rolled back or left running (a first deploy has nothing to roll back to), the desired spec failed.
             sync = 'Failed';
             message = `${f.message}\nTo retry: commit a fix, or run \`keelson sync --env ${env} --app ${name}\`.`;
-          } else sync = 'OutOfSync';
+          } else if (l && l.template === this.target.templateOf(d) && l.spec.replicas === d.replicas && l.spec.port === d.port && l.intact) sync = 'Synced';
+          else sync = 'OutOfSync';
         }
         if (this.renderError) message = `${message}. ${this.renderError.message}`;
         return {

@@ -45,7 +45,8 @@ export type KeelsonEvent =
 
 /** Progressive rollouts (blue/green, canary); see src/rollout/. */
 export type RolloutEvent =
-  | { type: 'rollout.started'; env: string; app: string; revision: string; strategy: string; from: string; to: string }
+  /** `resumed`: an interrupted rollout taken up again after an engine restart (rollout.step says where). */
+  | { type: 'rollout.started'; env: string; app: string; revision: string; strategy: string; from: string; to: string; resumed?: boolean }
   | { type: 'rollout.step'; env: string; app: string; revision: string; step: number; steps: number; weight: number; message: string }
   | { type: 'rollout.paused'; env: string; app: string; revision: string; reason: string; untilPromoted: boolean }
   | { type: 'rollout.promoteRequested'; env: string; app: string; full: boolean }

@@ -73,7 +73,8 @@ export async function applyWithHooks(d: SyncHookDeps, h: HookedApply): Promise<A
   const after = await liveOf(d.target, app.env, app.name);
   const postCwd = after?.releaseDir ?? preCwd;
   if (!outcome.ok) {
-    await failed(outcome.message, postCwd);
+    // Interrupted by the engine stopping: nothing failed, the next engine resumes the rollout.
+    if (!outcome.interrupted) await failed(outcome.message, postCwd);
     return outcome;
   }
   const post = await runPhase(hooks.postSync, ctx('postSync', postCwd, { result: 'Succeeded', releaseDir: after?.releaseDir }), d);

@@ -90,6 +90,20 @@ describe('planEnvironment', () => {
     expect(forced.steps[0].action).toBe('update');
   });
 
+  it('does not retry a failed first deploy, left running or never started, until a sync retries it', () => {
+    const desired = app('web');
+    const failures = [{ app: 'web', specHash: specKey(templateHash, desired), revision: 'bad0000', message: 'did not become ready\nlast log lines' }];
+    const running = plan(env(desired), [live(desired, { health: 'Degraded' })], ['web'], failures);
+    expect(running.steps[0]).toMatchObject({ action: 'blocked', from: '1.0.0', to: '1.0.0' });
+    expect(running.steps[0].reason).toBe('this spec failed at bad0000 (did not become ready); commit a fix or run `keelson sync --env dev --app web` to retry');
+    expect(plan(env(desired), [], ['web'], failures).steps[0].action).toBe('blocked');
+    expect(hasChanges(running)).toBe(false);
+    const retry = planEnvironment({ desired: env(desired), revision: 'x', live: [live(desired)], inventory: ['web'], failures, templateOf: templateHash, force: new Set(['web']) });
+    expect(retry.steps[0]).toMatchObject({ action: 'update', reason: 'retrying the rollout that failed at bad0000', changes: [] });
+    const fixed = plan(env(app('web', { version: '1.0.1' })), [live(desired)], ['web'], failures);
+    expect(fixed.steps[0].action).toBe('update');
+  });
+
   it('prints one line per step with the changed fields', () => {
     const p = plan(env(app('web', { version: '1.1.0' })), [live(app('web')), live(app('old'))]);
     expect(formatPlan(p)).toMatchInlineSnapshot(`

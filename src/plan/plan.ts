@@ -5,7 +5,7 @@ import type { LiveApp } from '../targets/target.js';
 /**
  * - create: not running yet; update: new processes needed (template changed or release modified);
  * - scale: only replicas or port changed; delete: the inventory has it, desired no longer does (prune);
- * - none: live equals desired; blocked: this exact spec failed before, or a dependency is missing.
+ * - none: live equals desired; blocked: this exact spec failed before (live or not), or a dependency is missing.
  */
 export type StepAction = 'create' | 'update' | 'scale' | 'delete' | 'none' | 'blocked';
 
@@ -53,31 +53,18 @@ export function planEnvironment(input: PlanInput): Plan {
   const steps: PlanStep[] = [];
   for (const app of input.desired.apps) {
     const l = live.get(app.name);
-    const base = { app: app.name, to: app.version, dependsOn: app.dependsOn };
-    if (!l) {
-      steps.push({ ...base, action: 'create', changes: diffSpecs(undefined, app), reason: 'not running' });
-      continue;
-    }
-    const changes = diffSpecs(l.spec, app);
-    const templateChanged = l.template !== input.templateOf(app);
-    let action: StepAction = 'none';
-    let reason = 'live equals desired';
-    if (templateChanged) {
-      action = 'update';
-      reason = changes.length ? `changed: ${changes.map((c) => c.path).join(', ')}` : 'artifact content changed';
-    } else if (!l.intact) {
-      action = 'update';
-      reason = 'files of the live release were modified; restoring it';
-    } else if (l.spec.replicas !== app.replicas || l.spec.port !== app.port) {
-      action = 'scale';
-      reason = `changed: ${changes.map((c) => c.path).join(', ')}`;
-    }
-    const failed = input.failures.find((f) => f.app === app.name);
-    if (action !== 'none' && failed && failed.specHash === specKey(input.templateOf, app) && !input.force?.has(app.name)) {
+    let { action, reason, changes } = compare(app, l, input.templateOf);
+    // A failed spec is not retried automatically, whether it was rolled back, left running (a first deploy has
+    // nothing to roll back to) or never started; a manual sync retries it, even when it is the live one.
+    const failed = input.failures.find((f) => f.app === app.name && f.specHash === specKey(input.templateOf, app));
+    if (failed && !input.force?.has(app.name)) {
       action = 'blocked';
       reason = `this spec failed at ${failed.revision.slice(0, 7)} (${failed.message.split('\n')[0]}); commit a fix or run \`keelson sync --env ${input.desired.name} --app ${app.name}\` to retry`;
+    } else if (failed && action === 'none') {
+      action = 'update';
+      reason = `retrying the rollout that failed at ${failed.revision.slice(0, 7)}`;
     }
-    steps.push({ ...base, from: l.version, action, changes: action === 'none' ? [] : changes, reason });
+    steps.push({ app: app.name, ...(l ? { from: l.version } : {}), to: app.version, dependsOn: app.dependsOn, action, changes: action === 'none' ? [] : changes, reason });
   }
   for (const name of input.inventory) {
     if (desiredNames.has(name)) continue;
@@ -85,6 +72,20 @@ export function planEnvironment(input: PlanInput): Plan {
     steps.push({ app: name, action: 'delete', from: l?.version, changes: [], reason: 'no longer declared in the environment', dependsOn: [] });
   }
   return { env: input.desired.name, revision: input.revision, steps };
+}
+
+/** What one app needs for live to equal its desired spec: to start, new processes, a scale, or nothing. */
+function compare(app: DesiredApp, l: LiveApp | undefined, templateOf: (a: DesiredApp) => string): { action: StepAction; reason: string; changes: FieldChange[] } {
+  if (!l) return { action: 'create', reason: 'not running', changes: diffSpecs(undefined, app) };
+  const changes = diffSpecs(l.spec, app);
+  if (l.template !== templateOf(app)) {
+    return { action: 'update', reason: changes.length ? `changed: ${changes.map((c) => c.path).join(', ')}` : 'artifact content changed', changes };
+  }
+  // The same template as live, so the interrupted rollout is no longer desired: the apply aborts it.
+  if (l.interruptedRollout) return { action: 'update', reason: `the rollout to ${l.interruptedRollout} an engine restart interrupted is no longer desired; aborting it`, changes };
+  if (!l.intact) return { action: 'update', reason: 'files of the live release were modified; restoring it', changes };
+  if (l.spec.replicas !== app.replicas || l.spec.port !== app.port) return { action: 'scale', reason: `changed: ${changes.map((c) => c.path).join(', ')}`, changes };
+  return { action: 'none', reason: 'live equals desired', changes };
 }
 
 export function hasChanges(plan: Plan): boolean {

@@ -1,7 +1,8 @@
 /**
  * Carries out a rollout's steps (src/rollout/steps.ts) through a target's driver. Target-neutral: the local target
  * drives replica sets behind its proxy, Kubernetes would drive two Deployments. Every abort or automatic rollback
- * ends as a failure with its reason; only a full run of the steps succeeds.
+ * ends as a failure with its reason; only a full run of the steps succeeds. A run interrupted by the engine stopping
+ * leaves everything as it is; given its last checkpoint, a later run resumes at the same step.
  */
 import type { AnalysisMetric, AnalysisSpec } from '../core/rollout.js';
 import { errorMessage } from '../core/errors.js';
@@ -26,6 +27,24 @@ export interface RolloutDriver {
   abort(): Promise<void>;
 }
 
+/** Where a rollout is, handed out at every step transition so that it can be resumed after an engine restart. */
+export interface RolloutCheckpoint {
+  /** 0-based index of the step being run. */
+  step: number;
+  /** Share of new requests going to the new set, percent. */
+  weight: number;
+  /** promote-rollout --full was given: the remaining pauses and analyses are skipped. */
+  full: boolean;
+  /** When traffic switched to the new set (epoch ms): the scale-down delay counts from it. */
+  switchedAt?: number;
+  /** When the pause at `step` began (epoch ms): a timed pause resumes with what was left of it. */
+  pausedAt?: number;
+  /** The pause at `step` waits for promote-rollout. */
+  untilPromoted?: boolean;
+  /** Set once the rollout is being aborted, with why: an interrupted abort is finished, never resumed. */
+  aborting?: string;
+}
+
 export interface RolloutContext {
   env: string;
   app: string;
@@ -38,9 +57,19 @@ export interface RolloutContext {
   bus: EventBus;
   /** Aborted when a newer revision supersedes this rollout. */
   signal?: AbortSignal;
+  /** Aborted when the engine stops: the run stops waiting and leaves both sets and the weights as they are. */
+  interrupt?: AbortSignal;
+  /** The checkpoint of an interrupted run of the same steps: this run resumes there (its analysis starts over). */
+  resume?: RolloutCheckpoint;
+  /** Called at every step transition (persist it to resume after a restart). */
+  checkpoint?: (c: RolloutCheckpoint) => void;
 }
 
-export type RolloutOutcome = { ok: true; message: string } | { ok: false; message: string; rolledBack: true };
+export type RolloutOutcome =
+  | { ok: true; message: string }
+  | { ok: false; message: string; rolledBack: true }
+  /** The engine stopped mid-rollout: nothing was rolled back, the last checkpoint says where to resume. */
+  | { ok: false; message: string; interrupted: true };
 
 class Aborted extends Error {}
 
@@ -48,10 +77,14 @@ class Aborted extends Error {}
 export async function runRollout(steps: RolloutStep[], driver: RolloutDriver, ctx: RolloutContext): Promise<RolloutOutcome> {
   const { env, app, revision } = ctx;
   const publish = (e: KeelsonEvent) => ctx.bus.publish(e);
-  const signal = ctx.signal ?? new AbortController().signal;
+  const superseded = ctx.signal ?? new AbortController().signal;
+  const interrupt = ctx.interrupt ?? new AbortController().signal;
+  // Either one ends every wait; which one it was decides between an abort and leaving everything as it is.
+  const signal = AbortSignal.any([superseded, interrupt]);
+  const resume = ctx.resume;
   // Promotions are counted from the start, so one given just before a pause is not lost.
   let promotions = 0;
-  let full = false;
+  let full = resume?.full ?? false;
   const wake = new Set<() => void>();
   const off = ctx.bus.subscribe((e) => {
     if (e.type !== 'rollout.promoteRequested' || e.env !== env || e.app !== app) return;
@@ -84,21 +117,30 @@ export async function runRollout(steps: RolloutStep[], driver: RolloutDriver, ct
       check();
     });
 
-  const pause = async (reason: string, durationSeconds?: number): Promise<void> => {
+  let at = resume?.step ?? 0;
+  let weight = resume?.weight ?? 0;
+  let switchedAt = resume?.switchedAt;
+  const save = (extra: Partial<RolloutCheckpoint> = {}) =>
+    ctx.checkpoint?.({ step: at, weight, full, ...(switchedAt !== undefined ? { switchedAt } : {}), ...extra });
+
+  /** `pausedAt`: when the pause began, earlier than now for a pause resumed after a restart. */
+  const pause = async (reason: string, durationSeconds?: number, pausedAt = Date.now()): Promise<void> => {
+    save({ pausedAt, untilPromoted: durationSeconds === undefined });
     publish({ type: 'rollout.paused', env, app, revision, reason, untilPromoted: durationSeconds === undefined });
-    const r = await waitFor(durationSeconds === undefined ? undefined : durationSeconds * 1000, true);
+    const r = await waitFor(durationSeconds === undefined ? undefined : Math.max(0, pausedAt + durationSeconds * 1000 - Date.now()), true);
     if (r === 'aborted') throw new Aborted();
   };
 
-  let weight = 0;
-  let switchedAt: number | undefined;
-  publish({ type: 'rollout.started', env, app, revision, strategy: ctx.strategy, from: ctx.from, to: ctx.to });
+  publish({ type: 'rollout.started', env, app, revision, strategy: ctx.strategy, from: ctx.from, to: ctx.to, ...(resume ? { resumed: true } : {}) });
   try {
     for (const [i, step] of steps.entries()) {
+      if (i < (resume?.step ?? 0)) continue;
       if (full && (step.kind === 'pause' || step.kind === 'analysis')) continue;
       // Superseded after the switch with nothing left to check: finish instead of switching back.
       const settled = weight === 100 && steps.slice(i).every((s) => s.kind === 'holdStable' || s.kind === 'promote');
-      if (signal.aborted && !settled) throw new Aborted();
+      if (interrupt.aborted || (superseded.aborted && !settled)) throw new Aborted();
+      at = i;
+      save();
       publish({ type: 'rollout.step', env, app, revision, step: i + 1, steps: steps.length, weight, message: describeStep(step) });
       switch (step.kind) {
         case 'scale': {
@@ -113,7 +155,7 @@ export async function runRollout(steps: RolloutStep[], driver: RolloutDriver, ct
           if (weight === 100) switchedAt ??= Date.now();
           break;
         case 'pause':
-          await pause(step.reason, step.durationSeconds);
+          await pause(step.reason, step.durationSeconds, i === resume?.step ? resume.pausedAt : undefined);
           break;
         case 'analysis': {
           const { phase, message } = await analyse(step.name, step.analysis);
@@ -125,6 +167,7 @@ export async function runRollout(steps: RolloutStep[], driver: RolloutDriver, ct
         case 'holdStable': {
           const left = (switchedAt ?? Date.now()) + step.seconds * 1000 - Date.now();
           if (left > 0) await waitFor(left, false);
+          if (interrupt.aborted) throw new Aborted();
           break;
         }
         case 'promote':
@@ -133,8 +176,12 @@ export async function runRollout(steps: RolloutStep[], driver: RolloutDriver, ct
       }
     }
   } catch (err) {
-    if (err instanceof Aborted || signal.aborted) {
-      const why = signal.reason instanceof Error ? signal.reason.message : typeof signal.reason === 'string' ? signal.reason : 'cancelled';
+    if (interrupt.aborted) {
+      const message = `rollout of ${ctx.to} interrupted at step ${at + 1}/${steps.length}: the engine stopped; it resumes there when the engine starts again`;
+      return { ok: false, message, interrupted: true };
+    }
+    if (err instanceof Aborted || superseded.aborted) {
+      const why = superseded.reason instanceof Error ? superseded.reason.message : typeof superseded.reason === 'string' ? superseded.reason : 'cancelled';
       return await fail(`rollout of ${ctx.to} cancelled: ${why}`);
     }
     return await fail(`rollout of ${ctx.to} failed: ${errorMessage(err)}`);
@@ -147,8 +194,9 @@ export async function runRollout(steps: RolloutStep[], driver: RolloutDriver, ct
   return { ok: true, message };
 
   async function fail(reason: string): Promise<RolloutOutcome> {
-    await driver.abort();
     const message = `${reason}; rollout aborted, all traffic back on ${ctx.from}`;
+    save({ aborting: message });
+    await driver.abort();
     publish({ type: 'rollout.aborted', env, app, revision, reason: message });
     publish({ type: 'app.rolledBack', env, app, revision, message });
     return { ok: false, message, rolledBack: true };

@@ -63,7 +63,7 @@ export class RolloutTracker {
         steps: 0,
         weight: 0,
         untilPromoted: false,
-        message: `${e.strategy} rollout ${e.from} → ${e.to} started`,
+        message: `${e.strategy} rollout ${e.from} → ${e.to} ${e.resumed ? 'resumed after an engine restart' : 'started'}`,
         updatedAt: e.time,
       });
       return;

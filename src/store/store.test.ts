@@ -35,4 +35,16 @@ describe('Store', () => {
     expect(store.inventory()).toHaveLength(1);
     store.close();
   });
+
+  it('keeps a rollout under way across restarts until it is deleted', () => {
+    const { dir, store } = open();
+    store.putRollout('dev', 'web', { step: 2, weight: 25 });
+    store.putRollout('dev', 'web', { step: 5, weight: 50 });
+    store.close();
+    const again = new Store(dir);
+    expect(again.rollouts()).toEqual([{ env: 'dev', app: 'web', state: { step: 5, weight: 50 } }]);
+    again.deleteRollout('dev', 'web');
+    expect(again.rollouts()).toEqual([]);
+    again.close();
+  });
 });

@@ -88,11 +88,12 @@ create table if not exists failures (
   env text not null, app text not null, spec_hash text not null, revision text not null, message text not null,
   at text not null, primary key (env, app));
 create table if not exists kv (key text primary key, value text not null);
+create table if not exists rollouts (env text not null, app text not null, state text not null, primary key (env, app));
 `;
 
 const maxEvents = 20_000;
 
-/** The state dir's SQLite database (WAL): history, events, inventory, replicas. Never secrets. */
+/** The state dir's SQLite database (WAL): history, events, inventory, replicas, rollouts under way. Never secrets. */
 export class Store {
   readonly db: Database.Database;
   private eventsSincePrune = 0;
@@ -250,6 +251,19 @@ export class Store {
       message: r.message,
       at: r.at,
     }));
+  }
+
+  /** A progressive rollout under way (src/targets/local/rollout-state.ts owns its shape). */
+  putRollout(env: string, app: string, state: unknown): void {
+    this.q('insert or replace into rollouts (env, app, state) values (?,?,?)').run(env, app, JSON.stringify(state));
+  }
+
+  deleteRollout(env: string, app: string): void {
+    this.q('delete from rollouts where env = ? and app = ?').run(env, app);
+  }
+
+  rollouts(): { env: string; app: string; state: unknown }[] {
+    return (this.q('select * from rollouts').all() as any[]).map((r) => ({ env: r.env, app: r.app, state: JSON.parse(r.state) }));
   }
 
   getKv(key: string): string | undefined {

@@ -22,6 +22,11 @@ export interface LiveApp {
   releaseDir?: string;
   /** Targets that manage several objects per app (Kubernetes) report each one. */
   objects?: ObjectStatus[];
+  /**
+   * Version of a progressive rollout an engine restart interrupted and no apply has taken up yet (local target):
+   * the next apply resumes it, or aborts it when it is no longer desired.
+   */
+  interruptedRollout?: string;
 }
 
 /** One object of an app as a target sees it: `kind/namespace/name`, its health and why. */
@@ -50,6 +55,11 @@ export interface ApplyContext {
   /** Root of the checkout at `revision`, for artifacts given by path. */
   checkoutDir: string;
   signal?: AbortSignal;
+  /**
+   * Aborted when the engine stops: a progressive rollout stops waiting and is left as it is (outcome `interrupted`),
+   * for the next engine to resume.
+   */
+  interrupt?: AbortSignal;
   /** Replace every replica even if nothing changed (heals a modified release). */
   restartAll?: boolean;
   /** Take over fields other managers own (Kubernetes server-side apply conflicts); only on request. */
@@ -71,7 +81,7 @@ export interface HookExecRequest {
 
 export type ApplyOutcome =
   | { ok: true; action: 'created' | 'configured'; message: string; objects?: ObjectOutcome[] }
-  | { ok: false; message: string; rolledBack: boolean; logTail: string[]; objects?: ObjectOutcome[] };
+  | { ok: false; message: string; rolledBack: boolean; logTail: string[]; objects?: ObjectOutcome[]; interrupted?: boolean };
 
 /**
  * Where apps run. Shared code never asks which target it talks to; targets declare what they can do.

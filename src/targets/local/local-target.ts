@@ -9,9 +9,10 @@ import type { Store } from '../../store/store.js';
 import type { ApplyContext, ApplyOutcome, LiveApp, Target } from '../target.js';
 import { fetchArtifact, unpackTarGz } from './artifact.js';
 import { rotateIfNeeded } from './logs.js';
-import { isProgressive, progressiveRollout } from './progressive.js';
+import { isProgressive, progressiveRollout, type ProgressiveDeps } from './progressive.js';
 import { ProxyManager } from './proxy-manager.js';
 import { materializeRelease, pruneReleases, verifyRelease, type Release } from './releases.js';
+import { RolloutStates, takeOverInterrupted } from './rollout-state.js';
 import { runProcess, type RunResult, type RunSink } from '../../run/one-off.js';
 import { templateHash } from './spec-hash.js';
 import { Supervisor } from './supervisor.js';
@@ -40,17 +41,21 @@ export class LocalTarget implements Target {
   private rotateTimer?: NodeJS.Timeout;
   /** Decrypted secrets of the apps: env vars in memory, files in a private dir of the state dir. */
   readonly secrets: LocalSecrets;
+  /** Progressive rollouts under way, kept in the store so that a restarted engine resumes them. */
+  readonly rollouts: RolloutStates;
 
   constructor(private readonly o: LocalTargetOptions) {
     this.proxy = new ProxyManager({ stateDir: o.stateDir, log: o.log, bus: o.bus });
     this.secrets = new LocalSecrets({ stateDir: o.stateDir });
+    this.rollouts = new RolloutStates(o.store);
     const secretEnv = (spec: DesiredApp, template: string) => this.secrets.envFor(spec, template);
     this.supervisor = new Supervisor({ stateDir: o.stateDir, store: o.store, bus: o.bus, log: o.log, routes: this.proxy, secretEnv });
     this.proxy.onRestart(() => this.supervisor.requestPublish());
   }
 
   async start(): Promise<void> {
-    await this.supervisor.start();
+    await this.supervisor.start(this.rollouts.all());
+    for (const r of this.rollouts.all()) if (!this.supervisor.runOf(r.env, r.app)) this.rollouts.forget(r.env, r.app);
     this.rotateTimer = setInterval(() => void this.rotateLogs(), 10_000);
     this.rotateTimer.unref();
     for (const s of this.supervisor.status()) this.watchRelease(s.env, s.app, s.release);
@@ -77,6 +82,7 @@ export class LocalTarget implements Target {
 
   async observe(env: string): Promise<LiveApp[]> {
     return this.supervisor.status(env).map((s) => ({
+      ...this.interruptedRolloutOf(s.env, s.app, s.template),
       name: s.app,
       spec: s.spec,
       template: s.template,
@@ -106,11 +112,13 @@ export class LocalTarget implements Target {
     }
     const wasModified = this.modified.delete(release.dir);
     const restartAll = ctx.restartAll || wasModified;
-    const result = isProgressive(this.supervisor, app, templateHash(app), restartAll)
-      ? await progressiveRollout({ supervisor: this.supervisor, bus: this.o.bus, stats: () => this.proxy.stats() }, app, release, ctx.revision, ctx.signal)
+    const progressive: ProgressiveDeps = { supervisor: this.supervisor, bus: this.o.bus, stats: () => this.proxy.stats(), states: this.rollouts };
+    const resume = await takeOverInterrupted(progressive, app, release, ctx.revision, restartAll);
+    const result = resume || isProgressive(this.supervisor, app, templateHash(app), restartAll)
+      ? await progressiveRollout(progressive, app, release, ctx.revision, { signal: ctx.signal, interrupt: ctx.interrupt, resume })
       : await this.supervisor.rollout(app, release, ctx.revision, { restartAll, signal: ctx.signal });
     if (!result.ok) {
-      return { ok: false, message: result.message, rolledBack: result.rolledBack, logTail: result.logTail };
+      return { ok: false, message: result.message, rolledBack: result.rolledBack, logTail: result.logTail, ...(result.interrupted ? { interrupted: true } : {}) };
     }
     await this.secrets.keepOnly(app.env, app.name, templateHash(app)).catch(() => undefined);
     this.watchRelease(app.env, app.name, release);
@@ -120,6 +128,7 @@ export class LocalTarget implements Target {
 
   async delete(env: string, app: string): Promise<void> {
     await this.supervisor.remove(env, app);
+    this.rollouts.forget(env, app);
     await this.secrets.remove(env, app);
     const w = this.watchers.get(`${env}/${app}`);
     w?.close();
@@ -131,6 +140,12 @@ export class LocalTarget implements Target {
     if (!s) throw new Error(`app "${app}" is not running in environment "${env}"; a one-off needs its current release (see keelson status)`);
     const secretEnv = await this.secrets.envFor(s.spec, s.template);
     return runProcess({ argv, cwd: s.release.dir, env: { ...this.supervisor.processEnv(s.spec), ...secretEnv, KEELSON_RUN: '1' }, ...io });
+  }
+
+  /** A rollout the engine was stopped in the middle of, until an apply resumes (or aborts) it. */
+  private interruptedRolloutOf(env: string, app: string, template: string): { interruptedRollout?: string } {
+    const r = this.rollouts.get(env, app);
+    return r && r.canary.template !== template ? { interruptedRollout: r.to } : {};
   }
 
   logs(env: string, app: string): { replica: string; path: string }[] {

@@ -1,7 +1,8 @@
 /**
  * Blue/green and canary on the local target: the new version runs as a second replica set beside the stable one,
  * and the proxy shares traffic between the two by weight (sticky per client for a canary). The steps come from the
- * target-neutral step machine (src/rollout/); this file is only the local driver.
+ * target-neutral step machine (src/rollout/); this file is only the local driver. Where a rollout is goes to the
+ * store at every step (rollout-state.ts), so that an engine stopped in the middle resumes it where it was.
  */
 import type { DesiredApp } from '../../core/model.js';
 import { strategyOf } from '../../core/rollout.js';
@@ -12,6 +13,7 @@ import { runRollout, type RolloutDriver } from '../../rollout/runner.js';
 import { planRollout } from '../../rollout/steps.js';
 import { baseEnv } from './process.js';
 import type { StatsView } from './proxy/protocol.js';
+import { planDigest, splitOf, type RolloutRecord, type RolloutStates } from './rollout-state.js';
 import { groupOf, type ReleaseRef, type RolloutResult, type Supervisor } from './supervisor.js';
 
 export interface ProgressiveDeps {
@@ -19,6 +21,17 @@ export interface ProgressiveDeps {
   bus: EventBus;
   /** The proxy's request counters (per route and backend group). */
   stats: () => Promise<StatsView>;
+  /** Each rollout's state, kept between steps so that a restarted engine resumes it. */
+  states: RolloutStates;
+}
+
+export interface ProgressiveOptions {
+  /** Aborted when a newer revision supersedes the rollout: it is aborted. */
+  signal?: AbortSignal;
+  /** Aborted when the engine stops: the rollout is left as it is, to be resumed. */
+  interrupt?: AbortSignal;
+  /** An interrupted rollout of the same spec to resume (see `takeOverInterrupted` in rollout-state.ts). */
+  resume?: RolloutRecord;
 }
 
 /**
@@ -36,16 +49,29 @@ export function stickyCookieName(env: string, app: string): string {
   return `keelson-${env}-${app}`;
 }
 
-export async function progressiveRollout(d: ProgressiveDeps, spec: DesiredApp, release: ReleaseRef, revision: string, signal?: AbortSignal): Promise<RolloutResult> {
+export async function progressiveRollout(d: ProgressiveDeps, spec: DesiredApp, release: ReleaseRef, revision: string, o: ProgressiveOptions = {}): Promise<RolloutResult> {
   const sup = d.supervisor;
   const key = appKey(spec.env, spec.name);
   const rollout = spec.rollout!;
   const sticky = rollout.strategy === 'canary' && rollout.canary.stickySessions ? stickyCookieName(spec.env, spec.name) : undefined;
-  const { run, previous } = await sup.beginSet(spec, release, revision, sticky);
+  const resume = o.resume?.checkpoint;
+  // Resumed: the new set's replicas were adopted and already take their share.
+  const { run, previous } = await sup.beginSet(spec, release, revision, sticky, resume?.weight ?? 0);
   if (!previous) throw new Error(`${key}: a progressive rollout needs a running version`);
-  const stable = groupOf(previous.template);
   const canary = groupOf(run.template);
-  const split = (weight: number) => ({ weights: { [stable]: 100 - weight, [canary]: weight }, ...(sticky ? { stickyCookie: sticky } : {}) });
+  const split = (weight: number) => splitOf(previous.template, run.template, weight, sticky);
+  const steps = planRollout(rollout, spec.replicas);
+  const record: Omit<RolloutRecord, 'split' | 'checkpoint' | 'updatedAt'> = {
+    env: spec.env,
+    app: spec.name,
+    revision,
+    strategy: rollout.strategy === 'canary' ? 'canary' : 'blueGreen',
+    from: previous.spec.version,
+    to: spec.version,
+    plan: planDigest(steps),
+    stable: { template: previous.template },
+    canary: { template: run.template, releaseId: release.id, spec },
+  };
 
   let logTail: string[] = [];
   const driver: RolloutDriver = {
@@ -97,7 +123,7 @@ export async function progressiveRollout(d: ProgressiveDeps, spec: DesiredApp, r
     },
   };
 
-  const outcome = await runRollout(planRollout(rollout, spec.replicas), driver, {
+  const outcome = await runRollout(steps, driver, {
     env: spec.env,
     app: spec.name,
     revision,
@@ -106,7 +132,12 @@ export async function progressiveRollout(d: ProgressiveDeps, spec: DesiredApp, r
     to: spec.version,
     progressDeadlineSeconds: spec.progressDeadlineSeconds,
     bus: d.bus,
-    signal,
+    signal: o.signal,
+    interrupt: o.interrupt,
+    resume,
+    checkpoint: (c) => d.states.save({ ...record, split: split(c.aborting ? 0 : c.weight), checkpoint: c }),
   });
+  if ('interrupted' in outcome) return { ok: false, message: outcome.message, rolledBack: false, logTail: [], interrupted: true };
+  d.states.forget(spec.env, spec.name);
   return outcome.ok ? outcome : { ...outcome, logTail };
 }

@@ -12,6 +12,7 @@ import { openLogFd, tailLines } from './logs.js';
 import { runProbe, type ProbeResult } from './probes.js';
 import { baseEnv, isSameProcess, processStartTime, signalGroup, spawnDetached } from './process.js';
 import type { TrafficSplit } from './proxy/protocol.js';
+import type { RolloutRecord } from './rollout-state.js';
 import { templateHash } from './spec-hash.js';
 
 /** Where the supervisor sends routing changes: the proxy's control channel. */
@@ -80,6 +81,11 @@ export interface AppRun {
   release: ReleaseRef;
   revision: string;
   rollingOut: boolean;
+  /**
+   * Why its rollout gave up while its replicas stay (a first deploy has nothing to roll back to; a scale): the app
+   * is Degraded with this reason until every replica is ready.
+   */
+  stalled?: string;
 }
 
 export interface SupervisorOptions {
@@ -124,7 +130,13 @@ export interface AppStatus {
   instances: ReplicaStatus[];
 }
 
-export type RolloutResult = { ok: true; message: string } | { ok: false; message: string; rolledBack: boolean; logTail: string[] };
+export type RolloutResult =
+  | { ok: true; message: string }
+  /** `interrupted`: the engine stopped mid-rollout; nothing was rolled back (see rollout-state.ts). */
+  | { ok: false; message: string; rolledBack: boolean; logTail: string[]; interrupted?: boolean };
+
+/** One replica set of an app: its replicas have this template and release. */
+export type SetRef = Pick<AppRun, 'env' | 'app' | 'template'> & { release: Pick<ReleaseRef, 'id'> };
 
 const backoffBaseMs = 1000;
 const backoffCapMs = 5 * 60_000;
@@ -155,9 +167,13 @@ export class Supervisor {
     this.startupProbeMs = o.startupProbeMs ?? 100;
   }
 
-  /** Re-adopts the replicas recorded in the store: the same pid and start time, or it is restarted. */
-  async start(): Promise<void> {
+  /**
+   * Re-adopts the replicas recorded in the store: the same pid and start time, or it is restarted. The new set of a
+   * rollout the engine stopped in the middle of (`interrupted`) keeps its own spec, and the proxy its weights.
+   */
+  async start(interrupted: RolloutRecord[] = []): Promise<void> {
     const inventory = new Map(this.o.store.inventory().map((r) => [appKey(r.env, r.app), r]));
+    const rollouts = new Map(interrupted.map((r) => [appKey(r.env, r.app), r]));
     for (const row of this.o.store.replicas()) {
       const inv = inventory.get(appKey(row.env, row.app));
       if (!inv) {
@@ -181,7 +197,8 @@ export class Supervisor {
       }
       const run = this.apps.get(key)!;
       // The replica keeps the spec it was started with; a template mismatch is for the next reconcile to roll.
-      const replicaSpec = row.specHash === run.template ? run.spec : { ...run.spec, version: row.version };
+      const canary = rollouts.get(key)?.canary;
+      const replicaSpec = row.specHash === run.template ? run.spec : row.specHash === canary?.template ? canary.spec : { ...run.spec, version: row.version };
       const r = this.newReplica(row.env, row.app, replicaSpec, row.specHash, { id: row.releaseId, dir: row.releaseDir, hash: row.releaseHash }, row.port, row.id, row.logPath);
       r.startedAt = row.startedAt;
       if (isSameProcess(row.pid, row.startTime)) {
@@ -200,6 +217,7 @@ export class Supervisor {
         void this.launch(r);
       }
     }
+    for (const [key, r] of rollouts) if (this.apps.get(key)?.template === r.stable.template) this.traffic.set(key, r.split);
     this.tick = setInterval(() => this.heal(), this.tickMs);
     this.tick.unref();
     this.requestPublish();
@@ -227,6 +245,11 @@ export class Supervisor {
     return run && this.appStatus(run);
   }
 
+  /** The app's current set (the new one while a progressive rollout runs). */
+  runOf(env: string, app: string): AppRun | undefined {
+    return this.apps.get(appKey(env, app));
+  }
+
   /**
    * Rolls `spec` out: start a new replica, wait until it is ready, put it into rotation, drain and stop an old one,
    * repeat. If a new replica is not ready within the deadline the previous spec is restored and the result says why.
@@ -237,13 +260,23 @@ export class Supervisor {
     const previous = this.apps.get(key);
     const run: AppRun = { env: spec.env, app: spec.name, spec, template, release, revision, rollingOut: true };
     if (previous && !opts.restartAll && previous.template === template && previous.release.id === release.id) {
-      // Only replicas or port changed: scale in place.
+      // Only replicas or port changed (or a manual retry of the same spec): scale in place and wait for readiness.
+      const scaled = previous.spec.replicas !== spec.replicas;
       previous.spec = spec;
       previous.revision = revision;
+      previous.stalled = undefined;
+      // Replicas waiting out a crash-loop backoff (up to 5 min) start again now: this attempt gets its whole deadline.
+      for (const r of this.replicasOf(key).filter((x) => x.state === 'backoff' && x.template === template)) {
+        this.clearTimers(r);
+        void this.launch(r);
+      }
       this.scaleTo(previous);
       this.requestPublish();
-      const ok = await this.waitAppReady(previous, Date.now() + spec.progressDeadlineSeconds * 1000);
-      return ok ? { ok: true, message: `scaled to ${spec.replicas}` } : { ok: false, message: this.notReadyMessage(previous), rolledBack: false, logTail: await this.lastLogLines(spec.env, spec.name) };
+      if (await this.waitAppReady(previous, Date.now() + spec.progressDeadlineSeconds * 1000)) {
+        return { ok: true, message: scaled ? `scaled to ${spec.replicas}` : `${spec.replicas}/${spec.replicas} replicas ready` };
+      }
+      previous.stalled = this.notReadyMessage(previous);
+      return { ok: false, message: previous.stalled, rolledBack: false, logTail: await this.lastLogLines(spec.env, spec.name) };
     }
     this.apps.set(key, run);
     const deadline = Date.now() + spec.progressDeadlineSeconds * 1000;
@@ -274,7 +307,9 @@ export class Supervisor {
       const message = this.notReadyMessage(run, err.replica);
       const logTail = await tailLines(err.replica.logPath, 10).catch(() => []);
       if (!previous) {
+        // Nothing to roll back to: the replicas stay and keep being restarted, like a Deployment past its deadline.
         run.rollingOut = false;
+        run.stalled = message;
         this.scaleTo(run);
         return { ok: false, message, rolledBack: false, logTail };
       }
@@ -300,6 +335,7 @@ export class Supervisor {
     if (run) run.rollingOut = true; // keeps the healer away while stopping
     await Promise.all(this.replicasOf(key).map((r) => this.stopReplica(r)));
     this.apps.delete(key);
+    this.traffic.delete(key);
     this.requestPublish();
     await this.publishing;
   }
@@ -352,6 +388,7 @@ export class Supervisor {
       const logs = looping.lastLogs.length ? `; last log lines:\n${looping.lastLogs.join('\n')}` : '';
       return { health: 'Degraded', message: `replica ${looping.id} is crash-looping (${looping.lastExit ?? 'exited'}; ${looping.restarts} restarts)${logs}` };
     }
+    if (run.stalled && !run.rollingOut && ready < run.spec.replicas) return { health: 'Degraded', message: run.stalled };
     const unready = mine.find((r) => r.everReady && !r.ready && r.state === 'running');
     if (unready && ready < run.spec.replicas) {
       return { health: 'Degraded', message: `replica ${unready.id} is not ready: ${unready.lastProbe ?? 'probe failing'}` };
@@ -600,6 +637,8 @@ export class Supervisor {
     if (ready) {
       r.everReady = true;
       r.readySince = Date.now();
+      const run = this.apps.get(appKey(r.env, r.app));
+      if (run?.stalled && this.readyCount(run) >= run.spec.replicas) run.stalled = undefined;
     }
     this.o.bus.publish({ type: 'replica.ready', env: r.env, app: r.app, replica: r.id, ready });
     this.requestPublish();
@@ -611,8 +650,12 @@ export class Supervisor {
 
   private waitAppReady(run: AppRun, deadline: number): Promise<boolean> {
     const key = appKey(run.env, run.app);
-    const done = () => this.replicasOf(key).filter((r) => r.ready && r.template === run.template).length >= run.spec.replicas;
-    return this.waitUntil(done, deadline, (e) => e.type === 'replica.ready' && appKey(e.env, e.app) === key);
+    return this.waitUntil(() => this.readyCount(run) >= run.spec.replicas, deadline, (e) => e.type === 'replica.ready' && appKey(e.env, e.app) === key);
+  }
+
+  /** Ready replicas of the app's current template. */
+  private readyCount(run: AppRun): number {
+    return this.replicasOf(appKey(run.env, run.app)).filter((r) => r.ready && r.template === run.template).length;
   }
 
   private waitUntil(done: () => boolean, deadline: number, wake: (e: { type: string } & Record<string, any>) => boolean, signal?: AbortSignal): Promise<boolean> {
@@ -745,13 +788,14 @@ export class Supervisor {
 
   /**
    * Makes `spec` the app's template while the previous set keeps running and serving: the healer leaves both sets
-   * alone until `settle`. New requests stay on the previous set until `setTraffic` says otherwise.
+   * alone until `settle`. New requests stay on the previous set (but `weight` percent of them, for a rollout resumed
+   * after a restart, whose replicas of `spec` are already there) until `setTraffic` says otherwise.
    */
-  async beginSet(spec: DesiredApp, release: ReleaseRef, revision: string, stickyCookie?: string): Promise<{ run: AppRun; previous: AppRun | undefined }> {
+  async beginSet(spec: DesiredApp, release: ReleaseRef, revision: string, stickyCookie?: string, weight = 0): Promise<{ run: AppRun; previous: AppRun | undefined }> {
     const key = appKey(spec.env, spec.name);
     const previous = this.apps.get(key);
     const run: AppRun = { env: spec.env, app: spec.name, spec, template: templateHash(spec), release, revision, rollingOut: true };
-    if (previous) await this.setTraffic(key, { weights: { [groupOf(previous.template)]: 100, [groupOf(run.template)]: 0 }, ...(stickyCookie ? { stickyCookie } : {}) });
+    if (previous) await this.setTraffic(key, { weights: { [groupOf(previous.template)]: 100 - weight, [groupOf(run.template)]: weight }, ...(stickyCookie ? { stickyCookie } : {}) });
     this.apps.set(key, run);
     return { run, previous };
   }
@@ -777,7 +821,7 @@ export class Supervisor {
   }
 
   /** Drains and stops every replica of the set. */
-  async stopSet(run: AppRun): Promise<void> {
+  async stopSet(run: SetRef): Promise<void> {
     await Promise.all(this.setOf(run).map((r) => this.stopReplica(r)));
   }
 
@@ -798,7 +842,7 @@ export class Supervisor {
     await this.publishing;
   }
 
-  private setOf(run: AppRun): Replica[] {
+  private setOf(run: SetRef): Replica[] {
     return this.replicasOf(appKey(run.env, run.app)).filter(
       (r) => r.template === run.template && r.release.id === run.release.id && r.state !== 'stopping' && r.state !== 'stopped',
     );
