@@ -2,6 +2,7 @@
  * The step machine of a progressive rollout, pure and target-neutral: a strategy becomes a list of steps that a
  * target's driver carries out (src/rollout/runner.ts). Kubernetes and the local target share it.
  */
+import { createHash } from 'node:crypto';
 import type { AnalysisSpec, RolloutSpec } from '../core/rollout.js';
 
 export type RolloutStep =
@@ -73,4 +74,9 @@ export function describeStep(s: RolloutStep): string {
     case 'promote':
       return 'scale the old version down';
   }
+}
+
+/** Identity of a planned run of steps: a checkpoint resumes only a run of the very same steps. */
+export function planDigest(steps: RolloutStep[]): string {
+  return createHash('sha256').update(JSON.stringify(steps)).digest('hex').slice(0, 16);
 }

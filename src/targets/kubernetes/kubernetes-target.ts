@@ -19,7 +19,7 @@ import { InventoryStore, type AppInventory, type KvStore } from './inventory.js'
 import { ANNOTATION_APPLIED, formatKey, hashOf, identity, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups, wavesOf } from './order.js';
 import { renderApp } from './render.js';
-import { asSets, kubernetesRollout, progressivePlan, type ProgressivePlan } from './progressive.js';
+import { asSets, kubernetesRollout, progressivePlan, type ProgressivePlan, type SavedRollout } from './progressive.js';
 import { hookJob } from './hook-job.js';
 import type { RunResult, RunSink } from '../../run/one-off.js';
 import { podExit, runJob, runnableWorkload } from './run-job.js';
@@ -392,8 +392,20 @@ export class KubernetesTarget implements Target {
     }
   }
 
-  /** Blue/green or canary through the target-neutral step machine (progressive.ts); an abort re-applies the stable revision. */
-  private async progressive(cluster: Cluster, watch: ObjectWatch, app: DesiredApp, ctx: ApplyContext, plan: ProgressivePlan, previous: AppInventory, before: ObjectResult[]): Promise<ApplyOutcome> {
+  /**
+   * Blue/green or canary through the target-neutral step machine (progressive.ts); an abort re-applies the stable
+   * revision. Every step transition is checkpointed in the store: an engine that stops mid-rollout leaves both
+   * Deployments as they are, and the next one resumes at the same step (analysis starts over).
+   */
+  private async progressive(cluster: Cluster, watch: ObjectWatch, app: DesiredApp, ctx: ApplyContext, plan: ProgressivePlan, recorded: AppInventory, before: ObjectResult[]): Promise<ApplyOutcome> {
+    // After a restart the record holds both sets; what a failure returns to is the stable one.
+    const previous: AppInventory = { ...recorded, objects: recorded.objects.filter((o) => identity(o) !== identity(plan.next)) };
+    const stateKey = rolloutKey(app.env, app.name);
+    const template = this.templateOf(app);
+    const raw = this.o.store.getKv(stateKey);
+    const stored = raw ? (JSON.parse(raw) as SavedRollout & { template: string }) : undefined;
+    const saved = stored?.template === template ? stored : undefined;
+    const save = (s: SavedRollout) => this.o.store.setKv(stateKey, JSON.stringify({ template, ...s }));
     const deps = {
       cluster,
       watch,
@@ -404,12 +416,15 @@ export class KubernetesTarget implements Target {
     const record = (objects: KObject[]) => this.putInventory({ ...previous, objects });
     let r: Awaited<ReturnType<typeof kubernetesRollout>>;
     try {
-      r = await kubernetesRollout(deps, app, plan, { revision: ctx.revision, fromVersion: previous.version, signal: ctx.signal, record });
+      r = await kubernetesRollout(deps, app, plan, { revision: ctx.revision, fromVersion: previous.version, signal: ctx.signal, record, interrupt: ctx.interrupt, saved, save });
     } catch (err) {
+      this.o.store.setKv(stateKey, '');
       const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others]);
       return { ok: false, message: `${app.name}: ${errorMessage(err)}; rolled back to ${previous.version}${back ? ` (${back})` : ''}`, rolledBack: true, logTail: [], objects: before };
     }
     const results = [...before, ...r.results];
+    if ('interrupted' in r.outcome && r.outcome.interrupted) return { ok: false, message: r.outcome.message, rolledBack: false, logTail: [], interrupted: true, objects: results };
+    this.o.store.setKv(stateKey, '');
     if (!r.outcome.ok) {
       const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others]);
       return { ok: false, message: `${r.outcome.message}${back ? ` (${back})` : ''}`, rolledBack: true, logTail: [], objects: results };
@@ -547,6 +562,7 @@ export class KubernetesTarget implements Target {
       const failed = results.filter((r) => r.action === 'failed');
       if (failed.length) throw new Error(failed.map((f) => f.message).join('; '));
       this.inventory.delete(env, app);
+      this.o.store.setKv(rolloutKey(env, app), '');
       this.reindex();
     } finally {
       this.applying.delete(app);
@@ -577,6 +593,8 @@ export class KubernetesTarget implements Target {
     if (this.closed) return;
     const owner = this.owners.get(identity(desired));
     if (!owner || this.applying.has(owner.app)) return;
+    // An interrupted rollout owns both sets' replica counts until the next apply resumes or aborts it.
+    if (this.o.store.getKv(rolloutKey(this.o.env, owner.app))) return;
     if (live && (live.metadata as { deletionTimestamp?: string }).deletionTimestamp) return; // wait for the delete event
     if (matchesDesired(desired, live)) return;
     const key = formatKey(desired);
@@ -650,4 +668,9 @@ function sameObjects(a: KObject[], b: KObject[]): boolean {
   if (a.length !== b.length) return false;
   const keys = new Set(a.map(key));
   return b.every((o) => keys.has(key(o)));
+}
+
+/** Where a progressive rollout's checkpoint is kept while it runs (see `progressive`). */
+function rolloutKey(env: string, app: string): string {
+  return `kubernetes.rollout/${env}/${app}`;
 }

@@ -224,6 +224,47 @@ kubernetesSuite('kubernetes target: progressive rollouts and hook Jobs', () => {
     expect(affinity()).toBe('None');
   });
 
+  it('a canary the engine stopping interrupted is resumed at the same step by the next engine', async () => {
+    const { t, env, namespace } = newTarget('k-resume');
+    const spec: RolloutSpec = { strategy: 'canary', canary: { stickySessions: false, steps: [{ setWeight: 25 }, { pause: {} }, { setWeight: 50 }, { pause: {} }] } };
+    expect((await t.apply(app(env, '1.0.0', spec, { replicas: 4 }), ctx('a'))).ok).toBe(true);
+    const stopping = new AbortController();
+    let pauses = 0;
+    const off = bus.subscribe((e) => {
+      if (e.type !== 'rollout.paused' || e.env !== env) return;
+      if (++pauses === 1) bus.publish({ type: 'rollout.promoteRequested', env, app: 'web', full: false });
+      else stopping.abort(); // the engine stops while the canary waits at 50 %
+    });
+    const interrupted = await t.apply(app(env, '2.0.0', spec, { replicas: 4 }), { ...ctx('b'), interrupt: stopping.signal });
+    off();
+    expect(interrupted).toMatchObject({ ok: false, interrupted: true, rolledBack: false });
+    const atStop = await waitFor('2 + 2 replicas', () => {
+      const d = deployments(namespace);
+      return Object.values(d).length === 2 && Object.values(d).every(([want, ready]) => want === 2 && ready === 2) && d;
+    }, 20_000);
+    await t.close();
+
+    // The next engine: same store, same cluster.
+    const t2 = new KubernetesTarget({ env, spec: { namespace }, store, bus, log: silentLogger(), requeue: () => undefined });
+    targets.push(t2);
+    const from = events.length;
+    const atResume: Record<string, [number, number]>[] = [];
+    const off2 = bus.subscribe((e) => {
+      if (e.type !== 'rollout.paused' || e.env !== env) return;
+      atResume.push(deployments(namespace));
+      bus.publish({ type: 'rollout.promoteRequested', env, app: 'web', full: false });
+    });
+    const done = await t2.apply(app(env, '2.0.0', spec, { replicas: 4 }), ctx('b'));
+    off2();
+    expect(done).toMatchObject({ ok: true });
+    const mine = events.slice(from).filter((e) => e.env === env);
+    expect(mine.find((e) => e.type === 'rollout.started')).toMatchObject({ resumed: true });
+    // It went on from the pause at 50 %: no earlier step ran again, and the split was never reset.
+    expect(mine.filter((e) => e.type === 'rollout.step').map((e) => e.type === 'rollout.step' && e.weight)).not.toContain(25);
+    expect(atResume[0]).toEqual(atStop);
+    await waitFor('canary is the app', () => Object.values(deployments(namespace)).map(String).join() === '4,4', 20_000);
+  });
+
   it('a failed canary analysis returns everything to stable and reports Failed; a new commit cancels a waiting canary', async () => {
     const { t, env, namespace } = newTarget('k-abort');
     const failing: RolloutSpec = { strategy: 'canary', canary: { stickySessions: false, steps: [{ setWeight: 50 }, { analysis: { metrics: [metric('errors')] } }] } };

@@ -11,8 +11,8 @@ import { strategyOf, type AnalysisSpec } from '../../core/rollout.js';
 import { TerminalError } from '../../core/errors.js';
 import type { EventBus } from '../../engine/events.js';
 import { httpMeasurement } from '../../rollout/checks.js';
-import { runRollout, type RolloutDriver, type RolloutOutcome } from '../../rollout/runner.js';
-import { canaryReplicas, planRollout } from '../../rollout/steps.js';
+import { runRollout, type RolloutCheckpoint, type RolloutDriver, type RolloutOutcome } from '../../rollout/runner.js';
+import { canaryReplicas, planDigest, planRollout } from '../../rollout/steps.js';
 import type { ObjectResult } from './apply.js';
 import type { Cluster } from './client.js';
 import { ANNOTATION_APPLIED, hashOf, withOwnership, type KObject } from './objects.js';
@@ -133,7 +133,17 @@ export async function kubernetesRollout(
   d: ProgressiveDeps,
   app: DesiredApp,
   plan: ProgressivePlan,
-  o: { revision: string; fromVersion: string; signal?: AbortSignal; record: (objects: KObject[]) => void },
+  o: {
+    revision: string;
+    fromVersion: string;
+    signal?: AbortSignal;
+    record: (objects: KObject[]) => void;
+    /** The engine stopping: the rollout stops waiting and leaves both Deployments as they are. */
+    interrupt?: AbortSignal;
+    /** Where an interrupted run stopped, and where to write the next checkpoints (the target's store). */
+    saved?: SavedRollout;
+    save?: (s: SavedRollout) => void;
+  },
 ): Promise<{ outcome: RolloutOutcome; objects: KObject[]; results: ObjectResult[] }> {
   const rollout = app.rollout!;
   const bg = rollout.strategy === 'blueGreen';
@@ -156,7 +166,8 @@ export async function kubernetesRollout(
   let stableDesired = withReplicas(plan.stable, total, env, name);
   let nextDesired = withReplicas(plan.next, 0, env, name);
 
-  o.record([...plan.others, ...(rolloutService ? [rolloutService] : []), stableDesired, nextDesired]);
+  // Recorded as declared (a rollback or a restarted engine must not keep the rollout's affinity).
+  o.record([...plan.others, ...(stableService ? [stableService] : []), stableDesired, nextDesired]);
   await apply([...plan.others, ...(rolloutService ? [rolloutService] : [])]);
 
   const driver: RolloutDriver = {
@@ -215,7 +226,9 @@ export async function kubernetesRollout(
     },
   };
 
-  const outcome = await runRollout(planRollout(rollout, total), driver, {
+  const steps = planRollout(rollout, total);
+  const digest = planDigest(steps);
+  const outcome = await runRollout(steps, driver, {
     env,
     app: name,
     revision: o.revision,
@@ -225,11 +238,20 @@ export async function kubernetesRollout(
     progressDeadlineSeconds: app.progressDeadlineSeconds,
     bus: d.bus,
     signal: o.signal,
+    interrupt: o.interrupt,
+    resume: o.saved?.plan === digest ? o.saved.checkpoint : undefined,
+    checkpoint: (checkpoint) => o.save?.({ plan: digest, checkpoint }),
   });
   const objects = outcome.ok
     ? [...plan.others, ...(nextService ? [nextService] : []), withReplicas(plan.next, total, env, name)]
     : [...plan.others, ...(stableService ? [stableService] : []), withReplicas(plan.stable, total, env, name)];
   return { outcome, objects, results };
+}
+
+/** A Kubernetes rollout's last checkpoint, kept in the store so that the next engine resumes it at the same step. */
+export interface SavedRollout {
+  plan: string;
+  checkpoint: RolloutCheckpoint;
 }
 
 /** Resolves when the Deployment has `replicas` ready pods of its current generation, or why not. */

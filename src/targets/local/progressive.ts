@@ -13,7 +13,8 @@ import { runRollout, type RolloutDriver } from '../../rollout/runner.js';
 import { planRollout } from '../../rollout/steps.js';
 import { baseEnv } from './process.js';
 import type { StatsView } from './proxy/protocol.js';
-import { planDigest, splitOf, type RolloutRecord, type RolloutStates } from './rollout-state.js';
+import { planDigest } from '../../rollout/steps.js';
+import { splitOf, type RolloutRecord, type RolloutStates } from './rollout-state.js';
 import { groupOf, type ReleaseRef, type RolloutResult, type Supervisor } from './supervisor.js';
 
 export interface ProgressiveDeps {

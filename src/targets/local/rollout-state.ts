@@ -5,12 +5,11 @@
  * proxy the same weights (`Supervisor.start`), and the app's next apply resumes the rollout at the same step
  * (progressive.ts), or aborts it when the app no longer goes to that version.
  */
-import { createHash } from 'node:crypto';
 import type { DesiredApp } from '../../core/model.js';
 import { appKey } from '../../core/types.js';
 import type { EventBus } from '../../engine/events.js';
 import type { RolloutCheckpoint } from '../../rollout/runner.js';
-import { planRollout, type RolloutStep } from '../../rollout/steps.js';
+import { planDigest, planRollout } from '../../rollout/steps.js';
 import type { Store } from '../../store/store.js';
 import type { TrafficSplit } from './proxy/protocol.js';
 import { templateHash } from './spec-hash.js';
@@ -63,10 +62,6 @@ export class RolloutStates {
     if (!this.byApp.delete(appKey(env, app))) return;
     this.store.deleteRollout(env, app);
   }
-}
-
-export function planDigest(steps: RolloutStep[]): string {
-  return createHash('sha256').update(JSON.stringify(steps)).digest('hex').slice(0, 16);
 }
 
 /** The proxy's weights between the stable and the new set: `weight` percent of new requests to the new one. */
