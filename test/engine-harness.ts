@@ -83,9 +83,10 @@ export async function startEngine(
     state,
     ...first,
     async stop() {
+      // The engine first: a reconcile still running could start a replica after the supervisor stopped them all.
+      await h.engine.stop();
       await h.target.supervisor.stopAll();
       await h.target.proxy.stop();
-      await h.engine.stop();
       h.store.close();
       tmp.cleanup();
     },

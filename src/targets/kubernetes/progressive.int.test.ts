@@ -257,7 +257,7 @@ kubernetesSuite('kubernetes target: progressive rollouts and hook Jobs', () => {
     const done = await t2.apply(app(env, '2.0.0', spec, { replicas: 4 }), ctx('b'));
     off2();
     expect(done).toMatchObject({ ok: true });
-    const mine = events.slice(from).filter((e) => e.env === env);
+    const mine = events.slice(from).filter((e) => 'env' in e && e.env === env);
     expect(mine.find((e) => e.type === 'rollout.started')).toMatchObject({ resumed: true });
     // It went on from the pause at 50 %: no earlier step ran again, and the split was never reset.
     expect(mine.filter((e) => e.type === 'rollout.step').map((e) => e.type === 'rollout.step' && e.weight)).not.toContain(25);

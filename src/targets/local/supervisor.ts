@@ -491,9 +491,17 @@ export class Supervisor {
       this.onExit(r, 0, null, null);
       return;
     }
+    // Stopped while its environment was being made (an app removed, the engine stopping): never start it.
+    const stopped = () => this.closed || r.state === 'stopping' || r.state === 'stopped';
+    if (stopped()) return;
     const fd = openLogFd(r.logPath);
     try {
       const { child, pid, startTime } = await spawnDetached({ command: r.spec.command, cwd: r.release.dir, env, logFd: fd });
+      if (stopped()) {
+        // Stopped while it was being spawned: stopReplica found no process to end, so end it here.
+        signalGroup(pid, 'SIGKILL');
+        return;
+      }
       r.child = child;
       r.pid = pid;
       r.startTime = startTime;
