@@ -16,6 +16,17 @@ export class TerminalError extends Error {
   }
 }
 
+/**
+ * The target could not be reached, or answered with a server error: nothing is known to be wrong with the desired
+ * state, so the reconciler retries with backoff instead of holding the spec as failed until the next commit.
+ */
+export class TransientError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TransientError';
+  }
+}
+
 /** A failure reported to a CLI user with an exit code and no stack. */
 export class ExitError extends Error {
   constructor(readonly code: number, message: string) {

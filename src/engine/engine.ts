@@ -1,8 +1,8 @@
 import { join, relative } from 'node:path';
 import type { DesiredApp, DesiredEnvironment, DesiredState, TargetSpec } from '../core/model.js';
 import { targetName } from '../core/model.js';
-import { errorMessage } from '../core/errors.js';
-import { formatIssue, type HealthCode, type Issue, type SyncCode } from '../core/types.js';
+import { errorMessage, TransientError } from '../core/errors.js';
+import { appKey, formatIssue, type HealthCode, type Issue, type SyncCode } from '../core/types.js';
 import type { Logger } from '../log.js';
 import { formatPlan, hasChanges, planEnvironment, specKey, type Plan, type PlanStep } from '../plan/plan.js';
 import { renderRepository } from '../render/index.js';
@@ -117,6 +117,8 @@ export class Engine {
   private readonly forced = new Map<string, Set<string>>();
   /** Apps of a `sync --force` in progress: their apply takes over fields other managers own. */
   private readonly takeover = new Map<string, Set<string>>();
+  /** Apps whose last apply could not reach the target, with why (status shows it until an apply gets through). */
+  private readonly unreachable = new Map<string, string>();
   private stopped = false;
   /** Aborted by `stop`: progressive rollouts under way are left as they are, for the next engine to resume. */
   private readonly stopping = new AbortController();
@@ -376,6 +378,8 @@ export class Engine {
     const failed = new Set<string>();
     /** Apps whose rollout the engine stopping interrupted (and their dependents): the next engine takes them up. */
     const interrupted: string[] = [];
+    /** Apps the target could not be reached for: the whole environment is retried with backoff. */
+    const transient = new Set<string>();
     const active = plan.steps.filter((s) => s.action !== 'none' && s.action !== 'blocked');
     this.bus.publish({ type: 'sync.started', env, revision: good.revision, changes: active.length });
     this.log.info({ env, revision: good.revision, changes: active.length }, 'sync started');
@@ -394,8 +398,9 @@ export class Engine {
         }
         const change = await this.applyStep(step, app, good);
         if (!change) return void interrupted.push(step.app);
-        changes.push(change);
-        if (change.action === 'failed') failed.add(step.app);
+        if (change.transient) transient.add(step.app);
+        changes.push(change.change);
+        if (change.change.action === 'failed') failed.add(step.app);
       });
     }
     if (interrupted.length > 0) {
@@ -426,10 +431,11 @@ export class Engine {
     this.store.addSync({ env, revision: good.revision, startedAt: new Date(started).toISOString(), durationMs, result, summary, message, changes });
     this.bus.publish({ type: 'sync.completed', env, revision: good.revision, result, durationMs, message });
     this.log.info({ env, revision: good.revision, result, durationms: durationMs }, 'sync completed');
+    if (transient.size > 0) throw new TransientError(`could not reach the target for ${[...transient].join(', ')}; retrying`);
   }
 
   /** What applying one app did; undefined when the engine stopped in the middle of its rollout. */
-  private async applyStep(step: PlanStep, app: DesiredApp, good: GoodRevision): Promise<AppChange | undefined> {
+  private async applyStep(step: PlanStep, app: DesiredApp, good: GoodRevision): Promise<{ change: AppChange; transient?: boolean } | undefined> {
     const env = app.env;
     const apply = async () => {
       // Cancelled when a newer revision changes this app while the rollout still waits (see inflight.ts).
@@ -445,13 +451,22 @@ export class Engine {
     const outcome = await applyWithHooks(this.hookDeps(), { app, hooks, revision: good.revision, checkoutDir: good.checkoutDir, apply }).catch(
       (err): { ok: false; message: string; rolledBack: boolean; logTail: string[] } => ({ ok: false, message: errorMessage(err), rolledBack: false, logTail: [] }),
     );
+    this.unreachable.delete(appKey(env, app.name));
     if (outcome.ok) {
       this.store.putInventory({ env, app: app.name, revision: good.revision, specHash: this.target.templateOf(app), version: app.version, appliedAt: new Date().toISOString(), spec: app });
       this.store.clearFailure(env, app.name);
       this.bus.publish({ type: 'app.changed', env, app: app.name, action: outcome.action, revision: good.revision, message: outcome.message });
-      return { app: app.name, action: outcome.action, from: step.from, to: step.to, message: outcome.message };
+      return { change: { app: app.name, action: outcome.action, from: step.from, to: step.to, message: outcome.message } };
     }
     if ('interrupted' in outcome && outcome.interrupted) return undefined;
+    if ('transient' in outcome && outcome.transient) {
+      // Not the spec's fault: not held as failed, the reconciler retries the environment with backoff.
+      const message = `${outcome.message} (retrying with backoff)`;
+      this.unreachable.set(appKey(env, app.name), message);
+      this.bus.publish({ type: 'app.failed', env, app: app.name, revision: good.revision, message });
+      this.log.warn({ env, app: app.name, revision: good.revision, err: outcome.message }, 'target unreachable; will retry');
+      return { change: { app: app.name, action: 'failed', from: step.from, to: step.to, message }, transient: true };
+    }
     const tail = outcome.logTail.length ? `; last log lines:\n${outcome.logTail.join('\n')}` : '';
     const message = `${outcome.message}${tail}`;
     this.store.putFailure({ env, app: app.name, specHash: specKey((a) => this.target.templateOf(a), app), revision: good.revision, message, at: new Date().toISOString() });
@@ -461,7 +476,7 @@ export class Engine {
     }
     this.bus.publish({ type: 'app.failed', env, app: app.name, revision: good.revision, message });
     this.log.warn({ env, app: app.name, revision: good.revision, rolledback: outcome.rolledBack }, 'app sync failed');
-    return { app: app.name, action: 'failed', from: step.from, to: step.to, message };
+    return { change: { app: app.name, action: 'failed', from: step.from, to: step.to, message } };
   }
 
   /** The environment as the last good revision declares it (notifications read it). */
@@ -503,7 +518,11 @@ export class Engine {
             sync = 'Failed';
             message = `${f.message}\nTo retry: commit a fix, or run \`keelson sync --env ${env} --app ${name}\`.`;
           } else if (l && l.template === this.target.templateOf(d) && l.spec.replicas === d.replicas && l.spec.port === d.port && l.intact) sync = 'Synced';
-          else sync = 'OutOfSync';
+          else {
+            sync = 'OutOfSync';
+            const unreachable = this.unreachable.get(appKey(env, name));
+            if (unreachable) message = unreachable;
+          }
         }
         if (this.renderError) message = `${message}. ${this.renderError.message}`;
         return {

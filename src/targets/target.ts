@@ -79,9 +79,14 @@ export interface HookExecRequest {
   signal?: AbortSignal;
 }
 
+/**
+ * A failed apply: `interrupted` when the engine stopping cut a rollout short (the next engine takes it up);
+ * `transient` when the target could not be reached or answered a server error (retried with backoff, the spec is
+ * not held as failed).
+ */
 export type ApplyOutcome =
   | { ok: true; action: 'created' | 'configured'; message: string; objects?: ObjectOutcome[] }
-  | { ok: false; message: string; rolledBack: boolean; logTail: string[]; objects?: ObjectOutcome[]; interrupted?: boolean };
+  | { ok: false; message: string; rolledBack: boolean; logTail: string[]; objects?: ObjectOutcome[]; interrupted?: boolean; transient?: boolean };
 
 /**
  * Where apps run. Shared code never asks which target it talks to; targets declare what they can do.

@@ -4,7 +4,7 @@
  * defaulting makes them look different, a server-side dry-run decides.
  */
 import type { Action } from '../../core/types.js';
-import { apiMessage, statusCode, type KubeClient } from './client.js';
+import { apiMessage, isTransient, statusCode, type KubeClient } from './client.js';
 import { apiWrites } from './limit.js';
 import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, matchesDesired, normalize, stableJson, type KObject } from './objects.js';
 
@@ -43,6 +43,7 @@ export async function applyObject(
     const applied = await ssa(api, desired, opts.force, false);
     return { result: { key, action: live ? 'configured' : 'created' }, live: applied };
   } catch (err) {
+    if (isTransient(err)) throw err; // the whole apply is retried with backoff, not reported as this object's fault
     return { result: { key, action: 'failed', message: applyError(key, err) } };
   }
 }

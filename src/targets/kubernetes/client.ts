@@ -8,7 +8,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
-import { TerminalError } from '../../core/errors.js';
+import { TerminalError, TransientError } from '../../core/errors.js';
 import { Credentials, loadConnection, type ClusterSpec, type Connection, type Credential } from './kubeconfig.js';
 import type { KObject } from './objects.js';
 
@@ -278,7 +278,17 @@ function errorOf(code: number, body: string): ApiError {
 
 function connectionError(c: Connection, err: Error): Error {
   if (err.name === 'AbortError') return err;
-  return new Error(`cannot reach the Kubernetes API server ${c.server} (${c.origin}): ${err.message}`, { cause: err });
+  return new TransientError(`cannot reach the Kubernetes API server ${c.server} (${c.origin}): ${err.message}`, { cause: err });
+}
+
+/**
+ * Whether retrying later may succeed without any change to the desired state: the API server was unreachable, or
+ * answered 429 (too many requests), 5xx, or timed out. A 4xx (invalid, forbidden, conflict) needs a change instead.
+ */
+export function isTransient(err: unknown): boolean {
+  if (err instanceof TransientError) return true;
+  if (err instanceof ApiError) return err.code === 429 || err.code >= 500;
+  return false;
 }
 
 export function statusCode(err: unknown): number | undefined {

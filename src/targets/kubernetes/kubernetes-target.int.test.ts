@@ -1,4 +1,6 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse } from 'yaml';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { DesiredApp } from '../../core/model.js';
 import { EventBus, type Stamped } from '../../engine/events.js';
@@ -166,6 +168,19 @@ spec:
     // The failing Deployment stays (as Argo CD leaves it) and is the app's recorded state, for prune and status.
     expect(kubectl('-n', namespace, 'get', 'deploy', '-o', 'name')).toBe('deployment.apps/api');
     expect((await t.observe(env))[0]).toMatchObject({ name: 'shop', health: 'Degraded' });
+  });
+
+  it('an unreachable API server is a transient failure, retried by the engine, never held as a failed spec', async () => {
+    const kc = parse(readFileSync(process.env.KUBECONFIG!, 'utf8'));
+    kc.clusters[0].cluster.server = 'https://127.0.0.1:1';
+    const kubeconfig = join(tmp.dir, 'unreachable.kubeconfig');
+    writeFileSync(kubeconfig, JSON.stringify(kc));
+    const namespace = uniqueNamespace('k-down');
+    const t = new KubernetesTarget({ env: namespace, spec: { namespace, kubeconfig }, store, bus, log: silentLogger(), requeue: () => undefined });
+    targets.push(t);
+    const r = await t.apply(imageApp(namespace), ctx);
+    expect(r).toMatchObject({ ok: false, transient: true });
+    expect(r.ok === false && r.message).toMatch(/cannot reach the Kubernetes API server https:\/\/127\.0\.0\.1:1/);
   });
 
   it('prunes what is no longer declared, skips kept objects, and follows sync waves and Argo CD hooks', async () => {

@@ -10,7 +10,7 @@ import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
 import { applyObject, ssa, type ObjectResult } from './apply.js';
-import { apiMessage, connect, isNotFound, statusCode, type Cluster } from './client.js';
+import { apiMessage, connect, isNotFound, isTransient, statusCode, type Cluster } from './client.js';
 import { pruneObjects, staleObjects } from './delete.js';
 import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
@@ -266,7 +266,10 @@ export class KubernetesTarget implements Target {
     if (CLUSTER_SCOPED.has(o.kind)) return false;
     const scope = crdScopes.get(`${o.apiVersion}/${o.kind}`);
     if (scope) return scope === 'Namespaced';
-    const r = await cluster.api.resourceOf(o.apiVersion, o.kind).catch(() => undefined);
+    const r = await cluster.api.resourceOf(o.apiVersion, o.kind).catch((err) => {
+      if (isTransient(err)) throw err;
+      return undefined;
+    });
     if (!r) throw new TerminalError(`${o.kind} (${o.apiVersion}) ${o.metadata.name}: the cluster does not serve this kind; is its CustomResourceDefinition installed?`);
     return r.namespaced;
   }
@@ -297,7 +300,7 @@ export class KubernetesTarget implements Target {
   }
 
   async apply(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome> {
-    const fail = (message: string, objects: ObjectOutcome[] = []): ApplyOutcome => ({ ok: false, message, rolledBack: false, logTail: [], objects });
+    const fail = (message: string, objects: ObjectOutcome[] = [], transient = false): ApplyOutcome => ({ ok: false, message, rolledBack: false, logTail: [], objects, ...(transient ? { transient } : {}) });
     let prepared: Awaited<ReturnType<KubernetesTarget['prepare']>>;
     let cluster: Cluster;
     let watch: ObjectWatch;
@@ -306,7 +309,7 @@ export class KubernetesTarget implements Target {
       prepared = await this.prepare(app, ctx.checkoutDir);
       await this.ensureNamespace(cluster, this.namespace);
     } catch (err) {
-      return fail(`${app.name}: ${errorMessage(err)}`);
+      return fail(`${app.name}: ${errorMessage(err)}`, [], isTransient(err));
     }
     const { resources, hooks } = prepared;
     // What a failure rolls back to: the last record, unless it holds these very objects (a retry of a failed first
@@ -386,7 +389,7 @@ export class KubernetesTarget implements Target {
       this.o.bus.publish({ type: 'app.rolledBack', env: app.env, app: app.name, revision: previous.revision, message: `${failure}; rolled back to ${previous.version}` });
       return { ok: false, message: `${failure}; rolled back to ${previous.version}${rollback ? ` (${rollback})` : ''}`, rolledBack: true, logTail: [], objects: results };
     } catch (err) {
-      return fail(`${app.name}: ${errorMessage(err)}`);
+      return fail(`${app.name}: ${errorMessage(err)}`, [], isTransient(err));
     } finally {
       this.applying.delete(app.name);
     }

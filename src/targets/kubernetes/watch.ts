@@ -3,7 +3,8 @@
  * environment label. Keeps a cache that observe, apply and drift detection read without API requests.
  */
 import type { Logger } from '../../log.js';
-import { collectionPath, statusCode, type KubeClient } from './client.js';
+import { TransientError } from '../../core/errors.js';
+import { collectionPath, isTransient, statusCode, type KubeClient } from './client.js';
 import { identity, LABEL_ENV, type KObject } from './objects.js';
 
 export type WatchEvent = 'add' | 'update' | 'delete';
@@ -66,12 +67,13 @@ export class ObjectWatch {
       w = watch;
     }
     const current = w;
-    await current.synced.catch(() => {
+    await current.synced.catch((err) => {
       // The first list failed: drop it so the next caller retries.
       if (this.kinds.get(key) === current) this.kinds.delete(key);
       current.stopped = true;
       current.abort.abort();
-      throw new Error(`cannot watch ${kind} (${apiVersion})`);
+      const message = `cannot watch ${kind} (${apiVersion}): ${(err as Error)?.message ?? String(err)}`;
+      throw isTransient(err) ? new TransientError(message, { cause: err }) : new Error(message, { cause: err });
     });
   }
 

@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { DesiredApp } from '../../core/model.js';
-import { errorMessage } from '../../core/errors.js';
+import { errorMessage, TerminalError } from '../../core/errors.js';
 import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { Store } from '../../store/store.js';
@@ -103,7 +103,8 @@ export class LocalTarget implements Target {
     try {
       release = await this.materialize(app, ctx);
     } catch (err) {
-      return { ok: false, message: `release of ${app.name} ${app.version} could not be prepared: ${errorMessage(err)}`, rolledBack: false, logTail: [] };
+      // A download that failed on the network or a server error may work later (TerminalError: it will not).
+      return { ok: false, message: `release of ${app.name} ${app.version} could not be prepared: ${errorMessage(err)}`, rolledBack: false, logTail: [], transient: !(err instanceof TerminalError) };
     }
     try {
       await this.secrets.prepare(app, templateHash(app), ctx.checkoutDir);
