@@ -40,7 +40,10 @@ export class HealthWatch {
     if (this.pending) clearTimeout(this.pending);
   }
 
-  /** How long the last check took: checks are spaced by at least ten times that, so they take ≤ 10% of a core. */
+  /**
+   * How long the last check took: checks are spaced by ten times that (≤ 10% of a core), but never by more than the
+   * regular interval, so one slow status read does not delay health events for long.
+   */
   private lastCheckMs = 0;
 
   private soon(): void {
@@ -48,7 +51,7 @@ export class HealthWatch {
     this.pending = setTimeout(() => {
       this.pending = undefined;
       void this.check();
-    }, Math.max(this.o.debounceMs ?? 100, 10 * this.lastCheckMs));
+    }, Math.max(this.o.debounceMs ?? 100, Math.min(10 * this.lastCheckMs, this.o.intervalMs ?? 5000)));
     this.pending.unref();
   }
 

@@ -5,7 +5,7 @@
  * leaves everything as it is; given its last checkpoint, a later run resumes at the same step.
  */
 import type { AnalysisMetric, AnalysisSpec } from '../core/rollout.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, TransientError } from '../core/errors.js';
 import type { EventBus, KeelsonEvent } from '../engine/events.js';
 import type { RequestStats } from '../targets/local/proxy/protocol.js';
 import { analysisPhase, describeMetric, measureRequests, metricPhase, statsDelta, type AnalysisPhase, type Measurement } from './analysis.js';
@@ -68,8 +68,11 @@ export interface RolloutContext {
 export type RolloutOutcome =
   | { ok: true; message: string }
   | { ok: false; message: string; rolledBack: true }
-  /** The engine stopped mid-rollout: nothing was rolled back, the last checkpoint says where to resume. */
-  | { ok: false; message: string; interrupted: true };
+  /**
+   * The engine stopped mid-rollout, or (`transient`) the target could not be reached: nothing was rolled back, the
+   * last checkpoint says where to resume.
+   */
+  | { ok: false; message: string; interrupted: true; transient?: true };
 
 class Aborted extends Error {}
 
@@ -183,6 +186,10 @@ export async function runRollout(steps: RolloutStep[], driver: RolloutDriver, ct
     if (err instanceof Aborted || superseded.aborted) {
       const why = superseded.reason instanceof Error ? superseded.reason.message : typeof superseded.reason === 'string' ? superseded.reason : 'cancelled';
       return await fail(`rollout of ${ctx.to} cancelled: ${why}`);
+    }
+    if (err instanceof TransientError) {
+      // Nothing is known to be wrong with the new version: leave both sets as they are, to be resumed on retry.
+      return { ok: false, message: `rollout of ${ctx.to} stopped at step ${at + 1}/${steps.length}: ${err.message}`, interrupted: true, transient: true };
     }
     return await fail(`rollout of ${ctx.to} failed: ${errorMessage(err)}`);
   } finally {

@@ -74,6 +74,7 @@ export class KubeClient {
   private readonly creds: Credentials;
   private readonly mod: typeof http | typeof https;
   private agent?: { agent: http.Agent; cert?: Buffer };
+  private readonly retired: http.Agent[] = [];
   private readonly discovery = new Map<string, Promise<Map<string, Resource>>>();
 
   constructor(readonly conn: Connection) {
@@ -167,6 +168,10 @@ export class KubeClient {
    */
   async watch(path: string, query: RequestOptions['query'], onEvent: (e: { type: string; object: any }) => void, signal: AbortSignal): Promise<void> {
     const res = await this.send('GET', path, { query: { ...query, watch: 1 }, signal });
+    // The server ends a watch after `timeoutSeconds`; one silent for longer is a dead connection (a half-open TCP
+    // after a control plane node or a NAT went away), which would otherwise leave the cache stale for many minutes.
+    const silentMs = ((Number(query?.timeoutSeconds) || 300) + 30) * 1000;
+    res.socket?.setTimeout(silentMs, () => res.destroy(new TransientError(`the watch on ${path} was silent for ${silentMs / 1000} s`)));
     await new Promise<void>((resolve, reject) => {
       let rest = '';
       res.setEncoding('utf8');
@@ -186,9 +191,9 @@ export class KubeClient {
         }
       });
       res.on('end', resolve);
-      res.on('error', reject);
-      res.on('close', () => (signal.aborted ? resolve() : reject(new Error('the watch connection closed'))));
-    });
+      res.on('error', (err) => reject(err instanceof TransientError ? err : new TransientError(`the watch on ${path} failed: ${err.message}`, { cause: err })));
+      res.on('close', () => (signal.aborted ? resolve() : reject(new TransientError(`the watch on ${path} closed`))));
+    }).finally(() => res.socket?.setTimeout(0));
   }
 
   /** A JSON request; a non-2xx answer throws an `ApiError` with the server's message. */
@@ -201,7 +206,11 @@ export class KubeClient {
   /** Sends a request and returns the 2xx response unread; retries once with fresh credentials after a 401. */
   private async send(method: string, path: string, opts: RequestOptions, retried = false): Promise<http.IncomingMessage> {
     const cred = await this.creds.get();
-    const res = await this.once(method, path, opts, cred);
+    const res = await this.once(method, path, opts, cred).catch((err: Error & { staleSocket?: boolean }) => {
+      // A kept-alive connection the server closed as idle just as it was reused: the request never arrived.
+      if (err.staleSocket && !retried) return this.once(method, path, opts, cred);
+      throw err;
+    });
     const code = res.statusCode ?? 0;
     if (code >= 200 && code < 300) return res;
     const body = (await readBody(res).catch(() => Buffer.alloc(0))).toString('utf8');
@@ -224,7 +233,13 @@ export class KubeClient {
     }
     return new Promise((resolve, reject) => {
       const req = this.mod.request(url, { method, headers, agent: this.agentFor(cred), signal: opts.signal }, resolve);
-      req.on('error', (err) => reject(connectionError(this.conn, err)));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        const e: Error & { staleSocket?: boolean } = connectionError(this.conn, err);
+        if (req.reusedSocket && err.code === 'ECONNRESET') e.staleSocket = true;
+        reject(e);
+      });
+      // Watches have their own silence limit (see watch); any other request gets an answer within a minute or fails.
+      if (!opts.query?.watch) req.setTimeout(60_000, () => req.destroy(new Error('no answer within 60 s')));
       req.end(body);
     });
   }
@@ -235,7 +250,8 @@ export class KubeClient {
    */
   private agentFor(cred: Credential): http.Agent {
     if (this.agent && this.agent.cert === cred.cert) return this.agent.agent;
-    this.agent?.agent.destroy();
+    // A new certificate: new connections use it; the old pool's requests and watches finish on theirs.
+    if (this.agent) this.retired.push(this.agent.agent);
     const c = this.conn;
     const agent =
       this.mod === http
@@ -252,16 +268,25 @@ export class KubeClient {
 
   close(): void {
     this.agent?.agent.destroy();
+    for (const a of this.retired.splice(0)) a.destroy();
     this.agent = undefined;
   }
 }
 
+/** The whole body; a connection lost mid-answer (an API server restarting, a load balancer) is transient. */
 function readBody(res: http.IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
+    let ended = false;
     res.on('data', (c: Buffer) => chunks.push(c));
-    res.on('end', () => resolve(Buffer.concat(chunks)));
-    res.on('error', reject);
+    res.on('end', () => {
+      ended = true;
+      resolve(Buffer.concat(chunks));
+    });
+    res.on('error', (err) => reject(new TransientError(`the API server's answer was cut off: ${err.message}`, { cause: err })));
+    res.on('close', () => {
+      if (!ended) reject(new TransientError("the API server's answer was cut off"));
+    });
   });
 }
 

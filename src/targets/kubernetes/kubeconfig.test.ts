@@ -2,6 +2,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempDir, writeTree } from '../../../test/helpers.js';
+import { TransientError } from '../../core/errors.js';
 import { Credentials, loadConnection } from './kubeconfig.js';
 
 const tmp = tempDir('keelson-kubeconfig-');
@@ -54,7 +55,7 @@ describe('kubeconfig', () => {
     expect(() => loadConnection({ kubeconfig: file })).toThrow(`context "a" in ${file} names user "nobody", which is not in ${file}`);
     expect(() => loadConnection({ kubeconfig: file, context: 'b' })).toThrow('names cluster "nope", which has no server');
     expect(() => loadConnection({ kubeconfig: file, context: 'zzz' })).toThrow('kubeconfig has no context "zzz" (contexts: a, b, gcp, proxied)');
-    expect(() => loadConnection({ kubeconfig: file, context: 'gcp' })).toThrow('uses the auth-provider "gcp", which Kubernetes removed; use its exec credential plugin');
+    expect(() => loadConnection({ kubeconfig: file, context: 'gcp' })).toThrow('uses the auth-provider "gcp"; Keelson supports exec credential plugins instead (kubelogin for OIDC and AKS, gke-gcloud-auth-plugin for GKE');
     expect(() => loadConnection({ kubeconfig: file, context: 'proxied' })).toThrow('sets proxy-url');
     expect(() => loadConnection({ kubeconfig: join(tmp.dir, 'nope.yaml') })).toThrow(`cannot read kubeconfig ${join(tmp.dir, 'nope.yaml')}`);
     expect(() => loadConnection({}, { HOME: join(tmp.dir, 'nohome') }, join(tmp.dir, 'no-sa'))).toThrow('no Kubernetes cluster configured: set spec.target.kubernetes.kubeconfig or KUBECONFIG');
@@ -117,5 +118,32 @@ console.log(JSON.stringify({ apiVersion: info.apiVersion, kind: 'ExecCredential'
     chmodSync(bad, 0o755);
     writeFileSync(file, config({ current: 'x', clusters: [{ name: 'c', cluster: { server: 'https://api.example' } }], users: [{ name: 'u', user: { exec: { command: bad } } }], contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }] }));
     await expect(new Credentials(loadConnection({ kubeconfig: file })).get()).rejects.toThrow('printed no usable ExecCredential');
+  });
+
+  it("runs a plugin given by a relative path from the kubeconfig's directory, without Keelson's secrets; a failing run is transient", async () => {
+    const dir = join(tmp.dir, 'relative');
+    writeTree(dir, {
+      'bin/plugin.sh': `#!/bin/sh
+[ -n "$FAIL" ] && { echo "token service unavailable" >&2; exit 1; }
+echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"age-key-'"\${KEELSON_AGE_KEY:-absent}"'-'"\${SOPS_AGE_KEY:-absent}"'"}}'
+`,
+    });
+    chmodSync(join(dir, 'bin/plugin.sh'), 0o755);
+    const file = join(dir, 'config');
+    const write = (env: { name: string; value: string }[]) =>
+      writeFileSync(file, config({ current: 'x', clusters: [{ name: 'c', cluster: { server: 'https://api.example' } }], users: [{ name: 'u', user: { exec: { command: './bin/plugin.sh', env } } }], contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }] }));
+    write([]);
+    process.env.KEELSON_AGE_KEY = 'AGE-SECRET-KEY-1TEST';
+    process.env.SOPS_AGE_KEY = 'AGE-SECRET-KEY-1TEST';
+    try {
+      expect((await new Credentials(loadConnection({ kubeconfig: file })).get()).authorization).toBe('Bearer age-key-absent-absent');
+    } finally {
+      delete process.env.KEELSON_AGE_KEY;
+      delete process.env.SOPS_AGE_KEY;
+    }
+    write([{ name: 'FAIL', value: '1' }]);
+    const err = await new Credentials(loadConnection({ kubeconfig: file })).get().catch((e) => e);
+    expect(err).toBeInstanceOf(TransientError);
+    expect(err.message).toMatch(/plugin\.sh failed: token service unavailable$/);
   });
 });

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { parse } from 'yaml';
-import { TerminalError } from '../../core/errors.js';
+import { TerminalError, TransientError } from '../../core/errors.js';
 
 export interface ClusterSpec {
   kubeconfig?: string;
@@ -60,7 +60,7 @@ export function loadConnection(spec: ClusterSpec, env: NodeJS.ProcessEnv = proce
     if (env.KUBERNETES_SERVICE_HOST && existsSync(join(saDir, 'token'))) return inCluster(env, saDir);
     throw new TerminalError('no Kubernetes cluster configured: set spec.target.kubernetes.kubeconfig or KUBECONFIG');
   }
-  return fromKubeconfig(files, spec.context);
+  return fromKubeconfig(files, spec.context, spec.kubeconfig !== undefined);
 }
 
 function inCluster(env: NodeJS.ProcessEnv, saDir: string): Connection {
@@ -83,7 +83,7 @@ interface Named<T> {
   file: string;
 }
 
-function fromKubeconfig(files: string[], contextName: string | undefined): Connection {
+function fromKubeconfig(files: string[], contextName: string | undefined, explicit: boolean): Connection {
   const clusters = new Map<string, Named<any>>();
   const users = new Map<string, Named<any>>();
   const contexts = new Map<string, Named<any>>();
@@ -94,7 +94,7 @@ function fromKubeconfig(files: string[], contextName: string | undefined): Conne
     try {
       doc = parse(readFileSync(file, 'utf8')) ?? {};
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && files.length > 1) continue; // kubectl skips missing files in a list
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !explicit) continue; // kubectl skips missing files in KUBECONFIG
       throw new TerminalError(`cannot read kubeconfig ${file}: ${(err as Error).message}`, { cause: err });
     }
     read++;
@@ -123,7 +123,7 @@ function fromKubeconfig(files: string[], contextName: string | undefined): Conne
   if (c['proxy-url']) throw new TerminalError(`cluster "${cluster.name}" in ${cluster.file} sets proxy-url, which Keelson does not support yet; reach the API server directly`);
   if (u['auth-provider']) {
     throw new TerminalError(
-      `user "${user!.name}" in ${user!.file} uses the auth-provider "${u['auth-provider'].name}", which Kubernetes removed; use its exec credential plugin instead (e.g. gke-gcloud-auth-plugin, kubelogin)`,
+      `user "${user!.name}" in ${user!.file} uses the auth-provider "${u['auth-provider'].name}"; Keelson supports exec credential plugins instead (kubelogin for OIDC and AKS, gke-gcloud-auth-plugin for GKE, aws eks get-token for EKS)`,
     );
   }
   const bytes = (data: string | undefined, path: string | undefined, file: string): Buffer | undefined => {
@@ -148,7 +148,8 @@ function fromKubeconfig(files: string[], contextName: string | undefined): Conne
     token: u.token,
     tokenFile: u.tokenFile ? (isAbsolute(u.tokenFile) ? u.tokenFile : join(dirname(user!.file), u.tokenFile)) : undefined,
     basic: u.username ? { username: u.username, password: u.password ?? '' } : undefined,
-    exec: u.exec,
+    // kubectl runs a plugin given by a relative path from the kubeconfig's directory.
+    exec: u.exec ? { ...u.exec, command: u.exec.command?.includes('/') && !isAbsolute(u.exec.command) ? join(dirname(user!.file), u.exec.command) : u.exec.command } : undefined,
   };
 }
 
@@ -186,10 +187,13 @@ export class Credentials {
     let until = Infinity;
     if (c.exec) {
       const { status, expires } = await runExecPlugin(c.exec, c);
+      const same = (b: Buffer | undefined, s: string) => (b && b.equals(Buffer.from(s)) ? b : Buffer.from(s));
+      // The same certificate again keeps the same Buffer: the client keeps its connections (see KubeClient.agentFor).
+      const before = this.cached?.cred;
       cred = {
         authorization: status.token ? `Bearer ${status.token}` : undefined,
-        cert: status.clientCertificateData ? Buffer.from(status.clientCertificateData) : c.cert,
-        key: status.clientKeyData ? Buffer.from(status.clientKeyData) : c.key,
+        cert: status.clientCertificateData ? same(before?.cert, status.clientCertificateData) : c.cert,
+        key: status.clientKeyData ? same(before?.key, status.clientKeyData) : c.key,
       };
       until = expires ?? Infinity;
     } else if (c.tokenFile) {
@@ -209,13 +213,18 @@ function runExecPlugin(exec: ExecConfig, c: Connection): Promise<{ status: any; 
   if (exec.provideClusterInfo) {
     info.spec.cluster = { server: c.server, 'certificate-authority-data': c.ca?.toString('base64'), 'insecure-skip-tls-verify': c.insecure, 'tls-server-name': c.serverName };
   }
-  const env: NodeJS.ProcessEnv = { ...process.env, KUBERNETES_EXEC_INFO: JSON.stringify(info) };
+  // Keelson's own secrets (the age key, API tokens) are not the plugin's business.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KEELSON_') && !k.startsWith('SOPS_AGE_')));
+  env.KUBERNETES_EXEC_INFO = JSON.stringify(info);
   for (const e of exec.env ?? []) env[e.name] = e.value;
   return new Promise((resolve, reject) => {
     execFile(exec.command, exec.args ?? [], { env, timeout: 60_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
       if (err) {
-        const hint = (err as NodeJS.ErrnoException).code === 'ENOENT' && exec.installHint ? `; ${exec.installHint.trim()}` : '';
-        return reject(new TerminalError(`the kubeconfig's credential plugin ${exec.command} failed: ${String(stderr).trim().split('\n').pop() || err.message}${hint}`));
+        const why = `the kubeconfig's credential plugin ${exec.command} failed: ${String(stderr).trim().split('\n').pop() || err.message}`;
+        // Not installed: retrying will not help. A plugin that ran and failed (a network blip at the cloud's token
+        // service, a timeout) may well work on the next try.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return reject(new TerminalError(`${why}${exec.installHint ? `; ${exec.installHint.trim()}` : ''}`));
+        return reject(new TransientError(why));
       }
       try {
         const out = JSON.parse(stdout);

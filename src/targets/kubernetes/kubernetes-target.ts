@@ -19,7 +19,7 @@ import { InventoryStore, type AppInventory, type KvStore } from './inventory.js'
 import { ANNOTATION_APPLIED, formatKey, hashOf, identity, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups, wavesOf } from './order.js';
 import { renderApp } from './render.js';
-import { asSets, kubernetesRollout, progressivePlan, type ProgressivePlan, type SavedRollout } from './progressive.js';
+import { asSets, kubernetesRollout, progressivePlan, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
 import { hookJob } from './hook-job.js';
 import type { RunResult, RunSink } from '../../run/one-off.js';
 import { podExit, runJob, runnableWorkload } from './run-job.js';
@@ -85,15 +85,26 @@ export class KubernetesTarget implements Target {
   }
 
   private async connectAndWatch(): Promise<void> {
-    this.cluster = connect(this.o.spec);
-    this.watch = new ObjectWatch({ api: this.cluster.api, env: this.o.env, log: this.o.log });
-    this.watch.onChange((type, obj) => this.onWatchEvent(type, obj));
+    const cluster = connect(this.o.spec);
+    const watch = new ObjectWatch({ api: cluster.api, env: this.o.env, log: this.o.log });
+    this.cluster = cluster;
+    this.watch = watch;
+    watch.onChange((type, obj) => this.onWatchEvent(type, obj));
     this.reindex();
     const kinds = new Map<string, KObject>();
     for (const inv of this.inventory.list(this.o.env)) for (const obj of inv.objects) kinds.set(`${obj.apiVersion}/${obj.kind}`, obj);
-    await Promise.all([...kinds.values()].map((k) => this.watch!.ensure(k.apiVersion, k.kind)));
+    try {
+      await Promise.all([...kinds.values()].map((k) => watch.ensure(k.apiVersion, k.kind)));
+    } catch (err) {
+      // The next call starts over: the watches that did start, and this hold on the shared client, end here.
+      await watch.close();
+      cluster.release();
+      if (this.watch === watch) this.watch = undefined;
+      if (this.cluster === cluster) this.cluster = undefined;
+      throw err;
+    }
     // Drift while nobody watched (engine down): check every object once now.
-    for (const { desired } of this.owners.values()) this.checkDrift(desired, this.watch.get(desired));
+    for (const { desired } of this.owners.values()) this.checkDrift(desired, watch.get(desired));
   }
 
   private async connected(): Promise<{ cluster: Cluster; watch: ObjectWatch }> {
@@ -329,6 +340,8 @@ export class KubernetesTarget implements Target {
       }
       const plan = progressivePlan(app, resources, previous?.objects, watch);
       if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results);
+      // No rollout runs: a checkpoint left by an interrupted one (reverted, now rolling…) no longer applies.
+      this.o.store.setKv(rolloutKey(app.env, app.name), '');
       const waves = wavesOf(resources);
       let failure: string | undefined;
       for (const [i, wave] of waves.entries()) {
@@ -401,14 +414,32 @@ export class KubernetesTarget implements Target {
    * Deployments as they are, and the next one resumes at the same step (analysis starts over).
    */
   private async progressive(cluster: Cluster, watch: ObjectWatch, app: DesiredApp, ctx: ApplyContext, plan: ProgressivePlan, recorded: AppInventory, before: ObjectResult[]): Promise<ApplyOutcome> {
-    // After a restart the record holds both sets; what a failure returns to is the stable one.
-    const previous: AppInventory = { ...recorded, objects: recorded.objects.filter((o) => identity(o) !== identity(plan.next)) };
+    // After a restart the record may hold more sets than the stable one: the new one (an interrupted rollout of this
+    // very spec, resumed below) and others (a rollout superseded while the engine was stopped, aborted here).
+    const others = recorded.objects.filter((o) => o.kind === 'Deployment' && setOf(o) && identity(o) !== identity(plan.stable) && identity(o) !== identity(plan.next));
+    const previous: AppInventory = { ...recorded, objects: recorded.objects.filter((o) => identity(o) !== identity(plan.next) && !others.includes(o)) };
     const stateKey = rolloutKey(app.env, app.name);
     const template = this.templateOf(app);
     const raw = this.o.store.getKv(stateKey);
     const stored = raw ? (JSON.parse(raw) as SavedRollout & { template: string }) : undefined;
     const saved = stored?.template === template ? stored : undefined;
     const save = (s: SavedRollout) => this.o.store.setKv(stateKey, JSON.stringify({ template, ...s }));
+    const rollBack = async (message: string, objects: ObjectResult[]): Promise<ApplyOutcome> => {
+      this.o.store.setKv(stateKey, '');
+      const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others]);
+      return { ok: false, message: `${message}${back ? ` (${back})` : ''}`, rolledBack: true, logTail: [], objects };
+    };
+    if (saved?.checkpoint.aborting) {
+      // The engine stopped while aborting this rollout: finish the abort, never resume it.
+      this.o.bus.publish({ type: 'rollout.aborted', env: app.env, app: app.name, revision: ctx.revision, reason: saved.checkpoint.aborting });
+      return rollBack(saved.checkpoint.aborting, before);
+    }
+    for (const stray of others) {
+      await cluster.api.delete(stray, 'Background').catch((err) => {
+        if (!isNotFound(err)) throw err;
+      });
+      this.o.bus.publish({ type: 'rollout.aborted', env: app.env, app: app.name, revision: recorded.revision, reason: `superseded by revision ${ctx.revision.slice(0, 7)} while the engine was stopped` });
+    }
     const deps = {
       cluster,
       watch,
@@ -421,17 +452,17 @@ export class KubernetesTarget implements Target {
     try {
       r = await kubernetesRollout(deps, app, plan, { revision: ctx.revision, fromVersion: previous.version, signal: ctx.signal, record, interrupt: ctx.interrupt, saved, save });
     } catch (err) {
-      this.o.store.setKv(stateKey, '');
-      const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others]);
-      return { ok: false, message: `${app.name}: ${errorMessage(err)}; rolled back to ${previous.version}${back ? ` (${back})` : ''}`, rolledBack: true, logTail: [], objects: before };
+      // Unreachable before the first step: nothing moved yet; the retry starts it.
+      if (isTransient(err)) return { ok: false, message: `${app.name}: ${errorMessage(err)}`, rolledBack: false, logTail: [], objects: before, transient: true };
+      return rollBack(`${app.name}: ${errorMessage(err)}; rolled back to ${previous.version}`, before);
     }
     const results = [...before, ...r.results];
-    if ('interrupted' in r.outcome && r.outcome.interrupted) return { ok: false, message: r.outcome.message, rolledBack: false, logTail: [], interrupted: true, objects: results };
-    this.o.store.setKv(stateKey, '');
-    if (!r.outcome.ok) {
-      const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others]);
-      return { ok: false, message: `${r.outcome.message}${back ? ` (${back})` : ''}`, rolledBack: true, logTail: [], objects: results };
+    if ('interrupted' in r.outcome && r.outcome.interrupted) {
+      // Stopped where it was (both sets kept, the checkpoint too): by the engine stopping, or the API unreachable.
+      return { ok: false, message: r.outcome.message, rolledBack: false, logTail: [], objects: results, ...(r.outcome.transient ? { transient: true } : { interrupted: true }) };
     }
+    this.o.store.setKv(stateKey, '');
+    if (!r.outcome.ok) return rollBack(r.outcome.message, results);
     results.push(...(await pruneObjects(cluster.api, staleObjects(previous.objects, r.objects), (o) => watch.get(o), { env: app.env, app: app.name })));
     this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString() });
     return { ok: true, action: 'configured', message: r.outcome.message, objects: results };

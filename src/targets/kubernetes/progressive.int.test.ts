@@ -265,6 +265,49 @@ kubernetesSuite('kubernetes target: progressive rollouts and hook Jobs', () => {
     await waitFor('canary is the app', () => Object.values(deployments(namespace)).map(String).join() === '4,4', 20_000);
   });
 
+  /** A canary from 1.0.0 to 2.0.0 the engine stopping interrupted at its first pause (25 %), and the next engine. */
+  const interruptedCanary = async (prefix: string, spec: RolloutSpec) => {
+    const { t, env, namespace } = newTarget(prefix);
+    expect((await t.apply(app(env, '1.0.0', spec, { replicas: 4 }), ctx('a'))).ok).toBe(true);
+    const stopping = new AbortController();
+    const off = bus.subscribe((e) => {
+      if (e.type === 'rollout.paused' && e.env === env) stopping.abort();
+    });
+    const r = await t.apply(app(env, '2.0.0', spec, { replicas: 4 }), { ...ctx('b'), interrupt: stopping.signal });
+    off();
+    expect(r).toMatchObject({ ok: false, interrupted: true });
+    await t.close();
+    const next = new KubernetesTarget({ env, spec: { namespace }, store, bus, log: silentLogger(), requeue: () => undefined });
+    targets.push(next);
+    return { t: next, env, namespace, v2: Object.keys(deployments(namespace)).find((n) => deployments(namespace)[n][0] === 1)! };
+  };
+
+  it('a rollout superseded while the engine was stopped is aborted; a revert drops its checkpoint and drift healing resumes', async () => {
+    const spec: RolloutSpec = { strategy: 'canary', canary: { stickySessions: false, steps: [{ setWeight: 25 }, { pause: {} }] } };
+    const a = await interruptedCanary('k-superseded', spec);
+    const from = events.length;
+    const off = bus.subscribe((e) => {
+      if (e.type === 'rollout.paused' && e.env === a.env) bus.publish({ type: 'rollout.promoteRequested', env: a.env, app: 'web', full: true });
+    });
+    const done = await a.t.apply(app(a.env, '3.0.0', spec, { replicas: 4 }), ctx('c'));
+    off();
+    expect(done).toMatchObject({ ok: true });
+    const mine = events.slice(from).filter((e) => 'env' in e && e.env === a.env);
+    expect(mine.find((e) => e.type === 'rollout.aborted')).toMatchObject({ reason: expect.stringContaining('while the engine was stopped') });
+    await waitFor('only 3.0.0 left', () => {
+      const d = deployments(a.namespace);
+      return !(a.v2 in d) && Object.keys(d).length === 1 && Object.values(d)[0][0] === 4;
+    }, 20_000);
+
+    const b = await interruptedCanary('k-reverted', spec);
+    expect(await b.t.apply(app(b.env, '1.0.0', spec, { replicas: 4 }), ctx('a'))).toMatchObject({ ok: true });
+    expect(store.getKv(`kubernetes.rollout/${b.env}/web`) ?? '').toBe('');
+    await waitFor('2.0.0 pruned', () => !(b.v2 in deployments(b.namespace)), 20_000);
+    const [stable] = Object.keys(deployments(b.namespace));
+    kubectl('-n', b.namespace, 'scale', `deployment/${stable}`, '--replicas=1');
+    await waitFor('scale reverted', () => deployments(b.namespace)[stable]?.[0] === 4, 20_000);
+  });
+
   it('a failed canary analysis returns everything to stable and reports Failed; a new commit cancels a waiting canary', async () => {
     const { t, env, namespace } = newTarget('k-abort');
     const failing: RolloutSpec = { strategy: 'canary', canary: { stickySessions: false, steps: [{ setWeight: 50 }, { analysis: { metrics: [metric('errors')] } }] } };

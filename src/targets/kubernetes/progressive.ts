@@ -8,13 +8,13 @@
  */
 import type { DesiredApp } from '../../core/model.js';
 import { strategyOf, type AnalysisSpec } from '../../core/rollout.js';
-import { TerminalError } from '../../core/errors.js';
+import { TerminalError, TransientError } from '../../core/errors.js';
 import type { EventBus } from '../../engine/events.js';
 import { httpMeasurement } from '../../rollout/checks.js';
 import { runRollout, type RolloutCheckpoint, type RolloutDriver, type RolloutOutcome } from '../../rollout/runner.js';
 import { canaryReplicas, planDigest, planRollout } from '../../rollout/steps.js';
 import type { ObjectResult } from './apply.js';
-import type { Cluster } from './client.js';
+import { apiMessage, isTransient, type Cluster } from './client.js';
 import { ANNOTATION_APPLIED, hashOf, withOwnership, type KObject } from './objects.js';
 import { describeJobEnd, runPodJob } from './pod-job.js';
 import type { ObjectWatch } from './watch.js';
@@ -153,7 +153,10 @@ export async function kubernetesRollout(
   const nextSet = setOf(plan.next)!;
   const results: ObjectResult[] = [];
   const apply = async (objs: KObject[]) => {
-    const r = await d.applyAll(objs);
+    const r = await d.applyAll(objs).catch((err) => {
+      // The API server unreachable, or 429/5xx: the rollout stops where it is, to be resumed by the retry.
+      throw isTransient(err) && !(err instanceof TransientError) ? new TransientError(apiMessage(err), { cause: err }) : err;
+    });
     results.push(...r);
     const failed = r.filter((x) => x.action === 'failed');
     if (failed.length) throw new Error(failed.map((f) => f.message).join('; '));

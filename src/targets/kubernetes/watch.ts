@@ -5,7 +5,7 @@
 import type { Logger } from '../../log.js';
 import { TransientError } from '../../core/errors.js';
 import { collectionPath, isTransient, statusCode, type KubeClient } from './client.js';
-import { identity, LABEL_ENV, type KObject } from './objects.js';
+import { groupOf, identity, LABEL_ENV, type KObject } from './objects.js';
 
 export type WatchEvent = 'add' | 'update' | 'delete';
 
@@ -99,12 +99,13 @@ export class ObjectWatch {
         seen.set(id, o.metadata.resourceVersion as string);
         if (before !== o.metadata.resourceVersion) this.emit(before === undefined ? 'add' : 'update', o);
       }
-      for (const id of [...seen.keys()]) {
-        if (now.has(id)) continue;
-        const gone = this.cache.get(id);
+      // Gone meanwhile: whatever the cache holds of this kind and the list does not (apply responses included).
+      const prefix = `${groupOf(apiVersion)}/${kind}/`;
+      for (const [id, gone] of [...this.cache]) {
+        if (!id.startsWith(prefix) || now.has(id)) continue;
         seen.delete(id);
         this.cache.delete(id);
-        if (gone) this.emit('delete', gone);
+        this.emit('delete', gone);
       }
       return resourceVersion;
     };
