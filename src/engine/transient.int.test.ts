@@ -79,3 +79,43 @@ spec:
     expect(syncs).toEqual(['Succeeded', 'Failed', 'Failed']);
   });
 });
+
+/** A failure that retrying will not fix is held as Failed until the desired state changes, not retried with backoff. */
+describe('a missing artifact directory is held as failed, not retried', () => {
+  let h: EngineHarness;
+  const events: Stamped[] = [];
+
+  beforeAll(async () => {
+    h = await startEngine(undefined, { prefix: 'keelson-missing-artifact-', beforeStart: (parts) => parts.bus.subscribe((e) => events.push(e)) });
+  });
+
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it('records the failure for the spec', async () => {
+    writeFileSync(
+      join(h.ops, 'apps/web.yaml'),
+      `apiVersion: keelson.dev/v1alpha1
+kind: App
+metadata: { name: web }
+spec:
+  version: "2.0.0"
+  artifact: { path: ../releases/web-2.0.0 }
+  run: { command: ["node", "server.js"] }
+`,
+    );
+    writeFileSync(join(h.ops, 'environments.yaml'), 'apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: dev }\nspec:\n  apps: { tick: {}, web: {} }\n');
+    writeFileSync(join(h.ops, 'apps/tick.yaml'), readFileSync(join(h.ops, 'apps/tick.yaml'), 'utf8').split('---')[0]);
+    commitAll(h.ops, 'add web without its release directory');
+    await h.engine.refresh();
+
+    const failure = await waitFor('the failure recorded', () => h.store.failures('dev').find((f) => f.app === 'web'));
+    expect(failure.message).toMatch(/release of web 2\.0\.0 could not be prepared: .*ENOENT/);
+    expect(failure.message).not.toMatch(/retrying with backoff/);
+    const failed = events.find((e) => e.type === 'app.failed' && e.app === 'web') as { message: string } | undefined;
+    expect(failed?.message).not.toMatch(/retrying with backoff/);
+    const web = (await h.engine.status()).environments[0]?.apps.find((x) => x.name === 'web');
+    expect(web?.sync).toBe('Failed');
+  });
+});

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
-import { TerminalError, errorMessage } from '../../core/errors.js';
+import { TerminalError, TransientError, errorMessage } from '../../core/errors.js';
 
 export interface FetchArtifactOptions {
   url: string;
@@ -91,7 +91,7 @@ export async function fetchArtifact(opts: FetchArtifactOptions): Promise<string>
   } catch (err) {
     await rm(tmp, { force: true });
     if (timeout.aborted && !o.signal?.aborted) {
-      throw new Error(`artifact ${safeUrl} download timed out after ${o.timeoutMs} ms`, { cause: err });
+      throw new TransientError(`artifact ${safeUrl} download timed out after ${o.timeoutMs} ms`, { cause: err });
     }
     throw err;
   }
@@ -138,7 +138,7 @@ async function download(start: URL, dest: string, o: DownloadOptions): Promise<s
       if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
         throw new TerminalError(status === 404 ? `${msg}; does this version exist on the server?` : msg);
       }
-      throw new Error(msg);
+      throw new TransientError(msg);
     }
     const length = Number(res.headers['content-length']);
     if (Number.isFinite(length) && length > o.maxBytes) {
@@ -162,7 +162,7 @@ async function download(start: URL, dest: string, o: DownloadOptions): Promise<s
       await pipeline(res, meter, createWriteStream(dest, { flags: 'wx', mode: 0o644 }), { signal: o.signal });
     } catch (err) {
       if (err instanceof TerminalError || o.signal.aborted) throw err;
-      throw new Error(`artifact ${o.safeUrl} download failed: ${errorMessage(err)}`, { cause: err });
+      throw new TransientError(`artifact ${o.safeUrl} download failed: ${errorMessage(err)}`, { cause: err });
     }
     return hash.digest('hex');
   }
@@ -178,7 +178,7 @@ function get(url: URL, headers: Record<string, string>, o: DownloadOptions): Pro
     const req = mod.get(target, { headers, signal: o.signal }, resolve);
     req.on('error', (err) => {
       if (o.signal.aborted) reject(err);
-      else reject(new Error(`artifact ${o.safeUrl} download failed: ${errorMessage(err)}`, { cause: err }));
+      else reject(new TransientError(`artifact ${o.safeUrl} download failed: ${errorMessage(err)}`, { cause: err }));
     });
   });
 }

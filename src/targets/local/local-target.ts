@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { DesiredApp } from '../../core/model.js';
-import { errorMessage, TerminalError } from '../../core/errors.js';
+import { errorMessage, TransientError } from '../../core/errors.js';
 import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { Store } from '../../store/store.js';
@@ -103,8 +103,9 @@ export class LocalTarget implements Target {
     try {
       release = await this.materialize(app, ctx);
     } catch (err) {
-      // A download that failed on the network or a server error may work later (TerminalError: it will not).
-      return { ok: false, message: `release of ${app.name} ${app.version} could not be prepared: ${errorMessage(err)}`, rolledBack: false, logTail: [], transient: !(err instanceof TerminalError) };
+      // Only a download that timed out, failed on the network or got a server error may work later; anything else
+      // (a missing artifact directory, a bad checksum) is held as failed until the desired state changes.
+      return { ok: false, message: `release of ${app.name} ${app.version} could not be prepared: ${errorMessage(err)}`, rolledBack: false, logTail: [], transient: err instanceof TransientError };
     }
     try {
       await this.secrets.prepare(app, templateHash(app), ctx.checkoutDir);

@@ -15,14 +15,15 @@ const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 /**
  * An exec probe in the release dir that passes only when it sees the secret env var (compared by hash: the
- * plaintext is in no file of the repository). Each run appends `<replica> <probe> secret|no-secret` to $PROBE_LOG.
+ * plaintext is in no file of the repository), or always when given `any` for the hash. Each run appends
+ * `<replica> <probe> secret|no-secret` to $PROBE_LOG.
  */
 const probeScript = `
 const { createHash } = require('node:crypto');
 const { appendFileSync } = require('node:fs');
 const ok = createHash('sha256').update(process.env.DB_PASSWORD ?? '').digest('hex') === process.argv[3];
 appendFileSync(process.env.PROBE_LOG, process.env.KEELSON_REPLICA + ' ' + process.argv[2] + ' ' + (ok ? 'secret' : 'no-secret') + '\\n');
-process.exit(ok ? 0 : 1);
+process.exit(ok || process.argv[3] === 'any' ? 0 : 1);
 `;
 
 /** Exec readiness and liveness probes run with the replica's own environment, secret env vars included. */
@@ -138,5 +139,25 @@ spec:
     expect(after.instances.map((i) => (i as { pid: number }).pid)).toEqual([before.pid]);
     expect(after.health).toBe('Healthy');
     expect(probeLines(before.id).filter((l) => l.endsWith('no-secret'))).toEqual([]);
+  });
+
+  it('keeps probing a serving replica, without its secrets, when they cannot be decrypted', async () => {
+    writeFileSync(join(ops, 'apps/plain.yaml'), app('plain', 'any'));
+    writeFileSync(join(ops, 'environments/dev.yaml'), env(['db-client', 'wrong', 'plain']));
+    commitAll(ops, 'add plain, whose probes pass with or without the secret');
+    await engine.refresh();
+    await waitFor('plain healthy', async () => (await appState('plain'))?.health === 'Healthy');
+    const before = (await appState('plain'))!.instances[0] as { id: string; pid: number };
+    // The engine restarts without its age key: the kept ciphertext no longer decrypts.
+    await engine.stop();
+    store.close();
+    process.env.KEELSON_AGE_KEY_FILE = join(tmp.dir, 'no-such-key.txt');
+    writeFileSync(probeLog, '');
+    await startEngine();
+    // The probes run (past liveness' failure threshold of 3), without the secret, and pass: the replica is not killed.
+    await waitFor('probed without secrets', () => probeLines(`${before.id} liveness no-secret`).length >= 4);
+    const after = (await appState('plain'))!;
+    expect(after.instances.map((i) => (i as { pid: number }).pid)).toEqual([before.pid]);
+    expect(after.health).toBe('Healthy');
   });
 });

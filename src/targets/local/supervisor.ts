@@ -66,6 +66,8 @@ interface Replica {
    * probes get it too; an adopted replica's is made again on its first exec probe.
    */
   runEnv?: Record<string, string>;
+  /** Warned that its exec probes run without secret env vars (they could not be decrypted). */
+  probeWithoutSecretsWarned?: boolean;
   livenessFailures: number;
   readinessFailures: number;
   readinessSuccesses: number;
@@ -462,15 +464,26 @@ export class Supervisor {
    * environment the replica got (secrets included), as a user's `psql …` check expects.
    */
   private async probe(r: Replica, probe: Probe): Promise<ProbeResult> {
-    let env: Record<string, string> = {};
-    if (probe.exec) {
-      try {
-        env = r.runEnv ??= await this.replicaEnv(r);
-      } catch (err) {
-        return { ok: false, message: `exec probe not run: secrets unavailable: ${(err as Error).message}` };
-      }
-    }
+    const env = probe.exec ? await this.probeEnv(r) : {};
     return runProbe(probe, { port: r.port, cwd: r.release.dir, env });
+  }
+
+  /**
+   * The environment of an exec probe. Secrets that cannot be decrypted (an engine restarted without its age key)
+   * do not fail the probe: it runs without them, so replicas that serve keep serving and are not killed.
+   */
+  private async probeEnv(r: Replica): Promise<Record<string, string>> {
+    if (r.runEnv) return r.runEnv;
+    try {
+      return (r.runEnv = await this.replicaEnv(r));
+    } catch (err) {
+      if (!r.probeWithoutSecretsWarned) {
+        r.probeWithoutSecretsWarned = true;
+        // Never the values: the message names files and keys only.
+        this.o.log.warn({ env: r.env, app: r.app, replica: r.id, err: (err as Error).message }, 'secrets unavailable; exec probes run without secret env vars');
+      }
+      return { ...this.processEnv(r.spec), PORT: String(r.port), KEELSON_REPLICA: r.id };
+    }
   }
 
   private async launch(r: Replica): Promise<void> {
