@@ -339,7 +339,7 @@ export class KubernetesTarget implements Target {
         return fail(pre.message, [...results, ...sf.results]);
       }
       const plan = progressivePlan(app, resources, previous?.objects, watch);
-      if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results);
+      if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results, { hooks, runner, timeoutMs });
       // No rollout runs: a checkpoint left by an interrupted one (reverted, now rolling…) no longer applies.
       this.o.store.setKv(rolloutKey(app.env, app.name), '');
       const waves = wavesOf(resources);
@@ -413,7 +413,16 @@ export class KubernetesTarget implements Target {
    * revision. Every step transition is checkpointed in the store: an engine that stops mid-rollout leaves both
    * Deployments as they are, and the next one resumes at the same step (analysis starts over).
    */
-  private async progressive(cluster: Cluster, watch: ObjectWatch, app: DesiredApp, ctx: ApplyContext, plan: ProgressivePlan, recorded: AppInventory, before: ObjectResult[]): Promise<ApplyOutcome> {
+  private async progressive(
+    cluster: Cluster,
+    watch: ObjectWatch,
+    app: DesiredApp,
+    ctx: ApplyContext,
+    plan: ProgressivePlan,
+    recorded: AppInventory,
+    before: ObjectResult[],
+    h: { hooks: ReturnType<typeof splitHooks>['hooks']; runner: HookRunner; timeoutMs: number },
+  ): Promise<ApplyOutcome> {
     // After a restart the record may hold more sets than the stable one: the new one (an interrupted rollout of this
     // very spec, resumed below) and others (a rollout superseded while the engine was stopped, aborted here).
     const others = recorded.objects.filter((o) => o.kind === 'Deployment' && setOf(o) && identity(o) !== identity(plan.stable) && identity(o) !== identity(plan.next));
@@ -426,6 +435,7 @@ export class KubernetesTarget implements Target {
     const save = (s: SavedRollout) => this.o.store.setKv(stateKey, JSON.stringify({ template, ...s }));
     const rollBack = async (message: string, objects: ObjectResult[]): Promise<ApplyOutcome> => {
       this.o.store.setKv(stateKey, '');
+      objects.push(...(await runHookPhase('SyncFail', h.hooks.SyncFail, h.runner, h.timeoutMs)).results);
       const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others]);
       return { ok: false, message: `${message}${back ? ` (${back})` : ''}`, rolledBack: true, logTail: [], objects };
     };
@@ -463,9 +473,25 @@ export class KubernetesTarget implements Target {
     }
     this.o.store.setKv(stateKey, '');
     if (!r.outcome.ok) return rollBack(r.outcome.message, results);
-    results.push(...(await pruneObjects(cluster.api, staleObjects(previous.objects, r.objects), (o) => watch.get(o), { env: app.env, app: app.name })));
-    this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString() });
-    return { ok: true, action: 'configured', message: r.outcome.message, objects: results };
+    // Argo CD's hooks keep their meaning: the rollout is the sync, so Sync hooks run once it completed and PostSync
+    // after them; a failure of either rolls back to the previous revision (as after a plain apply).
+    const sync = await runHookPhase('Sync', h.hooks.Sync, h.runner, h.timeoutMs);
+    results.push(...sync.results);
+    let failure = sync.ok ? undefined : sync.message;
+    if (!failure) {
+      results.push(...(await pruneObjects(cluster.api, staleObjects(previous.objects, r.objects), (o) => watch.get(o), { env: app.env, app: app.name })));
+      this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString() });
+      const post = await runHookPhase('PostSync', h.hooks.PostSync, h.runner, h.timeoutMs);
+      results.push(...post.results);
+      if (!post.ok) failure = post.message;
+    }
+    if (!failure) return { ok: true, action: 'configured', message: r.outcome.message, objects: results };
+    // The stable set is gone after a promotion: bring it back and wait until it is ready before the Service returns.
+    const stableSets = previous.objects.filter((o) => o.kind === 'Deployment');
+    await this.applyAll(cluster, watch, stableSets, { force: true });
+    await this.waitHealthy(watch, stableSets, h.timeoutMs);
+    this.o.bus.publish({ type: 'app.rolledBack', env: app.env, app: app.name, revision: previous.revision, message: `${failure}; rolled back to ${previous.version}` });
+    return rollBack(`${failure}; rolled back to ${previous.version}`, results);
   }
 
   /** A deploy hook's `exec` step as a Job (hook-job.ts): from the template being deployed when given, else the live app's. */

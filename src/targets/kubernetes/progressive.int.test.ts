@@ -10,7 +10,7 @@ import { EventBus, type Stamped } from '../../engine/events.js';
 import { applyWithHooks } from '../../hooks/around-apply.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
-import { tempDir, waitFor } from '../../../test/helpers.js';
+import { tempDir, waitFor, writeTree } from '../../../test/helpers.js';
 import { kubectl, kubectlWithInput, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
 import { KubernetesTarget } from './kubernetes-target.js';
 
@@ -346,6 +346,70 @@ kubernetesSuite('kubernetes target: progressive rollouts and hook Jobs', () => {
     };
     const r = await t.apply(app(env, '1.0.0', spec), ctx('a'));
     expect(r.ok === false && r.message).toMatch(/analysis metric "errors" uses "requests".*Kubernetes target does not have; use an "http" or "exec" check/);
+  });
+
+  it("an app of plain manifests rolls blue/green too; Argo CD hooks keep their meaning: PostSync after the switch, a failing one switches back and runs SyncFail", async () => {
+    const { t, env, namespace } = newTarget('k-bghooks');
+    const dir = join(tmp.dir, 'bg-hooks');
+    const job = (name: string, hook: string, fail: boolean) => `apiVersion: batch/v1
+kind: Job
+metadata:
+  name: ${name}
+  annotations: { argocd.argoproj.io/hook: ${hook}, argocd.argoproj.io/hook-delete-policy: BeforeHookCreation }
+spec:
+  backoffLimit: 0
+${fail ? '  activeDeadlineSeconds: 2\n' : ''}  template:
+    spec:
+      restartPolicy: Never
+${fail ? '      nodeSelector: { keelson.dev/no-such-node: "true" }\n' : ''}      containers: [{ name: c, image: registry.example/check:1 }]
+`;
+    const write = (version: string, postSyncFails: boolean) =>
+      writeTree(dir, {
+        'app.yaml': `apiVersion: apps/v1
+kind: Deployment
+metadata: { name: api }
+spec:
+  replicas: 2
+  selector: { matchLabels: { app: api } }
+  template:
+    metadata: { labels: { app: api } }
+    spec: { containers: [{ name: api, image: "registry.example/api:${version}" }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: api-public }
+spec: { selector: { app: api }, ports: [{ port: 80 }] }
+`,
+        'smoke.yaml': job('smoke', 'PostSync', postSyncFails),
+        'page.yaml': job('page', 'SyncFail', false),
+      });
+    const spec: RolloutSpec = { strategy: 'blueGreen', blueGreen: { autoPromotionEnabled: true, scaleDownDelaySeconds: 1 } };
+    const manifestsApp = (version: string) => app(env, version, spec, { image: undefined, port: undefined, manifests: { dir: 'bg-hooks', replicas: false }, artifact: { path: 'bg-hooks' } });
+    const selected = () => kubectl('-n', namespace, 'get', 'svc/api-public', '-o', 'jsonpath={.spec.selector.keelson\\.dev/set}');
+    const images = () => kubectl('-n', namespace, 'get', 'deploy', '-o', 'jsonpath={.items[*].spec.template.spec.containers[0].image}');
+    write('1', false);
+    const first = await t.apply(manifestsApp('1'), ctx('a'));
+    expect(first.ok, first.ok ? '' : first.message).toBe(true);
+    const v1 = selected();
+    expect(v1).not.toBe('');
+
+    write('2', false);
+    const second = await t.apply(manifestsApp('2'), ctx('b'));
+    expect(second.ok, second.ok ? '' : second.message).toBe(true);
+    const v2 = selected();
+    expect(v2).not.toBe(v1);
+    expect(Object.keys(deployments(namespace))).toEqual([`api-${v2}`]); // named after the manifest's Deployment
+    const keys = second.objects!.map((o) => o.key);
+    expect(keys.at(-1)).toBe(`Job/${namespace}/smoke`); // PostSync ran after the switch
+    expect(keys).not.toContain(`Job/${namespace}/page`);
+
+    write('3', true);
+    const third = await t.apply(manifestsApp('3'), ctx('c'));
+    expect(third).toMatchObject({ ok: false, rolledBack: true });
+    expect(third.ok === false && third.message).toMatch(new RegExp(`PostSync hook Job/${namespace}/smoke .*rolled back to 2`));
+    expect(third.objects!.map((o) => o.key)).toContain(`Job/${namespace}/page`);
+    await waitFor('only 2 left', () => images() === 'registry.example/api:2', 30_000);
+    expect(selected()).toBe(v2);
   });
 
   it('runs hook exec steps as Jobs from the pod template; a failed preSync Job stops the sync', async () => {

@@ -56,7 +56,7 @@ describe('Kubernetes sets', () => {
       },
     };
     expect(() => asSets(app(withRequests), imageObjects(app(withRequests)))).toThrow(/app web: analysis metric "errors" uses "requests"/);
-    expect(() => asSets(app(bg, { manifests: { dir: 'k8s', replicas: false } }), [])).toThrow(/needs the target-neutral App \(spec.image\)/);
+    expect(() => asSets(app(bg, { manifests: { dir: 'k8s', replicas: false } }), [])).toThrow('app web: rollout.strategy blueGreen needs exactly one Deployment in its manifests, found 0; split the app, or use strategy: rolling');
   });
 
   it('restamps a changed object with its own applied hash', () => {

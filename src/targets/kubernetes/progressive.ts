@@ -22,7 +22,15 @@ import type { ObjectWatch } from './watch.js';
 export const LABEL_SET = 'keelson.dev/set';
 
 export function isProgressiveApp(app: DesiredApp): boolean {
-  return strategyOf(app) !== 'rolling' && !!app.image && !app.manifests;
+  return strategyOf(app) !== 'rolling' && (!!app.image || !!app.manifests);
+}
+
+/** Whether a Service selects a Deployment's pods (its selector, set label apart, is within the pod labels). */
+export function selects(service: KObject, dep: KObject): boolean {
+  const selector: Record<string, string> = (service as any).spec?.selector ?? {};
+  const labels: Record<string, string> = (dep as any).spec?.template?.metadata?.labels ?? {};
+  const keys = Object.keys(selector).filter((k) => k !== LABEL_SET);
+  return keys.length > 0 && keys.every((k) => labels[k] === selector[k]);
 }
 
 /** Analyses of an app's rollout; `requests` metrics need Keelson's proxy, which Kubernetes has not. */
@@ -34,28 +42,37 @@ function analysesOf(app: DesiredApp): AnalysisSpec[] {
 }
 
 /**
- * The app's rendered objects as sets: its Deployment renamed `<app>-<hash>` with the set label, its Service selecting
- * that set (blue/green) or every set (canary). Throws for what Kubernetes cannot do (request metrics, manifests).
+ * The app's rendered objects as sets: its Deployment renamed `<name>-<hash>` with the set label, the Service that
+ * selects its pods selecting that set (blue/green) or every set (canary). An app of plain manifests qualifies with
+ * exactly one Deployment (and, for blue/green, exactly one Service selecting it). Throws for what Kubernetes cannot
+ * do (request metrics) and for manifests that do not say which Deployment and Service to split.
  */
 export function asSets(app: DesiredApp, objects: KObject[]): KObject[] {
   if (strategyOf(app) === 'rolling') return objects;
-  if (app.manifests) throw new TerminalError(`app ${app.name}: rollout.strategy ${strategyOf(app)} on Kubernetes needs the target-neutral App (spec.image); an app of plain manifests rolls with its Deployments' own strategy (use strategy: rolling)`);
   for (const a of analysesOf(app))
     for (const m of a.metrics)
       if (m.requests)
         throw new TerminalError(`app ${app.name}: analysis metric "${m.name}" uses "requests" (Keelson's proxy metrics), which the Kubernetes target does not have; use an "http" or "exec" check`);
-  const dep = objects.find((o) => o.kind === 'Deployment');
+  const deployments = objects.filter((o) => o.kind === 'Deployment');
+  if (app.manifests && deployments.length !== 1) {
+    throw new TerminalError(`app ${app.name}: rollout.strategy ${strategyOf(app)} needs exactly one Deployment in its manifests, found ${deployments.length}${deployments.length ? ` (${deployments.map((d) => d.metadata.name).join(', ')})` : ''}; split the app, or use strategy: rolling`);
+  }
+  const dep = deployments[0];
   if (!dep) return objects;
+  const services = objects.filter((o) => o.kind === 'Service' && selects(o, dep));
+  if (app.manifests && app.rollout?.strategy === 'blueGreen' && services.length !== 1) {
+    throw new TerminalError(`app ${app.name}: blue/green switches the one Service that selects Deployment ${dep.metadata.name}'s pods; found ${services.length}${services.length ? ` (${services.map((s) => s.metadata.name).join(', ')})` : ''}`);
+  }
   const set = hashOf((dep as any).spec.template).slice(0, 10);
   return objects.map((o) => {
     if (o === dep) {
       const d = structuredClone(o) as any;
-      d.metadata.name = `${app.name}-${set}`;
+      d.metadata.name = `${app.manifests ? dep.metadata.name : app.name}-${set}`;
       d.spec.selector.matchLabels[LABEL_SET] = set;
       d.spec.template.metadata.labels[LABEL_SET] = set;
       return d;
     }
-    if (o.kind === 'Service' && o.metadata.name === app.name && app.rollout?.strategy === 'blueGreen') {
+    if (o === services[0] && app.rollout?.strategy === 'blueGreen') {
       const s = structuredClone(o) as any;
       s.spec.selector = { ...s.spec.selector, [LABEL_SET]: set };
       return s;
@@ -106,7 +123,7 @@ export function progressivePlan(app: DesiredApp, resources: KObject[], previous:
   if (!next || !stable || stable.metadata.name === next.metadata.name) return undefined;
   const live = watch.get(stable) as any;
   if (!live || !(live.status?.readyReplicas > 0)) return undefined;
-  const service = resources.find((o) => o.kind === 'Service' && o.metadata.name === app.name);
+  const service = resources.find((o) => o.kind === 'Service' && selects(o, next));
   return { stable, next, service, others: resources.filter((o) => o !== next && o !== service) };
 }
 
@@ -147,7 +164,8 @@ export async function kubernetesRollout(
 ): Promise<{ outcome: RolloutOutcome; objects: KObject[]; results: ObjectResult[] }> {
   const rollout = app.rollout!;
   const bg = rollout.strategy === 'blueGreen';
-  const total = app.replicas;
+  // An app of manifests keeps its Deployment's own replica count unless the environment set one.
+  const total = app.manifests ? ((plan.next as any).spec?.replicas ?? 1) : app.replicas;
   const { env, name } = app;
   const stableSet = setOf(plan.stable)!;
   const nextSet = setOf(plan.next)!;
@@ -194,7 +212,7 @@ export async function kubernetesRollout(
       if (metric.http) {
         if (metric.http.url) return httpMeasurement(metric.http, metric.http.url, timeoutMs, signal);
         const ip = await readyPodIp(d, nextDesired);
-        const port = app.port ?? 80;
+        const port = app.port ?? (nextDesired as any).spec?.template?.spec?.containers?.[0]?.ports?.[0]?.containerPort ?? 80;
         if (!ip) return { phase: 'Error', message: 'no ready pod of the new version to check' };
         return httpMeasurement(metric.http, `http://${ip}:${port}${metric.http.path}`, timeoutMs, signal);
       }
