@@ -328,6 +328,7 @@ export class KubernetesTarget implements Target {
     const recorded = this.inventory.get(app.env, app.name);
     const previous = recorded && !sameObjects(recorded.objects, resources) ? recorded : undefined;
     this.applying.add(app.name);
+    let recordedNew = false;
     try {
       const timeoutMs = (app.progressDeadlineSeconds + 15) * 1000;
       const runner = this.hookRunner(cluster, watch);
@@ -379,6 +380,7 @@ export class KubernetesTarget implements Target {
       if (!failure) {
         results.push(...(await pruneObjects(cluster.api, staleObjects(previous?.objects ?? [], resources), (o) => watch.get(o), { env: app.env, app: app.name })));
         this.putInventory(record);
+        recordedNew = true;
         const h = await this.waitHealthy(watch, resources, timeoutMs);
         if (h.health !== 'Healthy') failure = `${app.name} ${app.version} did not become healthy: ${h.message}`;
       }
@@ -402,6 +404,15 @@ export class KubernetesTarget implements Target {
       this.o.bus.publish({ type: 'app.rolledBack', env: app.env, app: app.name, revision: previous.revision, message: `${failure}; rolled back to ${previous.version}` });
       return { ok: false, message: `${failure}; rolled back to ${previous.version}${rollback ? ` (${rollback})` : ''}`, rolledBack: true, logTail: [], objects: results };
     } catch (err) {
+      // Unreachable after the new objects were recorded (a PostSync hook's Job could not be created): forget the
+      // record again, or the retry would find nothing to do and never run the hooks.
+      if (recordedNew && isTransient(err)) {
+        if (recorded) this.putInventory(recorded);
+        else {
+          this.inventory.delete(app.env, app.name);
+          this.reindex();
+        }
+      }
       return fail(`${app.name}: ${errorMessage(err)}`, [], isTransient(err));
     } finally {
       this.applying.delete(app.name);
@@ -475,15 +486,23 @@ export class KubernetesTarget implements Target {
     if (!r.outcome.ok) return rollBack(r.outcome.message, results);
     // Argo CD's hooks keep their meaning: the rollout is the sync, so Sync hooks run once it completed and PostSync
     // after them; a failure of either rolls back to the previous revision (as after a plain apply).
-    const sync = await runHookPhase('Sync', h.hooks.Sync, h.runner, h.timeoutMs);
-    results.push(...sync.results);
-    let failure = sync.ok ? undefined : sync.message;
-    if (!failure) {
-      results.push(...(await pruneObjects(cluster.api, staleObjects(previous.objects, r.objects), (o) => watch.get(o), { env: app.env, app: app.name })));
-      this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString() });
-      const post = await runHookPhase('PostSync', h.hooks.PostSync, h.runner, h.timeoutMs);
-      results.push(...post.results);
-      if (!post.ok) failure = post.message;
+    let failure: string | undefined;
+    try {
+      const sync = await runHookPhase('Sync', h.hooks.Sync, h.runner, h.timeoutMs);
+      results.push(...sync.results);
+      failure = sync.ok ? undefined : sync.message;
+      if (!failure) {
+        results.push(...(await pruneObjects(cluster.api, staleObjects(previous.objects, r.objects), (o) => watch.get(o), { env: app.env, app: app.name })));
+        this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString() });
+        const post = await runHookPhase('PostSync', h.hooks.PostSync, h.runner, h.timeoutMs);
+        results.push(...post.results);
+        if (!post.ok) failure = post.message;
+      }
+    } catch (err) {
+      if (!isTransient(err)) throw err;
+      // A hook's Job could not be created: the retry applies the (now live) new set again and runs the hooks.
+      this.putInventory(recorded);
+      return { ok: false, message: `${app.name}: ${errorMessage(err)}`, rolledBack: false, logTail: [], objects: results, transient: true };
     }
     if (!failure) return { ok: true, action: 'configured', message: r.outcome.message, objects: results };
     // The stable set is gone after a promotion: bring it back and wait until it is ready before the Service returns.
