@@ -55,3 +55,20 @@ export function kubernetesSuite(name: string, body: () => void): void {
     body();
   });
 }
+
+/**
+ * A Deployment manifest `name` (pods labelled `app: name`) running `image`; `unschedulable` pods never run (a node
+ * selector no kwok node matches), so it never becomes ready.
+ */
+export function deploymentYaml(name: string, o: { image: string; replicas?: number; progressDeadlineSeconds?: number; unschedulable?: boolean }): string {
+  return `apiVersion: apps/v1
+kind: Deployment
+metadata: { name: ${name} }
+spec:
+${o.replicas !== undefined ? `  replicas: ${o.replicas}\n` : ''}${o.progressDeadlineSeconds !== undefined ? `  progressDeadlineSeconds: ${o.progressDeadlineSeconds}\n` : ''}  selector: { matchLabels: { app: ${name} } }
+  template:
+    metadata: { labels: { app: ${name} } }
+    spec:
+      containers: [{ name: ${name}, image: "${o.image}" }]
+${o.unschedulable ? '      nodeSelector: { keelson.dev/never: "true" }\n' : ''}`;
+}

@@ -7,7 +7,7 @@ import { EventBus, type Stamped } from '../../engine/events.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
 import { tempDir, waitFor, writeTree } from '../../../test/helpers.js';
-import { kubectl, kubectlWithInput, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
+import { deploymentYaml, kubectl, kubectlWithInput, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
 import { KubernetesTarget } from './kubernetes-target.js';
 
 /** The Kubernetes target against the real test control plane; every test has its own namespace. */
@@ -116,17 +116,7 @@ kubernetesSuite('kubernetes target', () => {
     const dir = 'rollback';
     const write = (image: string, unschedulable: boolean) =>
       writeTree(join(tmp.dir, dir), {
-        'deploy.yaml': `apiVersion: apps/v1
-kind: Deployment
-metadata: { name: api }
-spec:
-  progressDeadlineSeconds: 3
-  selector: { matchLabels: { app: api } }
-  template:
-    metadata: { labels: { app: api } }
-    spec:
-      containers: [{ name: api, image: ${image} }]
-${unschedulable ? '      nodeSelector: { keelson.dev/never: "true" }\n' : ''}`,
+        'deploy.yaml': deploymentYaml('api', { image, progressDeadlineSeconds: 3, unschedulable }),
       });
     write('registry.example/api:1', false);
     expect((await t.apply(manifestsApp(env, dir, { progressDeadlineSeconds: 3 }), ctx)).ok).toBe(true);
@@ -143,18 +133,7 @@ ${unschedulable ? '      nodeSelector: { keelson.dev/never: "true" }\n' : ''}`,
     const { t, env, namespace } = newTarget('k-first');
     const dir = 'first';
     writeTree(join(tmp.dir, dir), {
-      'deploy.yaml': `apiVersion: apps/v1
-kind: Deployment
-metadata: { name: api }
-spec:
-  progressDeadlineSeconds: 2
-  selector: { matchLabels: { app: api } }
-  template:
-    metadata: { labels: { app: api } }
-    spec:
-      containers: [{ name: api, image: registry.example/api:1 }]
-      nodeSelector: { keelson.dev/never: "true" }
-`,
+      'deploy.yaml': deploymentYaml('api', { image: 'registry.example/api:1', progressDeadlineSeconds: 2, unschedulable: true }),
     });
     const desired = manifestsApp(env, dir, { progressDeadlineSeconds: 2 });
     const from = events.length;

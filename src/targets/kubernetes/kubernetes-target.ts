@@ -63,6 +63,7 @@ export class KubernetesTarget implements Target {
   private cluster?: Cluster;
   private watch?: ObjectWatch;
   private readonly inventory: InventoryStore;
+  private readonly checkpoints: RolloutCheckpoints;
   private ready?: Promise<void>;
   /** Apps being applied: their objects change on purpose, so drift is not healed meanwhile. */
   private readonly applying = new Set<string>();
@@ -73,6 +74,7 @@ export class KubernetesTarget implements Target {
 
   constructor(private readonly o: KubernetesTargetOptions) {
     this.inventory = new InventoryStore(o.store);
+    this.checkpoints = new RolloutCheckpoints(o.store);
   }
 
   get namespace(): string {
@@ -342,7 +344,7 @@ export class KubernetesTarget implements Target {
       const plan = progressivePlan(app, resources, previous?.objects, watch);
       if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results, { hooks, runner, timeoutMs });
       // No rollout runs: a checkpoint left by an interrupted one (reverted, now rolling…) no longer applies.
-      this.o.store.setKv(rolloutKey(app.env, app.name), '');
+      this.checkpoints.clear(app.env, app.name);
       const waves = wavesOf(resources);
       let failure: string | undefined;
       for (const [i, wave] of waves.entries()) {
@@ -438,14 +440,12 @@ export class KubernetesTarget implements Target {
     // very spec, resumed below) and others (a rollout superseded while the engine was stopped, aborted here).
     const others = recorded.objects.filter((o) => o.kind === 'Deployment' && setOf(o) && identity(o) !== identity(plan.stable) && identity(o) !== identity(plan.next));
     const previous: AppInventory = { ...recorded, objects: recorded.objects.filter((o) => identity(o) !== identity(plan.next) && !others.includes(o)) };
-    const stateKey = rolloutKey(app.env, app.name);
     const template = this.templateOf(app);
-    const raw = this.o.store.getKv(stateKey);
-    const stored = raw ? (JSON.parse(raw) as SavedRollout & { template: string }) : undefined;
+    const stored = this.checkpoints.get(app.env, app.name);
     const saved = stored?.template === template ? stored : undefined;
-    const save = (s: SavedRollout) => this.o.store.setKv(stateKey, JSON.stringify({ template, ...s }));
+    const save = (s: SavedRollout) => this.checkpoints.save(app.env, app.name, { template, ...s });
     const rollBack = async (message: string, objects: ObjectResult[]): Promise<ApplyOutcome> => {
-      this.o.store.setKv(stateKey, '');
+      this.checkpoints.clear(app.env, app.name);
       objects.push(...(await runHookPhase('SyncFail', h.hooks.SyncFail, h.runner, h.timeoutMs)).results);
       const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others]);
       return { ok: false, message: `${message}${back ? ` (${back})` : ''}`, rolledBack: true, logTail: [], objects };
@@ -482,7 +482,7 @@ export class KubernetesTarget implements Target {
       // Stopped where it was (both sets kept, the checkpoint too): by the engine stopping, or the API unreachable.
       return { ok: false, message: r.outcome.message, rolledBack: false, logTail: [], objects: results, ...(r.outcome.transient ? { transient: true } : { interrupted: true }) };
     }
-    this.o.store.setKv(stateKey, '');
+    this.checkpoints.clear(app.env, app.name);
     if (!r.outcome.ok) return rollBack(r.outcome.message, results);
     // Argo CD's hooks keep their meaning: the rollout is the sync, so Sync hooks run once it completed and PostSync
     // after them; a failure of either rolls back to the previous revision (as after a plain apply).
@@ -641,7 +641,7 @@ export class KubernetesTarget implements Target {
       const failed = results.filter((r) => r.action === 'failed');
       if (failed.length) throw new Error(failed.map((f) => f.message).join('; '));
       this.inventory.delete(env, app);
-      this.o.store.setKv(rolloutKey(env, app), '');
+      this.checkpoints.clear(env, app);
       this.reindex();
     } finally {
       this.applying.delete(app);
@@ -673,7 +673,7 @@ export class KubernetesTarget implements Target {
     const owner = this.owners.get(identity(desired));
     if (!owner || this.applying.has(owner.app)) return;
     // An interrupted rollout owns both sets' replica counts until the next apply resumes or aborts it.
-    if (this.o.store.getKv(rolloutKey(this.o.env, owner.app))) return;
+    if (this.checkpoints.get(this.o.env, owner.app)) return;
     if (live && (live.metadata as { deletionTimestamp?: string }).deletionTimestamp) return; // wait for the delete event
     if (matchesDesired(desired, live)) return;
     const key = formatKey(desired);
@@ -749,7 +749,38 @@ function sameObjects(a: KObject[], b: KObject[]): boolean {
   return b.every((o) => keys.has(key(o)));
 }
 
-/** Where a progressive rollout's checkpoint is kept while it runs (see `progressive`). */
-function rolloutKey(env: string, app: string): string {
-  return `kubernetes.rollout/${env}/${app}`;
+/**
+ * Each app's running rollout checkpoint (see `progressive`), kept in the store and memoized: drift checks ask for it on
+ * every watch event of the app's objects.
+ */
+class RolloutCheckpoints {
+  private readonly memo = new Map<string, (SavedRollout & { template: string }) | null>();
+
+  constructor(private readonly kv: KvStore) {}
+
+  private key(env: string, app: string): string {
+    return `kubernetes.rollout/${env}/${app}`;
+  }
+
+  get(env: string, app: string): (SavedRollout & { template: string }) | undefined {
+    const k = this.key(env, app);
+    if (!this.memo.has(k)) {
+      const raw = this.kv.getKv(k);
+      this.memo.set(k, raw ? JSON.parse(raw) : null);
+    }
+    return this.memo.get(k) ?? undefined;
+  }
+
+  save(env: string, app: string, s: SavedRollout & { template: string }): void {
+    const k = this.key(env, app);
+    this.kv.setKv(k, JSON.stringify(s));
+    this.memo.set(k, s);
+  }
+
+  clear(env: string, app: string): void {
+    if (this.get(env, app) === undefined) return;
+    const k = this.key(env, app);
+    this.kv.setKv(k, '');
+    this.memo.set(k, null);
+  }
 }

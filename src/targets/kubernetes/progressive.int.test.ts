@@ -11,7 +11,7 @@ import { applyWithHooks } from '../../hooks/around-apply.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
 import { tempDir, waitFor, writeTree } from '../../../test/helpers.js';
-import { kubectl, kubectlWithInput, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
+import { deploymentYaml, kubectl, kubectlWithInput, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
 import { KubernetesTarget } from './kubernetes-target.js';
 
 /** Blue/green and canary through the step machine with two Deployments; deploy hook exec steps as Jobs. */
@@ -365,16 +365,7 @@ ${fail ? '      nodeSelector: { keelson.dev/no-such-node: "true" }\n' : ''}     
 `;
     const write = (version: string, postSyncFails: boolean) =>
       writeTree(dir, {
-        'app.yaml': `apiVersion: apps/v1
-kind: Deployment
-metadata: { name: api }
-spec:
-  replicas: 2
-  selector: { matchLabels: { app: api } }
-  template:
-    metadata: { labels: { app: api } }
-    spec: { containers: [{ name: api, image: "registry.example/api:${version}" }] }
----
+        'app.yaml': `${deploymentYaml('api', { image: `registry.example/api:${version}`, replicas: 2 })}---
 apiVersion: v1
 kind: Service
 metadata: { name: api-public }

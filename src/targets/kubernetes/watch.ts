@@ -87,23 +87,21 @@ export class ObjectWatch {
     if (!resource) throw new Error(`the API server does not serve ${kind} in ${apiVersion}`);
     const path = collectionPath(apiVersion, resource.name);
     const labelSelector = `${LABEL_ENV}=${this.o.env}`;
-    const seen = new Map<string, string>(); // identity → resourceVersion of what the cache holds of this kind
     const relist = async (): Promise<string> => {
       const { items, resourceVersion } = await this.o.api.listPath(path, labelSelector);
       const now = new Set<string>();
       for (const item of items) {
-        const o = this.put(slim(item), apiVersion, kind);
+        const o = withVersion(slim(item), apiVersion, kind);
         const id = identity(o);
         now.add(id);
-        const before = seen.get(id);
-        seen.set(id, o.metadata.resourceVersion as string);
-        if (before !== o.metadata.resourceVersion) this.emit(before === undefined ? 'add' : 'update', o);
+        const before = this.cache.get(id);
+        this.cache.set(id, o);
+        if (before?.metadata.resourceVersion !== o.metadata.resourceVersion) this.emit(before === undefined ? 'add' : 'update', o);
       }
       // Gone meanwhile: whatever the cache holds of this kind and the list does not (apply responses included).
       const prefix = `${groupOf(apiVersion)}/${kind}/`;
       for (const [id, gone] of [...this.cache]) {
         if (!id.startsWith(prefix) || now.has(id)) continue;
-        seen.delete(id);
         this.cache.delete(id);
         this.emit('delete', gone);
       }
@@ -129,12 +127,10 @@ export class ObjectWatch {
               const o = withVersion(slim(e.object), apiVersion, kind);
               const id = identity(o);
               if (e.type === 'DELETED') {
-                seen.delete(id);
                 this.cache.delete(id);
                 this.emit('delete', o);
               } else {
-                const before = seen.has(id);
-                seen.set(id, rv);
+                const before = this.cache.has(id);
                 this.cache.set(id, o);
                 this.emit(before ? 'update' : 'add', o);
               }
@@ -166,12 +162,6 @@ export class ObjectWatch {
     const cached = this.cache.get(identity(o));
     const gen = (x: KObject | undefined) => (x?.metadata.generation as number | undefined) ?? 0;
     if (!cached || gen(o) > gen(cached)) this.cache.set(identity(o), o);
-  }
-
-  private put(o: KObject, apiVersion: string, kind: string): KObject {
-    const obj = withVersion(o, apiVersion, kind);
-    this.cache.set(identity(obj), obj);
-    return obj;
   }
 
   private emit(type: WatchEvent, o: KObject): void {
