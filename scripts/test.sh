@@ -23,16 +23,14 @@ testenv_log=$(mktemp)
 was_running=0; scripts/testenv.sh status >/dev/null 2>&1 && was_running=1
 scripts/testenv.sh start >"$testenv_log" 2>&1 &
 testenv_pid=$!
-cleanup() { [ "$was_running" = 1 ] || scripts/testenv.sh stop >/dev/null 2>&1 || true; rm -f "$testenv_log"; }
+cleanup() { [ "$was_running" = 1 ] || scripts/testenv.sh stop >/dev/null 2>&1 || true; rm -f "$testenv_log" "${tools_log:-}"; }
 trap cleanup EXIT
 
-# The real sops tool, for the interoperability tests of `keelson secret` (not a Debian package: built from its Go module).
-sops_dir="${KEELSON_TESTENV_CACHE:-$HOME/.cache/keelson-testenv}/sops-v3.13.2"
-sops_pid=""
-if [ ! -x "$sops_dir/sops" ] && command -v go >/dev/null 2>&1; then
-  (GOBIN="$sops_dir" GOFLAGS=-trimpath go install -ldflags='-s -w' github.com/getsops/sops/v3/cmd/sops@v3.13.2) &
-  sops_pid=$!
-fi
+# The real third-party tools the tests integrate with (Helm, an OCI registry, Jsonnet, Pebble, sops), built from their
+# Go modules into the same cache (scripts/tools.sh), while npm installs.
+tools_log=$(mktemp)
+scripts/tools.sh build >"$tools_log" 2>&1 &
+tools_pid=$!
 
 npm ci --no-audit --no-fund
 npm run build
@@ -43,8 +41,12 @@ if ! wait "$testenv_pid"; then
   exit 1
 fi
 eval "$(scripts/testenv.sh env)"
-if [ -n "$sops_pid" ]; then wait "$sops_pid" || echo "building sops failed; its interoperability tests will be skipped" >&2; fi
-[ -x "$sops_dir/sops" ] && export KEELSON_SOPS_BIN="$sops_dir/sops"
+if ! wait "$tools_pid"; then
+  cat "$tools_log" >&2
+  echo "a tool the tests integrate with could not be built (see above)" >&2
+  exit 1
+fi
+eval "$(scripts/tools.sh env)"
 # A Kubernetes suite that finds no control plane fails instead of skipping.
 export CI=${CI:-true}
 
