@@ -4,8 +4,8 @@ import path from 'node:path';
 import semver from 'semver';
 import { parse as parseYaml } from 'yaml';
 import { TerminalError } from '../../core/errors.js';
-import { redactUrl } from '../local/artifact.js';
 import { ChartCache } from './chart-cache.js';
+import { displayUrl } from './chart-http.js';
 import { pullHttpChart, repositoryBase } from './chart-index.js';
 import { parseOciUrl, pullOciChart } from './chart-oci.js';
 
@@ -65,14 +65,14 @@ interface Source {
 
 function describeSource(ref: ChartRef): Source {
   if (typeof ref.version !== 'string' || ref.version.trim() === '') {
-    throw new TerminalError(`chart ${redactUrl(ref.repo)}: version is required (charts are pinned by version)`);
+    throw new TerminalError(`chart ${displayUrl(ref.repo)}: version is required (charts are pinned by version)`);
   }
   const version = ref.version.trim();
   let pin: string | undefined;
   if (ref.digest !== undefined) {
     pin = ref.digest.trim().toLowerCase();
     if (!/^sha256:[0-9a-f]{64}$/.test(pin)) {
-      throw new TerminalError(`chart ${redactUrl(ref.repo)}: digest must be sha256:<64 hex digits>, got ${JSON.stringify(ref.digest)}`);
+      throw new TerminalError(`chart ${displayUrl(ref.repo)}: digest must be sha256:<64 hex digits>, got ${JSON.stringify(ref.digest)}`);
     }
   }
   if (ref.repo.startsWith('oci://')) {
@@ -83,7 +83,7 @@ function describeSource(ref: ChartRef): Source {
     const display = `oci://${base.host}/${repository}`;
     return { kind: 'oci', display, key: `oci ${display} ${version}`, name, version, pin };
   }
-  if (!ref.name) throw new TerminalError(`chart repository ${redactUrl(ref.repo)}: name is required (the chart's name in the repository)`);
+  if (!ref.name) throw new TerminalError(`chart repository ${displayUrl(ref.repo)}: name is required (the chart's name in the repository)`);
   const base = repositoryBase(ref.repo);
   const display = `${base.href.replace(/\/$/, '')}/${ref.name}`;
   return { kind: 'http', display, key: `http ${base.href} ${ref.name} ${version}`, name: ref.name, version, pin };

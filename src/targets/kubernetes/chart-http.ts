@@ -26,6 +26,11 @@ export interface HttpAnswer {
   url: URL;
 }
 
+/** A URL for messages: without credentials or query (see redactUrl), without a trailing slash. */
+export function displayUrl(url: string | URL): string {
+  return redactUrl(url).replace(/\/$/, '');
+}
+
 /** 127.0.0.0/8, ::1 and localhost: the only hosts spoken to over plain HTTP. */
 export function isLoopbackHost(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
@@ -41,19 +46,19 @@ export function parseRemoteUrl(raw: string, what: string, protocols: readonly st
   try {
     url = new URL(raw);
   } catch {
-    throw new TerminalError(`${what} ${JSON.stringify(redactUrl(raw))} is not a valid URL`);
+    throw new TerminalError(`${what} ${JSON.stringify(displayUrl(raw))} is not a valid URL`);
   }
   if (!protocols.includes(url.protocol)) {
-    throw new TerminalError(`${what} ${redactUrl(url)}: the URL must start with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+    throw new TerminalError(`${what} ${displayUrl(url)}: the URL must start with ${protocols.map((p) => `${p}//`).join(' or ')}`);
   }
   if (url.username || url.password) {
     throw new TerminalError(
-      `${what} ${redactUrl(url)}: credentials in the URL are refused (they would be stored in git); ` +
+      `${what} ${displayUrl(url)}: credentials in the URL are refused (they would be stored in git); ` +
         'Keelson reads public chart sources only',
     );
   }
   if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-    throw new TerminalError(`${what} ${redactUrl(url)}: plain http is only used for loopback hosts; use https://`);
+    throw new TerminalError(`${what} ${displayUrl(url)}: plain http is only used for loopback hosts; use https://`);
   }
   return url;
 }
@@ -87,7 +92,7 @@ export async function httpGet(start: URL, o: HttpGetOptions): Promise<HttpAnswer
         res = await fetch(url, { headers, redirect: 'manual', signal });
       } catch (err) {
         if (signal.aborted) throw err;
-        throw new TransientError(`${o.what}: ${redactUrl(url)} unreachable: ${networkReason(err)}`, { cause: err });
+        throw new TransientError(`${o.what}: ${displayUrl(url)} unreachable: ${networkReason(err)}`, { cause: err });
       }
       const location = res.headers.get('location');
       if (res.status >= 300 && res.status < 400 && location) {
@@ -136,7 +141,7 @@ async function readBody(res: Response, url: URL, o: HttpGetOptions, signal: Abor
     }
   } catch (err) {
     if (err instanceof TerminalError || signal.aborted) throw err;
-    throw new TransientError(`${o.what}: ${redactUrl(url)} broke off: ${networkReason(err)}`, { cause: err });
+    throw new TransientError(`${o.what}: ${displayUrl(url)} broke off: ${networkReason(err)}`, { cause: err });
   }
   return Buffer.concat(chunks);
 }

@@ -6,8 +6,7 @@ import { createHash } from 'node:crypto';
 import semver from 'semver';
 import { parse as parseYaml } from 'yaml';
 import { TerminalError, errorMessage } from '../../core/errors.js';
-import { redactUrl } from '../local/artifact.js';
-import { httpGet, parseRemoteUrl, statusError } from './chart-http.js';
+import { displayUrl, httpGet, parseRemoteUrl, statusError } from './chart-http.js';
 
 export interface HttpChartRef {
   repo: string;
@@ -36,14 +35,14 @@ interface IndexVersion {
 /** The repository URL with a trailing slash, so that `index.yaml` and relative package URLs resolve below it. */
 export function repositoryBase(repo: string): URL {
   const url = parseRemoteUrl(repo, 'chart repository');
-  if (url.search || url.hash) throw new TerminalError(`chart repository ${redactUrl(url)}: a query or fragment is not allowed`);
+  if (url.search || url.hash) throw new TerminalError(`chart repository ${displayUrl(url)}: a query or fragment is not allowed`);
   if (!url.pathname.endsWith('/')) url.pathname += '/';
   return url;
 }
 
 export async function pullHttpChart(ref: HttpChartRef, o: PullHttpOptions): Promise<PulledHttpChart> {
   const base = repositoryBase(ref.repo);
-  const repoText = redactUrl(base).replace(/\/$/, '');
+  const repoText = displayUrl(base);
   const what = `chart ${ref.name} version ${ref.version} from ${repoText}`;
 
   const indexRes = await httpGet(new URL('index.yaml', base), { what: `chart repository ${repoText}: index.yaml`, signal: o.signal, timeoutMs: o.timeoutMs, maxBytes: 256 * 1024 ** 2 });
@@ -76,9 +75,9 @@ export async function pullHttpChart(ref: HttpChartRef, o: PullHttpOptions): Prom
     throw err instanceof TerminalError ? err : new TerminalError(`${what}: bad package URL in index.yaml`);
   }
 
-  const pkg = await httpGet(packageUrl, { what: `${what}: package ${redactUrl(packageUrl)}`, signal: o.signal, timeoutMs: o.timeoutMs, maxBytes: o.maxBytes });
-  if (pkg.status === 404) throw new TerminalError(`${what}: index.yaml lists ${redactUrl(packageUrl)}, which answers HTTP 404`);
-  if (pkg.status !== 200) throw statusError(`${what}: package ${redactUrl(packageUrl)}`, pkg.status);
+  const pkg = await httpGet(packageUrl, { what: `${what}: package ${displayUrl(packageUrl)}`, signal: o.signal, timeoutMs: o.timeoutMs, maxBytes: o.maxBytes });
+  if (pkg.status === 404) throw new TerminalError(`${what}: index.yaml lists ${displayUrl(packageUrl)}, which answers HTTP 404`);
+  if (pkg.status !== 200) throw statusError(`${what}: package ${displayUrl(packageUrl)}`, pkg.status);
   const packageDigest = `sha256:${createHash('sha256').update(pkg.body).digest('hex')}`;
   const listed = typeof entry.digest === 'string' ? entry.digest.toLowerCase().replace(/^sha256:/, '') : undefined;
   if (listed && `sha256:${listed}` !== packageDigest) {
