@@ -201,6 +201,23 @@ toolSuite('fetchChart from an OCI registry', ['helm', 'registry'], () => {
       await own.stop();
     }
   });
+
+  it('resolves a dependency from the registry pinned in Chart.lock', async () => {
+    const root = await tempDir('ops-oci');
+    const parent = await writeChart(root, {
+      name: 'shop',
+      version: '1.0.0',
+      templates: { 'cm.yaml': configMap('shop-config') },
+      dependencies: [{ name: 'web', version: '>=1.0.0 <1.1.0', repository: `${registry.oci}/charts` }],
+    });
+    await helm.run(['dependency', 'update', '--plain-http', parent]);
+    await rm(path.join(parent, 'charts'), { recursive: true, force: true });
+    const resolved = await resolveDependencies(parent, { cacheDir: await tempDir('cache'), repoRoot: root });
+    expect(resolved.dependencies).toEqual([{ name: 'web', version: '1.0.0', repository: `${registry.oci}/charts`, from: 'remote', digest: expect.stringMatching(/^sha256:/) }]);
+    const out = await helm.run(['template', 'rel', resolved.dir]);
+    expect(out).toContain('name: shop-config');
+    expect(out).toContain('chart: web-1.0.0');
+  });
 });
 
 toolSuite('resolveDependencies', ['helm'], () => {
