@@ -6,10 +6,12 @@
  */
 import { createHash } from 'node:crypto';
 import { cp, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, onTestFinished } from 'vitest';
 import { TerminalError, TransientError, ValidationError } from '../../core/errors.js';
 import { isolatedHelm, serveChartRepo, startRegistry, toolSuite, writeChart, type IsolatedHelm, type Registry, type ServedRepo } from '../../../test/chart-repos.js';
 import { ChartNotCachedError, fetchChart, resolveDependencies } from './chart-source.js';
@@ -38,6 +40,14 @@ async function sha256Of(file: string): Promise<string> {
 
 async function chartYaml(dir: string): Promise<{ name: string; version: string }> {
   return parseYaml(await readFile(path.join(dir, 'Chart.yaml'), 'utf8'));
+}
+
+/** A server on 127.0.0.1, closed after the test. */
+async function listen(handler: http.RequestListener): Promise<{ port: number }> {
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  onTestFinished(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
+  return { port: (server.address() as AddressInfo).port };
 }
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
@@ -200,6 +210,43 @@ toolSuite('fetchChart from an OCI registry', ['helm', 'registry'], () => {
     } finally {
       await own.stop();
     }
+  });
+
+  it('answers a Bearer challenge with an anonymous token, and does not send it where blobs are redirected', async () => {
+    // In front of the real registry, as ghcr.io does it: /v2/ wants a token that /token hands out to anyone, and
+    // blobs are redirected to another host (the storage), which must not see the token.
+    const seen: { path: string; auth?: string; at: 'front' | 'storage' }[] = [];
+    const forward = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const upstream = await fetch(`http://${registry.host}${req.url}`, { headers: { accept: req.headers.accept ?? '*/*' } });
+      res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/octet-stream' });
+      res.end(Buffer.from(await upstream.arrayBuffer()));
+    };
+    const storage = await listen((req, res) => {
+      seen.push({ path: req.url ?? '', auth: req.headers.authorization, at: 'storage' });
+      void forward(req, res);
+    });
+    const front = await listen((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      seen.push({ path: url.pathname + url.search, auth: req.headers.authorization, at: 'front' });
+      if (url.pathname === '/token') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: `anon-${url.searchParams.get('scope')}` }));
+      } else if (req.headers.authorization !== 'Bearer anon-repository:charts/web:pull') {
+        res.writeHead(401, { 'www-authenticate': `Bearer realm="http://127.0.0.1:${front.port}/token",service="test",scope="repository:charts/web:pull"` }).end();
+      } else if (url.pathname.includes('/blobs/')) {
+        res.writeHead(307, { location: `http://127.0.0.1:${storage.port}${req.url}` }).end();
+      } else {
+        void forward(req, res);
+      }
+    });
+    const chart = await fetchChart({ repo: `oci://127.0.0.1:${front.port}/charts/web`, version: '1.1.0+build.7' }, { cacheDir: await tempDir('cache') });
+    expect(chart.digest).toBe(pushed);
+    expect(seen.map((s) => [s.at, s.path.replace(/sha256:[0-9a-f]+/, 'sha256:…'), s.auth ?? null])).toEqual([
+      ['front', '/v2/charts/web/manifests/1.1.0_build.7', null],
+      ['front', '/token?service=test&scope=repository%3Acharts%2Fweb%3Apull', null],
+      ['front', '/v2/charts/web/manifests/1.1.0_build.7', 'Bearer anon-repository:charts/web:pull'],
+      ['front', '/v2/charts/web/blobs/sha256:…', 'Bearer anon-repository:charts/web:pull'],
+      ['storage', '/v2/charts/web/blobs/sha256:…', null],
+    ]);
   });
 
   it('resolves a dependency from the registry pinned in Chart.lock', async () => {
