@@ -77,7 +77,7 @@ export class ChartCache {
     if (await isDir(dest)) return dest;
     const tmp = await this.tempDir();
     try {
-      await unpackTarGz(this.packagePath(packageDigest), tmp, { maxBytes: 1024 ** 3 });
+      await unpackTarGz(this.packagePath(packageDigest), tmp, { maxBytes: 256 * 1024 ** 2 });
       await removeGroupOtherWrite(tmp);
       await this.publishDir(tmp, dest);
     } finally {

@@ -103,6 +103,17 @@ toolSuite('fetchChart from an HTTP chart repository', ['helm'], () => {
     expect(repo.requests.length).toBe(before);
   });
 
+  it('fetches the same chart concurrently into one cache entry (two reconcile loops at once)', async () => {
+    const cacheDir = await tempDir('cache');
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () => fetchChart({ repo: repo.url, name: 'web', version: '1.1.0' }, { cacheDir })),
+    );
+    expect(new Set(results.map((r) => r.dir)).size).toBe(1);
+    expect(await readdir(path.join(cacheDir, 'charts'))).toHaveLength(1);
+    expect(await readdir(path.join(cacheDir, 'tmp'))).toEqual([]);
+    expect(await chartYaml(results[0].dir)).toMatchObject({ name: 'web', version: '1.1.0' });
+  });
+
   it('refuses a package whose digest differs from the pin, and does not use the cached copy instead', async () => {
     const cacheDir = await tempDir('cache');
     const cached = await fetchChart({ repo: repo.url, name: 'web', version: '1.1.0' }, { cacheDir });
