@@ -24,6 +24,9 @@ export interface RefRecord {
   packageDigest: string;
 }
 
+/** Package files hashed in this process: path → `ino:size:mtime` when they matched their name. */
+const verified = new Map<string, string>();
+
 export class ChartCache {
   constructor(readonly root: string) {}
 
@@ -31,11 +34,22 @@ export class ChartCache {
     return path.join(this.root, kind);
   }
 
+  /** A new directory under tmp/ (removing what a crashed process left there more than an hour ago). */
   async tempDir(): Promise<string> {
     await mkdir(this.dir('tmp'), { recursive: true, mode: 0o700 });
+    await this.sweepTmp();
     const d = path.join(this.dir('tmp'), `${process.pid}-${randomBytes(6).toString('hex')}`);
     await mkdir(d, { mode: 0o700 });
     return d;
+  }
+
+  private async sweepTmp(): Promise<void> {
+    const cutoff = Date.now() - 60 * 60_000;
+    for (const name of await readdir(this.dir('tmp')).catch(() => [])) {
+      const p = path.join(this.dir('tmp'), name);
+      const st = await lstat(p).catch(() => undefined);
+      if (st && st.mtimeMs < cutoff) await rm(p, { recursive: true, force: true });
+    }
   }
 
   packagePath(packageDigest: string): string {
@@ -55,14 +69,26 @@ export class ChartCache {
     await this.writeAtomic(this.refPath(key), JSON.stringify(record, null, 2) + '\n');
   }
 
-  /** Whether the package is cached with the content its name says (a corrupted entry is removed). */
+  /**
+   * Whether the package is cached with the content its name says (a corrupted entry is removed). Hashed once per
+   * process and file version: a render of many apps from one chart does not read the package each time.
+   */
   async hasPackage(packageDigest: string): Promise<boolean> {
     const file = this.packagePath(packageDigest);
+    let stamp: string;
     try {
-      if ((await lstat(file)).isFile() && `sha256:${await sha256File(file)}` === packageDigest) return true;
+      const st = await lstat(file);
+      if (!st.isFile()) return false;
+      stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
+      if (verified.get(file) === stamp) return true;
+      if (`sha256:${await sha256File(file)}` === packageDigest) {
+        verified.set(file, stamp);
+        return true;
+      }
     } catch {
       return false;
     }
+    verified.delete(file);
     await rm(file, { force: true });
     return false;
   }
@@ -107,7 +133,8 @@ export class ChartCache {
 
   private async writeAtomic(file: string, data: string | Buffer): Promise<void> {
     await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.part`;
+    await mkdir(this.dir('tmp'), { recursive: true, mode: 0o700 });
+    const tmp = path.join(this.dir('tmp'), `${process.pid}-${randomBytes(6).toString('hex')}.part`);
     try {
       await writeFile(tmp, data, { mode: 0o600, flag: 'wx' });
       await rename(tmp, file);

@@ -103,6 +103,17 @@ toolSuite('fetchChart from an HTTP chart repository', ['helm'], () => {
     expect(repo.requests.length).toBe(before);
   });
 
+  it('downloads again when the cached package no longer matches its digest', async () => {
+    const cacheDir = await tempDir('cache');
+    const first = await fetchChart({ repo: repo.url, name: 'web', version: '1.0.0' }, { cacheDir });
+    const [file] = await readdir(path.join(cacheDir, 'packages'));
+    await writeFile(path.join(cacheDir, 'packages', file), 'corrupted');
+    const before = repo.requests.length;
+    expect(await fetchChart({ repo: repo.url, name: 'web', version: '1.0.0' }, { cacheDir })).toEqual(first);
+    expect(repo.requests.slice(before)).toEqual(['/index.yaml', '/web-1.0.0.tgz']);
+    expect(await sha256Of(path.join(cacheDir, 'packages', file))).toBe(first.digest);
+  });
+
   it('fetches the same chart concurrently into one cache entry (two reconcile loops at once)', async () => {
     const cacheDir = await tempDir('cache');
     const results = await Promise.all(
