@@ -206,6 +206,7 @@ toolSuite('fetchChart from an OCI registry', ['helm', 'registry'], () => {
     expect(chart.digest).toBe(pushed);
     expect(chart.packageDigest).toBe(await sha256Of(tgz));
     expect(await chartYaml(chart.dir)).toMatchObject({ name: 'web', version: '1.1.0+build.7' });
+    expect(await helm.run(['template', 'rel', chart.dir])).toContain('chart: web-1.1.0+build.7');
     const pinned = await fetchChart({ repo: `${registry.oci}/charts/web`, version: '1.1.0+build.7', digest: pushed }, { cacheDir });
     expect(pinned).toEqual(chart);
   });
