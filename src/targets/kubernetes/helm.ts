@@ -1,0 +1,179 @@
+/**
+ * Helm charts on the Kubernetes target: a `manifests` directory holding a Chart.yaml is rendered by the real Helm
+ * (v4) CLI, `helm template`, argv only. Helm runs with its own empty config, cache and data directories (the user's
+ * ~/.config/helm is neither read nor written) and without Keelson's secrets in its environment. What the install
+ * does beyond rendering — hooks, tests, install vs upgrade — is Keelson's (helm-hooks.ts), as in Argo CD.
+ *
+ * With a cluster, `.Capabilities` is the cluster's (version and served API versions from Keelson's discovery) and
+ * `lookup` reads live objects (`--dry-run=server` with the environment's kubeconfig; read-only). Without one (offline
+ * validation), Helm's defaults stand and `lookup` returns nothing, as in plain `helm template`.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import type { DesiredApp, HelmSpec } from '../../core/model.js';
+import { TerminalError, TransientError } from '../../core/errors.js';
+import type { KubeClient } from './client.js';
+import type { KObject } from './objects.js';
+import { parseManifests } from './render.js';
+
+export interface HelmCapabilities {
+  /** e.g. `v1.36.3`. */
+  kubeVersion: string;
+  /** Served group versions, e.g. `v1`, `apps/v1`, `networking.k8s.io/v1`. */
+  apiVersions: string[];
+}
+
+/** The environment's own cluster, for `lookup`: its kubeconfig file(s) and context; in-cluster when neither. */
+export interface HelmLookup {
+  kubeconfig?: string;
+  context?: string;
+}
+
+export interface HelmRenderOptions {
+  namespace: string;
+  /** Repository checkout the values files are read from (their paths are repository paths). */
+  checkoutDir: string;
+  capabilities?: HelmCapabilities;
+  lookup?: HelmLookup;
+  /** `.Release.IsUpgrade` when false (the app is already deployed here). Default true (install). */
+  install?: boolean;
+}
+
+const INSTALL_HINT =
+  'install Helm v4 (https://helm.sh/docs/intro/install/, or `go install helm.sh/helm/v4/cmd/helm@latest`) and put "helm" on PATH, or set KEELSON_HELM_BIN to its path';
+
+export function helmBinary(env: NodeJS.ProcessEnv = process.env): string {
+  return env.KEELSON_HELM_BIN || 'helm';
+}
+
+/** Whether `dir` is a Helm chart (it holds a Chart.yaml), as Argo CD detects one. */
+export async function isHelmChart(dir: string): Promise<boolean> {
+  return (await stat(join(dir, 'Chart.yaml')).catch(() => undefined))?.isFile() ?? false;
+}
+
+/** The settings of a chart app without `spec.helm`: release = app name, no values. */
+export function helmSpecOf(app: DesiredApp): HelmSpec {
+  return app.helm ?? { releaseName: app.name, values: {}, valuesFiles: [] };
+}
+
+/**
+ * The environment Helm runs in: Keelson's own variables and secrets (KEELSON_*, SOPS_*), the user's Helm settings
+ * (HELM_*) and kubeconfig are left out; Helm's homes are `home`. A cluster is reachable only through `lookup`.
+ */
+export function helmEnv(home: string, lookup: HelmLookup | undefined, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined || /^(KEELSON_|SOPS_|HELM_)/.test(k) || k === 'KUBECONFIG') continue;
+    out[k] = v;
+  }
+  out.HELM_CONFIG_HOME = join(home, 'config');
+  out.HELM_CACHE_HOME = join(home, 'cache');
+  out.HELM_DATA_HOME = join(home, 'data');
+  out.HELM_CONTENT_CACHE = join(home, 'cache', 'content');
+  if (lookup?.kubeconfig) out.KUBECONFIG = lookup.kubeconfig;
+  return out;
+}
+
+/** The `helm template` argv (after the binary) for a chart directory and the values files given. */
+export function helmTemplateArgs(chartDir: string, helm: HelmSpec, o: { namespace: string; valuesFiles: string[]; capabilities?: HelmCapabilities; lookup?: HelmLookup; install: boolean }): string[] {
+  const args = ['template', helm.releaseName, chartDir, '--namespace', o.namespace, '--include-crds', '--color', 'never'];
+  for (const f of o.valuesFiles) args.push('--values', f);
+  if (!o.install) args.push('--is-upgrade');
+  if (o.capabilities) {
+    args.push('--kube-version', o.capabilities.kubeVersion);
+    if (o.capabilities.apiVersions.length) args.push('--api-versions', o.capabilities.apiVersions.join(','));
+  }
+  if (o.lookup) {
+    args.push('--dry-run=server');
+    if (o.lookup.context) args.push('--kube-context', o.lookup.context);
+  }
+  return args;
+}
+
+/** The chart's objects as `helm template` renders them, hooks and tests included (helm-hooks.ts sorts them out). */
+export async function renderHelm(chartDir: string, app: DesiredApp, o: HelmRenderOptions): Promise<KObject[]> {
+  const helm = helmSpecOf(app);
+  const home = await mkdtemp(join(tmpdir(), 'keelson-helm-'));
+  try {
+    const valuesFiles = helm.valuesFiles.map((f) => join(o.checkoutDir, f));
+    for (const f of valuesFiles) {
+      if (!(await stat(f).catch(() => undefined))?.isFile()) throw new TerminalError(`Helm chart ${relative(o.checkoutDir, chartDir) || '.'}: values file ${relative(o.checkoutDir, f)} does not exist`);
+    }
+    if (Object.keys(helm.values).length) {
+      const inline = join(home, 'values.json'); // JSON is YAML; applied after the files, so it wins
+      await writeFile(inline, JSON.stringify(helm.values), { mode: 0o600 });
+      valuesFiles.push(inline);
+    }
+    const args = helmTemplateArgs(chartDir, helm, { namespace: o.namespace, valuesFiles, capabilities: o.capabilities, lookup: o.lookup, install: o.install ?? true });
+    const stdout = await runHelm(args, helmEnv(home, o.lookup), chartDir);
+    return parseHelmOutput(stdout);
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+}
+
+function runHelm(args: string[], env: NodeJS.ProcessEnv, chartDir: string): Promise<string> {
+  const bin = helmBinary();
+  return new Promise((resolve, reject) => {
+    execFile(bin, args, { env, maxBuffer: 256 * 1024 * 1024, timeout: 120_000 }, (err, stdout, stderr) => {
+      if (!err) return resolve(stdout);
+      const e = err as NodeJS.ErrnoException & { killed?: boolean };
+      if (e.code === 'ENOENT') return reject(new TerminalError(`${chartDir} is a Helm chart (it holds a Chart.yaml), but the Helm binary "${bin}" was not found; ${INSTALL_HINT}`));
+      const message = helmMessage(stderr) || e.message;
+      if (e.killed) return reject(new TransientError(`helm template did not finish within 120s: ${message}`));
+      if (/cluster unreachable|connection refused|i\/o timeout|no route to host|TLS handshake timeout|ServiceUnavailable|the server is currently unable/i.test(message)) {
+        return reject(new TransientError(`helm template could not reach the cluster: ${message}`));
+      }
+      reject(new TerminalError(`helm template failed: ${message}`));
+    });
+  });
+}
+
+/** Helm's error without its `Error: ` prefix and debug noise; it names the template file and line itself. */
+export function helmMessage(stderr: string): string {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !/^(WARNING|walk\.go|level=)/.test(l));
+  return lines.map((l) => l.replace(/^Error: /, '')).join('; ');
+}
+
+/** `helm template` output → objects, each document's errors named by its `# Source:` template. */
+export function parseHelmOutput(text: string): KObject[] {
+  const out: KObject[] = [];
+  for (const chunk of text.split(/^---[ \t]*$/m)) {
+    if (!chunk.trim()) continue;
+    const source = /^# Source: (.+)$/m.exec(chunk)?.[1]?.trim() ?? 'helm template output';
+    out.push(...parseManifests(chunk, source));
+  }
+  return out;
+}
+
+// ---- the cluster's capabilities, from Keelson's own discovery -----------------------------------------------
+
+const CAPABILITIES_TTL_MS = 5 * 60_000;
+const capabilitiesCache = new WeakMap<KubeClient, { at: number; value: Promise<HelmCapabilities> }>();
+
+/** The cluster's version and served group versions; cached per cluster client for a few minutes (new CRDs show up). */
+export function clusterCapabilities(api: KubeClient, now = Date.now()): Promise<HelmCapabilities> {
+  const cached = capabilitiesCache.get(api);
+  if (cached && now - cached.at < CAPABILITIES_TTL_MS) return cached.value;
+  const value = discover(api);
+  capabilitiesCache.set(api, { at: now, value });
+  value.catch(() => capabilitiesCache.delete(api));
+  return value;
+}
+
+async function discover(api: KubeClient): Promise<HelmCapabilities> {
+  const [version, core, groups] = await Promise.all([
+    api.request<{ gitVersion?: string }>('GET', '/version'),
+    api.request<{ versions?: string[] }>('GET', '/api'),
+    api.request<{ groups?: { versions?: { groupVersion: string }[] }[] }>('GET', '/apis'),
+  ]);
+  const apiVersions = [...(core.versions ?? []), ...(groups.groups ?? []).flatMap((g) => (g.versions ?? []).map((v) => v.groupVersion))];
+  // Helm wants a semantic version; a distribution's suffix (`v1.30.2-eks-1234`) is kept, build metadata dropped.
+  const kubeVersion = (version.gitVersion ?? '').replace(/\+.*$/, '');
+  return { kubeVersion: /^v?\d+\.\d+/.test(kubeVersion) ? kubeVersion : 'v1.30.0', apiVersions: [...new Set(apiVersions)].sort() };
+}
