@@ -19,6 +19,9 @@ import { InventoryStore, type AppInventory, type KvStore } from './inventory.js'
 import { ANNOTATION_APPLIED, formatKey, hashOf, identity, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups, wavesOf } from './order.js';
 import { renderApp } from './render.js';
+import { clusterCapabilities } from './helm.js';
+import { translateHelmHooks } from './helm-hooks.js';
+import { runHelmTests, type HelmTestReport } from './helm-tests.js';
 import { asSets, kubernetesRollout, progressivePlan, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
 import { hookJob } from './hook-job.js';
 import type { RunResult, RunSink } from '../../run/one-off.js';
@@ -41,6 +44,15 @@ export interface KubernetesTargetOptions {
    * themselves are bounded by `apiWrites`.
    */
   appConcurrency?: number;
+}
+
+interface Prepared {
+  resources: KObject[];
+  hooks: ReturnType<typeof splitHooks>['hooks'];
+  /** A Helm chart's test hooks (`keelson test`, `spec.helm.tests: afterSync`). */
+  tests: KObject[];
+  /** A Helm chart's pre-delete hooks, recorded with the inventory and run when the app is removed. */
+  preDelete: KObject[];
 }
 
 const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'PriorityClass', 'IngressClass']);
@@ -241,10 +253,16 @@ export class KubernetesTarget implements Target {
     }
   }
 
-  /** Rendered objects with namespaces filled in and Keelson's labels, hooks apart. */
-  private async prepare(app: DesiredApp, checkoutDir: string): Promise<{ resources: KObject[]; hooks: ReturnType<typeof splitHooks>['hooks'] }> {
+  /**
+   * Rendered objects with namespaces filled in and Keelson's labels, hooks apart; a Helm chart's test and pre-delete
+   * hooks apart too (helm-hooks.ts; install when the app has no inventory record here).
+   */
+  private async prepare(app: DesiredApp, checkoutDir: string): Promise<Prepared> {
     const { cluster } = await this.connected();
-    let rendered = await renderApp(app, checkoutDir);
+    const install = !this.inventory.get(app.env, app.name);
+    const helm = app.manifests ? { namespace: this.namespace, install, capabilities: await clusterCapabilities(cluster.api), lookup: { kubeconfig: this.o.spec.kubeconfig ?? process.env.KUBECONFIG, context: this.o.spec.context } } : {};
+    const phased = translateHelmHooks(await renderApp(app, checkoutDir, helm), { install });
+    let rendered = phased.objects;
     const secret = await secretObject(app, checkoutDir);
     if (secret) rendered = [secret, ...rendered.map((o) => injectSecrets(o, app))];
     rendered = asSets(app, rendered); // blue/green and canary: one Deployment per pod template (progressive.ts)
@@ -254,16 +272,22 @@ export class KubernetesTarget implements Target {
       const spec = (o as { spec?: any }).spec;
       for (const v of spec?.versions ?? []) crdScopes.set(`${spec.group}/${v.name}/${spec.names?.kind}`, spec.scope);
     }
-    const out: KObject[] = [];
-    for (const o of rendered) {
+    const place = async (o: KObject): Promise<KObject> => {
       const obj = structuredClone(o);
       if (!obj.metadata.namespace && (await this.isNamespaced(cluster, obj, crdScopes))) obj.metadata.namespace = this.namespace;
       if (isSecret(obj)) {
         // The applied hash covers the Secret without its values (the engine's digests change it instead).
         const { data, stringData } = obj as { data?: unknown; stringData?: unknown };
-        out.push({ ...withOwnership(withoutData(obj), app.env, app.name), ...(data !== undefined ? { data } : {}), ...(stringData !== undefined ? { stringData } : {}) });
-      } else out.push(withOwnership(obj, app.env, app.name));
-    }
+        return { ...withOwnership(withoutData(obj), app.env, app.name), ...(data !== undefined ? { data } : {}), ...(stringData !== undefined ? { stringData } : {}) };
+      }
+      return withOwnership(obj, app.env, app.name);
+    };
+    const out: KObject[] = [];
+    for (const o of rendered) out.push(await place(o));
+    const tests: KObject[] = [];
+    for (const o of phased.tests) tests.push(await place(o));
+    const preDelete: KObject[] = [];
+    for (const o of phased.preDelete) preDelete.push(await place(o));
     const seen = new Map<string, string>();
     for (const o of out) {
       const id = identity(o);
@@ -272,7 +296,7 @@ export class KubernetesTarget implements Target {
       const owner = this.owners.get(id);
       if (owner && owner.app !== app.name) throw new TerminalError(`${formatKey(o)} of app ${app.name} is already managed by app ${owner.app} in environment ${this.o.env}`);
     }
-    return splitHooks(out);
+    return { ...splitHooks(out), tests, preDelete };
   }
 
   private async isNamespaced(cluster: Cluster, o: KObject, crdScopes: Map<string, string>): Promise<boolean> {
@@ -378,6 +402,7 @@ export class KubernetesTarget implements Target {
         spec: app,
         objects: resources,
         appliedAt: new Date().toISOString(),
+        ...(prepared.preDelete.length ? { preDelete: prepared.preDelete } : {}),
       };
       if (!failure) {
         results.push(...(await pruneObjects(cluster.api, staleObjects(previous?.objects ?? [], resources), (o) => watch.get(o), { env: app.env, app: app.name })));
@@ -390,6 +415,12 @@ export class KubernetesTarget implements Target {
         const post = await runHookPhase('PostSync', hooks.PostSync, runner, timeoutMs);
         results.push(...post.results);
         if (!post.ok) failure = post.message;
+      }
+      if (!failure && app.helm?.tests === 'afterSync' && prepared.tests.length) {
+        // The chart's tests as a post-sync check the App opted into: a failing one fails (and rolls back) the sync.
+        const report = await this.helmTestsOf(cluster, watch, prepared.tests, timeoutMs);
+        results.push(...report.tests.map((t): ObjectResult => ({ key: t.key, action: t.result === 'passed' ? 'created' : 'failed', message: `helm test ${t.message}` })));
+        if (!report.ok) failure = report.message;
       }
       if (!failure) {
         const written = results.filter((r) => r.action !== 'unchanged');
@@ -523,6 +554,29 @@ export class KubernetesTarget implements Target {
     return hookJob({ cluster, watch, namespace: this.namespace, objects }, r);
   }
 
+  /**
+   * `keelson test`: the chart's test hooks of the app as deployed here (rendered from `app`, the running revision),
+   * run against the live release; each with its pod's log.
+   */
+  async helmTests(app: DesiredApp, ctx: ApplyContext): Promise<HelmTestReport> {
+    const { cluster, watch } = await this.connected();
+    if (!this.inventory.get(app.env, app.name)) throw new TerminalError(`app "${app.name}" is not deployed in environment "${app.env}"; its tests run against the deployed release (sync it first)`);
+    const { tests } = await this.prepare(app, ctx.checkoutDir);
+    return this.helmTestsOf(cluster, watch, tests, (app.progressDeadlineSeconds + 15) * 1000);
+  }
+
+  private helmTestsOf(cluster: Cluster, watch: ObjectWatch, tests: KObject[], timeoutMs: number): Promise<HelmTestReport> {
+    const logOf = async (t: KObject): Promise<string | undefined> => {
+      const ns = t.metadata.namespace ?? this.namespace;
+      const pods = t.kind === 'Pod' ? [watch.get(t) ?? t] : t.kind === 'Job' ? await cluster.api.list('v1', 'Pod', { namespace: ns, labelSelector: `batch.kubernetes.io/job-name=${t.metadata.name}` }) : [];
+      const pod = pods[0] as { metadata: { name: string }; spec?: { containers?: { name: string }[] } } | undefined;
+      const container = pod?.spec?.containers?.[0]?.name;
+      if (!pod || !container) return undefined;
+      return cluster.api.podLog(ns, pod.metadata.name, container).catch((err) => `(the log of pod ${ns}/${pod.metadata.name} is not available: ${apiMessage(err)})`);
+    };
+    return runHelmTests(tests, this.hookRunner(cluster, watch), logOf, timeoutMs);
+  }
+
   /** Re-applies the previous revision's objects and prunes what the failed one added. */
   private async rollback(cluster: Cluster, watch: ObjectWatch, previous: AppInventory, failed: KObject[]): Promise<string | undefined> {
     // Secrets loaded from the store have no values (never stored): the current ones stay.
@@ -637,6 +691,11 @@ export class KubernetesTarget implements Target {
     // Deleting on purpose: the watch must not heal these deletes.
     this.applying.add(app);
     try {
+      if (inv.preDelete?.length) {
+        // A Helm chart's pre-delete hooks run before its objects go; one that fails keeps them (and is retried).
+        const pre = await runHookPhase('PreSync', inv.preDelete, this.hookRunner(cluster, watch), (inv.spec.progressDeadlineSeconds + 15) * 1000);
+        if (!pre.ok) throw new Error(`pre-delete hook: ${pre.message.replace(/^PreSync hook /, '')}; the app's objects are kept`);
+      }
       const results = await pruneObjects(cluster.api, inv.objects, (o) => watch.get(o), { env, app });
       const failed = results.filter((r) => r.action === 'failed');
       if (failed.length) throw new Error(failed.map((f) => f.message).join('; '));
