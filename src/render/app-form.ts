@@ -63,7 +63,7 @@ export function checkTargetRequirements(
   const s = app.spec;
   if (target.kubernetes !== undefined) {
     if (s.image === undefined && s.manifests === undefined && s.helm?.chart === undefined) {
-      at(`environment "${env.name}" runs on Kubernetes, but App "${app.name}" (${where}) has neither "image" nor "manifests"; add spec.image (a container image) or spec.manifests (a directory of Kubernetes YAML or a Helm chart)`);
+      at(`environment "${env.name}" runs on Kubernetes, but App "${app.name}" (${where}) has neither "image" nor "manifests"; add spec.image (a container image) or spec.manifests (a directory of Kubernetes YAML)`);
     }
     if (s.manifests !== undefined && !isInside(root, manifestsPath(root, app.doc, s.manifests))) {
       issues.push(issueAt(app.doc, ['spec', 'manifests'], `App "${app.name}": manifests directory "${s.manifests}" is outside the repository root ${root}; keep manifests inside the repository`));
