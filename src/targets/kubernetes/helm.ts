@@ -8,7 +8,7 @@
  * `lookup` reads live objects (`--dry-run=server` with the environment's kubeconfig; read-only). Without one (offline
  * validation), Helm's defaults stand and `lookup` returns nothing, as in plain `helm template`.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -46,6 +46,16 @@ const INSTALL_HINT =
 
 export function helmBinary(env: NodeJS.ProcessEnv = process.env): string {
   return env.KEELSON_HELM_BIN || 'helm';
+}
+
+/** Why Helm cannot run here (for tests and diagnostics); undefined when `helm version` answers. */
+export function helmUnavailable(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  try {
+    execFileSync(helmBinary(env), ['version', '--short'], { stdio: 'ignore', timeout: 30_000 });
+    return undefined;
+  } catch {
+    return `Helm v4 is not available as "${helmBinary(env)}"; ${INSTALL_HINT} (scripts/tools.sh builds it for the tests)`;
+  }
 }
 
 /** Whether `dir` is a Helm chart (it holds a Chart.yaml), as Argo CD detects one. */
