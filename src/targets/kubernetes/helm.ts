@@ -41,6 +41,8 @@ export interface HelmRenderOptions {
   install?: boolean;
 }
 
+const UNSERVED_KIND = /no matches for kind|resource mapping not found|ensure CRDs are installed first/i;
+
 const INSTALL_HINT =
   'install Helm v4 (https://helm.sh/docs/intro/install/, or `go install helm.sh/helm/v4/cmd/helm@latest`) and put "helm" on PATH, or set KEELSON_HELM_BIN to its path';
 
@@ -96,7 +98,9 @@ export function helmTemplateArgs(chartDir: string, helm: HelmSpec, o: { namespac
     if (o.capabilities.apiVersions.length) args.push('--api-versions', o.capabilities.apiVersions.join(','));
   }
   if (o.lookup) {
-    args.push('--dry-run=server');
+    // Server mode only reads: discovery, and a GET per object (`--take-ownership` turns Helm's "already exists"
+    // install check into that; the objects are Keelson's, not a Helm release's). Schema validation is the apply's.
+    args.push('--dry-run=server', '--take-ownership', '--disable-openapi-validation');
     if (o.lookup.context) args.push('--kube-context', o.lookup.context);
   }
   return args;
@@ -116,8 +120,19 @@ export async function renderHelm(chartDir: string, app: DesiredApp, o: HelmRende
       await writeFile(inline, JSON.stringify(helm.values), { mode: 0o600 });
       valuesFiles.push(inline);
     }
-    const args = helmTemplateArgs(chartDir, helm, { namespace: o.namespace, valuesFiles, capabilities: o.capabilities, lookup: o.lookup, install: o.install ?? true });
-    const stdout = await runHelm(args, helmEnv(home, o.lookup), chartDir);
+    const render = (lookup: HelmLookup | undefined) => {
+      const args = helmTemplateArgs(chartDir, helm, { namespace: o.namespace, valuesFiles, capabilities: o.capabilities, lookup, install: o.install ?? true });
+      return runHelm(args, helmEnv(home, lookup), chartDir);
+    };
+    let stdout: string;
+    try {
+      stdout = await render(o.lookup);
+    } catch (err) {
+      // Server mode maps every rendered object to a served kind: custom resources whose CRD comes with this very
+      // chart are not served yet. Render them without lookup then (as plain `helm template` would).
+      if (!o.lookup || !(err instanceof TerminalError) || !UNSERVED_KIND.test(err.message)) throw err;
+      stdout = await render(undefined);
+    }
     return parseHelmOutput(stdout);
   } finally {
     await rm(home, { recursive: true, force: true });
