@@ -366,7 +366,7 @@ export class KubernetesTarget implements Target {
         return fail(pre.message, [...results, ...sf.results]);
       }
       const plan = progressivePlan(app, resources, previous?.objects, watch);
-      if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results, { hooks, runner, timeoutMs });
+      if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results, { hooks, runner, timeoutMs, preDelete: prepared.preDelete });
       // No rollout runs: a checkpoint left by an interrupted one (reverted, now rolling…) no longer applies.
       this.checkpoints.clear(app.env, app.name);
       const waves = wavesOf(resources);
@@ -465,7 +465,7 @@ export class KubernetesTarget implements Target {
     plan: ProgressivePlan,
     recorded: AppInventory,
     before: ObjectResult[],
-    h: { hooks: ReturnType<typeof splitHooks>['hooks']; runner: HookRunner; timeoutMs: number },
+    h: { hooks: ReturnType<typeof splitHooks>['hooks']; runner: HookRunner; timeoutMs: number; preDelete: KObject[] },
   ): Promise<ApplyOutcome> {
     // After a restart the record may hold more sets than the stable one: the new one (an interrupted rollout of this
     // very spec, resumed below) and others (a rollout superseded while the engine was stopped, aborted here).
@@ -524,7 +524,7 @@ export class KubernetesTarget implements Target {
       failure = sync.ok ? undefined : sync.message;
       if (!failure) {
         results.push(...(await pruneObjects(cluster.api, staleObjects(previous.objects, r.objects), (o) => watch.get(o), { env: app.env, app: app.name })));
-        this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString() });
+        this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString(), ...(h.preDelete.length ? { preDelete: h.preDelete } : {}) });
         const post = await runHookPhase('PostSync', h.hooks.PostSync, h.runner, h.timeoutMs);
         results.push(...post.results);
         if (!post.ok) failure = post.message;
