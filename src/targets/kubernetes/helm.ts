@@ -161,7 +161,7 @@ export function helmMessage(stderr: string): string {
   const lines = stderr
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => l && !/^(WARNING|walk\.go|level=)/.test(l));
+    .filter((l) => l && !/^(WARNING|walk\.go|level=|Use --debug flag)/.test(l));
   return lines.map((l) => l.replace(/^Error: /, '')).join('; ');
 }
 
