@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { DesiredApp, HelmSpec } from '../../core/model.js';
@@ -84,6 +84,17 @@ suite(`helm template, offline${why ? ` (${why})` : ''}`, () => {
 
   it('a values file that vanished from the checkout is an error naming it', async () => {
     await expect(renderApp(chartApp('charts/web', { valuesFiles: ['gone.yaml'] }), repo)).rejects.toThrow('Helm chart charts/web: values file gone.yaml does not exist');
+  });
+
+  it('a symlink in the chart to a file outside the repository is refused before Helm reads it', async () => {
+    const dir = join(repo, 'charts', 'leaky');
+    cpSync(join(repo, 'charts', 'umbrella'), dir, { recursive: true });
+    symlinkSync('/etc/hostname', join(dir, 'charts', 'worker', 'hostname.txt'));
+    await expect(renderApp(chartApp('charts/leaky'), repo)).rejects.toThrow('Helm chart charts/leaky: charts/leaky/charts/worker/hostname.txt is a symlink to /etc/hostname, outside the repository');
+    // A symlink that stays inside the repository is fine.
+    rmSync(join(dir, 'charts', 'worker', 'hostname.txt'));
+    symlinkSync('../../../../prod-values.yaml', join(dir, 'charts', 'worker', 'hostname.txt'));
+    expect((await renderApp(chartApp('charts/leaky'), repo)).length).toBe(2);
   });
 
   it('a missing Helm binary is a clear error naming what to install', async () => {

@@ -9,9 +9,9 @@
  * validation), Helm's defaults stand and `lookup` returns nothing, as in plain `helm template`.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import type { DesiredApp, HelmSpec } from '../../core/model.js';
 import { TerminalError, TransientError } from '../../core/errors.js';
 import type { KubeClient } from './client.js';
@@ -109,6 +109,7 @@ export function helmTemplateArgs(chartDir: string, helm: HelmSpec, o: { namespac
 /** The chart's objects as `helm template` renders them, hooks and tests included (helm-hooks.ts sorts them out). */
 export async function renderHelm(chartDir: string, app: DesiredApp, o: HelmRenderOptions): Promise<KObject[]> {
   const helm = helmSpecOf(app);
+  await checkInside(chartDir, o.checkoutDir);
   const home = await mkdtemp(join(tmpdir(), 'keelson-helm-'));
   try {
     const valuesFiles = helm.valuesFiles.map((f) => join(o.checkoutDir, f));
@@ -137,6 +138,37 @@ export async function renderHelm(chartDir: string, app: DesiredApp, o: HelmRende
   } finally {
     await rm(home, { recursive: true, force: true });
   }
+}
+
+/**
+ * Helm follows symlinks when it loads a chart directory (and `.Files.Get` reads what they point at): the chart and
+ * every symlink in it must resolve inside the repository.
+ */
+export async function checkInside(chartDir: string, checkoutDir: string): Promise<void> {
+  const top = await realpath(checkoutDir);
+  const inside = (p: string) => {
+    const rel = relative(top, p);
+    return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+  };
+  const name = (p: string) => relative(checkoutDir, p) || '.';
+  const seen = new Set<string>();
+  const walk = async (dir: string): Promise<void> => {
+    const real = await realpath(dir);
+    if (seen.has(real)) return; // a symlink loop, or a directory reached twice
+    seen.add(real);
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isSymbolicLink()) {
+        const target = await realpath(p).catch(() => undefined);
+        if (!target) continue; // dangling: Helm fails on it by itself
+        if (!inside(target)) throw new TerminalError(`Helm chart ${name(chartDir)}: ${name(p)} is a symlink to ${target}, outside the repository; keep everything a chart reads inside the repository`);
+        if ((await stat(p)).isDirectory()) await walk(p);
+      } else if (e.isDirectory()) await walk(p);
+    }
+  };
+  const real = await realpath(chartDir).catch(() => chartDir);
+  if (!inside(real)) throw new TerminalError(`Helm chart ${name(chartDir)} resolves to ${real}, outside the repository`);
+  await walk(chartDir);
 }
 
 function runHelm(args: string[], env: NodeJS.ProcessEnv, chartDir: string): Promise<string> {
