@@ -366,7 +366,7 @@ export class KubernetesTarget implements Target {
         return fail(pre.message, [...results, ...sf.results]);
       }
       const plan = progressivePlan(app, resources, previous?.objects, watch);
-      if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results, { hooks, runner, timeoutMs, preDelete: prepared.preDelete });
+      if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results, { hooks, runner, timeoutMs, preDelete: prepared.preDelete, tests: prepared.tests });
       // No rollout runs: a checkpoint left by an interrupted one (reverted, now rolling…) no longer applies.
       this.checkpoints.clear(app.env, app.name);
       const waves = wavesOf(resources);
@@ -419,7 +419,7 @@ export class KubernetesTarget implements Target {
       if (!failure && app.helm?.tests === 'afterSync' && prepared.tests.length) {
         // The chart's tests as a post-sync check the App opted into: a failing one fails (and rolls back) the sync.
         const report = await this.helmTestsOf(cluster, watch, prepared.tests, timeoutMs);
-        results.push(...report.tests.map((t): ObjectResult => ({ key: t.key, action: t.result === 'passed' ? 'created' : 'failed', message: `helm test ${t.message}` })));
+        results.push(...helmTestResults(report));
         if (!report.ok) failure = report.message;
       }
       if (!failure) {
@@ -465,7 +465,7 @@ export class KubernetesTarget implements Target {
     plan: ProgressivePlan,
     recorded: AppInventory,
     before: ObjectResult[],
-    h: { hooks: ReturnType<typeof splitHooks>['hooks']; runner: HookRunner; timeoutMs: number; preDelete: KObject[] },
+    h: { hooks: ReturnType<typeof splitHooks>['hooks']; runner: HookRunner; timeoutMs: number; preDelete: KObject[]; tests: KObject[] },
   ): Promise<ApplyOutcome> {
     // After a restart the record may hold more sets than the stable one: the new one (an interrupted rollout of this
     // very spec, resumed below) and others (a rollout superseded while the engine was stopped, aborted here).
@@ -528,6 +528,11 @@ export class KubernetesTarget implements Target {
         const post = await runHookPhase('PostSync', h.hooks.PostSync, h.runner, h.timeoutMs);
         results.push(...post.results);
         if (!post.ok) failure = post.message;
+        if (!failure && app.helm?.tests === 'afterSync' && h.tests.length) {
+          const report = await this.helmTestsOf(cluster, watch, h.tests, h.timeoutMs);
+          results.push(...helmTestResults(report));
+          if (!report.ok) failure = report.message;
+        }
       }
     } catch (err) {
       if (!isTransient(err)) throw err;
@@ -776,6 +781,11 @@ export class KubernetesTarget implements Target {
       state.timer.unref();
     }
   }
+}
+
+/** A chart's test results among an apply's object results. */
+function helmTestResults(report: HelmTestReport): ObjectResult[] {
+  return report.tests.map((t) => ({ key: t.key, action: t.result === 'passed' ? 'created' : 'failed', message: `helm test ${t.message}` }));
 }
 
 function summarize(results: ObjectResult[], unchanged: boolean): string {
