@@ -260,7 +260,9 @@ export class KubernetesTarget implements Target {
   private async prepare(app: DesiredApp, checkoutDir: string): Promise<Prepared> {
     const { cluster } = await this.connected();
     const install = !this.inventory.get(app.env, app.name);
-    const helm = app.manifests ? { namespace: this.namespace, install, capabilities: await clusterCapabilities(cluster.api), lookup: { kubeconfig: this.o.spec.kubeconfig ?? process.env.KUBECONFIG, context: this.o.spec.context } } : {};
+    // What a Helm chart needs of the cluster (helm.ts); discovery that is refused leaves Helm's default capabilities.
+    const capabilities = app.manifests ? await clusterCapabilities(cluster.api).catch((err) => { if (isTransient(err)) throw err; return undefined; }) : undefined;
+    const helm = { namespace: this.namespace, install, capabilities, lookup: { kubeconfig: this.o.spec.kubeconfig ?? process.env.KUBECONFIG, context: this.o.spec.context } };
     const phased = translateHelmHooks(await renderApp(app, checkoutDir, helm), { install });
     let rendered = phased.objects;
     const secret = await secretObject(app, checkoutDir);
