@@ -1,6 +1,7 @@
 /**
  * Render: YAML documents of an ops repository → DesiredState, plus issues located at `file:line:col`.
- * `renderDocuments` is pure; `renderRepository` adds the file reading of `loadDocuments`.
+ * `renderDocuments` is pure but for the Helm values files it reads (helm-form.ts: present, inside the repository,
+ * content digest); `renderRepository` adds the file reading of `loadDocuments`.
  */
 import { dirname, join, resolve } from 'node:path';
 import { isMap } from 'yaml';
