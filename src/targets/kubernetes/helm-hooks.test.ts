@@ -21,12 +21,13 @@ describe('translateHelmHooks', () => {
     obj('cleanup', { 'helm.sh/hook': 'pre-delete', 'helm.sh/hook-delete-policy': 'before-hook-creation' }),
     obj('rollback', { 'helm.sh/hook': 'pre-rollback' }),
     obj('argo-wins', { 'helm.sh/hook': 'pre-install', 'argocd.argoproj.io/hook': 'Sync' }),
+    obj('crd', { 'helm.sh/hook': 'crd-install' }, 'ConfigMap'),
   ];
 
   it('on install: pre-install → PreSync, post-install → PostSync, weights as waves, delete policies as Argo CD', () => {
     const r = translateHelmHooks(rendered, { install: true });
     const annotated = (name: string) => r.objects.find((o) => o.metadata.name === name)?.metadata.annotations;
-    expect(r.objects.map((o) => o.metadata.name)).toEqual(['app', 'pre-i', 'post-iu', 'both-pre', 'argo-wins']);
+    expect(r.objects.map((o) => o.metadata.name)).toEqual(['app', 'pre-i', 'post-iu', 'both-pre', 'argo-wins', 'crd']);
     expect(annotated('pre-i')).toMatchObject({ 'argocd.argoproj.io/hook': 'PreSync', 'argocd.argoproj.io/sync-wave': '-5', 'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation' });
     expect(annotated('post-iu')).toMatchObject({ 'argocd.argoproj.io/hook': 'PostSync', 'argocd.argoproj.io/sync-wave': '3' });
     expect(annotated('argo-wins')?.['argocd.argoproj.io/hook']).toBe('Sync');
@@ -35,14 +36,14 @@ describe('translateHelmHooks', () => {
     expect(r.preDelete.map((o) => o.metadata.name)).toEqual(['cleanup']);
     // The hooks target's phases see them in weight order.
     const { hooks, resources } = splitHooks(r.objects);
-    expect(hooks.PreSync.map((o) => o.metadata.name)).toEqual(['pre-i', 'both-pre']);
+    expect(hooks.PreSync.map((o) => o.metadata.name)).toEqual(['pre-i', 'crd', 'both-pre']);
     expect(hooks.PostSync.map((o) => o.metadata.name)).toEqual(['post-iu']);
     expect(resources.map((o) => o.metadata.name)).toEqual(['app']);
   });
 
   it('on upgrade: pre-upgrade and post-upgrade only', () => {
     const r = translateHelmHooks(rendered, { install: false });
-    expect(r.objects.map((o) => o.metadata.name)).toEqual(['app', 'pre-u', 'post-iu', 'both-pre', 'argo-wins']);
+    expect(r.objects.map((o) => o.metadata.name)).toEqual(['app', 'pre-u', 'post-iu', 'both-pre', 'argo-wins', 'crd']);
     expect(r.objects[1].metadata.annotations).toMatchObject({ 'argocd.argoproj.io/hook': 'PreSync', 'argocd.argoproj.io/hook-delete-policy': 'HookSucceeded,HookFailed' });
     expect(r.objects[1].metadata.annotations?.['argocd.argoproj.io/sync-wave']).toBeUndefined();
   });

@@ -13,7 +13,9 @@ export const HELM_HOOK = 'helm.sh/hook';
 export const HELM_HOOK_WEIGHT = 'helm.sh/hook-weight';
 export const HELM_HOOK_DELETE_POLICY = 'helm.sh/hook-delete-policy';
 
-const TO_ARGO_PHASE: Record<string, { phase: 'PreSync' | 'PostSync'; on: 'install' | 'upgrade' }> = {
+const TO_ARGO_PHASE: Record<string, { phase: 'PreSync' | 'PostSync'; on: 'install' | 'upgrade' | 'both' }> = {
+  // Helm 2's CRD hook, still in old charts: Argo CD runs it before every sync.
+  'crd-install': { phase: 'PreSync', on: 'both' },
   'pre-install': { phase: 'PreSync', on: 'install' },
   'pre-upgrade': { phase: 'PreSync', on: 'upgrade' },
   'post-install': { phase: 'PostSync', on: 'install' },
@@ -56,7 +58,7 @@ export function translateHelmHooks(objects: KObject[], o: { install: boolean }):
     const phases = new Set<string>();
     for (const h of hooks) {
       const m = TO_ARGO_PHASE[h];
-      if (m && m.on === event) phases.add(m.phase);
+      if (m && (m.on === event || m.on === 'both')) phases.add(m.phase);
     }
     if (hooks.includes('test') || hooks.includes('test-success')) out.tests.push(asArgoHook(obj, []));
     if (hooks.includes('pre-delete')) out.preDelete.push(asArgoHook(obj, []));
