@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { DesiredApp, HelmSpec } from '../../core/model.js';
 import { root, tempDir } from '../../../test/helpers.js';
-import { helmEnv, helmUnavailable, renderHelm } from './helm.js';
+import { helmEnv, helmUnavailable, kubeCacheDir, renderHelm } from './helm.js';
 import { kubernetesTemplateOf } from './template.js';
 import { renderApp } from './render.js';
 
@@ -109,7 +109,7 @@ suite(`helm template, offline${why ? ` (${why})` : ''}`, () => {
 
   it("Helm runs with its own homes, none of Keelson's secrets, and leaves the user's Helm config alone", async () => {
     const env = helmEnv('/tmp/h', undefined, { PATH: '/bin', HOME: '/home/u', KEELSON_TOKEN_ADMIN: 's', SOPS_AGE_KEY: 'k', HELM_CONFIG_HOME: '/home/u/.config/helm', KUBECONFIG: '/home/u/.kube/config' });
-    expect(env).toEqual({ PATH: '/bin', HOME: '/home/u', HELM_CONFIG_HOME: '/tmp/h/config', HELM_CACHE_HOME: '/tmp/h/cache', HELM_DATA_HOME: '/tmp/h/data', HELM_CONTENT_CACHE: '/tmp/h/cache/content' });
+    expect(env).toEqual({ PATH: '/bin', HOME: '/home/u', HELM_CONFIG_HOME: '/tmp/h/config', HELM_CACHE_HOME: '/tmp/h/cache', HELM_DATA_HOME: '/tmp/h/data', HELM_CONTENT_CACHE: '/tmp/h/cache/content', KUBECACHEDIR: kubeCacheDir() });
     expect(helmEnv('/tmp/h', { kubeconfig: '/k/config' }, {}).KUBECONFIG).toBe('/k/config');
     // A real render with HOME pointing at an empty directory writes nothing there.
     const home = join(tmp.dir, 'home');

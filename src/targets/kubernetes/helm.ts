@@ -9,6 +9,7 @@
  * validation), Helm's defaults stand and `lookup` returns nothing, as in plain `helm template`.
  */
 import { execFile, execFileSync } from 'node:child_process';
+import { lstatSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { mkdtemp, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative } from 'node:path';
@@ -84,8 +85,26 @@ export function helmEnv(home: string, lookup: HelmLookup | undefined, env: NodeJ
   out.HELM_CACHE_HOME = join(home, 'cache');
   out.HELM_DATA_HOME = join(home, 'data');
   out.HELM_CONTENT_CACHE = join(home, 'cache', 'content');
+  // The cluster's discovery, cached between renders: Keelson's own directory, not the user's ~/.kube/cache.
+  out.KUBECACHEDIR = kubeCacheDir();
   if (lookup?.kubeconfig) out.KUBECONFIG = lookup.kubeconfig;
   return out;
+}
+
+let kubeCache: string | undefined;
+
+/**
+ * Where Helm's Kubernetes client caches discovery in server mode: one directory per user, only this user's (a
+ * directory of that name someone else made, or others may write, is not used: a fresh one of this process is).
+ */
+export function kubeCacheDir(): string {
+  if (kubeCache) return kubeCache;
+  const dir = join(tmpdir(), `keelson-helm-kube-cache-${process.getuid?.() ?? 'user'}`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  const own = st.isDirectory() && (process.getuid === undefined || st.uid === process.getuid()) && (st.mode & 0o077) === 0;
+  kubeCache = own ? dir : mkdtempSync(join(tmpdir(), 'keelson-helm-kube-cache-'));
+  return kubeCache;
 }
 
 /** The `helm template` argv (after the binary) for a chart directory and the values files given. */
