@@ -1,4 +1,4 @@
-/** API routes of environments-as-a-feature: `where` and one-off runs (`keelson run`). */
+/** API routes of environments-as-a-feature: `where`, one-off runs (`keelson run`) and Helm tests (`keelson test`). */
 import type { Hono } from 'hono';
 import { stream } from 'hono/streaming';
 import { TerminalError } from '../core/errors.js';
@@ -11,6 +11,20 @@ export function environmentRoutes(app: Hono, d: { engine: Engine; store: Store }
   const { engine } = d;
 
   app.get('/api/v1/apps/:app/where', async (c) => c.json(whereIs(c.req.param('app'), await engine.status(), d.store)));
+
+  /** `keelson test`: runs the app's Helm test hooks against live; answers the report (ok, and each test with its log). */
+  app.post('/api/v1/environments/:env/apps/:app/test', async (c) => {
+    const { env, app: name } = c.req.param();
+    if (!engine.environmentNames().includes(env)) {
+      return c.json({ error: 'NotFound', message: `unknown environment "${env}" (known: ${engine.environmentNames().join(', ') || 'none'})` }, 404);
+    }
+    try {
+      return c.json(await engine.helmTests(env, name));
+    } catch (err) {
+      if (err instanceof TerminalError) return c.json({ error: 'Conflict', message: err.message }, 409);
+      throw err;
+    }
+  });
 
   /**
    * Runs `{argv, timeoutSeconds?}` in the app's current release. The answer streams NDJSON frames

@@ -221,6 +221,14 @@ export const routeDocs: RouteDoc[] = [
     summary: "A one-off command in the app's current release; streams NDJSON frames",
     responses: { 200: { description: 'NDJSON output frames', contentType: 'application/x-ndjson' }, 400: problem('invalid argv'), 404: problem('unknown environment'), ...denied },
   },
+  {
+    method: 'POST',
+    path: '/api/v1/environments/:env/apps/:app/test',
+    access: 'operator',
+    action: 'helm-test',
+    summary: "Run the app's Helm test hooks (helm.sh/hook: test) against the deployed release; answers {ok, message, tests: [{key, name, result, message, log?}]}",
+    responses: { 200: { description: 'test report (ok false when a test failed)' }, 404: problem('unknown environment'), 409: problem('the app is not deployed, or its target has no Helm charts'), ...denied },
+  },
   { method: 'GET', path: '/api/v1/environments/:env/apps/:app/rollout', access: 'viewer', summary: "State of the app's progressive rollout", responses: { 200: { description: 'rollout' }, 404: problem('no rollout'), ...denied } },
   {
     method: 'POST',

@@ -28,6 +28,7 @@ Environments, promotion, releases (edit the ops repository's working copy: --rep
   keelson release [--repo APP_REPO] [--dry-run]     next version + changelog from Conventional Commits
   keelson run --env E --app A [--timeout 10m] -- CMD [ARGS...]   one-off in the app's release (engine API)
   keelson where APP...                              what version runs where, since when (engine API)
+  keelson test --env E --app A [--json]             run the app's Helm test hooks against live; exit 1 on a failure
   keelson update [--dry-run] [--branch B]           commit newest versions allowed by Apps' updatePolicy
 Safe delivery:
   keelson rollback --env E --app A [--to REV] [--repo DIR] [--yes] [--push] [--reason TEXT]
@@ -73,6 +74,8 @@ export async function main(argv: string[]): Promise<void> {
         return await (await import('./release.js')).release(rest);
       case 'run':
         return await (await import('./run-where.js')).runOneOff(rest);
+      case 'test':
+        return await (await import('./helm-test.js')).helmTest(rest);
       case 'where':
         return await (await import('./run-where.js')).where(rest);
       case 'update':

@@ -29,6 +29,29 @@ export interface Artifact {
   digest?: string;
 }
 
+/** A remote chart: from an http(s) chart repository (`name` required) or an `oci://` reference, pinned. */
+export interface HelmChartRef {
+  repo: string;
+  name?: string;
+  version: string;
+  /** `sha256:…` the downloaded chart must have. */
+  digest?: string;
+}
+
+export interface HelmSpec {
+  /** `.Release.Name`: `spec.helm.releaseName`, else the app name. */
+  releaseName: string;
+  /** Inline values (the App's, with the environment entry's merged over them), applied after the values files. */
+  values: Record<string, unknown>;
+  /** Values files as repository paths (symlinks resolved, inside the repository), the App's then the environment's. */
+  valuesFiles: string[];
+  /** sha256 of the values files' contents, so an edited values file outside the chart directory re-renders. */
+  valuesDigest?: string;
+  chart?: HelmChartRef;
+  /** `afterSync`: the chart's test hooks run after each sync, and their failure fails it. */
+  tests?: 'afterSync';
+}
+
 /** Where a declaration came from, for `file:line:col` messages. */
 export interface SourceRef {
   file: string;
@@ -58,6 +81,11 @@ export interface DesiredApp {
    * App or environment set replicas explicitly (else the manifests' own replicas stand).
    */
   manifests?: { dir: string; replicas: boolean };
+  /**
+   * Kubernetes target: how the Helm chart in `manifests` (a directory with a Chart.yaml) or the remote `chart` is
+   * rendered. Absent for a chart directory without `spec.helm` (then: release = app name, no values).
+   */
+  helm?: HelmSpec;
   readiness?: Probe;
   liveness?: Probe;
   dependsOn: string[];

@@ -1,7 +1,7 @@
 import { join, relative } from 'node:path';
 import type { DesiredApp, DesiredEnvironment, DesiredState, TargetSpec } from '../core/model.js';
 import { targetName } from '../core/model.js';
-import { errorMessage, TransientError } from '../core/errors.js';
+import { errorMessage, TerminalError, TransientError } from '../core/errors.js';
 import { appKey, formatIssue, type HealthCode, type Issue, type SyncCode } from '../core/types.js';
 import type { Logger } from '../log.js';
 import { formatPlan, hasChanges, planEnvironment, specKey, type Plan, type PlanStep } from '../plan/plan.js';
@@ -11,6 +11,7 @@ import { GitSource, type FetchResult } from '../source/git-source.js';
 import type { AppChange, Store } from '../store/store.js';
 import { hashDirectory } from '../targets/local/releases.js';
 import type { LiveApp, Target } from '../targets/target.js';
+import type { HelmTestReport } from '../targets/kubernetes/helm-tests.js';
 import { effectiveEnvironment, phaseOf, requeueBeforeExpiry, type EnvironmentPhase } from '../environments/expiry.js';
 import { digestSecrets } from '../secrets/resolve.js';
 import type { RunResult, RunSink } from '../run/one-off.js';
@@ -562,6 +563,15 @@ export class Engine {
   /** `keelson run`: a one-off process in the app's current release with its environment; recorded in history. */
   runOnce(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult> {
     return runApp({ target: this.target, store: this.store, bus: this.bus, log: this.log }, env, app, argv, io);
+  }
+
+  /** `keelson test`: the Helm chart's test hooks of an app as the running revision declares it, against live. */
+  async helmTests(env: string, app: string): Promise<HelmTestReport> {
+    const good = this.good;
+    const desired = good?.desired.environments.find((e) => e.name === env)?.apps.find((a) => a.name === app);
+    if (!good || !desired) throw new TerminalError(`app "${app}" is not declared in environment "${env}" by the running revision`);
+    if (!this.target.helmTests) throw new TerminalError(`environment ${env} has no Helm charts to test`);
+    return this.target.helmTests(desired, { revision: good.revision, checkoutDir: good.checkoutDir });
   }
 
   logsOf(env: string, app: string): { replica: string; path: string }[] {

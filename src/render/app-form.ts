@@ -62,7 +62,7 @@ export function checkTargetRequirements(
   const at = (message: string) => issues.push(issueAt(env.doc, ['spec', 'apps', app.name], message, 'key'));
   const s = app.spec;
   if (target.kubernetes !== undefined) {
-    if (s.image === undefined && s.manifests === undefined) {
+    if (s.image === undefined && s.manifests === undefined && s.helm?.chart === undefined) {
       at(`environment "${env.name}" runs on Kubernetes, but App "${app.name}" (${where}) has neither "image" nor "manifests"; add spec.image (a container image) or spec.manifests (a directory of Kubernetes YAML)`);
     }
     if (s.manifests !== undefined && !isInside(root, manifestsPath(root, app.doc, s.manifests))) {

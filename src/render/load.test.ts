@@ -35,6 +35,20 @@ describe('loadDocuments', () => {
     expect(names(docs)).toEqual(['a/deep/z.YAML#0', 'a/x.yaml#0', 'a/x.yaml#1', 'a/x.yaml#2', 'b.yml#0']);
   });
 
+  test("skips the templates of Helm charts (a directory with a Chart.yaml), even when they mention keelson.dev", async () => {
+    const root = await writeRepo({
+      'charts/web/Chart.yaml': 'apiVersion: v2\nname: web\nversion: 0.1.0\n',
+      'charts/web/templates/job.yaml': 'metadata: { labels: { keelson.dev/x: {{ .Values.x }} } }\n  : [\n',
+      'charts/web/charts/sub/Chart.yaml': 'apiVersion: v2\nname: sub\nversion: 0.1.0\n',
+      'charts/web/charts/sub/templates/cm.yaml': '# keelson.dev/ {{ if }}\n  : [\n',
+      'charts/web/app.yaml': doc('web'),
+      'templates/app.yaml': doc('t'),
+    });
+    const { docs, issues } = await loadDocuments(root);
+    expect(issues).toEqual([]);
+    expect(names(docs)).toEqual(['charts/web/app.yaml#0', 'templates/app.yaml#0']);
+  });
+
   test('skips symlinks and files that never mention keelson.dev, whatever their syntax', async () => {
     const root = await writeRepo({ 'a.yaml': doc('a'), 'helm/t.yaml': 'kind: {{ .Values.kind }}\n  : [\n' });
     await symlink(join(root, 'a.yaml'), join(root, 'link.yaml'));

@@ -69,7 +69,7 @@ export function toRepoPath(root: string, abs: string): string {
 
 /**
  * Load every `*.yaml`/`*.yml` below `path` (relative to `root`, default the root itself), recursively,
- * skipping dot-directories, node_modules and symlinks. Files that never mention `keelson.dev/` are not
+ * skipping dot-directories, node_modules, the templates of Helm charts and symlinks. Files that never mention `keelson.dev/` are not
  * parsed, so foreign YAML (Helm templates, CI config) may live in the repository whatever its syntax.
  */
 export async function loadDocuments(root: string, path = '.'): Promise<LoadResult> {
@@ -131,10 +131,12 @@ function parseCached(file: string, text: string): LoadResult {
 
 async function listYamlFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true });
+  // A Helm chart's templates are Go templates, not YAML, whatever they mention.
+  const chart = entries.some((e) => e.isFile() && e.name === 'Chart.yaml');
   const nested = await Promise.all(
     entries.map(async (e) => {
       const abs = join(dir, e.name);
-      if (e.isDirectory()) return e.name.startsWith('.') || SKIPPED_DIRS.has(e.name) ? [] : listYamlFiles(abs);
+      if (e.isDirectory()) return e.name.startsWith('.') || SKIPPED_DIRS.has(e.name) || (chart && e.name === 'templates') ? [] : listYamlFiles(abs);
       return e.isFile() && YAML_FILE.test(e.name) ? [abs] : [];
     }),
   );

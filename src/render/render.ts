@@ -1,6 +1,7 @@
 /**
  * Render: YAML documents of an ops repository → DesiredState, plus issues located at `file:line:col`.
- * `renderDocuments` is pure; `renderRepository` adds the file reading of `loadDocuments`.
+ * `renderDocuments` is pure but for the Helm values files it reads (helm-form.ts: present, inside the repository,
+ * content digest); `renderRepository` adds the file reading of `loadDocuments`.
  */
 import { dirname, join, resolve } from 'node:path';
 import { isMap } from 'yaml';
@@ -25,6 +26,7 @@ import { suggest, validate } from './schema-issues.js';
 import { toRolloutSpec } from './rollout-schema.js';
 import { checkTargetRequirements, hasExplicitReplicas, kubernetesForm } from './app-form.js';
 import { resolveDelivery } from './resolve-delivery.js';
+import { helmForm } from './helm-form.js';
 import { resolveSecretRefs, type SecretsSource } from '../secrets/refs.js';
 
 export interface RenderOptions {
@@ -293,6 +295,8 @@ function resolveEnvironment(
     checkTargetRequirements(root, env.value.spec.target, env, { name, doc: app.doc, spec: app.value.spec }, issues);
     if (env.value.spec.target.kubernetes !== undefined) {
       Object.assign(desired, kubernetesForm(root, app.doc, app.value.spec, desired.version, hasExplicitReplicas(app.doc, overrides?.replicas)));
+      const helm = helmForm(root, { name, doc: app.doc, spec: app.value.spec }, { name: env.name, doc: env.doc, override: overrides?.helm }, issues);
+      if (helm) desired.helm = helm;
     }
     if (env.value.spec.routing === 'host' && desired.port !== undefined) desired.host = `${name}.${env.name}.localhost`;
     const secretSources: SecretsSource[] = [];

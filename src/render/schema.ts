@@ -8,6 +8,7 @@ import { exactlyOne } from './schema-rules.js';
 import { checkRolloutStrategy, rolloutStrategyFields } from './rollout-schema.js';
 import { HooksSchema, NotificationSchema, SyncWindowSchema } from './schema-delivery.js';
 import { SecretsSchema } from '../secrets/schema.js';
+import { HelmOverridesSchema, HelmSpecSchema } from './helm-schema.js';
 
 export const API_GROUP = 'keelson.dev';
 export const API_VERSION = 'keelson.dev/v1alpha1';
@@ -108,7 +109,8 @@ export const AppSpecSchema = z.strictObject({
     .regex(/^[^\s]+$/, { error: 'must be an image reference without spaces' })
     .optional()
     .describe('Kubernetes target: container image; {version} is replaced by the version, else ":<version>" is appended (with manifests: the image whose tag the version sets)'),
-  manifests: z.string().min(1).optional().describe('Kubernetes target: directory of Kubernetes YAML (recursive) or with a kustomization.yaml, relative to this file'),
+  manifests: z.string().min(1).optional().describe('Kubernetes target: directory of Kubernetes YAML (recursive), with a kustomization.yaml, or a Helm chart (with a Chart.yaml), relative to this file'),
+  helm: HelmSpecSchema.optional(),
   run: z
     .strictObject({
       command: Argv.optional().describe('argv of the process, run in the artifact directory, e.g. ["node", "server.js"]; on Kubernetes the container command'),
@@ -140,6 +142,7 @@ export const AppOverridesSchema = z.strictObject({
   env: EnvMap.optional(),
   port: Port.optional(),
   secrets: SecretsSchema.optional().describe('Secrets of this app in this environment; env entries replace the App\'s by name, files by path'),
+  helm: HelmOverridesSchema.optional(),
 });
 
 export const TargetSchema = z

@@ -3,6 +3,8 @@ import type { DesiredApp, TargetSpec } from '../core/model.js';
 import type { EventBus } from '../engine/events.js';
 import type { Logger } from '../log.js';
 import type { RunResult, RunSink } from '../run/one-off.js';
+import { TerminalError } from '../core/errors.js';
+import type { HelmTestReport } from './kubernetes/helm-tests.js';
 import type { KubernetesTargetOptions } from './kubernetes/kubernetes-target.js';
 import { kubernetesTemplateOf } from './kubernetes/template.js';
 import { TargetRegistry } from './registry.js';
@@ -97,6 +99,12 @@ class LazyTarget implements Target {
   async diff(app: DesiredApp, ctx: ApplyContext): Promise<ObjectDiff[]> {
     const t = await this.get();
     return t.diff ? t.diff(app, ctx) : [];
+  }
+
+  async helmTests(app: DesiredApp, ctx: ApplyContext): Promise<HelmTestReport> {
+    const t = await this.get();
+    if (!t.helmTests) throw new TerminalError(`environment ${app.env} runs on the ${t.name} target, which has no Helm charts to test`);
+    return t.helmTests(app, ctx);
   }
 
   async runOnce(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult> {

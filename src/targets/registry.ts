@@ -6,6 +6,8 @@
  */
 import type { DesiredApp, TargetSpec } from '../core/model.js';
 import type { RunResult, RunSink } from '../run/one-off.js';
+import { TerminalError } from '../core/errors.js';
+import type { HelmTestReport } from './kubernetes/helm-tests.js';
 import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, Target } from './target.js';
 
 export interface TargetFactory {
@@ -129,6 +131,12 @@ export class TargetRegistry implements Target {
   async hookExec(r: HookExecRequest): Promise<{ ok: boolean; message: string; output: string } | undefined> {
     const t = await this.ready(r.env);
     return t.hookExec ? t.hookExec(r) : undefined;
+  }
+
+  async helmTests(app: DesiredApp, ctx: ApplyContext): Promise<HelmTestReport> {
+    const t = await this.ready(app.env);
+    if (!t.helmTests) throw new TerminalError(`environment ${app.env} runs on the ${t.name} target, which has no Helm charts to test`);
+    return t.helmTests(app, ctx);
   }
 
   async runOnce(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult> {

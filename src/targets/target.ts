@@ -1,6 +1,7 @@
 import type { DesiredApp } from '../core/model.js';
 import type { HealthCode } from '../core/types.js';
 import type { RunResult, RunSink } from '../run/one-off.js';
+import type { HelmTestReport } from './kubernetes/helm-tests.js';
 
 /** One app as a target observes it. */
 export interface LiveApp {
@@ -111,6 +112,8 @@ export interface Target {
   hookExec?(r: HookExecRequest): Promise<{ ok: boolean; message: string; output: string } | undefined>;
   /** How many apps of an environment the engine applies at once (default 4); targets whose apply mostly waits raise it. */
   concurrencyOf?(env: string): number | undefined;
+  /** Runs a Helm chart's test hooks against the deployed app (`keelson test`); absent when unsupported. */
+  helmTests?(app: DesiredApp, ctx: ApplyContext): Promise<HelmTestReport>;
   /** Per-object server-side difference of an app (targets that manage objects); absent when unsupported. */
   diff?(app: DesiredApp, ctx: ApplyContext): Promise<ObjectDiff[]>;
 }

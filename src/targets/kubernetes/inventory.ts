@@ -17,6 +17,8 @@ export interface AppInventory {
   /** Objects as Keelson applied them (with ownership labels and the applied hash), in apply order. */
   objects: KObject[];
   appliedAt: string;
+  /** A Helm chart's pre-delete hooks as last rendered: run when the app is removed, before its objects are pruned. */
+  preDelete?: KObject[];
   /**
    * Identities of Secrets stored without their values (plaintext is never stored). Set only on records read back
    * from the store; the record `put` in this process keeps the values in memory.

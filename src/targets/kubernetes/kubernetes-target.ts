@@ -19,6 +19,9 @@ import { InventoryStore, type AppInventory, type KvStore } from './inventory.js'
 import { ANNOTATION_APPLIED, formatKey, hashOf, identity, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups, wavesOf } from './order.js';
 import { renderApp } from './render.js';
+import { clusterCapabilities } from './helm.js';
+import { translateHelmHooks } from './helm-hooks.js';
+import { runHelmTests, type HelmTestReport } from './helm-tests.js';
 import { asSets, kubernetesRollout, progressivePlan, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
 import { hookJob } from './hook-job.js';
 import type { RunResult, RunSink } from '../../run/one-off.js';
@@ -41,6 +44,15 @@ export interface KubernetesTargetOptions {
    * themselves are bounded by `apiWrites`.
    */
   appConcurrency?: number;
+}
+
+interface Prepared {
+  resources: KObject[];
+  hooks: ReturnType<typeof splitHooks>['hooks'];
+  /** A Helm chart's test hooks (`keelson test`, `spec.helm.tests: afterSync`). */
+  tests: KObject[];
+  /** A Helm chart's pre-delete hooks, recorded with the inventory and run when the app is removed. */
+  preDelete: KObject[];
 }
 
 const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'PriorityClass', 'IngressClass']);
@@ -241,10 +253,18 @@ export class KubernetesTarget implements Target {
     }
   }
 
-  /** Rendered objects with namespaces filled in and Keelson's labels, hooks apart. */
-  private async prepare(app: DesiredApp, checkoutDir: string): Promise<{ resources: KObject[]; hooks: ReturnType<typeof splitHooks>['hooks'] }> {
+  /**
+   * Rendered objects with namespaces filled in and Keelson's labels, hooks apart; a Helm chart's test and pre-delete
+   * hooks apart too (helm-hooks.ts; install when the app has no inventory record here).
+   */
+  private async prepare(app: DesiredApp, checkoutDir: string): Promise<Prepared> {
     const { cluster } = await this.connected();
-    let rendered = await renderApp(app, checkoutDir);
+    const install = !this.inventory.get(app.env, app.name);
+    // What a Helm chart needs of the cluster (helm.ts); discovery that is refused leaves Helm's default capabilities.
+    const capabilities = app.manifests ? await clusterCapabilities(cluster.api).catch((err) => { if (isTransient(err)) throw err; return undefined; }) : undefined;
+    const helm = { namespace: this.namespace, install, capabilities, lookup: { kubeconfig: this.o.spec.kubeconfig ?? process.env.KUBECONFIG, context: this.o.spec.context } };
+    const phased = translateHelmHooks(await renderApp(app, checkoutDir, helm), { install });
+    let rendered = phased.objects;
     const secret = await secretObject(app, checkoutDir);
     if (secret) rendered = [secret, ...rendered.map((o) => injectSecrets(o, app))];
     rendered = asSets(app, rendered); // blue/green and canary: one Deployment per pod template (progressive.ts)
@@ -254,16 +274,22 @@ export class KubernetesTarget implements Target {
       const spec = (o as { spec?: any }).spec;
       for (const v of spec?.versions ?? []) crdScopes.set(`${spec.group}/${v.name}/${spec.names?.kind}`, spec.scope);
     }
-    const out: KObject[] = [];
-    for (const o of rendered) {
+    const place = async (o: KObject): Promise<KObject> => {
       const obj = structuredClone(o);
       if (!obj.metadata.namespace && (await this.isNamespaced(cluster, obj, crdScopes))) obj.metadata.namespace = this.namespace;
       if (isSecret(obj)) {
         // The applied hash covers the Secret without its values (the engine's digests change it instead).
         const { data, stringData } = obj as { data?: unknown; stringData?: unknown };
-        out.push({ ...withOwnership(withoutData(obj), app.env, app.name), ...(data !== undefined ? { data } : {}), ...(stringData !== undefined ? { stringData } : {}) });
-      } else out.push(withOwnership(obj, app.env, app.name));
-    }
+        return { ...withOwnership(withoutData(obj), app.env, app.name), ...(data !== undefined ? { data } : {}), ...(stringData !== undefined ? { stringData } : {}) };
+      }
+      return withOwnership(obj, app.env, app.name);
+    };
+    const out: KObject[] = [];
+    for (const o of rendered) out.push(await place(o));
+    const tests: KObject[] = [];
+    for (const o of phased.tests) tests.push(await place(o));
+    const preDelete: KObject[] = [];
+    for (const o of phased.preDelete) preDelete.push(await place(o));
     const seen = new Map<string, string>();
     for (const o of out) {
       const id = identity(o);
@@ -272,7 +298,7 @@ export class KubernetesTarget implements Target {
       const owner = this.owners.get(id);
       if (owner && owner.app !== app.name) throw new TerminalError(`${formatKey(o)} of app ${app.name} is already managed by app ${owner.app} in environment ${this.o.env}`);
     }
-    return splitHooks(out);
+    return { ...splitHooks(out), tests, preDelete };
   }
 
   private async isNamespaced(cluster: Cluster, o: KObject, crdScopes: Map<string, string>): Promise<boolean> {
@@ -342,7 +368,7 @@ export class KubernetesTarget implements Target {
         return fail(pre.message, [...results, ...sf.results]);
       }
       const plan = progressivePlan(app, resources, previous?.objects, watch);
-      if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results, { hooks, runner, timeoutMs });
+      if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results, { hooks, runner, timeoutMs, preDelete: prepared.preDelete, tests: prepared.tests });
       // No rollout runs: a checkpoint left by an interrupted one (reverted, now rolling…) no longer applies.
       this.checkpoints.clear(app.env, app.name);
       const waves = wavesOf(resources);
@@ -378,6 +404,7 @@ export class KubernetesTarget implements Target {
         spec: app,
         objects: resources,
         appliedAt: new Date().toISOString(),
+        ...(prepared.preDelete.length ? { preDelete: prepared.preDelete } : {}),
       };
       if (!failure) {
         results.push(...(await pruneObjects(cluster.api, staleObjects(previous?.objects ?? [], resources), (o) => watch.get(o), { env: app.env, app: app.name })));
@@ -390,6 +417,12 @@ export class KubernetesTarget implements Target {
         const post = await runHookPhase('PostSync', hooks.PostSync, runner, timeoutMs);
         results.push(...post.results);
         if (!post.ok) failure = post.message;
+      }
+      if (!failure && app.helm?.tests === 'afterSync' && prepared.tests.length) {
+        // The chart's tests as a post-sync check the App opted into: a failing one fails (and rolls back) the sync.
+        const report = await this.helmTestsOf(cluster, watch, prepared.tests, timeoutMs);
+        results.push(...helmTestResults(report));
+        if (!report.ok) failure = report.message;
       }
       if (!failure) {
         const written = results.filter((r) => r.action !== 'unchanged');
@@ -434,7 +467,7 @@ export class KubernetesTarget implements Target {
     plan: ProgressivePlan,
     recorded: AppInventory,
     before: ObjectResult[],
-    h: { hooks: ReturnType<typeof splitHooks>['hooks']; runner: HookRunner; timeoutMs: number },
+    h: { hooks: ReturnType<typeof splitHooks>['hooks']; runner: HookRunner; timeoutMs: number; preDelete: KObject[]; tests: KObject[] },
   ): Promise<ApplyOutcome> {
     // After a restart the record may hold more sets than the stable one: the new one (an interrupted rollout of this
     // very spec, resumed below) and others (a rollout superseded while the engine was stopped, aborted here).
@@ -493,10 +526,15 @@ export class KubernetesTarget implements Target {
       failure = sync.ok ? undefined : sync.message;
       if (!failure) {
         results.push(...(await pruneObjects(cluster.api, staleObjects(previous.objects, r.objects), (o) => watch.get(o), { env: app.env, app: app.name })));
-        this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString() });
+        this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString(), ...(h.preDelete.length ? { preDelete: h.preDelete } : {}) });
         const post = await runHookPhase('PostSync', h.hooks.PostSync, h.runner, h.timeoutMs);
         results.push(...post.results);
         if (!post.ok) failure = post.message;
+        if (!failure && app.helm?.tests === 'afterSync' && h.tests.length) {
+          const report = await this.helmTestsOf(cluster, watch, h.tests, h.timeoutMs);
+          results.push(...helmTestResults(report));
+          if (!report.ok) failure = report.message;
+        }
       }
     } catch (err) {
       if (!isTransient(err)) throw err;
@@ -521,6 +559,29 @@ export class KubernetesTarget implements Target {
     if (r.spec && r.checkoutDir) objects = (await this.prepare(r.spec, r.checkoutDir)).resources;
     else objects = (this.inventory.get(r.env, r.app)?.objects ?? []).map((o) => watch.get(o) ?? o);
     return hookJob({ cluster, watch, namespace: this.namespace, objects }, r);
+  }
+
+  /**
+   * `keelson test`: the chart's test hooks of the app as deployed here (rendered from `app`, the running revision),
+   * run against the live release; each with its pod's log.
+   */
+  async helmTests(app: DesiredApp, ctx: ApplyContext): Promise<HelmTestReport> {
+    const { cluster, watch } = await this.connected();
+    if (!this.inventory.get(app.env, app.name)) throw new TerminalError(`app "${app.name}" is not deployed in environment "${app.env}"; its tests run against the deployed release (sync it first)`);
+    const { tests } = await this.prepare(app, ctx.checkoutDir);
+    return this.helmTestsOf(cluster, watch, tests, (app.progressDeadlineSeconds + 15) * 1000);
+  }
+
+  private helmTestsOf(cluster: Cluster, watch: ObjectWatch, tests: KObject[], timeoutMs: number): Promise<HelmTestReport> {
+    const logOf = async (t: KObject): Promise<string | undefined> => {
+      const ns = t.metadata.namespace ?? this.namespace;
+      const pods = t.kind === 'Pod' ? [watch.get(t) ?? t] : t.kind === 'Job' ? await cluster.api.list('v1', 'Pod', { namespace: ns, labelSelector: `batch.kubernetes.io/job-name=${t.metadata.name}` }) : [];
+      const pod = pods[0] as { metadata: { name: string }; spec?: { containers?: { name: string }[] } } | undefined;
+      const container = pod?.spec?.containers?.[0]?.name;
+      if (!pod || !container) return undefined;
+      return cluster.api.podLog(ns, pod.metadata.name, container).catch((err) => `(the log of pod ${ns}/${pod.metadata.name} is not available: ${apiMessage(err)})`);
+    };
+    return runHelmTests(tests, this.hookRunner(cluster, watch), logOf, timeoutMs);
   }
 
   /** Re-applies the previous revision's objects and prunes what the failed one added. */
@@ -637,6 +698,11 @@ export class KubernetesTarget implements Target {
     // Deleting on purpose: the watch must not heal these deletes.
     this.applying.add(app);
     try {
+      if (inv.preDelete?.length) {
+        // A Helm chart's pre-delete hooks run before its objects go; one that fails keeps them (and is retried).
+        const pre = await runHookPhase('PreSync', inv.preDelete, this.hookRunner(cluster, watch), (inv.spec.progressDeadlineSeconds + 15) * 1000);
+        if (!pre.ok) throw new Error(`pre-delete hook: ${pre.message.replace(/^PreSync hook /, '')}; the app's objects are kept`);
+      }
       const results = await pruneObjects(cluster.api, inv.objects, (o) => watch.get(o), { env, app });
       const failed = results.filter((r) => r.action === 'failed');
       if (failed.length) throw new Error(failed.map((f) => f.message).join('; '));
@@ -717,6 +783,11 @@ export class KubernetesTarget implements Target {
       state.timer.unref();
     }
   }
+}
+
+/** A chart's test results among an apply's object results. */
+function helmTestResults(report: HelmTestReport): ObjectResult[] {
+  return report.tests.map((t) => ({ key: t.key, action: t.result === 'passed' ? 'created' : 'failed', message: `helm test ${t.message}` }));
 }
 
 function summarize(results: ObjectResult[], unchanged: boolean): string {

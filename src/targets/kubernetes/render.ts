@@ -11,6 +11,10 @@ import { parseAllDocuments } from 'yaml';
 import type { DesiredApp, Probe } from '../../core/model.js';
 import { TerminalError } from '../../core/errors.js';
 import type { KObject } from './objects.js';
+import { isHelmChart, renderHelm, type HelmRenderOptions } from './helm.js';
+
+/** What a Helm chart app needs of the environment (helm.ts); every field optional, so offline rendering works. */
+export type HelmContext = Partial<Omit<HelmRenderOptions, 'checkoutDir'>>;
 
 const run = promisify(execFile);
 
@@ -19,11 +23,13 @@ const WORKLOADS = new Set(['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet
 const SCALABLE = new Set(['Deployment', 'StatefulSet', 'ReplicaSet']);
 
 /** The objects of one app, in file order; namespaces are filled in later by the target. */
-export async function renderApp(app: DesiredApp, checkoutDir: string): Promise<KObject[]> {
+export async function renderApp(app: DesiredApp, checkoutDir: string, helm: HelmContext = {}): Promise<KObject[]> {
+  if (app.helm?.chart) throw new TerminalError(`app ${app.name}: remote charts are not available in this build; use a chart directory in spec.manifests`);
   if (app.manifests) {
     const dir = resolve(checkoutDir, app.artifact.path ?? app.manifests.dir);
     const rel = relative(checkoutDir, dir);
     if (rel.startsWith('..')) throw new TerminalError(`manifests directory ${app.manifests.dir} is outside the repository`);
+    if (await isHelmChart(dir)) return (await renderHelm(dir, app, { namespace: 'default', ...helm, checkoutDir })).map((o) => applyOverrides(o, app));
     const objects = await loadManifests(dir);
     return objects.map((o) => applyOverrides(o, app));
   }
