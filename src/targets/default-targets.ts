@@ -1,4 +1,5 @@
 /** The targets `keelson up` offers: `local` (one instance for every local environment) and `kubernetes` (one per environment). */
+import { join } from 'node:path';
 import type { DesiredApp, TargetSpec } from '../core/model.js';
 import type { EventBus } from '../engine/events.js';
 import type { Logger } from '../log.js';
@@ -17,6 +18,8 @@ export interface DefaultTargetsOptions {
   log: Logger;
   requeue: (env: string) => void;
   specOf: (env: string) => TargetSpec | undefined;
+  /** The engine's state directory: Kubernetes targets cache remote Helm charts in `<stateDir>/charts`. */
+  stateDir?: string;
 }
 
 export function createTargetRegistry(o: DefaultTargetsOptions): TargetRegistry {
@@ -33,7 +36,7 @@ export function createTargetRegistry(o: DefaultTargetsOptions): TargetRegistry {
             'kubernetes',
             async () => {
               const { KubernetesTarget } = await import('./kubernetes/kubernetes-target.js');
-              return new KubernetesTarget({ env, spec: k8s, store: o.store, bus: o.bus, log: o.log.child({ target: 'kubernetes', env }), requeue: o.requeue });
+              return new KubernetesTarget({ env, spec: k8s, store: o.store, bus: o.bus, log: o.log.child({ target: 'kubernetes', env }), requeue: o.requeue, chartCacheDir: o.stateDir ? join(o.stateDir, 'charts') : undefined });
             },
             (app) => kubernetesTemplateOf(app, k8s.namespace),
           );

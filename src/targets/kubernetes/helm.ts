@@ -40,6 +40,8 @@ export interface HelmRenderOptions {
   lookup?: HelmLookup;
   /** `.Release.IsUpgrade` when false (the app is already deployed here). Default true (install). */
   install?: boolean;
+  /** The chart directory was checked by the caller (inside the repository) or fetched and verified into the cache. */
+  checked?: boolean;
 }
 
 const UNSERVED_KIND = /no matches for kind|resource mapping not found|ensure CRDs are installed first/i;
@@ -128,7 +130,7 @@ export function helmTemplateArgs(chartDir: string, helm: HelmSpec, o: { namespac
 /** The chart's objects as `helm template` renders them, hooks and tests included (helm-hooks.ts sorts them out). */
 export async function renderHelm(chartDir: string, app: DesiredApp, o: HelmRenderOptions): Promise<KObject[]> {
   const helm = helmSpecOf(app);
-  await checkInside(chartDir, o.checkoutDir);
+  if (!o.checked) await checkInside(chartDir, o.checkoutDir);
   const home = await mkdtemp(join(tmpdir(), 'keelson-helm-'));
   try {
     const valuesFiles = helm.valuesFiles.map((f) => join(o.checkoutDir, f));

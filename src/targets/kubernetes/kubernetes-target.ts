@@ -37,6 +37,8 @@ export interface KubernetesTargetOptions {
   log: Logger;
   /** Asks the engine to reconcile the environment (a heal that could not be done here). */
   requeue: (env: string) => void;
+  /** Where remote Helm charts and resolved chart dependencies are cached (`<state>/charts`). */
+  chartCacheDir?: string;
   /** Objects applied to the server at once. Default 16. */
   concurrency?: number;
   /**
@@ -261,8 +263,8 @@ export class KubernetesTarget implements Target {
     const { cluster } = await this.connected();
     const install = !this.inventory.get(app.env, app.name);
     // What a Helm chart needs of the cluster (helm.ts); discovery that is refused leaves Helm's default capabilities.
-    const capabilities = app.manifests ? await clusterCapabilities(cluster.api).catch((err) => { if (isTransient(err)) throw err; return undefined; }) : undefined;
-    const helm = { namespace: this.namespace, install, capabilities, lookup: { kubeconfig: this.o.spec.kubeconfig ?? process.env.KUBECONFIG, context: this.o.spec.context } };
+    const capabilities = app.manifests || app.helm?.chart ? await clusterCapabilities(cluster.api).catch((err) => { if (isTransient(err)) throw err; return undefined; }) : undefined;
+    const helm = { namespace: this.namespace, install, capabilities, chartCacheDir: this.o.chartCacheDir, lookup: { kubeconfig: this.o.spec.kubeconfig ?? process.env.KUBECONFIG, context: this.o.spec.context } };
     const phased = translateHelmHooks(await renderApp(app, checkoutDir, helm), { install });
     let rendered = phased.objects;
     const secret = await secretObject(app, checkoutDir);

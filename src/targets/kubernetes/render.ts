@@ -11,10 +11,20 @@ import { parseAllDocuments } from 'yaml';
 import type { DesiredApp, Probe } from '../../core/model.js';
 import { TerminalError } from '../../core/errors.js';
 import type { KObject } from './objects.js';
-import { isHelmChart, renderHelm, type HelmRenderOptions } from './helm.js';
+import { checkInside, isHelmChart, renderHelm, type HelmRenderOptions } from './helm.js';
+import { fetchChart, resolveDependencies } from './chart-source.js';
 
 /** What a Helm chart app needs of the environment (helm.ts); every field optional, so offline rendering works. */
-export type HelmContext = Partial<Omit<HelmRenderOptions, 'checkoutDir'>>;
+export type HelmContext = Partial<Omit<HelmRenderOptions, 'checkoutDir' | 'checked'>> & {
+  /** Where remote charts and resolved dependencies are cached (`<state>/charts`). Without it, remote charts cannot render. */
+  chartCacheDir?: string;
+  /** Only charts already in the cache (keelson validate): a missing one is a ChartNotCachedError, never a download. */
+  offline?: boolean;
+};
+
+/** Annotations that trace a Helm app's live objects to the chart they came from (name@version and package digest). */
+export const ANNOTATION_HELM_CHART = 'keelson.dev/helm-chart';
+export const ANNOTATION_HELM_CHART_DIGEST = 'keelson.dev/helm-chart-digest';
 
 const run = promisify(execFile);
 
@@ -24,17 +34,36 @@ const SCALABLE = new Set(['Deployment', 'StatefulSet', 'ReplicaSet']);
 
 /** The objects of one app, in file order; namespaces are filled in later by the target. */
 export async function renderApp(app: DesiredApp, checkoutDir: string, helm: HelmContext = {}): Promise<KObject[]> {
-  if (app.helm?.chart) throw new TerminalError(`app ${app.name}: remote charts are not available in this build; use a chart directory in spec.manifests`);
+  const { chartCacheDir, offline, ...helmOptions } = helm;
+  if (app.helm?.chart) {
+    const ref = app.helm.chart;
+    if (!chartCacheDir) throw new TerminalError(`app ${app.name}: the remote chart ${ref.name ?? ref.repo}@${ref.version} needs a chart cache, which this command has not set up`);
+    const fetched = await fetchChart(ref, { cacheDir: chartCacheDir, offline });
+    const { dir } = await resolveDependencies(fetched.dir, { cacheDir: chartCacheDir, offline });
+    const objects = await renderHelm(dir, app, { namespace: 'default', ...helmOptions, checkoutDir, checked: true });
+    const chart = `${ref.name ?? ref.repo.split('/').pop()}@${ref.version}`;
+    return objects.map((o) => traced(applyOverrides(o, app), chart, fetched.digest));
+  }
   if (app.manifests) {
     const dir = resolve(checkoutDir, app.artifact.path ?? app.manifests.dir);
     const rel = relative(checkoutDir, dir);
     if (rel.startsWith('..')) throw new TerminalError(`manifests directory ${app.manifests.dir} is outside the repository`);
-    if (await isHelmChart(dir)) return (await renderHelm(dir, app, { namespace: 'default', ...helm, checkoutDir })).map((o) => applyOverrides(o, app));
+    if (await isHelmChart(dir)) {
+      // Checked where it lies (symlinks inside the repository); dependencies that Chart.lock pins and charts/ lacks
+      // are fetched into a copy in the cache, never into the immutable checkout.
+      await checkInside(dir, checkoutDir);
+      const resolved = chartCacheDir ? (await resolveDependencies(dir, { cacheDir: chartCacheDir, offline, repoRoot: checkoutDir })).dir : dir;
+      return (await renderHelm(resolved, app, { namespace: 'default', ...helmOptions, checkoutDir, checked: true })).map((o) => applyOverrides(o, app));
+    }
     const objects = await loadManifests(dir);
     return objects.map((o) => applyOverrides(o, app));
   }
   if (app.image) return imageObjects(app);
   throw new TerminalError(`app ${app.name} has neither "image" nor "manifests"; the Kubernetes target needs one of them`);
+}
+
+function traced(o: KObject, chart: string, digest: string): KObject {
+  return { ...o, metadata: { ...o.metadata, annotations: { ...o.metadata.annotations, [ANNOTATION_HELM_CHART]: chart, [ANNOTATION_HELM_CHART_DIGEST]: digest } } };
 }
 
 /** The target-neutral App as a Deployment (+ Service when it has a port). */
