@@ -10,7 +10,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { lstatSync, mkdirSync, mkdtempSync } from 'node:fs';
-import { mkdtemp, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative } from 'node:path';
 import type { DesiredApp, HelmSpec } from '../../core/model.js';
@@ -146,19 +146,48 @@ export async function renderHelm(chartDir: string, app: DesiredApp, o: HelmRende
       const args = helmTemplateArgs(chartDir, helm, { namespace: o.namespace, valuesFiles, capabilities: o.capabilities, lookup, install: o.install ?? true });
       return runHelm(args, helmEnv(home, lookup), chartDir);
     };
+    // Server mode costs a cluster round trip per object; only a chart whose templates call `lookup` needs it.
+    const lookup = o.lookup && (await usesLookup(chartDir)) ? o.lookup : undefined;
     let stdout: string;
     try {
-      stdout = await render(o.lookup);
+      stdout = await render(lookup);
     } catch (err) {
       // Server mode maps every rendered object to a served kind: custom resources whose CRD comes with this very
       // chart are not served yet. Render them without lookup then (as plain `helm template` would).
-      if (!o.lookup || !(err instanceof TerminalError) || !UNSERVED_KIND.test(err.message)) throw err;
+      if (!lookup || !(err instanceof TerminalError) || !UNSERVED_KIND.test(err.message)) throw err;
       stdout = await render(undefined);
     }
     return parseHelmOutput(stdout);
   } finally {
     await rm(home, { recursive: true, force: true });
   }
+}
+
+const lookupMemo = new Map<string, Promise<boolean>>();
+
+/**
+ * Whether a template of the chart (or of a sub-chart) may call `lookup`. Chart directories are immutable (a commit's
+ * checkout, or a content-addressed cache entry), so the answer is kept per directory. A packaged sub-chart (`.tgz`)
+ * is not opened: it counts as a caller.
+ */
+export function usesLookup(chartDir: string): Promise<boolean> {
+  let p = lookupMemo.get(chartDir);
+  if (!p) {
+    p = scanForLookup(chartDir).catch(() => true);
+    lookupMemo.set(chartDir, p);
+  }
+  return p;
+}
+
+async function scanForLookup(dir: string): Promise<boolean> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) {
+      if (await scanForLookup(p)) return true;
+    } else if (e.name.endsWith('.tgz')) return true;
+    else if (/\.(ya?ml|tpl|txt|json)$/.test(e.name) && /\blookup\b/.test(await readFile(p, 'utf8'))) return true;
+  }
+  return false;
 }
 
 /**
