@@ -14,9 +14,9 @@ import { apiMessage, connect, isNotFound, isTransient, statusCode, type Cluster 
 import { pruneObjects, staleObjects } from './delete.js';
 import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
-import { hookState, runHookPhase, splitHooks, type HookRunner } from './hooks.js';
+import { hookPhasesOf, hookRunSelector, hookState, isGeneratedHook, runHookPhase, splitHooks, type HookRunner } from './hooks.js';
 import { InventoryStore, type AppInventory, type KvStore } from './inventory.js';
-import { ANNOTATION_APPLIED, formatKey, hashOf, identity, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
+import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, hashOf, identity, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups, wavesOf } from './order.js';
 import { renderApp } from './render.js';
 import { asSets, kubernetesRollout, progressivePlan, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
@@ -266,9 +266,12 @@ export class KubernetesTarget implements Target {
     }
     const seen = new Map<string, string>();
     for (const o of out) {
-      const id = identity(o);
-      if (seen.has(id)) throw new TerminalError(`app ${app.name} declares ${formatKey(o)} twice`);
+      // Runs of a generated hook are new objects each time: one per phase, generateName and kind.
+      const generated = isGeneratedHook(o);
+      const id = generated ? `hook ${hookPhasesOf(o).join(',')} ${identity(o)}` : identity(o);
+      if (seen.has(id)) throw new TerminalError(`app ${app.name} declares ${formatKey(o)}${generated ? ` (generateName hook, ${hookPhasesOf(o).join(',')})` : ''} twice`);
       seen.set(id, app.name);
+      if (generated) continue;
       const owner = this.owners.get(id);
       if (owner && owner.app !== app.name) throw new TerminalError(`${formatKey(o)} of app ${app.name} is already managed by app ${owner.app} in environment ${this.o.env}`);
     }
@@ -602,7 +605,28 @@ export class KubernetesTarget implements Target {
     return {
       apply: async (o) => {
         await watch.ensure(o.apiVersion, o.kind);
-        return (await applyObject(cluster.api, o, watch.get(o), { force: true })).result;
+        if (!isGeneratedHook(o)) return { result: (await applyObject(cluster.api, o, watch.get(o), { force: true })).result };
+        // generateName: created, never applied (server-side apply needs a name); the server's name is the run's.
+        try {
+          const created = await cluster.api.create(o, FIELD_MANAGER);
+          watch.saw(created);
+          return { result: { key: formatKey(created), action: 'created' }, created };
+        } catch (err) {
+          if (isTransient(err)) throw err;
+          return { result: { key: formatKey(o), action: 'failed', message: `${formatKey(o)} create failed: ${apiMessage(err)}` } };
+        }
+      },
+      deleteRuns: async (o) => {
+        await watch.ensure(o.apiVersion, o.kind);
+        const runs = await cluster.api.list(o.apiVersion, o.kind, { namespace: o.metadata.namespace, labelSelector: hookRunSelector(o) });
+        await Promise.all(
+          runs.map(async (run) => {
+            await cluster.api.delete(run, 'Foreground').catch((err) => {
+              if (!isNotFound(err)) throw err;
+            });
+            await gone(run, 60_000);
+          }),
+        );
       },
       deleteAndWait: async (o) => {
         await watch.ensure(o.apiVersion, o.kind);
