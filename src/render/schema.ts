@@ -8,6 +8,7 @@ import { exactlyOne } from './schema-rules.js';
 import { checkRolloutStrategy, rolloutStrategyFields } from './rollout-schema.js';
 import { HooksSchema, NotificationSchema, SyncWindowSchema } from './schema-delivery.js';
 import { SecretsSchema } from '../secrets/schema.js';
+import { IgnoreDifferencesSchema, SyncOptionsSchema } from './schema-argo.js';
 
 export const API_GROUP = 'keelson.dev';
 export const API_VERSION = 'keelson.dev/v1alpha1';
@@ -131,6 +132,8 @@ export const AppSpecSchema = z.strictObject({
   secrets: SecretsSchema.optional(),
   hooks: HooksSchema.optional(),
   updatePolicy: UpdatePolicySchema.optional().describe('Version automation (`keelson update`): the newest version matching `semver` is committed to environments that set autoUpdate'),
+  syncOptions: SyncOptionsSchema.optional(),
+  ignoreDifferences: IgnoreDifferencesSchema.optional(),
 });
 
 export const AppOverridesSchema = z.strictObject({
@@ -140,6 +143,8 @@ export const AppOverridesSchema = z.strictObject({
   env: EnvMap.optional(),
   port: Port.optional(),
   secrets: SecretsSchema.optional().describe('Secrets of this app in this environment; env entries replace the App\'s by name, files by path'),
+  syncOptions: SyncOptionsSchema.optional().describe("Replaces the App's syncOptions in this environment"),
+  ignoreDifferences: IgnoreDifferencesSchema.optional().describe("Replaces the App's ignoreDifferences in this environment"),
 });
 
 export const TargetSchema = z

@@ -3,13 +3,13 @@
  * `keelson`) of what differs, inventory-based prune, health per kind, automatic rollback to the previous
  * revision's objects, drift healed from watch events, Argo CD waves and hooks.
  */
-import type { DesiredApp } from '../../core/model.js';
+import type { DesiredApp, IgnoreDifference } from '../../core/model.js';
 import { errorMessage, TerminalError } from '../../core/errors.js';
 import type { HealthCode } from '../../core/types.js';
 import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
-import { applyObject, ssa, type ObjectResult } from './apply.js';
+import { applyObject, ssa, type ApplyOptions, type ObjectResult } from './apply.js';
 import { apiMessage, connect, isNotFound, isTransient, statusCode, type Cluster } from './client.js';
 import { pruneObjects, staleObjects } from './delete.js';
 import { diffObject } from './diff.js';
@@ -25,6 +25,7 @@ import type { RunResult, RunSink } from '../../run/one-off.js';
 import { podExit, runJob, runnableWorkload } from './run-job.js';
 import { injectSecrets, isSecret, redactChanges, secretObject, withoutData } from './secrets.js';
 import { ObjectWatch, type WatchEvent } from './watch.js';
+import { comparable, forApply } from './ignore.js';
 
 export interface KubernetesTargetOptions {
   env: string;
@@ -41,6 +42,13 @@ export interface KubernetesTargetOptions {
    * themselves are bounded by `apiWrites`.
    */
   appConcurrency?: number;
+}
+
+/** Which app applied a live object, as what, and the fields of it that app leaves to others (`ignoreDifferences`). */
+interface Owner {
+  app: string;
+  desired: KObject;
+  ignore?: IgnoreDifference[];
 }
 
 const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'PriorityClass', 'IngressClass']);
@@ -69,7 +77,7 @@ export class KubernetesTarget implements Target {
   private readonly applying = new Set<string>();
   private readonly heals = new Map<string, HealState>();
   /** Live object identity → the app and desired object Keelson applied. */
-  private owners = new Map<string, { app: string; desired: KObject }>();
+  private owners = new Map<string, Owner>();
   private closed = false;
 
   constructor(private readonly o: KubernetesTargetOptions) {
@@ -139,11 +147,11 @@ export class KubernetesTarget implements Target {
   /** Live objects are replaced, never changed, by the watch: whether one matches its desired object is kept per live object. */
   private readonly intactOf = new WeakMap<KObject, { desired: KObject; intact: boolean }>();
 
-  private intact(desired: KObject, live: KObject | undefined): boolean {
+  private intact(desired: KObject, live: KObject | undefined, ignore: IgnoreDifference[] | undefined): boolean {
     if (!live) return false;
     const known = this.intactOf.get(live);
     if (known?.desired === desired) return known.intact;
-    const intact = matchesDesired(desired, live);
+    const intact = matchesDesired(comparable(desired, live, ignore), live);
     this.intactOf.set(live, { desired, intact });
     return intact;
   }
@@ -153,7 +161,7 @@ export class KubernetesTarget implements Target {
     return this.inventory.list(env).map((inv) => {
       const objects = inv.objects.map((d) => {
         const live = watch.get(d);
-        return { key: formatKey(d), ...objectHealth(d.kind, live as never), intact: this.intact(d, live) };
+        return { key: formatKey(d), ...objectHealth(d.kind, live as never), intact: this.intact(d, live, inv.spec.ignoreDifferences) };
       });
       const { health, message } = combinedHealth(objects);
       const replicas = { desired: 0, ready: 0, total: 0, updated: 0 };
@@ -351,7 +359,7 @@ export class KubernetesTarget implements Target {
       const waves = wavesOf(resources);
       let failure: string | undefined;
       for (const [i, wave] of waves.entries()) {
-        const applied = await this.applyAll(cluster, watch, wave.objects, { force: ctx.force ?? false });
+        const applied = await this.applyAll(cluster, watch, wave.objects, { force: ctx.force ?? false, ...applyRules(app) });
         results.push(...applied);
         const failed = applied.filter((r) => r.action === 'failed');
         if (failed.length) {
@@ -468,7 +476,7 @@ export class KubernetesTarget implements Target {
       cluster,
       watch,
       bus: this.o.bus,
-      applyAll: (objs: KObject[]) => this.applyAll(cluster, watch, objs, { force: true }),
+      applyAll: (objs: KObject[]) => this.applyAll(cluster, watch, objs, { force: true, ...applyRules(app) }),
       remove: (o: KObject) => cluster.api.delete(o, 'Background').then(() => undefined, (err) => { if (!isNotFound(err)) throw err; }),
     };
     const record = (objects: KObject[]) => this.putInventory({ ...previous, objects });
@@ -510,7 +518,7 @@ export class KubernetesTarget implements Target {
     if (!failure) return { ok: true, action: 'configured', message: r.outcome.message, objects: results };
     // The stable set is gone after a promotion: bring it back and wait until it is ready before the Service returns.
     const stableSets = previous.objects.filter((o) => o.kind === 'Deployment');
-    await this.applyAll(cluster, watch, stableSets, { force: true });
+    await this.applyAll(cluster, watch, stableSets, { force: true, ...applyRules(previous.spec) });
     await this.waitHealthy(watch, stableSets, h.timeoutMs);
     this.o.bus.publish({ type: 'app.rolledBack', env: app.env, app: app.name, revision: previous.revision, message: `${failure}; rolled back to ${previous.version}` });
     return rollBack(`${failure}; rolled back to ${previous.version}`, results);
@@ -530,14 +538,14 @@ export class KubernetesTarget implements Target {
   private async rollback(cluster: Cluster, watch: ObjectWatch, previous: AppInventory, failed: KObject[]): Promise<string | undefined> {
     // Secrets loaded from the store have no values (never stored): the current ones stay.
     const redacted = new Set(previous.redacted ?? []);
-    const applied = await this.applyAll(cluster, watch, previous.objects.filter((o) => !redacted.has(identity(o))), { force: true });
+    const applied = await this.applyAll(cluster, watch, previous.objects.filter((o) => !redacted.has(identity(o))), { force: true, ...applyRules(previous.spec) });
     const pruned = await pruneObjects(cluster.api, staleObjects(failed, previous.objects), (o) => watch.get(o), { env: previous.env, app: previous.app });
     this.putInventory(previous);
     const problems = [...applied, ...pruned].filter((r) => r.action === 'failed');
     return problems.length ? problems.map((p) => p.message).join('; ') : undefined;
   }
 
-  private async applyAll(cluster: Cluster, watch: ObjectWatch, objects: KObject[], opts: { force: boolean }): Promise<ObjectResult[]> {
+  private async applyAll(cluster: Cluster, watch: ObjectWatch, objects: KObject[], opts: ApplyOptions): Promise<ObjectResult[]> {
     const results: ObjectResult[] = [];
     for (const group of rankGroups(objects)) {
       // Per group: custom resources can only be watched once their CRD (an earlier group) is established.
@@ -559,12 +567,12 @@ export class KubernetesTarget implements Target {
     const before = this.inventory.get(inv.env, inv.app);
     this.inventory.put(inv);
     for (const d of before?.objects ?? []) if (this.owners.get(identity(d))?.app === inv.app) this.owners.delete(identity(d));
-    for (const d of inv.objects) this.owners.set(identity(d), { app: inv.app, desired: d });
+    for (const d of inv.objects) this.owners.set(identity(d), ownerOf(inv, d));
   }
 
   private reindex(): void {
-    const owners = new Map<string, { app: string; desired: KObject }>();
-    for (const inv of this.inventory.list(this.o.env)) for (const d of inv.objects) owners.set(identity(d), { app: inv.app, desired: d });
+    const owners = new Map<string, Owner>();
+    for (const inv of this.inventory.list(this.o.env)) for (const d of inv.objects) owners.set(identity(d), ownerOf(inv, d));
     this.owners = owners;
   }
 
@@ -678,7 +686,7 @@ export class KubernetesTarget implements Target {
     const { resources } = await this.prepare(app, ctx.checkoutDir);
     await Promise.all(uniqueKinds(resources).map((k) => watch.ensure(k.apiVersion, k.kind).catch(() => undefined)));
     const out: ObjectDiff[] = [];
-    for (const o of resources) out.push(await diffObject(cluster.api, o, watch.get(o)));
+    for (const o of resources) out.push(await diffObject(cluster.api, o, watch.get(o), app.ignoreDifferences));
     const previous = this.inventory.get(app.env, app.name);
     for (const stale of staleObjects(previous?.objects ?? [], resources)) out.push({ key: formatKey(stale), action: 'delete', changes: [] });
     return out;
@@ -699,7 +707,8 @@ export class KubernetesTarget implements Target {
     // An interrupted rollout owns both sets' replica counts until the next apply resumes or aborts it.
     if (this.checkpoints.get(this.o.env, owner.app)) return;
     if (live && (live.metadata as { deletionTimestamp?: string }).deletionTimestamp) return; // wait for the delete event
-    if (matchesDesired(desired, live)) return;
+    const compared = comparable(desired, live, owner.ignore);
+    if (matchesDesired(compared, live)) return;
     const key = formatKey(desired);
     const id = identity(desired);
     let state = this.heals.get(id);
@@ -707,7 +716,7 @@ export class KubernetesTarget implements Target {
     state ??= { count: 0, lastAt: 0 };
     this.heals.set(id, state);
     if (state.timer) return; // a heal is already scheduled
-    const changes = live ? redactChanges(desired, subsetDiffs(desired, live, '', [], 10).map((c) => ({ field: c.path, old: c.desired, new: c.live }))) : [];
+    const changes = live ? redactChanges(desired, subsetDiffs(compared, live, '', [], 10).map((c) => ({ field: c.path, old: c.desired, new: c.live }))) : [];
     const message = live
       ? `${key} changed outside Keelson: ${changes.map((c) => `${c.field} ${JSON.stringify(c.old)} → ${JSON.stringify(c.new)}`).join(', ') || 'applied hash differs'}`
       : `${key} was deleted outside Keelson`;
@@ -728,7 +737,8 @@ export class KubernetesTarget implements Target {
       }
       try {
         // Reverting drift takes back the fields `kubectl edit/scale` took: that is the point of self-heal.
-        await ssa(this.cluster!.api, current.desired, true, false);
+        // Fields left to other managers (ignoreDifferences) stay theirs.
+        await ssa(this.cluster!.api, forApply(current.desired, this.watch?.get(current.desired), current.ignore), true, false);
         this.o.log.info({ env: this.o.env, app: current.app, object: key }, 'drift healed');
       } catch (err) {
         this.o.log.warn({ env: this.o.env, app: current.app, object: key, err: apiMessage(err) }, 'drift heal failed');
@@ -741,6 +751,15 @@ export class KubernetesTarget implements Target {
       state.timer.unref();
     }
   }
+}
+
+function ownerOf(inv: AppInventory, desired: KObject): Owner {
+  return inv.spec.ignoreDifferences?.length ? { app: inv.app, desired, ignore: inv.spec.ignoreDifferences } : { app: inv.app, desired };
+}
+
+/** What an app's apply honours besides force: its ignoreDifferences and sync options. */
+function applyRules(app: DesiredApp): Pick<ApplyOptions, 'ignore' | 'syncOptions'> {
+  return { ignore: app.ignoreDifferences, syncOptions: app.syncOptions };
 }
 
 function summarize(results: ObjectResult[], unchanged: boolean): string {
