@@ -11,12 +11,12 @@ import type { Logger } from '../../log.js';
 import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
 import { applyObject, ssa, type ApplyOptions, type ObjectResult } from './apply.js';
 import { apiMessage, connect, isNotFound, isTransient, statusCode, type Cluster } from './client.js';
-import { pruneObjects, staleObjects } from './delete.js';
+import { leftExtraneous, pruneObjects, staleObjects, type Extraneous } from './delete.js';
 import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
 import { hookPhasesOf, hookRunSelector, hookState, isGeneratedHook, runHookPhase, splitHooks, type HookRunner } from './hooks.js';
 import { InventoryStore, type AppInventory, type KvStore } from './inventory.js';
-import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, hashOf, identity, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
+import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, hashOf, identity, ignoresExtraneous, syncOption, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups, wavesOf } from './order.js';
 import { renderApp } from './render.js';
 import { asSets, kubernetesRollout, progressivePlan, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
@@ -102,7 +102,7 @@ export class KubernetesTarget implements Target {
     watch.onChange((type, obj) => this.onWatchEvent(type, obj));
     this.reindex();
     const kinds = new Map<string, KObject>();
-    for (const inv of this.inventory.list(this.o.env)) for (const obj of inv.objects) kinds.set(`${obj.apiVersion}/${obj.kind}`, obj);
+    for (const inv of this.inventory.list(this.o.env)) for (const obj of [...inv.objects, ...(inv.extraneous ?? []).map((e) => e.object)]) kinds.set(`${obj.apiVersion}/${obj.kind}`, obj);
     try {
       await Promise.all([...kinds.values()].map((k) => watch.ensure(k.apiVersion, k.kind)));
     } catch (err) {
@@ -173,7 +173,9 @@ export class KubernetesTarget implements Target {
         replicas.total += live?.status?.replicas ?? 0;
         replicas.updated += live?.status?.updatedReplicas ?? 0;
       }
+      const outOfSync = this.extraneousMessage(inv, watch);
       return {
+        ...(outOfSync ? { outOfSync: outOfSync.message, ...(outOfSync.pendingPrune.length ? { pendingPrune: outOfSync.pendingPrune } : {}) } : {}),
         name: inv.app,
         spec: inv.spec,
         template: inv.template,
@@ -187,6 +189,24 @@ export class KubernetesTarget implements Target {
         intact: objects.every((x) => x.intact),
       };
     });
+  }
+
+  /**
+   * Why an app is OutOfSync although nothing it declares differs: objects no longer declared but still live, kept by
+   * `Prune=false` or waiting for prune confirmation. One annotated `argocd.argoproj.io/compare-options:
+   * IgnoreExtraneous` does not count (as in Argo CD, this only changes the sync status).
+   */
+  private extraneousMessage(inv: AppInventory, watch: ObjectWatch): { message: string; pendingPrune: string[] } | undefined {
+    const live = (inv.extraneous ?? []).map((e) => ({ ...e, live: watch.get(e.object) })).filter((e) => e.live);
+    const pendingPrune = live.filter((e) => e.why === 'Prune=confirm').map((e) => formatKey(e.object));
+    const counted = live.filter((e) => !ignoresExtraneous(e.live));
+    if (!counted.length && !pendingPrune.length) return undefined;
+    const parts: string[] = [];
+    const waiting = counted.filter((e) => e.why === 'Prune=confirm').map((e) => formatKey(e.object));
+    const kept = counted.filter((e) => e.why === 'Prune=false').map((e) => formatKey(e.object));
+    if (waiting.length) parts.push(`waiting for prune confirmation: ${waiting.join(', ')}; run \`keelson sync --env ${inv.env} --app ${inv.app} --confirm-prune\` to delete ${waiting.length > 1 ? 'them' : 'it'}`);
+    if (kept.length) parts.push(`no longer declared, kept by Prune=false: ${kept.join(', ')} (annotate argocd.argoproj.io/compare-options: IgnoreExtraneous to leave ${kept.length > 1 ? 'them' : 'it'} out of the sync status)`);
+    return parts.length ? { message: parts.join('; '), pendingPrune } : { message: '', pendingPrune };
   }
 
   logs(): { replica: string; path: string }[] {
@@ -323,6 +343,43 @@ export class KubernetesTarget implements Target {
     this.o.log.info({ namespace: name }, 'namespace created');
   }
 
+  /**
+   * Namespaces other than the environment's that objects name in `metadata.namespace` must exist: created when the
+   * object (or the App) has sync option `CreateNamespace=true`, else a missing one is an error that says so. One the
+   * app declares as a Namespace object is created by the apply itself.
+   */
+  private async foreignNamespaces(cluster: Cluster, app: DesiredApp, objects: KObject[]): Promise<void> {
+    const declared = new Set(objects.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name));
+    const named = new Map<string, { first: KObject; create: boolean }>();
+    for (const o of objects) {
+      const ns = o.metadata.namespace;
+      if (!ns || ns === this.namespace || declared.has(ns)) continue;
+      const entry = named.get(ns) ?? { first: o, create: false };
+      entry.create ||= syncOption(o, 'CreateNamespace', app.syncOptions) === 'true';
+      named.set(ns, entry);
+    }
+    for (const [ns, { first, create }] of named) {
+      if (create) {
+        await this.ensureNamespace(cluster, ns);
+        continue;
+      }
+      if (this.namespaces.has(ns)) continue;
+      const exists = await cluster.api.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }).then(
+        () => true,
+        (err) => {
+          if (isNotFound(err)) return false;
+          throw err;
+        },
+      );
+      if (!exists) {
+        throw new TerminalError(
+          `namespace "${ns}" does not exist (${formatKey(first)} is in it); create it, declare it as a Namespace object, or add the sync option CreateNamespace=true (the App's spec.syncOptions, or the object's argocd.argoproj.io/sync-options annotation)`,
+        );
+      }
+      this.namespaces.set(ns, Promise.resolve());
+    }
+  }
+
   async apply(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome> {
     const fail = (message: string, objects: ObjectOutcome[] = [], transient = false): ApplyOutcome => ({ ok: false, message, rolledBack: false, logTail: [], objects, ...(transient ? { transient } : {}) });
     let prepared: Awaited<ReturnType<KubernetesTarget['prepare']>>;
@@ -332,6 +389,7 @@ export class KubernetesTarget implements Target {
       ({ cluster, watch } = await this.connected());
       prepared = await this.prepare(app, ctx.checkoutDir);
       await this.ensureNamespace(cluster, this.namespace);
+      await this.foreignNamespaces(cluster, app, [...prepared.resources, ...Object.values(prepared.hooks).flat()]);
     } catch (err) {
       return fail(`${app.name}: ${errorMessage(err)}`, [], isTransient(err));
     }
@@ -391,7 +449,9 @@ export class KubernetesTarget implements Target {
         appliedAt: new Date().toISOString(),
       };
       if (!failure) {
-        results.push(...(await pruneObjects(cluster.api, staleObjects(previous?.objects ?? [], resources), (o) => watch.get(o), { env: app.env, app: app.name })));
+        const pruned = await this.pruneStale(cluster, watch, app, previous, recorded, resources, ctx.confirmPrune ?? false);
+        results.push(...pruned.results);
+        if (pruned.extraneous) record.extraneous = pruned.extraneous;
         this.putInventory(record);
         recordedNew = true;
         const h = await this.waitHealthy(watch, resources, timeoutMs);
@@ -503,8 +563,9 @@ export class KubernetesTarget implements Target {
       results.push(...sync.results);
       failure = sync.ok ? undefined : sync.message;
       if (!failure) {
-        results.push(...(await pruneObjects(cluster.api, staleObjects(previous.objects, r.objects), (o) => watch.get(o), { env: app.env, app: app.name })));
-        this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString() });
+        const pruned = await this.pruneStale(cluster, watch, app, previous, recorded, r.objects, ctx.confirmPrune ?? false);
+        results.push(...pruned.results);
+        this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString(), ...(pruned.extraneous ? { extraneous: pruned.extraneous } : {}) });
         const post = await runHookPhase('PostSync', h.hooks.PostSync, h.runner, h.timeoutMs);
         results.push(...post.results);
         if (!post.ok) failure = post.message;
@@ -532,6 +593,20 @@ export class KubernetesTarget implements Target {
     if (r.spec && r.checkoutDir) objects = (await this.prepare(r.spec, r.checkoutDir)).resources;
     else objects = (this.inventory.get(r.env, r.app)?.objects ?? []).map((o) => watch.get(o) ?? o);
     return hookJob({ cluster, watch, namespace: this.namespace, objects }, r);
+  }
+
+  /**
+   * Prunes what the last record applied and `objects` no longer declare, and the extraneous objects it still kept
+   * (a confirmed prune deletes those waiting for confirmation); returns what stays extraneous.
+   */
+  private async pruneStale(cluster: Cluster, watch: ObjectWatch, app: DesiredApp, previous: AppInventory | undefined, recorded: AppInventory | undefined, objects: KObject[], confirmed: boolean): Promise<{ results: ObjectResult[]; extraneous?: Extraneous[] }> {
+    const liveOf = (o: KObject) => watch.get(o);
+    const carried = (recorded?.extraneous ?? []).map((e) => e.object).filter((o) => liveOf(o));
+    const stale = staleObjects([...(previous?.objects ?? []), ...carried], objects);
+    const opts = { syncOptions: app.syncOptions, confirmed };
+    const results = await pruneObjects(cluster.api, stale, liveOf, { env: app.env, app: app.name }, opts);
+    const extraneous = leftExtraneous(stale, liveOf, opts);
+    return { results, ...(extraneous.length ? { extraneous } : {}) };
   }
 
   /** Re-applies the previous revision's objects and prunes what the failed one added. */
@@ -669,7 +744,9 @@ export class KubernetesTarget implements Target {
     // Deleting on purpose: the watch must not heal these deletes.
     this.applying.add(app);
     try {
-      const results = await pruneObjects(cluster.api, inv.objects, (o) => watch.get(o), { env, app });
+      // Deleting the app deletes what waits for prune confirmation too (Argo CD's Prune=confirm is about pruning).
+      const all = staleObjects([...inv.objects, ...(inv.extraneous ?? []).map((e) => e.object)], []);
+      const results = await pruneObjects(cluster.api, all, (o) => watch.get(o), { env, app }, { syncOptions: inv.spec.syncOptions, confirmed: true });
       const failed = results.filter((r) => r.action === 'failed');
       if (failed.length) throw new Error(failed.map((f) => f.message).join('; '));
       this.inventory.delete(env, app);
