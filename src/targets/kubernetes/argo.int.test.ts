@@ -5,7 +5,8 @@ import type { DesiredApp } from '../../core/model.js';
 import { EventBus, type Stamped } from '../../engine/events.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
-import { tempDir, waitFor } from '../../../test/helpers.js';
+import { Engine } from '../../engine/engine.js';
+import { commitAll, gitInit, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
 import { kubectl, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
 import { KubernetesTarget } from './kubernetes-target.js';
 
@@ -225,6 +226,54 @@ kubernetesSuite('kubernetes target: Argo CD compatibility', () => {
     expect(kubectl('-n', namespace, 'get', 'deploy/web', '-o', 'jsonpath={.spec.replicas}')).toBe('3');
     const again = await t.apply(spec, ctx);
     expect(again.objects!.every((o) => o.action === 'unchanged')).toBe(true);
+  });
+
+  it('through the engine: App-level Prune=confirm keeps the app OutOfSync until keelson sync --confirm-prune (engine.sync with confirmPrune)', async () => {
+    const env = uniqueNamespace('argo-engine');
+    const ops = join(tmp.dir, 'ops-engine');
+    const stateDir = join(tmp.dir, 'state-engine');
+    const appYaml = `apiVersion: keelson.dev/v1alpha1\nkind: App\nmetadata: { name: shop }\nspec:\n  version: "1"\n  manifests: ../manifests\n  syncOptions: [Prune=confirm]\n`;
+    const envYaml = `apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: ${env} }\nspec:\n  target: { kubernetes: { namespace: ${env} } }\n  apps: { shop: {} }\n`;
+    writeTree(ops, { 'apps/shop.yaml': appYaml, 'envs/env.yaml': envYaml });
+    cpSync(join(FIXTURES, 'prune-options/remaining.yaml'), join(ops, 'manifests/remaining.yaml'));
+    writeFileSync(join(ops, 'manifests/old.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: old }\ndata: { a: "1" }\n');
+    gitInit(ops);
+    commitAll(ops, 'shop');
+    const engineStore = new Store(stateDir);
+    const log = silentLogger();
+    let engine: Engine | undefined;
+    const engineBus = new EventBus();
+    const seen: Stamped[] = [];
+    engineBus.subscribe((e) => seen.push(e));
+    const target = new KubernetesTarget({ env, spec: { namespace: env }, store: engineStore, bus: engineBus, log, requeue: (e) => engine?.requeue(e) });
+    engine = new Engine({ repo: ops, stateDir, log, store: engineStore, bus: engineBus, target, pollMs: 600_000 });
+    const status = async () => (await engine!.status(env)).environments[0].apps.find((a) => a.name === 'shop')!;
+    try {
+      await engine.start();
+      await waitFor('first sync', () => seen.find((e) => e.type === 'sync.completed' && e.env === env), 60_000);
+      expect((await status()).sync).toBe('Synced');
+      rmSync(join(ops, 'manifests/old.yaml'));
+      commitAll(ops, 'drop old');
+      const from = seen.length;
+      await engine.refresh();
+      await waitFor('sync after drop', () => seen.slice(from).find((e) => e.type === 'sync.completed' && e.env === env), 60_000);
+      const waiting = await status();
+      expect(waiting.sync).toBe('OutOfSync');
+      expect(waiting.message).toBe(`waiting for prune confirmation: ConfigMap/${env}/old; run \`keelson sync --env ${env} --app shop --confirm-prune\` to delete it`);
+      expect(kubectl('-n', env, 'get', 'configmap/old', '-o', 'name')).toBe('configmap/old');
+      expect((await engine.plan(env)).steps[0]).toMatchObject({ action: 'none', reason: waiting.message });
+      // A plain sync does not prune it; a confirmed one does.
+      expect((await engine.sync(env, 'shop')).result).not.toBe('Failed');
+      expect(kubectl('-n', env, 'get', 'configmap/old', '-o', 'name')).toBe('configmap/old');
+      const confirmed = await engine.sync(env, 'shop', { confirmPrune: true });
+      expect(confirmed.result).toBe('Succeeded');
+      await waitFor('old pruned', () => kubectl('-n', env, 'get', 'configmaps', '-o', 'name').split('\n').every((n) => n !== 'configmap/old'), 10_000);
+      await waitFor('synced', async () => (await status()).sync === 'Synced', 10_000);
+    } finally {
+      await engine.stop().catch(() => undefined);
+      engineStore.close();
+      kubectl('delete', 'namespace', env, '--wait=false', '--ignore-not-found');
+    }
   });
 
   it('Replace=true re-creates a Job whose template changed (immutable); CreateNamespace=true creates a namespace an object names', async () => {

@@ -3,7 +3,7 @@ import { hookIdentity, hookRunSelector, isGeneratedHook, splitHooks } from './ho
 import { formatKey, withOwnership, type KObject } from './objects.js';
 
 const job = (meta: Record<string, unknown>, hook: string): KObject =>
-  withOwnership({ apiVersion: 'batch/v1', kind: 'Job', metadata: { namespace: 'shop', ...meta, annotations: { 'argocd.argoproj.io/hook': hook } } as KObject['metadata'] }, 'prod', 'web');
+  withOwnership({ apiVersion: 'batch/v1', kind: 'Job', metadata: { namespace: 'shop', ...meta, annotations: { 'argocd.argoproj.io/hook': hook } } as unknown as KObject['metadata'] }, 'prod', 'web');
 
 describe('hooks written with generateName', () => {
   it('are split by phase and sorted with named ones; their key stands for every run', () => {
