@@ -8,7 +8,7 @@
 import type { IgnoreDifference } from '../../core/model.js';
 import type { Action } from '../../core/types.js';
 import { apiMessage, isNotFound, isTransient, statusCode, type KubeClient } from './client.js';
-import { comparable, forApply } from './ignore.js';
+import { comparable, forApply, rulesFor } from './ignore.js';
 import { apiWrites } from './limit.js';
 import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, matchesDesired, normalize, stableJson, syncOption, type KObject } from './objects.js';
 
@@ -41,9 +41,10 @@ export async function applyObject(
   opts: ApplyOptions = defaultApplyOptions(),
 ): Promise<{ result: ObjectResult; live?: KObject }> {
   const key = formatKey(desired);
-  if (matchesDesired(comparable(desired, live, opts.ignore), live)) return { result: { key, action: 'unchanged' }, live };
   const replace = syncOption(desired, 'Replace', opts.syncOptions) === 'true';
   try {
+    live = await withManagedFields(api, desired, live, opts.ignore);
+    if (matchesDesired(comparable(desired, live, opts.ignore), live)) return { result: { key, action: 'unchanged' }, live };
     if (replace) return { result: { key, action: live ? 'configured' : 'created' }, live: await replaceObject(api, forApply(desired, live, opts.ignore, 'replace'), live) };
     const body = forApply(desired, live, opts.ignore);
     if (live && live.metadata.annotations?.[ANNOTATION_APPLIED] === desired.metadata.annotations?.[ANNOTATION_APPLIED]) {
@@ -56,6 +57,20 @@ export async function applyObject(
   } catch (err) {
     if (isTransient(err)) throw err; // the whole apply is retried with backoff, not reported as this object's fault
     return { result: { key, action: 'failed', message: applyError(key, err) } };
+  }
+}
+
+/**
+ * The live object with its `managedFields` when ignoreDifferences rules apply to it (who owns a field decides what
+ * is left alone): read from the API server when the cached copy has none (the watch drops them to save memory).
+ */
+export async function withManagedFields(api: KubeClient, desired: KObject, live: KObject | undefined, ignore: readonly IgnoreDifference[] | undefined): Promise<KObject | undefined> {
+  if (!live || live.metadata.managedFields || !rulesFor(desired, ignore).length) return live;
+  try {
+    return await api.read(desired);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
   }
 }
 

@@ -6,7 +6,7 @@
 import type { IgnoreDifference } from '../../core/model.js';
 import { comparable, forApply, ignoredPaths, rulesFor, underAny } from './ignore.js';
 import { apiMessage, type KubeClient } from './client.js';
-import { ssa } from './apply.js';
+import { ssa, withManagedFields } from './apply.js';
 import { ANNOTATION_APPLIED, formatKey, fullDiffs, matchesDesired, normalize as normalizeObject, type KObject } from './objects.js';
 
 /** Also drops Keelson's applied hash, which changes whenever anything does. */
@@ -24,6 +24,7 @@ import { isSecret, redactChanges, withoutData } from './secrets.js';
 
 export async function diffObject(api: KubeClient, desired: KObject, live: KObject | undefined, ignore?: readonly IgnoreDifference[]): Promise<ObjectDiff> {
   const key = formatKey(desired);
+  live = await withManagedFields(api, desired, live, ignore);
   if (!live) return { key, action: 'create', changes: [{ path: '', desired: normalize(isSecret(desired) ? withoutData(desired) : desired) }] };
   if (matchesDesired(comparable(desired, live, ignore), live)) return { key, action: 'none', changes: [] };
   let dry: KObject;

@@ -9,7 +9,7 @@ import type { HealthCode } from '../../core/types.js';
 import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
-import { applyObject, ssa, type ApplyOptions, type ObjectResult } from './apply.js';
+import { applyObject, ssa, withManagedFields, type ApplyOptions, type ObjectResult } from './apply.js';
 import { apiMessage, connect, isNotFound, isTransient, statusCode, type Cluster } from './client.js';
 import { leftExtraneous, pruneObjects, staleObjects, type Extraneous } from './delete.js';
 import { diffObject } from './diff.js';
@@ -25,7 +25,7 @@ import type { RunResult, RunSink } from '../../run/one-off.js';
 import { podExit, runJob, runnableWorkload } from './run-job.js';
 import { injectSecrets, isSecret, redactChanges, secretObject, withoutData } from './secrets.js';
 import { ObjectWatch, type WatchEvent } from './watch.js';
-import { comparable, forApply } from './ignore.js';
+import { comparable, forApply, rulesFor } from './ignore.js';
 
 export interface KubernetesTargetOptions {
   env: string;
@@ -96,7 +96,12 @@ export class KubernetesTarget implements Target {
 
   private async connectAndWatch(): Promise<void> {
     const cluster = connect(this.o.spec);
-    const watch = new ObjectWatch({ api: cluster.api, env: this.o.env, log: this.o.log });
+    // Objects with ignoreDifferences rules keep their managedFields in the cache: who owns a field decides.
+    const keepManagedFields = (o: KObject) => {
+      const owner = this.owners.get(identity(o));
+      return owner?.ignore !== undefined && rulesFor(o, owner.ignore).length > 0;
+    };
+    const watch = new ObjectWatch({ api: cluster.api, env: this.o.env, log: this.o.log, keepManagedFields });
     this.cluster = cluster;
     this.watch = watch;
     watch.onChange((type, obj) => this.onWatchEvent(type, obj));
@@ -815,7 +820,8 @@ export class KubernetesTarget implements Target {
       try {
         // Reverting drift takes back the fields `kubectl edit/scale` took: that is the point of self-heal.
         // Fields left to other managers (ignoreDifferences) stay theirs.
-        await ssa(this.cluster!.api, forApply(current.desired, this.watch?.get(current.desired), current.ignore), true, false);
+        const live = await withManagedFields(this.cluster!.api, current.desired, this.watch?.get(current.desired), current.ignore);
+        await ssa(this.cluster!.api, forApply(current.desired, live, current.ignore), true, false);
         this.o.log.info({ env: this.o.env, app: current.app, object: key }, 'drift healed');
       } catch (err) {
         this.o.log.warn({ env: this.o.env, app: current.app, object: key, err: apiMessage(err) }, 'drift heal failed');
