@@ -49,6 +49,8 @@ interface Owner {
   app: string;
   desired: KObject;
   ignore?: IgnoreDifference[];
+  /** The app's `syncOptions` (`Replace=true` heals with a replace too). */
+  syncOptions?: string[];
 }
 
 const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'PriorityClass', 'IngressClass']);
@@ -820,8 +822,14 @@ export class KubernetesTarget implements Target {
       try {
         // Reverting drift takes back the fields `kubectl edit/scale` took: that is the point of self-heal.
         // Fields left to other managers (ignoreDifferences) stay theirs.
-        const live = await withManagedFields(this.cluster!.api, current.desired, this.watch?.get(current.desired), current.ignore);
-        await ssa(this.cluster!.api, forApply(current.desired, live, current.ignore), true, false);
+        const api = this.cluster!.api;
+        if (syncOption(current.desired, 'Replace', current.syncOptions) === 'true') {
+          const { result } = await applyObject(api, current.desired, this.watch?.get(current.desired), { force: true, ignore: current.ignore, syncOptions: current.syncOptions });
+          if (result.action === 'failed') throw new Error(result.message);
+        } else {
+          const live = await withManagedFields(api, current.desired, this.watch?.get(current.desired), current.ignore);
+          await ssa(api, forApply(current.desired, live, current.ignore), true, false);
+        }
         this.o.log.info({ env: this.o.env, app: current.app, object: key }, 'drift healed');
       } catch (err) {
         this.o.log.warn({ env: this.o.env, app: current.app, object: key, err: apiMessage(err) }, 'drift heal failed');
@@ -837,7 +845,10 @@ export class KubernetesTarget implements Target {
 }
 
 function ownerOf(inv: AppInventory, desired: KObject): Owner {
-  return inv.spec.ignoreDifferences?.length ? { app: inv.app, desired, ignore: inv.spec.ignoreDifferences } : { app: inv.app, desired };
+  const o: Owner = { app: inv.app, desired };
+  if (inv.spec.ignoreDifferences?.length) o.ignore = inv.spec.ignoreDifferences;
+  if (inv.spec.syncOptions?.length) o.syncOptions = inv.spec.syncOptions;
+  return o;
 }
 
 /** What an app's apply honours besides force: its ignoreDifferences and sync options. */
