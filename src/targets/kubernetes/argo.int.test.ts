@@ -77,15 +77,17 @@ kubernetesSuite('kubernetes target: Argo CD compatibility', () => {
       .split(' ')
       .filter((n) => n.startsWith(prefix));
 
-  it('sync waves: -1, 0, 1 in order, each healthy before the next; generateName PreSync and PostSync hooks around them', async () => {
+  it('sync waves: -1, 0, 1 in order, each healthy before the next, a Sync hook in its wave; generateName PreSync and PostSync hooks around them', async () => {
     const { t, env, namespace } = newTarget('argo-waves');
     const dir = checkout('sync-waves');
     const first = await t.apply(app(env, 'sync-waves'), ctx);
     expect(first.ok, first.ok ? '' : first.message).toBe(true);
     const keys = first.objects!.map((o) => o.key);
     expect(keys[0]).toMatch(new RegExp(`^Job/${namespace}/schema-[a-z0-9]{5}$`));
-    expect(keys.slice(1, 4)).toEqual([`ConfigMap/${namespace}/settings`, `Deployment/${namespace}/backend`, `Deployment/${namespace}/frontend`]);
-    expect(keys[4]).toMatch(new RegExp(`^Job/${namespace}/smoke-[a-z0-9]{5}$`));
+    expect(keys.slice(1, 3)).toEqual([`ConfigMap/${namespace}/settings`, `Deployment/${namespace}/backend`]);
+    expect(keys[3]).toMatch(new RegExp(`^Job/${namespace}/maintenance-[a-z0-9]{5}$`)); // the Sync hook of wave 0
+    expect(keys[4]).toBe(`Deployment/${namespace}/frontend`);
+    expect(keys[5]).toMatch(new RegExp(`^Job/${namespace}/smoke-[a-z0-9]{5}$`));
     // Wave 1 started once wave 0 was available.
     const available = kubectl('-n', namespace, 'get', 'deploy/backend', '-o', 'jsonpath={.status.conditions[?(@.type=="Available")].lastTransitionTime}');
     const created = kubectl('-n', namespace, 'get', 'deploy/frontend', '-o', 'jsonpath={.metadata.creationTimestamp}');

@@ -10,7 +10,7 @@
  * labels: `BeforeHookCreation` deletes the earlier runs of that hook by these labels.
  */
 import { ARGO_HOOK, ARGO_HOOK_DELETE_POLICY, formatKey, hashOf, LABEL_APP, LABEL_ENV, LABEL_HOOK, type KObject } from './objects.js';
-import { sortForApply } from './order.js';
+import { sortForApply, wavesOf } from './order.js';
 import type { ObjectResult } from './apply.js';
 
 export type HookPhase = 'PreSync' | 'Sync' | 'PostSync' | 'SyncFail';
@@ -35,6 +35,22 @@ export function splitHooks(objects: KObject[]): { resources: KObject[]; hooks: R
   }
   for (const p of PHASES) hooks[p] = sortForApply(hooks[p]);
   return { resources, hooks };
+}
+
+/**
+ * The sync phase as Argo CD runs it: waves ascending, and in each wave its objects, then its Sync hooks
+ * (`argocd.argoproj.io/sync-wave` on a Sync hook places it between the waves of the app's objects).
+ */
+export function syncWaves(resources: KObject[], syncHooks: KObject[]): { wave: number; objects: KObject[]; hooks: KObject[] }[] {
+  const byWave = new Map<number, { wave: number; objects: KObject[]; hooks: KObject[] }>();
+  const at = (wave: number) => {
+    let w = byWave.get(wave);
+    if (!w) byWave.set(wave, (w = { wave, objects: [], hooks: [] }));
+    return w;
+  };
+  for (const w of wavesOf(resources)) at(w.wave).objects.push(...w.objects);
+  for (const w of wavesOf(syncHooks)) at(w.wave).hooks.push(...w.objects);
+  return [...byWave.values()].sort((a, b) => a.wave - b.wave);
 }
 
 export function deletePolicies(o: KObject): Set<string> {

@@ -14,10 +14,10 @@ import { apiMessage, connect, isNotFound, isTransient, statusCode, type Cluster 
 import { leftExtraneous, pruneObjects, staleObjects, type Extraneous } from './delete.js';
 import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
-import { hookPhasesOf, hookRunSelector, hookState, isGeneratedHook, runHookPhase, splitHooks, type HookRunner } from './hooks.js';
+import { hookPhasesOf, hookRunSelector, hookState, isGeneratedHook, runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
 import { InventoryStore, type AppInventory, type KvStore } from './inventory.js';
 import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, hashOf, identity, ignoresExtraneous, syncOption, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
-import { rankGroups, wavesOf } from './order.js';
+import { rankGroups } from './order.js';
 import { renderApp } from './render.js';
 import { asSets, kubernetesRollout, progressivePlan, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
 import { hookJob } from './hook-job.js';
@@ -421,7 +421,8 @@ export class KubernetesTarget implements Target {
       if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results, { hooks, runner, timeoutMs });
       // No rollout runs: a checkpoint left by an interrupted one (reverted, now rolling…) no longer applies.
       this.checkpoints.clear(app.env, app.name);
-      const waves = wavesOf(resources);
+      // Argo CD's order: wave by wave, each wave's objects then its Sync hooks, each wave healthy before the next.
+      const waves = syncWaves(resources, hooks.Sync);
       let failure: string | undefined;
       for (const [i, wave] of waves.entries()) {
         const applied = await this.applyAll(cluster, watch, wave.objects, { force: ctx.force ?? false, ...applyRules(app) });
@@ -431,19 +432,19 @@ export class KubernetesTarget implements Target {
           failure = failed.map((f) => f.message).join('; ');
           break;
         }
-        // Argo CD waits for a wave to be healthy before the next one starts.
-        if (i < waves.length - 1) {
+        const sync = await runHookPhase('Sync', wave.hooks, runner, timeoutMs);
+        results.push(...sync.results);
+        if (!sync.ok) {
+          failure = sync.message;
+          break;
+        }
+        if (i < waves.length - 1 && wave.objects.length) {
           const h = await this.waitHealthy(watch, wave.objects, timeoutMs);
           if (h.health !== 'Healthy') {
             failure = `wave ${wave.wave} did not become healthy: ${h.message}`;
             break;
           }
         }
-      }
-      if (!failure) {
-        const sync = await runHookPhase('Sync', hooks.Sync, runner, timeoutMs);
-        results.push(...sync.results);
-        if (!sync.ok) failure = sync.message;
       }
       const record: AppInventory = {
         env: app.env,
