@@ -303,6 +303,9 @@ export class KubernetesTarget implements Target {
     for (const o of out) {
       // Runs of a generated hook are new objects each time: one per phase, generateName and kind.
       const generated = isGeneratedHook(o);
+      if (generated && hookPhasesOf(o).length === 0) {
+        throw new TerminalError(`${formatKey(o)} of app ${app.name} has metadata.generateName and no name; only hooks (argocd.argoproj.io/hook, helm.sh/hook) may, every other object needs metadata.name`);
+      }
       const id = generated ? `hook ${hookPhasesOf(o).join(',')} ${identity(o)}` : identity(o);
       if (seen.has(id)) throw new TerminalError(`app ${app.name} declares ${formatKey(o)}${generated ? ` (generateName hook, ${hookPhasesOf(o).join(',')})` : ''} twice`);
       seen.set(id, app.name);
