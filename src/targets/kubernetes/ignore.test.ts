@@ -43,6 +43,9 @@ describe('ignoreDifferences', () => {
     expect((forApply(deployment(1), taken, rules, 'replace') as any).spec.replicas).toBe(5);
     expect((forApply(deployment(1), undefined, rules) as any).spec.replicas).toBe(1); // created whole
     expect((comparable(deployment(1), taken, rules) as any).spec).not.toHaveProperty('replicas');
+    // Owned by both (the other applied the same value): left out all the same, so the listed manager owns it alone.
+    const shared = deployment(2, [{ ...keelsonOwns, fieldsV1: { 'f:spec': { 'f:replicas': {} } } }, { manager: 'hpa-sim', operation: 'Apply', fieldsV1: { 'f:spec': { 'f:replicas': {} } } }]);
+    expect((forApply(deployment(2), shared, [{ group: 'apps', kind: 'Deployment', managedFieldsManagers: ['hpa-sim'] }]) as any).spec.replicas).toBeUndefined();
     expect(underAny('spec.replicas', [['spec', 'replicas']])).toBe(true);
     expect(underAny('spec.replicasX', [['spec', 'replicas']])).toBe(false);
   });

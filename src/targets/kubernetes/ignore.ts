@@ -108,20 +108,23 @@ function managedFields(live: KObject | undefined): ManagedFieldsEntry[] {
 
 /** Fields of `desired` the rules leave alone: those of the JSON pointers, and those the listed managers own on `live`. */
 export function ignoredPaths(desired: KObject, live: KObject | undefined, rules: readonly IgnoreDifference[]): FieldPath[] {
-  const out = new Map<string, FieldPath>();
+  const { pointed, managed } = ignoredByRule(desired, live, rules);
+  return [...new Map([...pointed, ...managed].map((p) => [stableJson(p), p])).values()];
+}
+
+function ignoredByRule(desired: KObject, live: KObject | undefined, rules: readonly IgnoreDifference[]): { pointed: FieldPath[]; managed: FieldPath[] } {
+  const pointed: FieldPath[] = [];
+  const managed: FieldPath[] = [];
   for (const r of rules) {
     for (const p of r.jsonPointers ?? []) {
       const path = resolvePointer(desired, p);
-      if (path) out.set(stableJson(path), path);
+      if (path) pointed.push(path);
     }
     const managers = new Set(r.managedFieldsManagers ?? []);
     if (!managers.size) continue;
-    for (const e of managedFields(live)) {
-      if (!e.manager || !managers.has(e.manager)) continue;
-      for (const path of ownedLeaves(e.fieldsV1, desired)) out.set(stableJson(path), path);
-    }
+    for (const e of managedFields(live)) if (e.manager && managers.has(e.manager)) managed.push(...ownedLeaves(e.fieldsV1, desired));
   }
-  return [...out.values()];
+  return { pointed, managed };
 }
 
 /** Removes `paths` from a copy of `o`; maps and list elements left empty by that go too. */
@@ -171,18 +174,21 @@ export function comparable(desired: KObject, live: KObject | undefined, rules: r
 }
 
 /**
- * What is sent to the server. Creating: the whole object. Updating: an ignored field Keelson still owns keeps its
- * live value (dropping it from an apply would delete it); one another manager took is left out, so the other
- * manager keeps it. `replace` (a PUT writes every field): each ignored field takes its live value.
+ * What is sent to the server. Creating: the whole object. Updating: a field a listed manager owns is left out (that
+ * manager keeps it, alone); a field named by a pointer that Keelson still owns keeps its live value (dropping it from
+ * an apply would delete it), one another manager took is left out. `replace` (a PUT writes every field): each
+ * ignored field takes its live value.
  */
 export function forApply(desired: KObject, live: KObject | undefined, rules: readonly IgnoreDifference[] | undefined, mode: 'apply' | 'replace' = 'apply'): KObject {
   const mine = rulesFor(desired, rules);
   if (!live || !mine.length) return desired;
+  const { managed } = ignoredByRule(desired, live, mine);
   const paths = ignoredPaths(desired, live, mine);
   if (!paths.length) return desired;
   const ours = new Set<string>();
   if (mode === 'apply') {
     for (const e of managedFields(live)) if (e.manager === FIELD_MANAGER && e.operation === 'Apply') for (const p of ownedLeaves(e.fieldsV1, desired)) ours.add(stableJson(p));
+    for (const p of managed) ours.delete(stableJson(p));
   }
   const drop: FieldPath[] = [];
   const out = structuredClone(desired);
