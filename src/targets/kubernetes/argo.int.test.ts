@@ -156,6 +156,7 @@ kubernetesSuite('kubernetes target: Argo CD compatibility', () => {
     rmSync(join(dir, 'objects.yaml'));
     const second = await t.apply(app(env, 'prune-options'), ctx);
     expect(second.ok, second.ok ? '' : second.message).toBe(true);
+    expect(second.message).toMatch(new RegExp(`; waiting for prune confirmation: ConfigMap/${namespace}/precious; run \`keelson sync --env ${env} --app shop --confirm-prune\` to delete it$`));
     const byKey = new Map(second.objects!.map((o) => [o.key, o]));
     expect(byKey.get(`ConfigMap/${namespace}/plain`)?.action).toBe('deleted');
     expect(byKey.get(`ConfigMap/${namespace}/keep`)).toMatchObject({ action: 'skipped', message: expect.stringContaining('Prune=false') });

@@ -475,7 +475,7 @@ export class KubernetesTarget implements Target {
       }
       if (!failure) {
         const written = results.filter((r) => r.action !== 'unchanged');
-        return { ok: true, action: recorded ? 'configured' : 'created', message: summarize(results, written.length === 0), objects: results };
+        return { ok: true, action: recorded ? 'configured' : 'created', message: withPruneNote(summarize(results, written.length === 0), results, app), objects: results };
       }
       const sf = await runHookPhase('SyncFail', hooks.SyncFail, runner, timeoutMs);
       results.push(...sf.results);
@@ -587,7 +587,7 @@ export class KubernetesTarget implements Target {
       this.putInventory(recorded);
       return { ok: false, message: `${app.name}: ${errorMessage(err)}`, rolledBack: false, logTail: [], objects: results, transient: true };
     }
-    if (!failure) return { ok: true, action: 'configured', message: r.outcome.message, objects: results };
+    if (!failure) return { ok: true, action: 'configured', message: withPruneNote(r.outcome.message, results, app), objects: results };
     // The stable set is gone after a promotion: bring it back and wait until it is ready before the Service returns.
     const stableSets = previous.objects.filter((o) => o.kind === 'Deployment');
     await this.applyAll(cluster, watch, stableSets, { force: true, ...applyRules(previous.spec) });
@@ -858,6 +858,13 @@ function ownerOf(inv: AppInventory, desired: KObject): Owner {
 /** What an app's apply honours besides force: its ignoreDifferences and sync options. */
 function applyRules(app: DesiredApp): Pick<ApplyOptions, 'ignore' | 'syncOptions'> {
   return { ignore: app.ignoreDifferences, syncOptions: app.syncOptions };
+}
+
+/** The sync's message names the objects whose prune waits for confirmation, and how to confirm. */
+function withPruneNote(message: string, results: ObjectResult[], app: DesiredApp): string {
+  const held = results.filter((r) => r.action === 'skipped' && r.message?.startsWith('waiting for prune confirmation')).map((r) => r.key);
+  if (!held.length) return message;
+  return `${message}; waiting for prune confirmation: ${held.join(', ')}; run \`keelson sync --env ${app.env} --app ${app.name} --confirm-prune\` to delete ${held.length > 1 ? 'them' : 'it'}`;
 }
 
 function summarize(results: ObjectResult[], unchanged: boolean): string {
