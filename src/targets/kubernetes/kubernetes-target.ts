@@ -16,7 +16,7 @@ import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
 import { hookPhasesOf, hookRunSelector, hookState, isGeneratedHook, runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
 import { InventoryStore, type AppInventory, type KvStore } from './inventory.js';
-import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, hashOf, identity, ignoresExtraneous, syncOption, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
+import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, hashOf, identity, ignoresExtraneous, refOf, syncOption, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups } from './order.js';
 import { renderApp } from './render.js';
 import { asSets, kubernetesRollout, progressivePlan, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
@@ -324,7 +324,7 @@ export class KubernetesTarget implements Target {
       if (isTransient(err)) throw err;
       return undefined;
     });
-    if (!r) throw new TerminalError(`${o.kind} (${o.apiVersion}) ${o.metadata.name}: the cluster does not serve this kind; is its CustomResourceDefinition installed?`);
+    if (!r) throw new TerminalError(`${o.kind} (${o.apiVersion}) ${refOf(o).name}: the cluster does not serve this kind; is its CustomResourceDefinition installed?`);
     return r.namespaced;
   }
 
