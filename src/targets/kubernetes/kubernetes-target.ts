@@ -625,8 +625,12 @@ export class KubernetesTarget implements Target {
     // Secrets loaded from the store have no values (never stored): the current ones stay.
     const redacted = new Set(previous.redacted ?? []);
     const applied = await this.applyAll(cluster, watch, previous.objects.filter((o) => !redacted.has(identity(o))), { force: true, ...applyRules(previous.spec) });
-    const pruned = await pruneObjects(cluster.api, staleObjects(failed, previous.objects), (o) => watch.get(o), { env: previous.env, app: previous.app });
-    this.putInventory(previous);
+    const stale = staleObjects(failed, previous.objects);
+    const opts = { syncOptions: previous.spec.syncOptions };
+    const pruned = await pruneObjects(cluster.api, stale, (o) => watch.get(o), { env: previous.env, app: previous.app }, opts);
+    // What the failed revision added and Prune=false or Prune=confirm keeps stays in the record, so status shows it.
+    const left = leftExtraneous(stale, (o) => watch.get(o), opts);
+    this.putInventory(left.length ? { ...previous, extraneous: [...(previous.extraneous ?? []), ...left] } : previous);
     const problems = [...applied, ...pruned].filter((r) => r.action === 'failed');
     return problems.length ? problems.map((p) => p.message).join('; ') : undefined;
   }
