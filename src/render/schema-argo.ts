@@ -13,6 +13,8 @@ export const SYNC_OPTIONS = [
   'Prune=confirm',
   'Validate=false',
   'RespectIgnoreDifferences=true',
+  'PruneLast=true',
+  'ApplyOutOfSyncOnly=true',
 ] as const;
 
 export const SyncOptionsSchema = z
