@@ -78,10 +78,11 @@ export function createApi(d: ApiDeps): Hono {
   app.post('/api/v1/environments/:env/sync', async (c) => {
     const env = c.req.param('env');
     knownEnv(env);
-    const body = (await c.req.json().catch(() => ({}))) as { app?: string; force?: boolean };
+    const body = (await c.req.json().catch(() => ({}))) as { app?: string; force?: boolean; confirmPrune?: boolean };
     if (body.app !== undefined && typeof body.app !== 'string') throw problem(400, '"app" must be a string');
     if (body.force !== undefined && typeof body.force !== 'boolean') throw problem(400, '"force" must be a boolean');
-    return c.json(await engine.sync(env, body.app, { force: body.force }));
+    if (body.confirmPrune !== undefined && typeof body.confirmPrune !== 'boolean') throw problem(400, '"confirmPrune" must be a boolean');
+    return c.json(await engine.sync(env, body.app, { force: body.force, confirmPrune: body.confirmPrune }));
   });
 
   app.get('/api/v1/history', (c) => {

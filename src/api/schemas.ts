@@ -76,7 +76,7 @@ export const planSchema = z.object({ env: z.string(), revision: z.string(), step
 export const planResponseSchema = z.object({ plan: planSchema, text: z.string() });
 export const appPlanResponseSchema = z.object({ step: planStepSchema.nullable(), text: z.string(), paused: z.boolean() });
 
-export const syncRequestSchema = z.object({ app: z.string().optional(), force: z.boolean().optional().describe('Kubernetes: take over fields other field managers own (server-side apply force)') });
+export const syncRequestSchema = z.object({ app: z.string().optional(), force: z.boolean().optional().describe('Kubernetes: take over fields other field managers own (server-side apply force)'), confirmPrune: z.boolean().optional().describe('Kubernetes: delete the objects whose prune waits for confirmation (Argo CD sync option Prune=confirm)') });
 export const syncResponseSchema = z.object({ result: z.enum(['Succeeded', 'Failed', 'Unchanged']), message: z.string() });
 
 export const syncRecordSchema = z

@@ -11,7 +11,7 @@ const common = { ...clientFlags, env: { type: 'string' }, app: { type: 'string' 
 
 /** Commands that talk to a running engine over its API. */
 export async function run(cmd: string, argv: string[]): Promise<void> {
-  const { values } = parse(argv, { ...common, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' }, watch: { type: 'boolean', short: 'w' }, force: { type: 'boolean' } });
+  const { values } = parse(argv, { ...common, follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' }, watch: { type: 'boolean', short: 'w' }, force: { type: 'boolean' }, 'confirm-prune': { type: 'boolean' } });
   const conn = connection(values);
   const { server, headers: authHeaders } = conn;
   const need = (name: 'env' | 'app') => {
@@ -40,7 +40,7 @@ export async function run(cmd: string, argv: string[]): Promise<void> {
       const r = await withProgress({ server, headers: authHeaders, env: values.env!, label }, () =>
         call<{ result: string; message: string }>(conn, `/api/v1/environments/${env}/sync`, {
           method: 'POST',
-          body: JSON.stringify({ ...(values.app ? { app: values.app } : {}), ...(values.force ? { force: true } : {}) }),
+          body: JSON.stringify({ ...(values.app ? { app: values.app } : {}), ...(values.force ? { force: true } : {}), ...(values['confirm-prune'] ? { confirmPrune: true } : {}) }),
           headers: { 'content-type': 'application/json' },
         }),
       );

@@ -8,7 +8,7 @@ Usage:
   keelson validate [--repo R] [--path P]   (with KEELSON_AGE_KEY_FILE set, secret files must decrypt too)
   keelson status [--env E] [--json]
   keelson diff --env E
-  keelson sync --env E [--app A] [--force]   (--force: Kubernetes apply takes over fields other managers own)
+  keelson sync --env E [--app A] [--force] [--confirm-prune]   (--force: Kubernetes apply takes over fields other managers own; --confirm-prune: delete objects marked Prune=confirm)
   keelson history --env E [--app A] [--json]
   keelson logs --env E --app A [--follow] [--tail N]
   keelson down [--state-dir D]          stop every supervised app and the proxy

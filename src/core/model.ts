@@ -97,7 +97,21 @@ export interface DesiredApp {
   rollout?: RolloutSpec;
   /** SOPS-encrypted secrets the app reads: references and keyed digests only, never plaintext. Absent when none. */
   secrets?: AppSecrets;
+  /** Kubernetes target: Argo CD sync options for all the app's objects (`spec.syncOptions`); absent when none. */
+  syncOptions?: string[];
+  /** Kubernetes target: fields other controllers own, left alone (`spec.ignoreDifferences`); absent when none. */
+  ignoreDifferences?: IgnoreDifference[];
   source: SourceRef;
+}
+
+/** One `spec.ignoreDifferences` rule, as in Argo CD: which objects, and which of their fields. */
+export interface IgnoreDifference {
+  group?: string;
+  kind: string;
+  name?: string;
+  namespace?: string;
+  jsonPointers?: string[];
+  managedFieldsManagers?: string[];
 }
 
 /** A secret reference: a SOPS file (relative to the repository root) and, optionally, one key in it. */

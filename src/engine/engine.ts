@@ -118,6 +118,8 @@ export class Engine {
   private readonly forced = new Map<string, Set<string>>();
   /** Apps of a `sync --force` in progress: their apply takes over fields other managers own. */
   private readonly takeover = new Map<string, Set<string>>();
+  /** Apps of a `sync --confirm-prune` in progress: objects waiting for prune confirmation are deleted. */
+  private readonly confirmPrune = new Map<string, Set<string>>();
   /** Apps whose last apply could not reach the target, with why (status shows it until an apply gets through). */
   private readonly unreachable = new Map<string, string>();
   private stopped = false;
@@ -293,17 +295,21 @@ export class Engine {
   }
 
   /** Manual sync: retries specs that failed before and waits for the reconcile to finish. */
-  async sync(env: string, app?: string, opts: { force?: boolean } = {}): Promise<{ result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string }> {
+  async sync(env: string, app?: string, opts: { force?: boolean; confirmPrune?: boolean } = {}): Promise<{ result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string }> {
     if (!this.environmentNames().includes(env)) throw new Error(`unknown environment "${env}" (known: ${this.environmentNames().join(', ') || 'none'})`);
     const apps = app ? [app] : this.desiredEnv(env).apps.map((a) => a.name);
     this.forced.set(env, new Set(apps));
     if (opts.force) this.takeover.set(env, new Set(apps));
+    if (opts.confirmPrune) this.confirmPrune.set(env, new Set(apps));
     let outcome: { result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string } = { result: 'Unchanged', message: 'live already equals desired' };
     const off = this.bus.subscribe((e) => {
       if (e.type === 'sync.completed' && e.env === env) outcome = { result: e.result, message: e.message };
       if (e.type === 'sync.waiting' && e.env === env) outcome = { result: 'Unchanged', message: e.reason };
     });
-    await this.reconciler.enqueue(env).finally(() => opts.force && this.takeover.delete(env));
+    await this.reconciler.enqueue(env).finally(() => {
+      if (opts.force) this.takeover.delete(env);
+      if (opts.confirmPrune) this.confirmPrune.delete(env);
+    });
     off();
     return outcome;
   }
@@ -327,7 +333,7 @@ export class Engine {
     return formatPlan(plan);
   }
 
-  private planFor(desired: DesiredEnvironment, live: LiveApp[], revision: string, force?: Set<string>): Plan {
+  private planFor(desired: DesiredEnvironment, live: LiveApp[], revision: string, force?: Set<string>, confirmPrune?: Set<string>): Plan {
     return planEnvironment({
       desired,
       revision,
@@ -336,6 +342,7 @@ export class Engine {
       failures: this.store.failures(desired.name),
       templateOf: (a) => this.target.templateOf(a),
       force,
+      confirmPrune,
     });
   }
 
@@ -348,7 +355,7 @@ export class Engine {
     const force = this.forced.get(env);
     this.forced.delete(env);
     // Planned before the failures are forgotten: a forced app whose failed spec is the live one is retried.
-    const plan = this.pauses.withoutPaused(this.planFor(desired, live, good.revision, force));
+    const plan = this.pauses.withoutPaused(this.planFor(desired, live, good.revision, force, force && this.confirmPrune.get(env)));
     for (const app of force ?? []) this.store.clearFailure(env, app);
     this.recordUnchanged(env, plan, good.revision, desired);
     if (!hasChanges(plan)) return { requeueAfterMs: requeueBeforeExpiry(desired, resync) };
@@ -443,7 +450,8 @@ export class Engine {
       const inflight = this.inflight.begin(env, app.name, this.target.templateOf(app));
       try {
         const force = this.takeover.get(env)?.has(app.name);
-        return await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir, signal: inflight.signal, interrupt: this.stopping.signal, ...(force ? { force } : {}) });
+        const confirmPrune = this.confirmPrune.get(env)?.has(app.name);
+        return await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir, signal: inflight.signal, interrupt: this.stopping.signal, ...(force ? { force } : {}), ...(confirmPrune ? { confirmPrune } : {}) });
       } finally {
         inflight.end();
       }
@@ -518,9 +526,10 @@ export class Engine {
             // Whether rolled back or left running (a first deploy has nothing to roll back to), the desired spec failed.
             sync = 'Failed';
             message = `${f.message}\nTo retry: commit a fix, or run \`keelson sync --env ${env} --app ${name}\`.`;
-          } else if (l && l.template === this.target.templateOf(d) && l.spec.replicas === d.replicas && l.spec.port === d.port && l.intact) sync = 'Synced';
+          } else if (l && l.template === this.target.templateOf(d) && l.spec.replicas === d.replicas && l.spec.port === d.port && l.intact && !l.outOfSync) sync = 'Synced';
           else {
             sync = 'OutOfSync';
+            if (l?.outOfSync && l.template === this.target.templateOf(d)) message = l.outOfSync;
             const unreachable = this.unreachable.get(appKey(env, name));
             if (unreachable) message = unreachable;
           }

@@ -104,6 +104,13 @@ describe('planEnvironment', () => {
     expect(fixed.steps[0].action).toBe('update');
   });
 
+  it('says why an app waits for prune confirmation, and applies it only when the prune is confirmed', () => {
+    const waiting = live(app('web'), { outOfSync: 'waiting for prune confirmation: ConfigMap/ns/x', pendingPrune: ['ConfigMap/ns/x'] });
+    expect(plan(env(app('web')), [waiting]).steps[0]).toMatchObject({ action: 'none', reason: 'waiting for prune confirmation: ConfigMap/ns/x' });
+    const confirmed = planEnvironment({ desired: env(app('web')), revision: 'x', live: [waiting], inventory: ['web'], failures: [], templateOf: templateHash, force: new Set(['web']), confirmPrune: new Set(['web']) });
+    expect(confirmed.steps[0]).toMatchObject({ action: 'update', reason: 'prune confirmed: ConfigMap/ns/x' });
+  });
+
   it('prints one line per step with the changed fields', () => {
     const p = plan(env(app('web', { version: '1.1.0' })), [live(app('web')), live(app('old'))]);
     expect(formatPlan(p)).toMatchInlineSnapshot(`

@@ -39,6 +39,8 @@ export interface PlanInput {
   templateOf: (app: DesiredApp) => string;
   /** Apps whose auto-sync should proceed even after a failure (a manual sync). */
   force?: Set<string>;
+  /** Apps whose objects waiting for prune confirmation may now be deleted (`keelson sync --confirm-prune`). */
+  confirmPrune?: Set<string>;
 }
 
 /** Identity of a desired app spec for failure memory: template plus replicas and port. */
@@ -54,6 +56,10 @@ export function planEnvironment(input: PlanInput): Plan {
   for (const app of input.desired.apps) {
     const l = live.get(app.name);
     let { action, reason, changes } = compare(app, l, input.templateOf);
+    if (action === 'none' && l?.pendingPrune?.length && input.confirmPrune?.has(app.name)) {
+      action = 'update';
+      reason = `prune confirmed: ${l.pendingPrune.join(', ')}`;
+    }
     // A failed spec is not retried automatically, whether it was rolled back, left running (a first deploy has
     // nothing to roll back to) or never started; a manual sync retries it, even when it is the live one.
     const failed = input.failures.find((f) => f.app === app.name && f.specHash === specKey(input.templateOf, app));
@@ -85,7 +91,7 @@ function compare(app: DesiredApp, l: LiveApp | undefined, templateOf: (a: Desire
   if (l.interruptedRollout) return { action: 'update', reason: `the rollout to ${l.interruptedRollout} an engine restart interrupted is no longer desired; aborting it`, changes };
   if (!l.intact) return { action: 'update', reason: 'files of the live release were modified; restoring it', changes };
   if (l.spec.replicas !== app.replicas || l.spec.port !== app.port) return { action: 'scale', reason: `changed: ${changes.map((c) => c.path).join(', ')}`, changes };
-  return { action: 'none', reason: 'live equals desired', changes };
+  return { action: 'none', reason: l.outOfSync || 'live equals desired', changes };
 }
 
 export function hasChanges(plan: Plan): boolean {

@@ -357,6 +357,11 @@ function resolveApp(root: string, env: string, app: AppDecl, ov: AppOverrides): 
   if (spec.liveness) out.liveness = toProbe(spec.liveness);
   const rollout = toRolloutSpec(spec.rollout);
   if (rollout) out.rollout = rollout;
+  // Argo CD compatibility (Kubernetes): an environment entry replaces the App's list.
+  const syncOptions = ov.syncOptions ?? spec.syncOptions;
+  if (syncOptions?.length) out.syncOptions = [...syncOptions];
+  const ignoreDifferences = ov.ignoreDifferences ?? spec.ignoreDifferences;
+  if (ignoreDifferences?.length) out.ignoreDifferences = structuredClone(ignoreDifferences);
   return out;
 }
 

@@ -9,6 +9,7 @@ import { checkRolloutStrategy, rolloutStrategyFields } from './rollout-schema.js
 import { HooksSchema, NotificationSchema, SyncWindowSchema } from './schema-delivery.js';
 import { SecretsSchema } from '../secrets/schema.js';
 import { HelmOverridesSchema, HelmSpecSchema } from './helm-schema.js';
+import { IgnoreDifferencesSchema, SyncOptionsSchema } from './schema-argo.js';
 
 export const API_GROUP = 'keelson.dev';
 export const API_VERSION = 'keelson.dev/v1alpha1';
@@ -133,6 +134,8 @@ export const AppSpecSchema = z.strictObject({
   secrets: SecretsSchema.optional(),
   hooks: HooksSchema.optional(),
   updatePolicy: UpdatePolicySchema.optional().describe('Version automation (`keelson update`): the newest version matching `semver` is committed to environments that set autoUpdate'),
+  syncOptions: SyncOptionsSchema.optional(),
+  ignoreDifferences: IgnoreDifferencesSchema.optional(),
 });
 
 export const AppOverridesSchema = z.strictObject({
@@ -143,6 +146,8 @@ export const AppOverridesSchema = z.strictObject({
   port: Port.optional(),
   secrets: SecretsSchema.optional().describe('Secrets of this app in this environment; env entries replace the App\'s by name, files by path'),
   helm: HelmOverridesSchema.optional(),
+  syncOptions: SyncOptionsSchema.optional().describe("Replaces the App's syncOptions in this environment"),
+  ignoreDifferences: IgnoreDifferencesSchema.optional().describe("Replaces the App's ignoreDifferences in this environment"),
 });
 
 export const TargetSchema = z

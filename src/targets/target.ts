@@ -28,6 +28,13 @@ export interface LiveApp {
    * the next apply resumes it, or aborts it when it is no longer desired.
    */
   interruptedRollout?: string;
+  /**
+   * Why the app is OutOfSync although every object it declares is as desired (Kubernetes: objects no longer declared
+   * but kept by `Prune=false`, or waiting for prune confirmation). Absent or empty when none.
+   */
+  outOfSync?: string;
+  /** Objects whose prune waits for confirmation (`keelson sync --confirm-prune`). */
+  pendingPrune?: string[];
 }
 
 /** One object of an app as a target sees it: `kind/namespace/name`, its health and why. */
@@ -65,6 +72,8 @@ export interface ApplyContext {
   restartAll?: boolean;
   /** Take over fields other managers own (Kubernetes server-side apply conflicts); only on request. */
   force?: boolean;
+  /** Delete objects whose prune waits for confirmation (Argo CD's `Prune=confirm`); only on request. */
+  confirmPrune?: boolean;
 }
 
 export interface HookExecRequest {

@@ -1,10 +1,12 @@
 /**
  * `keelson diff` for Kubernetes: what a server-side apply would change, per object. The dry-run result and the
  * live object are both normalised (managed fields, resource version, status and server-side metadata dropped), so
- * defaults the server adds never show and an unchanged app shows no diff.
+ * defaults the server adds never show and an unchanged app shows no diff. Fields of `ignoreDifferences` never show.
  */
+import type { IgnoreDifference } from '../../core/model.js';
+import { comparable, forApply, ignoredPaths, rulesFor, underAny } from './ignore.js';
 import { apiMessage, type KubeClient } from './client.js';
-import { ssa } from './apply.js';
+import { ssa, withManagedFields } from './apply.js';
 import { ANNOTATION_APPLIED, formatKey, fullDiffs, matchesDesired, normalize as normalizeObject, type KObject } from './objects.js';
 
 /** Also drops Keelson's applied hash, which changes whenever anything does. */
@@ -20,17 +22,20 @@ function normalize(o: KObject): KObject {
 import type { ObjectDiff } from '../target.js';
 import { isSecret, redactChanges, withoutData } from './secrets.js';
 
-export async function diffObject(api: KubeClient, desired: KObject, live: KObject | undefined): Promise<ObjectDiff> {
+export async function diffObject(api: KubeClient, desired: KObject, live: KObject | undefined, ignore?: readonly IgnoreDifference[]): Promise<ObjectDiff> {
   const key = formatKey(desired);
+  live = await withManagedFields(api, desired, live, ignore);
   if (!live) return { key, action: 'create', changes: [{ path: '', desired: normalize(isSecret(desired) ? withoutData(desired) : desired) }] };
-  if (matchesDesired(desired, live)) return { key, action: 'none', changes: [] };
+  if (matchesDesired(comparable(desired, live, ignore), live)) return { key, action: 'none', changes: [] };
   let dry: KObject;
   try {
-    dry = await ssa(api, desired, false, true);
+    dry = await ssa(api, forApply(desired, live, ignore), false, true);
   } catch (err) {
     return { key, action: 'update', changes: [{ path: '(dry-run failed)', desired: apiMessage(err) }] };
   }
-  const changes = redactChanges(desired, fullDiffs(normalize(live), normalize(dry)).map((c) => ({ path: c.path, live: c.live, desired: c.desired })));
+  const ignored = ignoredPaths(desired, live, rulesFor(desired, ignore));
+  const all = fullDiffs(normalize(live), normalize(dry)).filter((c) => !underAny(c.path, ignored));
+  const changes = redactChanges(desired, all.map((c) => ({ path: c.path, live: c.live, desired: c.desired })));
   return { key, action: changes.length ? 'update' : 'none', changes };
 }
 

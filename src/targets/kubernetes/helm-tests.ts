@@ -4,8 +4,8 @@
  * the test ran (a Pod, or a Job's pod) when the cluster has one. They run in weight order and all run, so one report
  * says which passed and which failed.
  */
-import { formatKey, type KObject } from './objects.js';
-import { deletePolicies, type HookRunner } from './hooks.js';
+import { formatKey, LABEL_HOOK, type KObject } from './objects.js';
+import { deletePolicies, hookIdentity, isGeneratedHook, type HookRunner } from './hooks.js';
 import { sortForApply } from './order.js';
 
 export interface HelmTestResult {
@@ -31,15 +31,20 @@ export async function runHelmTests(
   timeoutMs: number,
 ): Promise<HelmTestReport> {
   const out: HelmTestResult[] = [];
-  for (const test of sortForApply(tests)) {
-    const key = formatKey(test);
-    const policies = deletePolicies(test);
-    if (policies.has('BeforeHookCreation')) await runner.deleteAndWait(test);
-    const applied = await runner.apply(test);
+  for (const declared of sortForApply(tests)) {
+    // A test written with generateName is created afresh and found again by its hook label (hooks.ts).
+    const generated = isGeneratedHook(declared);
+    const hook = generated ? { ...declared, metadata: { ...declared.metadata, labels: { ...declared.metadata.labels, [LABEL_HOOK]: hookIdentity(declared, 'Test') } } } : declared;
+    const policies = deletePolicies(hook);
+    if (policies.has('BeforeHookCreation')) await (generated ? runner.deleteRuns(hook) : runner.deleteAndWait(hook));
+    const { result: applied, created } = await runner.apply(hook);
     if (applied.action === 'failed') {
-      out.push({ key, name: test.metadata.name, result: 'failed', message: applied.message ?? `${key} could not be created` });
+      const key = formatKey(hook);
+      out.push({ key, name: hook.metadata.name ?? hook.metadata.generateName ?? key, result: 'failed', message: applied.message ?? `${key} could not be created` });
       continue;
     }
+    const test = created ?? hook;
+    const key = formatKey(test);
     const state = await runner.waitFor(test, timeoutMs);
     const log = await logOf(test).catch(() => undefined);
     const passed = state === 'succeeded';

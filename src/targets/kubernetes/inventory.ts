@@ -4,6 +4,7 @@
  * the objects themselves carry Keelson's env/app labels.
  */
 import type { DesiredApp } from '../../core/model.js';
+import type { Extraneous } from './delete.js';
 import { identity, type KObject } from './objects.js';
 import { isSecret, withoutData } from './secrets.js';
 
@@ -24,6 +25,11 @@ export interface AppInventory {
    * from the store; the record `put` in this process keeps the values in memory.
    */
   redacted?: string[];
+  /**
+   * Objects no longer declared that are still in the cluster on purpose: kept by Argo CD's `Prune=false`, or waiting
+   * for prune confirmation (`Prune=confirm`). Absent when none. Never healed; the status reports them.
+   */
+  extraneous?: Extraneous[];
 }
 
 export interface KvStore {

@@ -3,21 +3,21 @@
  * `keelson`) of what differs, inventory-based prune, health per kind, automatic rollback to the previous
  * revision's objects, drift healed from watch events, Argo CD waves and hooks.
  */
-import type { DesiredApp } from '../../core/model.js';
+import type { DesiredApp, IgnoreDifference } from '../../core/model.js';
 import { errorMessage, TerminalError } from '../../core/errors.js';
 import type { HealthCode } from '../../core/types.js';
 import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
-import { applyObject, ssa, type ObjectResult } from './apply.js';
+import { applyObject, ssa, withManagedFields, type ApplyOptions, type ObjectResult } from './apply.js';
 import { apiMessage, connect, isNotFound, isTransient, statusCode, type Cluster } from './client.js';
-import { pruneObjects, staleObjects } from './delete.js';
+import { leftExtraneous, pruneObjects, staleObjects, type Extraneous } from './delete.js';
 import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
-import { hookState, runHookPhase, splitHooks, type HookRunner } from './hooks.js';
+import { hookPhasesOf, hookRunSelector, hookState, isGeneratedHook, runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
 import { InventoryStore, type AppInventory, type KvStore } from './inventory.js';
-import { ANNOTATION_APPLIED, formatKey, hashOf, identity, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
-import { rankGroups, wavesOf } from './order.js';
+import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, hashOf, identity, ignoresExtraneous, refOf, syncOption, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
+import { rankGroups } from './order.js';
 import { renderApp } from './render.js';
 import { clusterCapabilities } from './helm.js';
 import { translateHelmHooks } from './helm-hooks.js';
@@ -28,6 +28,7 @@ import type { RunResult, RunSink } from '../../run/one-off.js';
 import { podExit, runJob, runnableWorkload } from './run-job.js';
 import { injectSecrets, isSecret, redactChanges, secretObject, withoutData } from './secrets.js';
 import { ObjectWatch, type WatchEvent } from './watch.js';
+import { comparable, forApply, rulesFor } from './ignore.js';
 
 export interface KubernetesTargetOptions {
   env: string;
@@ -57,6 +58,15 @@ interface Prepared {
   preDelete: KObject[];
 }
 
+/** Which app applied a live object, as what, and the fields of it that app leaves to others (`ignoreDifferences`). */
+interface Owner {
+  app: string;
+  desired: KObject;
+  ignore?: IgnoreDifference[];
+  /** The app's `syncOptions` (`Replace=true` heals with a replace too). */
+  syncOptions?: string[];
+}
+
 const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'PriorityClass', 'IngressClass']);
 
 interface HealState {
@@ -83,7 +93,7 @@ export class KubernetesTarget implements Target {
   private readonly applying = new Set<string>();
   private readonly heals = new Map<string, HealState>();
   /** Live object identity → the app and desired object Keelson applied. */
-  private owners = new Map<string, { app: string; desired: KObject }>();
+  private owners = new Map<string, Owner>();
   private closed = false;
 
   constructor(private readonly o: KubernetesTargetOptions) {
@@ -102,13 +112,18 @@ export class KubernetesTarget implements Target {
 
   private async connectAndWatch(): Promise<void> {
     const cluster = connect(this.o.spec);
-    const watch = new ObjectWatch({ api: cluster.api, env: this.o.env, log: this.o.log });
+    // Objects with ignoreDifferences rules keep their managedFields in the cache: who owns a field decides.
+    const keepManagedFields = (o: KObject) => {
+      const owner = this.owners.get(identity(o));
+      return owner?.ignore !== undefined && rulesFor(o, owner.ignore).length > 0;
+    };
+    const watch = new ObjectWatch({ api: cluster.api, env: this.o.env, log: this.o.log, keepManagedFields });
     this.cluster = cluster;
     this.watch = watch;
     watch.onChange((type, obj) => this.onWatchEvent(type, obj));
     this.reindex();
     const kinds = new Map<string, KObject>();
-    for (const inv of this.inventory.list(this.o.env)) for (const obj of inv.objects) kinds.set(`${obj.apiVersion}/${obj.kind}`, obj);
+    for (const inv of this.inventory.list(this.o.env)) for (const obj of [...inv.objects, ...(inv.extraneous ?? []).map((e) => e.object)]) kinds.set(`${obj.apiVersion}/${obj.kind}`, obj);
     try {
       await Promise.all([...kinds.values()].map((k) => watch.ensure(k.apiVersion, k.kind)));
     } catch (err) {
@@ -153,11 +168,11 @@ export class KubernetesTarget implements Target {
   /** Live objects are replaced, never changed, by the watch: whether one matches its desired object is kept per live object. */
   private readonly intactOf = new WeakMap<KObject, { desired: KObject; intact: boolean }>();
 
-  private intact(desired: KObject, live: KObject | undefined): boolean {
+  private intact(desired: KObject, live: KObject | undefined, ignore: IgnoreDifference[] | undefined): boolean {
     if (!live) return false;
     const known = this.intactOf.get(live);
     if (known?.desired === desired) return known.intact;
-    const intact = matchesDesired(desired, live);
+    const intact = matchesDesired(comparable(desired, live, ignore), live);
     this.intactOf.set(live, { desired, intact });
     return intact;
   }
@@ -167,7 +182,7 @@ export class KubernetesTarget implements Target {
     return this.inventory.list(env).map((inv) => {
       const objects = inv.objects.map((d) => {
         const live = watch.get(d);
-        return { key: formatKey(d), ...objectHealth(d.kind, live as never), intact: this.intact(d, live) };
+        return { key: formatKey(d), ...objectHealth(d.kind, live as never), intact: this.intact(d, live, inv.spec.ignoreDifferences) };
       });
       const { health, message } = combinedHealth(objects);
       const replicas = { desired: 0, ready: 0, total: 0, updated: 0 };
@@ -179,7 +194,9 @@ export class KubernetesTarget implements Target {
         replicas.total += live?.status?.replicas ?? 0;
         replicas.updated += live?.status?.updatedReplicas ?? 0;
       }
+      const outOfSync = this.extraneousMessage(inv, watch);
       return {
+        ...(outOfSync ? { outOfSync: outOfSync.message, ...(outOfSync.pendingPrune.length ? { pendingPrune: outOfSync.pendingPrune } : {}) } : {}),
         name: inv.app,
         spec: inv.spec,
         template: inv.template,
@@ -193,6 +210,24 @@ export class KubernetesTarget implements Target {
         intact: objects.every((x) => x.intact),
       };
     });
+  }
+
+  /**
+   * Why an app is OutOfSync although nothing it declares differs: objects no longer declared but still live, kept by
+   * `Prune=false` or waiting for prune confirmation. One annotated `argocd.argoproj.io/compare-options:
+   * IgnoreExtraneous` does not count (as in Argo CD, this only changes the sync status).
+   */
+  private extraneousMessage(inv: AppInventory, watch: ObjectWatch): { message: string; pendingPrune: string[] } | undefined {
+    const live = (inv.extraneous ?? []).map((e) => ({ ...e, live: watch.get(e.object) })).filter((e) => e.live);
+    const pendingPrune = live.filter((e) => e.why === 'Prune=confirm').map((e) => formatKey(e.object));
+    const counted = live.filter((e) => !ignoresExtraneous(e.live));
+    if (!counted.length && !pendingPrune.length) return undefined;
+    const parts: string[] = [];
+    const waiting = counted.filter((e) => e.why === 'Prune=confirm').map((e) => formatKey(e.object));
+    const kept = counted.filter((e) => e.why === 'Prune=false').map((e) => formatKey(e.object));
+    if (waiting.length) parts.push(`waiting for prune confirmation: ${waiting.join(', ')}; run \`keelson sync --env ${inv.env} --app ${inv.app} --confirm-prune\` to delete ${waiting.length > 1 ? 'them' : 'it'}`);
+    if (kept.length) parts.push(`no longer declared, kept by Prune=false: ${kept.join(', ')} (annotate argocd.argoproj.io/compare-options: IgnoreExtraneous to leave ${kept.length > 1 ? 'them' : 'it'} out of the sync status)`);
+    return parts.length ? { message: parts.join('; '), pendingPrune } : { message: '', pendingPrune };
   }
 
   logs(): { replica: string; path: string }[] {
@@ -294,9 +329,15 @@ export class KubernetesTarget implements Target {
     for (const o of phased.preDelete) preDelete.push(await place(o));
     const seen = new Map<string, string>();
     for (const o of out) {
-      const id = identity(o);
-      if (seen.has(id)) throw new TerminalError(`app ${app.name} declares ${formatKey(o)} twice`);
+      // Runs of a generated hook are new objects each time: one per phase, generateName and kind.
+      const generated = isGeneratedHook(o);
+      if (generated && hookPhasesOf(o).length === 0) {
+        throw new TerminalError(`${formatKey(o)} of app ${app.name} has metadata.generateName and no name; only hooks (argocd.argoproj.io/hook, helm.sh/hook) may, every other object needs metadata.name`);
+      }
+      const id = generated ? `hook ${hookPhasesOf(o).join(',')} ${identity(o)}` : identity(o);
+      if (seen.has(id)) throw new TerminalError(`app ${app.name} declares ${formatKey(o)}${generated ? ` (generateName hook, ${hookPhasesOf(o).join(',')})` : ''} twice`);
       seen.set(id, app.name);
+      if (generated) continue;
       const owner = this.owners.get(id);
       if (owner && owner.app !== app.name) throw new TerminalError(`${formatKey(o)} of app ${app.name} is already managed by app ${owner.app} in environment ${this.o.env}`);
     }
@@ -311,7 +352,7 @@ export class KubernetesTarget implements Target {
       if (isTransient(err)) throw err;
       return undefined;
     });
-    if (!r) throw new TerminalError(`${o.kind} (${o.apiVersion}) ${o.metadata.name}: the cluster does not serve this kind; is its CustomResourceDefinition installed?`);
+    if (!r) throw new TerminalError(`${o.kind} (${o.apiVersion}) ${refOf(o).name}: the cluster does not serve this kind; is its CustomResourceDefinition installed?`);
     return r.namespaced;
   }
 
@@ -340,6 +381,43 @@ export class KubernetesTarget implements Target {
     this.o.log.info({ namespace: name }, 'namespace created');
   }
 
+  /**
+   * Namespaces other than the environment's that objects name in `metadata.namespace` must exist: created when the
+   * object (or the App) has sync option `CreateNamespace=true`, else a missing one is an error that says so. One the
+   * app declares as a Namespace object is created by the apply itself.
+   */
+  private async foreignNamespaces(cluster: Cluster, app: DesiredApp, objects: KObject[]): Promise<void> {
+    const declared = new Set(objects.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name));
+    const named = new Map<string, { first: KObject; create: boolean }>();
+    for (const o of objects) {
+      const ns = o.metadata.namespace;
+      if (!ns || ns === this.namespace || declared.has(ns)) continue;
+      const entry = named.get(ns) ?? { first: o, create: false };
+      entry.create ||= syncOption(o, 'CreateNamespace', app.syncOptions) === 'true';
+      named.set(ns, entry);
+    }
+    for (const [ns, { first, create }] of named) {
+      if (create) {
+        await this.ensureNamespace(cluster, ns);
+        continue;
+      }
+      if (this.namespaces.has(ns)) continue;
+      const exists = await cluster.api.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }).then(
+        () => true,
+        (err) => {
+          if (isNotFound(err)) return false;
+          throw err;
+        },
+      );
+      if (!exists) {
+        throw new TerminalError(
+          `namespace "${ns}" does not exist (${formatKey(first)} is in it); create it, declare it as a Namespace object, or add the sync option CreateNamespace=true (the App's spec.syncOptions, or the object's argocd.argoproj.io/sync-options annotation)`,
+        );
+      }
+      this.namespaces.set(ns, Promise.resolve());
+    }
+  }
+
   async apply(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome> {
     const fail = (message: string, objects: ObjectOutcome[] = [], transient = false): ApplyOutcome => ({ ok: false, message, rolledBack: false, logTail: [], objects, ...(transient ? { transient } : {}) });
     let prepared: Awaited<ReturnType<KubernetesTarget['prepare']>>;
@@ -349,6 +427,7 @@ export class KubernetesTarget implements Target {
       ({ cluster, watch } = await this.connected());
       prepared = await this.prepare(app, ctx.checkoutDir);
       await this.ensureNamespace(cluster, this.namespace);
+      await this.foreignNamespaces(cluster, app, [...prepared.resources, ...Object.values(prepared.hooks).flat()]);
     } catch (err) {
       return fail(`${app.name}: ${errorMessage(err)}`, [], isTransient(err));
     }
@@ -373,29 +452,30 @@ export class KubernetesTarget implements Target {
       if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results, { hooks, runner, timeoutMs, preDelete: prepared.preDelete, tests: prepared.tests });
       // No rollout runs: a checkpoint left by an interrupted one (reverted, now rolling…) no longer applies.
       this.checkpoints.clear(app.env, app.name);
-      const waves = wavesOf(resources);
+      // Argo CD's order: wave by wave, each wave's objects then its Sync hooks, each wave healthy before the next.
+      const waves = syncWaves(resources, hooks.Sync);
       let failure: string | undefined;
       for (const [i, wave] of waves.entries()) {
-        const applied = await this.applyAll(cluster, watch, wave.objects, { force: ctx.force ?? false });
+        const applied = await this.applyAll(cluster, watch, wave.objects, { force: ctx.force ?? false, ...applyRules(app) });
         results.push(...applied);
         const failed = applied.filter((r) => r.action === 'failed');
         if (failed.length) {
           failure = failed.map((f) => f.message).join('; ');
           break;
         }
-        // Argo CD waits for a wave to be healthy before the next one starts.
-        if (i < waves.length - 1) {
+        const sync = await runHookPhase('Sync', wave.hooks, runner, timeoutMs);
+        results.push(...sync.results);
+        if (!sync.ok) {
+          failure = sync.message;
+          break;
+        }
+        if (i < waves.length - 1 && wave.objects.length) {
           const h = await this.waitHealthy(watch, wave.objects, timeoutMs);
           if (h.health !== 'Healthy') {
             failure = `wave ${wave.wave} did not become healthy: ${h.message}`;
             break;
           }
         }
-      }
-      if (!failure) {
-        const sync = await runHookPhase('Sync', hooks.Sync, runner, timeoutMs);
-        results.push(...sync.results);
-        if (!sync.ok) failure = sync.message;
       }
       const record: AppInventory = {
         env: app.env,
@@ -409,7 +489,9 @@ export class KubernetesTarget implements Target {
         ...(prepared.preDelete.length ? { preDelete: prepared.preDelete } : {}),
       };
       if (!failure) {
-        results.push(...(await pruneObjects(cluster.api, staleObjects(previous?.objects ?? [], resources), (o) => watch.get(o), { env: app.env, app: app.name })));
+        const pruned = await this.pruneStale(cluster, watch, app, previous, recorded, resources, ctx.confirmPrune ?? false);
+        results.push(...pruned.results);
+        if (pruned.extraneous) record.extraneous = pruned.extraneous;
         this.putInventory(record);
         recordedNew = true;
         const h = await this.waitHealthy(watch, resources, timeoutMs);
@@ -428,7 +510,7 @@ export class KubernetesTarget implements Target {
       }
       if (!failure) {
         const written = results.filter((r) => r.action !== 'unchanged');
-        return { ok: true, action: recorded ? 'configured' : 'created', message: summarize(results, written.length === 0), objects: results };
+        return { ok: true, action: recorded ? 'configured' : 'created', message: withPruneNote(summarize(results, written.length === 0), results, app), objects: results };
       }
       const sf = await runHookPhase('SyncFail', hooks.SyncFail, runner, timeoutMs);
       results.push(...sf.results);
@@ -500,7 +582,7 @@ export class KubernetesTarget implements Target {
       cluster,
       watch,
       bus: this.o.bus,
-      applyAll: (objs: KObject[]) => this.applyAll(cluster, watch, objs, { force: true }),
+      applyAll: (objs: KObject[]) => this.applyAll(cluster, watch, objs, { force: true, ...applyRules(app) }),
       remove: (o: KObject) => cluster.api.delete(o, 'Background').then(() => undefined, (err) => { if (!isNotFound(err)) throw err; }),
     };
     const record = (objects: KObject[]) => this.putInventory({ ...previous, objects });
@@ -527,8 +609,9 @@ export class KubernetesTarget implements Target {
       results.push(...sync.results);
       failure = sync.ok ? undefined : sync.message;
       if (!failure) {
-        results.push(...(await pruneObjects(cluster.api, staleObjects(previous.objects, r.objects), (o) => watch.get(o), { env: app.env, app: app.name })));
-        this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString(), ...(h.preDelete.length ? { preDelete: h.preDelete } : {}) });
+        const pruned = await this.pruneStale(cluster, watch, app, previous, recorded, r.objects, ctx.confirmPrune ?? false);
+        results.push(...pruned.results);
+        this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString(), ...(pruned.extraneous ? { extraneous: pruned.extraneous } : {}), ...(h.preDelete.length ? { preDelete: h.preDelete } : {}) });
         const post = await runHookPhase('PostSync', h.hooks.PostSync, h.runner, h.timeoutMs);
         results.push(...post.results);
         if (!post.ok) failure = post.message;
@@ -544,10 +627,10 @@ export class KubernetesTarget implements Target {
       this.putInventory(recorded);
       return { ok: false, message: `${app.name}: ${errorMessage(err)}`, rolledBack: false, logTail: [], objects: results, transient: true };
     }
-    if (!failure) return { ok: true, action: 'configured', message: r.outcome.message, objects: results };
+    if (!failure) return { ok: true, action: 'configured', message: withPruneNote(r.outcome.message, results, app), objects: results };
     // The stable set is gone after a promotion: bring it back and wait until it is ready before the Service returns.
     const stableSets = previous.objects.filter((o) => o.kind === 'Deployment');
-    await this.applyAll(cluster, watch, stableSets, { force: true });
+    await this.applyAll(cluster, watch, stableSets, { force: true, ...applyRules(previous.spec) });
     await this.waitHealthy(watch, stableSets, h.timeoutMs);
     this.o.bus.publish({ type: 'app.rolledBack', env: app.env, app: app.name, revision: previous.revision, message: `${failure}; rolled back to ${previous.version}` });
     return rollBack(`${failure}; rolled back to ${previous.version}`, results);
@@ -586,18 +669,36 @@ export class KubernetesTarget implements Target {
     return runHelmTests(tests, this.hookRunner(cluster, watch), logOf, timeoutMs);
   }
 
+  /**
+   * Prunes what the last record applied and `objects` no longer declare, and the extraneous objects it still kept
+   * (a confirmed prune deletes those waiting for confirmation); returns what stays extraneous.
+   */
+  private async pruneStale(cluster: Cluster, watch: ObjectWatch, app: DesiredApp, previous: AppInventory | undefined, recorded: AppInventory | undefined, objects: KObject[], confirmed: boolean): Promise<{ results: ObjectResult[]; extraneous?: Extraneous[] }> {
+    const liveOf = (o: KObject) => watch.get(o);
+    const carried = (recorded?.extraneous ?? []).map((e) => e.object).filter((o) => liveOf(o));
+    const stale = staleObjects([...(previous?.objects ?? []), ...carried], objects);
+    const opts = { syncOptions: app.syncOptions, confirmed };
+    const results = await pruneObjects(cluster.api, stale, liveOf, { env: app.env, app: app.name }, opts);
+    const extraneous = leftExtraneous(stale, liveOf, opts);
+    return { results, ...(extraneous.length ? { extraneous } : {}) };
+  }
+
   /** Re-applies the previous revision's objects and prunes what the failed one added. */
   private async rollback(cluster: Cluster, watch: ObjectWatch, previous: AppInventory, failed: KObject[]): Promise<string | undefined> {
     // Secrets loaded from the store have no values (never stored): the current ones stay.
     const redacted = new Set(previous.redacted ?? []);
-    const applied = await this.applyAll(cluster, watch, previous.objects.filter((o) => !redacted.has(identity(o))), { force: true });
-    const pruned = await pruneObjects(cluster.api, staleObjects(failed, previous.objects), (o) => watch.get(o), { env: previous.env, app: previous.app });
-    this.putInventory(previous);
+    const applied = await this.applyAll(cluster, watch, previous.objects.filter((o) => !redacted.has(identity(o))), { force: true, ...applyRules(previous.spec) });
+    const stale = staleObjects(failed, previous.objects);
+    const opts = { syncOptions: previous.spec.syncOptions };
+    const pruned = await pruneObjects(cluster.api, stale, (o) => watch.get(o), { env: previous.env, app: previous.app }, opts);
+    // What the failed revision added and Prune=false or Prune=confirm keeps stays in the record, so status shows it.
+    const left = leftExtraneous(stale, (o) => watch.get(o), opts);
+    this.putInventory(left.length ? { ...previous, extraneous: [...(previous.extraneous ?? []), ...left] } : previous);
     const problems = [...applied, ...pruned].filter((r) => r.action === 'failed');
     return problems.length ? problems.map((p) => p.message).join('; ') : undefined;
   }
 
-  private async applyAll(cluster: Cluster, watch: ObjectWatch, objects: KObject[], opts: { force: boolean }): Promise<ObjectResult[]> {
+  private async applyAll(cluster: Cluster, watch: ObjectWatch, objects: KObject[], opts: ApplyOptions): Promise<ObjectResult[]> {
     const results: ObjectResult[] = [];
     for (const group of rankGroups(objects)) {
       // Per group: custom resources can only be watched once their CRD (an earlier group) is established.
@@ -619,12 +720,12 @@ export class KubernetesTarget implements Target {
     const before = this.inventory.get(inv.env, inv.app);
     this.inventory.put(inv);
     for (const d of before?.objects ?? []) if (this.owners.get(identity(d))?.app === inv.app) this.owners.delete(identity(d));
-    for (const d of inv.objects) this.owners.set(identity(d), { app: inv.app, desired: d });
+    for (const d of inv.objects) this.owners.set(identity(d), ownerOf(inv, d));
   }
 
   private reindex(): void {
-    const owners = new Map<string, { app: string; desired: KObject }>();
-    for (const inv of this.inventory.list(this.o.env)) for (const d of inv.objects) owners.set(identity(d), { app: inv.app, desired: d });
+    const owners = new Map<string, Owner>();
+    for (const inv of this.inventory.list(this.o.env)) for (const d of inv.objects) owners.set(identity(d), ownerOf(inv, d));
     this.owners = owners;
   }
 
@@ -665,7 +766,28 @@ export class KubernetesTarget implements Target {
     return {
       apply: async (o) => {
         await watch.ensure(o.apiVersion, o.kind);
-        return (await applyObject(cluster.api, o, watch.get(o), { force: true })).result;
+        if (!isGeneratedHook(o)) return { result: (await applyObject(cluster.api, o, watch.get(o), { force: true })).result };
+        // generateName: created, never applied (server-side apply needs a name); the server's name is the run's.
+        try {
+          const created = await cluster.api.create(o, FIELD_MANAGER);
+          watch.saw(created);
+          return { result: { key: formatKey(created), action: 'created' }, created };
+        } catch (err) {
+          if (isTransient(err)) throw err;
+          return { result: { key: formatKey(o), action: 'failed', message: `${formatKey(o)} create failed: ${apiMessage(err)}` } };
+        }
+      },
+      deleteRuns: async (o) => {
+        await watch.ensure(o.apiVersion, o.kind);
+        const runs = await cluster.api.list(o.apiVersion, o.kind, { namespace: o.metadata.namespace, labelSelector: hookRunSelector(o) });
+        await Promise.all(
+          runs.map(async (run) => {
+            await cluster.api.delete(run, 'Foreground').catch((err) => {
+              if (!isNotFound(err)) throw err;
+            });
+            await gone(run, 60_000);
+          }),
+        );
       },
       deleteAndWait: async (o) => {
         await watch.ensure(o.apiVersion, o.kind);
@@ -705,7 +827,9 @@ export class KubernetesTarget implements Target {
         const pre = await runHookPhase('PreSync', inv.preDelete, this.hookRunner(cluster, watch), (inv.spec.progressDeadlineSeconds + 15) * 1000);
         if (!pre.ok) throw new Error(`pre-delete hook: ${pre.message.replace(/^PreSync hook /, '')}; the app's objects are kept`);
       }
-      const results = await pruneObjects(cluster.api, inv.objects, (o) => watch.get(o), { env, app });
+      // Deleting the app deletes what waits for prune confirmation too (Argo CD's Prune=confirm is about pruning).
+      const all = staleObjects([...inv.objects, ...(inv.extraneous ?? []).map((e) => e.object)], []);
+      const results = await pruneObjects(cluster.api, all, (o) => watch.get(o), { env, app }, { syncOptions: inv.spec.syncOptions, confirmed: true });
       const failed = results.filter((r) => r.action === 'failed');
       if (failed.length) throw new Error(failed.map((f) => f.message).join('; '));
       this.inventory.delete(env, app);
@@ -722,7 +846,7 @@ export class KubernetesTarget implements Target {
     const { resources } = await this.prepare(app, ctx.checkoutDir);
     await Promise.all(uniqueKinds(resources).map((k) => watch.ensure(k.apiVersion, k.kind).catch(() => undefined)));
     const out: ObjectDiff[] = [];
-    for (const o of resources) out.push(await diffObject(cluster.api, o, watch.get(o)));
+    for (const o of resources) out.push(await diffObject(cluster.api, o, watch.get(o), app.ignoreDifferences));
     const previous = this.inventory.get(app.env, app.name);
     for (const stale of staleObjects(previous?.objects ?? [], resources)) out.push({ key: formatKey(stale), action: 'delete', changes: [] });
     return out;
@@ -743,7 +867,8 @@ export class KubernetesTarget implements Target {
     // An interrupted rollout owns both sets' replica counts until the next apply resumes or aborts it.
     if (this.checkpoints.get(this.o.env, owner.app)) return;
     if (live && (live.metadata as { deletionTimestamp?: string }).deletionTimestamp) return; // wait for the delete event
-    if (matchesDesired(desired, live)) return;
+    const compared = comparable(desired, live, owner.ignore);
+    if (matchesDesired(compared, live)) return;
     const key = formatKey(desired);
     const id = identity(desired);
     let state = this.heals.get(id);
@@ -751,7 +876,7 @@ export class KubernetesTarget implements Target {
     state ??= { count: 0, lastAt: 0 };
     this.heals.set(id, state);
     if (state.timer) return; // a heal is already scheduled
-    const changes = live ? redactChanges(desired, subsetDiffs(desired, live, '', [], 10).map((c) => ({ field: c.path, old: c.desired, new: c.live }))) : [];
+    const changes = live ? redactChanges(desired, subsetDiffs(compared, live, '', [], 10).map((c) => ({ field: c.path, old: c.desired, new: c.live }))) : [];
     const message = live
       ? `${key} changed outside Keelson: ${changes.map((c) => `${c.field} ${JSON.stringify(c.old)} → ${JSON.stringify(c.new)}`).join(', ') || 'applied hash differs'}`
       : `${key} was deleted outside Keelson`;
@@ -772,7 +897,15 @@ export class KubernetesTarget implements Target {
       }
       try {
         // Reverting drift takes back the fields `kubectl edit/scale` took: that is the point of self-heal.
-        await ssa(this.cluster!.api, current.desired, true, false);
+        // Fields left to other managers (ignoreDifferences) stay theirs.
+        const api = this.cluster!.api;
+        if (syncOption(current.desired, 'Replace', current.syncOptions) === 'true') {
+          const { result } = await applyObject(api, current.desired, this.watch?.get(current.desired), { force: true, ignore: current.ignore, syncOptions: current.syncOptions });
+          if (result.action === 'failed') throw new Error(result.message);
+        } else {
+          const live = await withManagedFields(api, current.desired, this.watch?.get(current.desired), current.ignore);
+          await ssa(api, forApply(current.desired, live, current.ignore), true, false);
+        }
         this.o.log.info({ env: this.o.env, app: current.app, object: key }, 'drift healed');
       } catch (err) {
         this.o.log.warn({ env: this.o.env, app: current.app, object: key, err: apiMessage(err) }, 'drift heal failed');
@@ -790,6 +923,25 @@ export class KubernetesTarget implements Target {
 /** A chart's test results among an apply's object results. */
 function helmTestResults(report: HelmTestReport): ObjectResult[] {
   return report.tests.map((t) => ({ key: t.key, action: t.result === 'passed' ? 'created' : 'failed', message: `helm test ${t.message}` }));
+}
+
+function ownerOf(inv: AppInventory, desired: KObject): Owner {
+  const o: Owner = { app: inv.app, desired };
+  if (inv.spec.ignoreDifferences?.length) o.ignore = inv.spec.ignoreDifferences;
+  if (inv.spec.syncOptions?.length) o.syncOptions = inv.spec.syncOptions;
+  return o;
+}
+
+/** What an app's apply honours besides force: its ignoreDifferences and sync options. */
+function applyRules(app: DesiredApp): Pick<ApplyOptions, 'ignore' | 'syncOptions'> {
+  return { ignore: app.ignoreDifferences, syncOptions: app.syncOptions };
+}
+
+/** The sync's message names the objects whose prune waits for confirmation, and how to confirm. */
+function withPruneNote(message: string, results: ObjectResult[], app: DesiredApp): string {
+  const held = results.filter((r) => r.action === 'skipped' && r.message?.startsWith('waiting for prune confirmation')).map((r) => r.key);
+  if (!held.length) return message;
+  return `${message}; waiting for prune confirmation: ${held.join(', ')}; run \`keelson sync --env ${app.env} --app ${app.name} --confirm-prune\` to delete ${held.length > 1 ? 'them' : 'it'}`;
 }
 
 function summarize(results: ObjectResult[], unchanged: boolean): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatKey, isKept, matchesDesired, subsetDiffs, withOwnership, type KObject } from './objects.js';
+import { formatKey, ignoresExtraneous, isKept, matchesDesired, needsPruneConfirmation, subsetDiffs, syncOption, withOwnership, type KObject } from './objects.js';
 
 const deployment = (replicas: number): KObject => ({
   apiVersion: 'apps/v1',
@@ -44,5 +44,17 @@ describe('objects', () => {
     expect(isKept(annotated({ 'argocd.argoproj.io/sync-options': 'ServerSideApply=true,Prune=false' }))).toBe(true);
     expect(isKept(annotated({ 'kustomize.toolkit.fluxcd.io/prune': 'disabled' }))).toBe(true);
     expect(isKept(annotated({}))).toBe(false);
+  });
+
+  it("reads Argo CD sync options: the object's annotation wins over the App's syncOptions", () => {
+    const annotated = (annotations: Record<string, string>): KObject => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', annotations } });
+    expect(syncOption(annotated({ 'argocd.argoproj.io/sync-options': ' Replace=true , Prune=confirm' }), 'Prune')).toBe('confirm');
+    expect(syncOption(annotated({}), 'Prune', ['Prune=false'])).toBe('false');
+    expect(syncOption(annotated({ 'argocd.argoproj.io/sync-options': 'Prune=true' }), 'Prune', ['Prune=false'])).toBe('true');
+    expect(isKept(annotated({}), ['Prune=false'])).toBe(true);
+    expect(needsPruneConfirmation(annotated({}), ['Prune=confirm'])).toBe(true);
+    expect(needsPruneConfirmation(annotated({ 'argocd.argoproj.io/sync-options': 'Prune=false' }), ['Prune=confirm'])).toBe(false);
+    expect(ignoresExtraneous(annotated({ 'argocd.argoproj.io/compare-options': 'IgnoreExtraneous' }))).toBe(true);
+    expect(formatKey({ apiVersion: 'batch/v1', kind: 'Job', metadata: { generateName: 'migrate-', namespace: 'shop' } } as unknown as KObject)).toBe('Job/shop/migrate-*');
   });
 });

@@ -37,6 +37,9 @@ export const ARGO_SYNC_OPTIONS = 'argocd.argoproj.io/sync-options';
 export const ARGO_HOOK = 'argocd.argoproj.io/hook';
 export const ARGO_HOOK_DELETE_POLICY = 'argocd.argoproj.io/hook-delete-policy';
 export const FLUX_PRUNE = 'kustomize.toolkit.fluxcd.io/prune';
+export const ARGO_COMPARE_OPTIONS = 'argocd.argoproj.io/compare-options';
+/** On hook objects created with `generateName`: which hook (phase, generateName, kind) a run belongs to. */
+export const LABEL_HOOK = 'keelson.dev/hook';
 
 /** The canonical key, `kind/namespace/name` (`kind/name` for cluster-scoped objects). */
 export function formatKey(o: ObjectRef | KObject): string {
@@ -45,7 +48,9 @@ export function formatKey(o: ObjectRef | KObject): string {
 }
 
 export function refOf(o: KObject): ObjectRef {
-  const r: ObjectRef = { apiVersion: o.apiVersion, kind: o.kind, name: o.metadata.name };
+  // A hook written with `generateName` has no name until the server gives it one: `migrate-*` stands for its runs.
+  const name = o.metadata.name ?? (typeof o.metadata.generateName === 'string' ? `${o.metadata.generateName}*` : o.metadata.name);
+  const r: ObjectRef = { apiVersion: o.apiVersion, kind: o.kind, name };
   if (o.metadata.namespace) r.namespace = o.metadata.namespace;
   return r;
 }
@@ -79,13 +84,41 @@ export function withOwnership(o: KObject, env: string, app: string): KObject {
   return { ...base, metadata: { ...base.metadata, annotations } };
 }
 
+/** Argo CD sync options of one object (`argocd.argoproj.io/sync-options`, comma-separated, trimmed). */
+export function syncOptionsOf(o: KObject | undefined): string[] {
+  return (o?.metadata.annotations?.[ARGO_SYNC_OPTIONS] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/**
+ * The value of sync option `name` for this object: its annotation wins over the App's `syncOptions` (as in Argo CD,
+ * where a resource's option overrides the Application's).
+ */
+export function syncOption(o: KObject | undefined, name: string, appOptions: readonly string[] = []): string | undefined {
+  const pick = (list: readonly string[]) => {
+    let v: string | undefined;
+    for (const s of list) if (s.startsWith(`${name}=`)) v = s.slice(name.length + 1);
+    return v;
+  };
+  return pick(syncOptionsOf(o)) ?? pick(appOptions);
+}
+
 /** Whether prune must leave this object alone (Keelson's, Argo CD's and Flux's annotations). */
-export function isKept(o: KObject | undefined): boolean {
+export function isKept(o: KObject | undefined, appOptions: readonly string[] = []): boolean {
   const a = o?.metadata.annotations ?? {};
   const keelson = a[ANNOTATION_PRUNE];
   if (keelson === 'disabled' || keelson === 'false') return true;
   if (a[FLUX_PRUNE] === 'disabled') return true;
-  return (a[ARGO_SYNC_OPTIONS] ?? '').split(',').some((o) => o.trim() === 'Prune=false');
+  return syncOption(o, 'Prune', appOptions) === 'false';
+}
+
+/** `Prune=confirm`: pruned only once someone confirms it (`keelson sync --confirm-prune`). */
+export function needsPruneConfirmation(o: KObject | undefined, appOptions: readonly string[] = []): boolean {
+  return syncOption(o, 'Prune', appOptions) === 'confirm';
+}
+
+/** `argocd.argoproj.io/compare-options: IgnoreExtraneous`: not counted in the app's sync status when extraneous. */
+export function ignoresExtraneous(o: KObject | undefined): boolean {
+  return (o?.metadata.annotations?.[ARGO_COMPARE_OPTIONS] ?? '').split(',').some((s) => s.trim() === 'IgnoreExtraneous');
 }
 
 export function waveOf(o: KObject): number {

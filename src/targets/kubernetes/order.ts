@@ -3,7 +3,7 @@
  * Namespaces and CRDs first, then kinds in dependency order (config before the workloads that mount it, Services
  * before the pods behind them), custom resources last. Prune (delete) runs in the reverse order.
  */
-import { waveOf, type KObject } from './objects.js';
+import { refOf, waveOf, type KObject } from './objects.js';
 
 const KIND_ORDER = [
   'Namespace',
@@ -52,7 +52,7 @@ export function sortForApply(objects: KObject[]): KObject[] {
       waveOf(a) - waveOf(b) ||
       kindRank(a.kind) - kindRank(b.kind) ||
       (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') ||
-      a.metadata.name.localeCompare(b.metadata.name),
+      refOf(a).name.localeCompare(refOf(b).name), // hooks with generateName only: `migrate-*`
   );
 }
 

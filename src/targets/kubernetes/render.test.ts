@@ -73,6 +73,13 @@ describe('manifests', () => {
     expect(() => parseManifests('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nfoo: bar\n', 'x.yaml')).toThrow(/x.yaml:4: a manifest needs apiVersion, kind and metadata.name/);
   });
 
+  it('accepts generateName only on hooks (Argo CD or Helm); every other object needs a name', () => {
+    const hook = (annotations: string) => `apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: migrate-\n  annotations: {${annotations}}\n`;
+    expect(parseManifests(hook('argocd.argoproj.io/hook: PreSync'), 'h.yaml')[0].metadata).toMatchObject({ generateName: 'migrate-' });
+    expect(parseManifests(hook('helm.sh/hook: pre-install'), 'h.yaml')).toHaveLength(1);
+    expect(() => parseManifests(hook('team: a'), 'h.yaml')).toThrow(/h.yaml:1: a manifest needs apiVersion, kind and metadata.name/);
+  });
+
   it('applies overrides: version to the named image, explicit replicas, env', () => {
     const d = {
       apiVersion: 'apps/v1',

@@ -159,13 +159,24 @@ export function parseManifests(text: string, file: string): KObject[] {
       out.push(...((o.items as KObject[]) ?? []));
       continue;
     }
-    if (typeof o.apiVersion !== 'string' || typeof o.kind !== 'string' || typeof o.metadata?.name !== 'string') {
+    if (typeof o.apiVersion !== 'string' || typeof o.kind !== 'string' || (typeof o.metadata?.name !== 'string' && !isGeneratedHook(o))) {
       const line = doc.range ? text.slice(0, doc.range[0]).split('\n').length : 1;
       throw new TerminalError(`${file}:${line}: a manifest needs apiVersion, kind and metadata.name`);
     }
     out.push(o);
   }
   return out;
+}
+
+/**
+ * Hooks (Argo CD's or Helm's annotation) may be named by `metadata.generateName` alone: each run is created anew and
+ * the server names it. Every other object needs `metadata.name`.
+ */
+function isGeneratedHook(o: KObject): boolean {
+  const m = o.metadata as KObject['metadata'] | undefined;
+  if (typeof m?.generateName !== 'string' || m.generateName === '' || m.name !== undefined) return false;
+  const a = m.annotations ?? {};
+  return typeof a['argocd.argoproj.io/hook'] === 'string' || typeof a['helm.sh/hook'] === 'string';
 }
 
 /** `kustomize build`, else `kubectl kustomize`; argv, never a shell. */

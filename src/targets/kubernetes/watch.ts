@@ -23,8 +23,23 @@ export class ObjectWatch {
   private readonly byId = new Map<string, Set<() => void>>();
 
   constructor(
-    private readonly o: { api: KubeClient; env: string; log: Logger },
+    private readonly o: {
+      api: KubeClient;
+      env: string;
+      log: Logger;
+      /** Objects whose `managedFields` are kept in the cache (dropped otherwise): those with ignoreDifferences rules. */
+      keepManagedFields?: (o: KObject) => boolean;
+    },
   ) {}
+
+  /**
+   * Drops what nothing here reads from a watched object, in place: managed fields are often half of an object's size,
+   * and thousands of objects are cached; kept only where ignoreDifferences rules read them.
+   */
+  private slim(o: KObject): KObject {
+    if (o?.metadata?.managedFields && !this.o.keepManagedFields?.(o)) delete o.metadata.managedFields;
+    return o;
+  }
 
   get(o: KObject | { apiVersion: string; kind: string; namespace?: string; name: string }): KObject | undefined {
     return this.cache.get(identity(o as KObject));
@@ -91,7 +106,7 @@ export class ObjectWatch {
       const { items, resourceVersion } = await this.o.api.listPath(path, labelSelector);
       const now = new Set<string>();
       for (const item of items) {
-        const o = withVersion(slim(item), apiVersion, kind);
+        const o = this.slim(withVersion(item, apiVersion, kind));
         const id = identity(o);
         now.add(id);
         const before = this.cache.get(id);
@@ -124,7 +139,7 @@ export class ObjectWatch {
               }
               if (e.object?.metadata?.resourceVersion) rv = e.object.metadata.resourceVersion;
               if (e.type === 'BOOKMARK') return;
-              const o = withVersion(slim(e.object), apiVersion, kind);
+              const o = this.slim(withVersion(e.object, apiVersion, kind));
               const id = identity(o);
               if (e.type === 'DELETED') {
                 this.cache.delete(id);
@@ -158,7 +173,7 @@ export class ObjectWatch {
 
   /** A write's response: newer than the cache until the watch delivers it (never replaces a newer generation). */
   saw(o: KObject): void {
-    slim(o);
+    this.slim(o);
     const cached = this.cache.get(identity(o));
     const gen = (x: KObject | undefined) => (x?.metadata.generation as number | undefined) ?? 0;
     if (!cached || gen(o) > gen(cached)) this.cache.set(identity(o), o);
@@ -182,13 +197,4 @@ export class ObjectWatch {
 /** List items and watch events carry no apiVersion/kind on some servers; they come from the watched collection. */
 function withVersion(o: KObject, apiVersion: string, kind: string): KObject {
   return o.apiVersion && o.kind ? o : { ...o, apiVersion, kind };
-}
-
-/**
- * Drops what nothing here reads from a watched object, in place: managed fields are often half of an object's size,
- * and thousands of objects are cached.
- */
-function slim(o: KObject): KObject {
-  if (o?.metadata?.managedFields) delete o.metadata.managedFields;
-  return o;
 }
