@@ -40,6 +40,10 @@ export interface SourceRef {
 export interface DesiredApp {
   name: string;
   env: string;
+  /**
+   * The declared version; '' for a manifests app that declares none (nothing uses it there): status and diffs show
+   * the revision instead.
+   */
   version: string;
   artifact: Artifact;
   command: string[];
@@ -58,6 +62,8 @@ export interface DesiredApp {
    * App or environment set replicas explicitly (else the manifests' own replicas stand).
    */
   manifests?: { dir: string; replicas: boolean };
+  /** Kubernetes target: parameters of a Jsonnet manifests directory; absent when none are declared. */
+  jsonnet?: JsonnetParams;
   readiness?: Probe;
   liveness?: Probe;
   dependsOn: string[];
@@ -70,6 +76,17 @@ export interface DesiredApp {
   /** SOPS-encrypted secrets the app reads: references and keyed digests only, never plaintext. Absent when none. */
   secrets?: AppSecrets;
   source: SourceRef;
+}
+
+/** A Jsonnet parameter value: a string (`--tla-str`/`--ext-str`) or Jsonnet code (`--tla-code`/`--ext-code`). */
+export type JsonnetValue = string | { code: string };
+
+/** `spec.jsonnet` with the environment's entry layered over the App's. */
+export interface JsonnetParams {
+  tlas: Record<string, JsonnetValue>;
+  extVars: Record<string, JsonnetValue>;
+  /** Library directories (`-J`), relative to the repository root, symlinks resolved, inside the repository. */
+  libs: string[];
 }
 
 /** A secret reference: a SOPS file (relative to the repository root) and, optionally, one key in it. */

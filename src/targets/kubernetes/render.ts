@@ -11,6 +11,7 @@ import { parseAllDocuments } from 'yaml';
 import type { DesiredApp, Probe } from '../../core/model.js';
 import { TerminalError } from '../../core/errors.js';
 import type { KObject } from './objects.js';
+import { isJsonnetDir, renderJsonnet } from './jsonnet.js';
 
 const run = promisify(execFile);
 
@@ -24,7 +25,12 @@ export async function renderApp(app: DesiredApp, checkoutDir: string): Promise<K
     const dir = resolve(checkoutDir, app.artifact.path ?? app.manifests.dir);
     const rel = relative(checkoutDir, dir);
     if (rel.startsWith('..')) throw new TerminalError(`manifests directory ${app.manifests.dir} is outside the repository`);
-    const objects = await loadManifests(dir);
+    const entries = await readdir(dir).catch(() => [] as string[]);
+    const objects =
+      isJsonnetDir(entries) && !entries.some((e) => KUSTOMIZATION_FILES.includes(e))
+        ? await renderJsonnet(dir, checkoutDir, app.jsonnet)
+        : await loadManifests(dir, checkoutDir);
+    if (objects.length === 0) throw new TerminalError(await noObjectsMessage(app, dir, rel || '.'));
     return objects.map((o) => applyOverrides(o, app));
   }
   if (app.image) return imageObjects(app);
@@ -88,15 +94,46 @@ function toK8sProbe(p: Probe, port: number | undefined): Record<string, unknown>
   return out;
 }
 
-/** Plain YAML files below `dir` (recursive, sorted), or `kustomize build` when it holds a kustomization. */
-export async function loadManifests(dir: string): Promise<KObject[]> {
+/**
+ * Plain YAML files below `dir` (recursive, sorted), or `kustomize build` when it holds a kustomization. Files are
+ * named relative to `root` (the repository) in messages.
+ */
+export async function loadManifests(dir: string, root = dir): Promise<KObject[]> {
   const st = await stat(dir).catch(() => undefined);
-  if (!st?.isDirectory()) throw new TerminalError(`manifests directory ${dir} does not exist`);
+  const label = relative(root, dir) || '.';
+  if (!st?.isDirectory()) throw new TerminalError(`manifests directory ${label} does not exist`);
   const entries = await readdir(dir);
-  if (entries.some((e) => KUSTOMIZATION_FILES.includes(e))) return parseManifests(await kustomizeBuild(dir), `${dir} (kustomize build)`);
+  const kustomization = entries.find((e) => KUSTOMIZATION_FILES.includes(e));
+  if (kustomization) return parseManifests(await kustomizeBuild(dir, join(label, kustomization)), `${join(label, kustomization)} (kustomize build)`);
   const files = await yamlFiles(dir);
   const out: KObject[] = [];
-  for (const f of files) out.push(...parseManifests(await readFile(f, 'utf8'), relative(dir, f)));
+  for (const f of files) out.push(...parseManifests(await readFile(f, 'utf8'), relative(root, f)));
+  return out;
+}
+
+/** Why a manifests directory gave nothing: what it holds and what each kind of file needs. */
+async function noObjectsMessage(app: DesiredApp, dir: string, label: string): Promise<string> {
+  const at = app.source.file ? `${app.source.file}:${app.source.line}:${app.source.col}: ` : '';
+  const found = await listFiles(dir).catch(() => [] as string[]);
+  const yaml = found.filter((f) => /\.(ya?ml|json)$/.test(f));
+  const other = found.filter((f) => !yaml.includes(f));
+  let what: string;
+  if (found.length === 0) what = 'the directory is empty';
+  else if (yaml.length === 0) {
+    const kinds = [...new Set(other.map((f) => (/\.[^./]+$/.exec(f)?.[0] ?? f)))].slice(0, 5).join(', ');
+    what = `no .yaml/.yml/.json files (found ${kinds})`;
+    if (other.some((f) => f.endsWith('.libsonnet'))) what += '; only top-level .jsonnet files are rendered, .libsonnet files are libraries they import';
+  } else what = `${yaml.length} .yaml/.yml/.json file${yaml.length === 1 ? '' : 's'} holding no objects (empty, or only comments)`;
+  return `${at}App ${app.name}: manifests directory ${label} rendered no objects (${what}); an app with nothing to deploy is an error: add manifests, or remove the app from the environment`;
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.name.startsWith('.')) continue;
+    if (e.isDirectory()) out.push(...(await listFiles(join(dir, e.name))).map((f) => join(e.name, f)));
+    else out.push(e.name);
+  }
   return out;
 }
 
@@ -115,7 +152,10 @@ async function yamlFiles(dir: string): Promise<string[]> {
 export function parseManifests(text: string, file: string): KObject[] {
   const out: KObject[] = [];
   for (const doc of parseAllDocuments(text)) {
-    if (doc.errors.length) throw new TerminalError(`${file}: invalid YAML: ${doc.errors[0].message}`);
+    if (doc.errors.length) {
+      const [line, col] = lineCol(text, doc.errors[0].pos[0]);
+      throw new TerminalError(`${file}:${line}:${col}: invalid YAML: ${doc.errors[0].message.split('\n')[0]}`);
+    }
     const v = doc.toJS() as unknown;
     if (v === null || v === undefined) continue;
     if (typeof v !== 'object' || Array.isArray(v)) throw new TerminalError(`${file}: a manifest must be a mapping with apiVersion, kind and metadata.name`);
@@ -133,8 +173,14 @@ export function parseManifests(text: string, file: string): KObject[] {
   return out;
 }
 
-/** `kustomize build`, else `kubectl kustomize`; argv, never a shell. */
-async function kustomizeBuild(dir: string): Promise<string> {
+function lineCol(text: string, offset: number): [number, number] {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return [line, offset - before.lastIndexOf('\n')];
+}
+
+/** `kustomize build`, else `kubectl kustomize`; argv, never a shell. `label` names the kustomization in errors. */
+async function kustomizeBuild(dir: string, label: string): Promise<string> {
   const tools: [string, string[]][] = [
     ['kustomize', ['build', dir]],
     ['kubectl', ['kustomize', dir]],
@@ -146,10 +192,10 @@ async function kustomizeBuild(dir: string): Promise<string> {
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { stderr?: string };
       if (e.code === 'ENOENT') continue;
-      throw new TerminalError(`${cmd} ${args.join(' ')} failed: ${(e.stderr ?? e.message).trim()}`);
+      throw new TerminalError(`${label}: ${cmd} ${args[0]} failed: ${(e.stderr ?? e.message).trim()}`);
     }
   }
-  throw new TerminalError(`${dir} holds a kustomization, but neither "kustomize" nor "kubectl" is on PATH; install one of them (kubectl kustomize is built in)`);
+  throw new TerminalError(`${label}: a kustomization, but neither "kustomize" nor "kubectl" is on PATH; install one of them (kubectl kustomize is built in)`);
 }
 
 /** Environment overrides on manifests: version → tag of `app.image`, explicit replicas, env variables. */
