@@ -4,7 +4,7 @@ import { targetName } from '../core/model.js';
 import { errorMessage, TransientError } from '../core/errors.js';
 import { appKey, formatIssue, type HealthCode, type Issue, type SyncCode } from '../core/types.js';
 import type { Logger } from '../log.js';
-import { formatPlan, hasChanges, planEnvironment, specKey, type Plan, type PlanStep } from '../plan/plan.js';
+import { formatPlan, hasChanges, planEnvironment, shownVersion, specKey, type Plan, type PlanStep } from '../plan/plan.js';
 import { renderRepository } from '../render/index.js';
 import { git } from '../source/git.js';
 import { GitSource, type FetchResult } from '../source/git-source.js';
@@ -527,8 +527,9 @@ export class Engine {
         if (this.renderError) message = `${message}. ${this.renderError.message}`;
         return {
           name,
-          version: l?.version ?? null,
-          desiredVersion: d?.version ?? null,
+          // A manifests app that declares no version shows the revision it runs (and the one it should run).
+          version: l ? shownVersion(l.version, l.revision) || null : null,
+          desiredVersion: d ? shownVersion(d.version, this.good?.revision) || null : null,
           revision: l?.revision ?? null,
           sync,
           health: this.pauses.isPaused(env, name) ? 'Suspended' : (l?.health ?? 'Missing'),
