@@ -7,7 +7,9 @@ Usage:
              [--state-dir D] [--poll 10s] [--webhook-secret-file F] [--config keelson.yaml]
   keelson validate [--repo R] [--path P]   (with KEELSON_AGE_KEY_FILE set, secret files must decrypt too)
   keelson status [--env E] [--json]
-  keelson diff --env E
+  keelson diff --env E [--json] [--exit-code]   what a sync would do now (the running revision against live)
+  keelson diff --revision R [--env E] [--format text|markdown|json] [--exit-code]
+                                        preview a branch, tag or sha of the ops repository against live
   keelson sync --env E [--app A] [--force]   (--force: Kubernetes apply takes over fields other managers own)
   keelson history --env E [--app A] [--json]
   keelson logs --env E --app A [--follow] [--tail N]
@@ -53,8 +55,9 @@ export async function main(argv: string[]): Promise<void> {
         return await (await import('./up.js')).up(rest);
       case 'validate':
         return await (await import('./validate.js')).validate(rest);
-      case 'status':
       case 'diff':
+        return await (await import('./diff.js')).diff(rest);
+      case 'status':
       case 'sync':
       case 'history':
       case 'logs':
