@@ -55,7 +55,7 @@ describe('keelson diff --revision (local target)', () => {
 
   const cli = async (...args: string[]) => {
     try {
-      const { stdout, stderr } = await run(process.execPath, [bin, 'diff', '--server', url, ...args], { encoding: 'utf8' });
+      const { stdout, stderr } = await run(process.execPath, [bin, 'diff', ...(args.includes('--repo') ? [] : ['--server', url]), ...args], { encoding: 'utf8', cwd: h.dir });
       return { code: 0, stdout, stderr };
     } catch (err: any) {
       return { code: err.code as number, stdout: err.stdout as string, stderr: err.stderr as string };
@@ -105,5 +105,16 @@ describe('keelson diff --revision (local target)', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('the revision does not render');
     expect(r.stdout).toMatch(/apps\/hello\.yaml:\d+:\d+: .*colour/);
+  });
+
+  it('without an engine (--repo): the same preview from the repository, live as the state dir last applied it', async () => {
+    const withState = await cli('--revision', 'bump', '--repo', h.ops, '--state-dir', h.state, '--env', 'dev');
+    expect(withState.stderr).toBe('');
+    expect(withState.stdout).toMatch(/update  hello 1\.0\.0 → 1\.1\.0/);
+    expect(withState.stdout).toContain('vars.GREETING: "hi" → "hello"');
+    // Without a state dir nothing was applied as far as this preview knows: everything is to be created.
+    const fresh = await cli('--revision', 'bump', '--repo', h.ops, '--format', 'markdown');
+    expect(fresh.stdout).toContain('| `hello` | create | 1.1.0 | not running |');
+    expect((await h.engine.status('dev')).environments[0].apps[0]).toMatchObject({ version: '1.0.0', sync: 'Synced' });
   });
 });

@@ -8,8 +8,9 @@ Usage:
   keelson validate [--repo R] [--path P]   (with KEELSON_AGE_KEY_FILE set, secret files must decrypt too)
   keelson status [--env E] [--json]
   keelson diff --env E [--json] [--exit-code]   what a sync would do now (the running revision against live)
-  keelson diff --revision R [--env E] [--format text|markdown|json] [--exit-code]
+  keelson diff --revision R [--env E] [--format text|markdown|json] [--exit-code] [--repo DIR [--state-dir D]]
                                         preview a branch, tag or sha of the ops repository against live
+                                        (--repo: no engine needed; live read from the cluster and D's inventory)
   keelson sync --env E [--app A] [--force]   (--force: Kubernetes apply takes over fields other managers own)
   keelson history --env E [--app A] [--json]
   keelson logs --env E --app A [--follow] [--tail N]

@@ -48,7 +48,7 @@ function versions(s: PlanStep): string {
 /** Lines describing one step: its field changes (app level) and its objects' changes. */
 function stepDetails(s: PlanStep): string[] {
   const out: string[] = [];
-  if (s.action !== 'none' && s.action !== 'create' && !s.objects) {
+  if (s.action !== 'none' && s.action !== 'create' && !s.objects?.length) {
     for (const c of s.changes) out.push(fieldLine(c.path, c.live, c.desired, isSecretPath(c.path)));
   }
   for (const o of s.objects ?? []) {

@@ -134,6 +134,8 @@ export class Engine {
   /** Aborted by `stop`: progressive rollouts under way are left as they are, for the next engine to resume. */
   private readonly stopping = new AbortController();
   private goodUnpin?: () => void;
+  /** Targets of environments only a previewed revision declares (`keelson diff --revision`), for observing them. */
+  private readonly previewTargets = new Map<string, TargetSpec>();
   /** The revision each environment's unchanged apps were last recorded at. */
   private readonly recordedRevision = new Map<string, string>();
 
@@ -357,6 +359,8 @@ export class Engine {
       await this.addDigests(rendered.desired, root, info.revision);
       const names = new Set([...rendered.desired.environments.map((e) => e.name), ...this.environmentNames()]);
       if (opts.env !== undefined && !names.has(opts.env)) throw new TerminalError(`unknown environment "${opts.env}" at ${info.revision.slice(0, 7)} (environments: ${[...names].sort().join(', ') || 'none'})`);
+      // Environments new in the revision are observed on the target the revision gives them.
+      for (const e of rendered.desired.environments) if (!this.targetSpecOf(e.name)) this.previewTargets.set(e.name, e.target);
       const environments: Plan[] = [];
       for (const env of [...names].sort()) {
         if (opts.env !== undefined && env !== opts.env) continue;
@@ -627,7 +631,7 @@ export class Engine {
 
   /** Where an environment runs per the running revision; undefined once git no longer declares it. */
   targetSpecOf(env: string): TargetSpec | undefined {
-    return this.good?.desired.environments.find((e) => e.name === env)?.target;
+    return this.good?.desired.environments.find((e) => e.name === env)?.target ?? this.previewTargets.get(env);
   }
 }
 
