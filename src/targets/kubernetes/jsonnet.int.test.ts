@@ -1,8 +1,10 @@
 import { join } from 'node:path';
-import { afterEach, expect, it } from 'vitest';
+import { symlinkSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
 import { renderRepository } from '../../render/index.js';
 import { guestbookJsonnet, jsonnetSuite } from '../../../test/jsonnet.js';
 import { tempDir, writeTree } from '../../../test/helpers.js';
+import { checkImports } from './jsonnet.js';
 import { renderApp } from './render.js';
 
 const app = `apiVersion: keelson.dev/v1alpha1
@@ -93,4 +95,29 @@ it('a directory of only .libsonnet files renders no objects, and says why (no js
   expect(err.message).toBe(
     'apps/guestbook.yaml:1:1: App guestbook: manifests directory apps/guestbook rendered no objects (no .yaml/.yml/.json files (found .libsonnet); only top-level .jsonnet files are rendered, .libsonnet files are libraries they import); an app with nothing to deploy is an error: add manifests, or remove the app from the environment',
   );
+});
+
+describe('Jsonnet imports stay inside the repository (checked before jsonnet runs)', () => {
+  const setup = (files: Record<string, string>) => {
+    const tmp = tempDir('keelson-jsonnet-imports-');
+    cleanups.push(tmp.cleanup);
+    writeTree(join(tmp.dir, 'repo'), files);
+    return join(tmp.dir, 'repo');
+  };
+
+  it('accepts imports next to the file and in library directories, followed through libraries', async () => {
+    const root = setup({ 'app/main.jsonnet': "import 'a.libsonnet'", 'app/a.libsonnet': "import \"b.libsonnet\" + importstr 'data.txt'", 'lib/b.libsonnet': '{}', 'app/data.txt': 'x' });
+    await expect(checkImports(['app/main.jsonnet'], root, ['app', 'lib'])).resolves.toBeUndefined();
+  });
+
+  it('rejects an absolute import and one escaping through .. or a symlink, at its file:line:col', async () => {
+    const abs = setup({ 'app/main.jsonnet': "local x = 1;\n  importstr '/etc/passwd'" });
+    await expect(checkImports(['app/main.jsonnet'], abs, ['app'])).rejects.toThrow(/^app\/main\.jsonnet:2:3: jsonnet import "\/etc\/passwd" is an absolute path/);
+    const up = setup({ 'app/main.jsonnet': "import 'lib.libsonnet'", 'app/lib.libsonnet': "importstr '../../outside.txt'" });
+    writeTree(join(up, '..'), { 'outside.txt': 'secret' });
+    await expect(checkImports(['app/main.jsonnet'], up, ['app'])).rejects.toThrow(/^app\/lib\.libsonnet:1:1: jsonnet import "\.\.\/\.\.\/outside\.txt" resolves to .*outside\.txt, outside the repository/);
+    const link = setup({ 'app/main.jsonnet': "importbin 'key'" });
+    symlinkSync('/etc/hostname', join(link, 'app/key'));
+    await expect(checkImports(['app/main.jsonnet'], link, ['app'])).rejects.toThrow(/outside the repository/);
+  });
 });

@@ -5,8 +5,8 @@
  * repository-relative paths, so Jsonnet's own `file:line:col` messages name files of the repository.
  */
 import { execFile } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { readdir, readFile, realpath } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { JsonnetParams, JsonnetValue } from '../../core/model.js';
 import { TerminalError } from '../../core/errors.js';
@@ -75,6 +75,7 @@ export async function renderJsonnet(dir: string, root: string, params: JsonnetPa
     .sort();
   const relDir = relative(root, dir) || '.';
   const jpaths = [relDir, ...(params?.libs ?? [])];
+  await checkImports(files.map((f) => (relDir === '.' ? f : join(relDir, f))), root, jpaths);
   const out: KObject[] = [];
   for (const name of files) {
     const file = relDir === '.' ? name : join(relDir, name);
@@ -124,4 +125,48 @@ export function formatJsonnetError(file: string, stderr: string): string {
   const kind = /^STATIC ERROR/.test(lines[0]) || (pos && lines[0].startsWith(pos[1])) ? 'syntax error' : 'error';
   const where = pos ? `${pos[1]}:${pos[2]}:${pos[3]}` : file;
   return `${where}: jsonnet ${kind}: ${head || lines.slice(1).find((l) => l.trim()) || 'evaluation failed'}`;
+}
+
+/** `import "x"`, `importstr 'x'`, `importbin @"x"`: Jsonnet allows only string literals there. */
+const IMPORT = /\bimport(str|bin)?\s*(@?)(["'])((?:\\.|(?!\3)[^\\\n])*)\3/g;
+const TEXT_BLOCK_IMPORT = /\bimport(?:str|bin)?\s*\|\|\|/;
+
+/**
+ * Paths from the ops repository stay inside it: every file an import can name (next to the importing file, or in any
+ * library directory, whichever the CLI picks first), followed through imported Jsonnet, must resolve (symlinks too)
+ * inside the repository. An import that exists nowhere is left to Jsonnet's own error.
+ */
+export async function checkImports(files: string[], root: string, jpaths: string[]): Promise<void> {
+  const realRoot = await realpath(root);
+  const seen = new Set<string>();
+  const queue = [...files];
+  while (queue.length) {
+    const file = queue.shift()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    const text = await readFile(join(root, file), 'utf8').catch(() => undefined);
+    if (text === undefined) continue;
+    const at = (offset: number) => {
+      const before = text.slice(0, offset);
+      return `${file}:${before.split('\n').length}:${offset - before.lastIndexOf('\n')}`;
+    };
+    const block = TEXT_BLOCK_IMPORT.exec(text);
+    if (block) throw new TerminalError(`${at(block.index)}: jsonnet import of a text block: Keelson checks that imports stay inside the repository and needs a quoted path`);
+    for (const m of text.matchAll(IMPORT)) {
+      const path = m[2] === '@' ? m[4].replaceAll(`${m[3]}${m[3]}`, m[3]) : unescape(m[4]);
+      if (isAbsolute(path)) throw new TerminalError(`${at(m.index!)}: jsonnet import "${path}" is an absolute path; imports stay inside the repository`);
+      for (const base of [dirname(file), ...jpaths]) {
+        const candidate = resolve(root, base, path);
+        const real = await realpath(candidate).catch(() => undefined);
+        if (real === undefined) continue;
+        const rel = relative(realRoot, real);
+        if (rel.startsWith('..') || isAbsolute(rel)) throw new TerminalError(`${at(m.index!)}: jsonnet import "${path}" resolves to ${real}, outside the repository; imports stay inside the repository`);
+        if (!m[1]) queue.push(rel);
+      }
+    }
+  }
+}
+
+function unescape(s: string): string {
+  return s.replace(/\\(.)/g, (_, c: string) => ({ n: '\n', t: '\t', '\\': '\\', '"': '"', "'": "'", '/': '/' })[c] ?? c);
 }
