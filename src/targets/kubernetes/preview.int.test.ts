@@ -6,6 +6,7 @@ import { formatPreviewMarkdown, previewHasChanges } from '../../diff/preview-for
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
 import { commitAll, git, gitInit, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
+import { guestbookJsonnet } from '../../../test/jsonnet.js';
 import { deploymentYaml, kubectl, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
 import { createTargetRegistry } from '../default-targets.js';
 import { LocalTarget } from '../local/local-target.js';
@@ -25,7 +26,12 @@ kubernetesSuite('preview of a revision on Kubernetes', () => {
     writeTree(ops, {
       'apps/shop.yaml': 'apiVersion: keelson.dev/v1alpha1\nkind: App\nmetadata: { name: shop }\nspec:\n  manifests: shop\n',
       'apps/shop/deployment.yaml': deploymentYaml('shop', { image: 'registry.example/shop:1', replicas: 1 }),
-      'envs/prod.yaml': `apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: prod }\nspec:\n  target: { kubernetes: { namespace: ${namespace} } }\n  apps: { shop: {} }\n`,
+      // A Jsonnet app (the real jsonnet CLI) and one whose directory holds nothing to deploy.
+      ...guestbookJsonnet,
+      'apps/guestbook.yaml': 'apiVersion: keelson.dev/v1alpha1\nkind: App\nmetadata: { name: guestbook }\nspec:\n  manifests: guestbook\n  jsonnet:\n    tlas: { replicas: { code: "2" } }\n    extVars: { tier: frontend }\n    libs: [../lib/jsonnet]\n',
+      'apps/hollow.yaml': 'apiVersion: keelson.dev/v1alpha1\nkind: App\nmetadata: { name: hollow }\nspec:\n  manifests: hollow\n',
+      'apps/hollow/README.md': 'the manifests are elsewhere\n',
+      'envs/prod.yaml': `apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: prod }\nspec:\n  target: { kubernetes: { namespace: ${namespace} } }\n  apps: { shop: {}, guestbook: {}, hollow: {} }\n`,
     });
     gitInit(ops);
     commitAll(ops, 'shop');
@@ -37,7 +43,10 @@ kubernetesSuite('preview of a revision on Kubernetes', () => {
     const targets = createTargetRegistry({ local, store, bus, log, requeue: (env) => e?.requeue(env), specOf: (env) => e?.targetSpecOf(env) });
     engine = e = new Engine({ repo: ops, stateDir: state, log, store, bus, target: targets, pollMs: 60_000 });
     await engine.start();
-    await waitFor('shop deployed', async () => (await engine.status('prod')).environments[0]?.apps[0]?.sync === 'Synced', 90_000);
+    await waitFor('shop and guestbook deployed', async () => {
+      const apps = (await engine.status('prod')).environments[0]?.apps ?? [];
+      return ['shop', 'guestbook'].every((n) => apps.find((a) => a.name === n)?.sync === 'Synced') && apps.find((a) => a.name === 'hollow')?.sync === 'Failed';
+    }, 90_000);
 
     // The pull request: three replicas and a new Secret, on a branch; main stays deployed.
     git(ops, 'checkout', '-q', '-b', 'scale');
@@ -58,6 +67,16 @@ kubernetesSuite('preview of a revision on Kubernetes', () => {
     tmp.cleanup();
   });
 
+  it('deploys a Jsonnet app with its parameters; an app rendering no objects fails at its file, never "Healthy, no objects"', async () => {
+    expect(kubectl('get', 'deployment', 'guestbook-ui', '-n', namespace, '-o', 'jsonpath={.spec.replicas} {.spec.template.spec.containers[0].env[0].value}')).toBe('2 frontend');
+    const apps = (await engine.status('prod')).environments[0].apps;
+    const hollow = apps.find((a) => a.name === 'hollow')!;
+    expect(hollow.sync).toBe('Failed');
+    expect(hollow.message).toContain('apps/hollow.yaml:1:1: App hollow: manifests directory apps/hollow rendered no objects (no .yaml/.yml/.json files (found .md))');
+    // No version declared: the revision shows instead.
+    expect(apps.find((a) => a.name === 'guestbook')!.version).toMatch(/^[0-9a-f]{7}$/);
+  });
+
   it('shows the replicas change and the new Secret in Markdown, never its value, and changes nothing live', async () => {
     const before = await engine.status('prod');
     const preview = await engine.preview('scale');
@@ -76,6 +95,6 @@ kubernetesSuite('preview of a revision on Kubernetes', () => {
     expect(kubectl('get', 'secrets', '-n', namespace, '-o', 'name')).not.toContain('shop-db');
     const after = await engine.status('prod');
     expect(after.environments[0].revision).toBe(before.environments[0].revision);
-    expect(after.environments[0].apps[0].sync).toBe('Synced');
+    expect(after.environments[0].apps.find((a) => a.name === 'shop')!.sync).toBe('Synced');
   });
 });
