@@ -117,4 +117,13 @@ describe('keelson diff --revision (local target)', () => {
     expect(fresh.stdout).toContain('| `hello` | create | 1.1.0 | not running |');
     expect((await h.engine.status('dev')).environments[0].apps[0]).toMatchObject({ version: '1.0.0', sync: 'Synced' });
   });
+
+  it('keelson diff --env plans the running revision as before; --exit-code 0 when in sync', async () => {
+    const r = await cli('--env', 'dev', '--exit-code');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^environment dev at [0-9a-f]{12}\n {2}none {4}hello 1\.0\.0/);
+    const usage = await cli();
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('keelson diff needs --env E');
+  });
 });
