@@ -73,7 +73,7 @@ describe('keelson validate renders manifests', () => {
       'envs/dev.yaml': `apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: dev }\nspec:\n  target: { kubernetes: { namespace: dev } }\n  apps:\n    web: { replicas: 2 }\n`,
     });
     expect(r.stderr).toBe('');
-    expect(r.lines).toEqual(['ok: 3 environment(s), 3 app deployment(s), 2 manifests renders']);
+    expect(r.lines).toEqual(['ok: 3 environment(s), 3 app deployment(s), 2 distinct manifests rendered']);
   });
 });
 
@@ -96,6 +96,6 @@ jsonnetSuite('keelson validate with Jsonnet apps', () => {
       'apps/guestbook.yaml': app('guestbook', 'guestbook', '  jsonnet:\n    tlas: { replicas: { code: "2" } }\n    extVars: { tier: web }\n    libs: [../lib/jsonnet]\n'),
       'envs/prod.yaml': env('prod', ['guestbook']),
     });
-    expect(r.lines).toEqual(['ok: 1 environment(s), 1 app deployment(s), 1 manifests render']);
+    expect(r.lines).toEqual(['ok: 1 environment(s), 1 app deployment(s), 1 distinct manifests rendered']);
   });
 });

@@ -30,7 +30,8 @@ export async function validate(argv: string[]): Promise<void> {
     throw new ExitError(1, [secrets.error, summary].filter(Boolean).join('\n'));
   }
   const apps = desired.environments.reduce((n, e) => n + e.apps.length, 0);
-  const rendered = manifests.rendered ? `, ${manifests.rendered} manifests render${manifests.rendered === 1 ? '' : 's'}` : '';
+  // Apps with identical inputs in several environments are rendered once: the count is of distinct renders.
+  const rendered = manifests.rendered ? `, ${manifests.rendered} distinct manifests rendered` : '';
   console.log(`ok: ${desired.environments.length} environment(s), ${apps} app deployment(s)${rendered}${secrets.ok ?? ''}`);
 }
 
