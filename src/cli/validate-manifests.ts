@@ -16,10 +16,6 @@ export interface PlacedIssue {
   message: string;
 }
 
-export function formatPlaced(i: PlacedIssue): string {
-  return `${i.file}${i.line !== undefined ? `:${i.line}` : ''}${i.col !== undefined ? `:${i.col}` : ''}: ${i.message}`;
-}
-
 /** What renderApp reads of an app: everything but where and for which environment it is declared. */
 function inputsKey(app: DesiredApp): string {
   const { env: _e, dependsOn: _d, ...rest } = app;

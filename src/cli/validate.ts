@@ -3,7 +3,7 @@ import type { DesiredState } from '../core/model.js';
 import { ExitError } from '../core/errors.js';
 import type { Issue } from '../core/types.js';
 import { renderRepository } from '../render/index.js';
-import { checkManifests, formatPlaced, type PlacedIssue } from './validate-manifests.js';
+import type { PlacedIssue } from './validate-manifests.js';
 import { KeyError, loadKeyring } from '../secrets/age-keys.js';
 import { checkSecrets, secretFilesOf } from '../secrets/resolve.js';
 import { parse } from './args.js';
@@ -21,7 +21,10 @@ export async function validate(argv: string[]): Promise<void> {
   const { desired, issues } = await renderRepository({ root, path: values.path });
   const secrets = await validateSecrets(desired, root);
   // Manifests of Apps whose own file has problems are not rendered: their desired state is not trustworthy.
-  const manifests = await checkManifests(desired, root, new Set(issues.map((i) => i.file)));
+  // Loaded only for Kubernetes environments: local-target apps have no manifests, and validate stays quick for them.
+  const manifests = desired.environments.some((e) => 'kubernetes' in e.target)
+    ? await (await import('./validate-manifests.js')).checkManifests(desired, root, new Set(issues.map((i) => i.file)))
+    : { issues: [], rendered: 0 };
   const all = sortPlaced([...issues, ...secrets.issues, ...manifests.issues]);
   for (const i of all) console.log(formatPlaced(i));
   if (secrets.note) console.log(secrets.note);
@@ -33,6 +36,10 @@ export async function validate(argv: string[]): Promise<void> {
   // Apps with identical inputs in several environments are rendered once: the count is of distinct renders.
   const rendered = manifests.rendered ? `, ${manifests.rendered} distinct manifests rendered` : '';
   console.log(`ok: ${desired.environments.length} environment(s), ${apps} app deployment(s)${rendered}${secrets.ok ?? ''}`);
+}
+
+function formatPlaced(i: PlacedIssue): string {
+  return `${i.file}${i.line !== undefined ? `:${i.line}` : ''}${i.col !== undefined ? `:${i.col}` : ''}: ${i.message}`;
 }
 
 function sortPlaced(issues: PlacedIssue[]): PlacedIssue[] {
