@@ -204,7 +204,7 @@ export class GitSource {
       return parseCommit(await this.git(['log', '-1', logFormat, `${local}^{commit}`]));
     }
     if (abbrevSha.test(rev)) return this.fetchCommit(rev);
-    throw new TerminalError(`\`${rev}\` is neither a branch, a tag nor a commit of ${this.repo}`);
+    throw new TerminalError(`\`${rev}\` is neither a branch, a tag nor a commit of ${this.repo}; push it first, or preview a local repository with --repo DIR`);
   }
 
   private async doInit(): Promise<void> {
