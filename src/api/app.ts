@@ -18,6 +18,8 @@ import { rolloutRoutes } from './rollout-routes.js';
 import { rollbackRoutes } from './rollback-routes.js';
 import type { EngineWriter } from '../opsrepo/engine-writer.js';
 import { installSecurity } from './security.js';
+import { TerminalError } from '../core/errors.js';
+import { GitError } from '../source/git.js';
 
 export interface ApiDeps {
   engine: Engine;
@@ -73,6 +75,17 @@ export function createApi(d: ApiDeps): Hono {
     knownEnv(env);
     const plan = await engine.plan(env);
     return c.json({ plan, text: engine.formatPlan(plan) });
+  });
+
+  app.get('/api/v1/preview', async (c) => {
+    const revision = c.req.query('revision');
+    if (!revision) throw problem(400, '"revision" is required: a branch, tag or commit sha of the ops repository');
+    try {
+      return c.json(await engine.preview(revision, { env: c.req.query('env') || undefined }));
+    } catch (err) {
+      if (err instanceof TerminalError || err instanceof GitError) throw problem(/unknown environment/.test(err.message) ? 404 : 400, err.message);
+      throw err;
+    }
   });
 
   app.post('/api/v1/environments/:env/sync', async (c) => {

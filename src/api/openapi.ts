@@ -52,6 +52,14 @@ export const routeDocs: RouteDoc[] = [
     responses: { 200: { description: 'the plan', schema: s.planResponseSchema }, 404: problem('unknown environment'), ...denied },
   },
   {
+    method: 'GET',
+    path: '/api/v1/preview',
+    access: 'viewer',
+    summary: 'What syncing a revision (a branch, tag or sha, fetched into the clone) would do, per environment, against live; changes nothing',
+    query: s.previewQuerySchema,
+    responses: { 200: { description: 'the plans of the revision', schema: s.previewSchema }, 400: problem('no such revision, or invalid query'), 404: problem('unknown environment'), ...denied },
+  },
+  {
     method: 'POST',
     path: '/api/v1/environments/:env/sync',
     access: 'operator',

@@ -74,6 +74,19 @@ export const planStepSchema = z
 
 export const planSchema = z.object({ env: z.string(), revision: z.string(), steps: z.array(planStepSchema) }).meta({ id: 'Plan' });
 export const planResponseSchema = z.object({ plan: planSchema, text: z.string() });
+export const previewQuerySchema = z.object({
+  revision: z.string().min(1).describe('Branch, tag or commit sha of the ops repository to preview'),
+  env: z.string().optional().describe('One environment (default: every environment the revision declares or deletes)'),
+});
+export const previewSchema = z
+  .object({
+    revision: z.string(),
+    commit: z.object({ message: z.string(), author: z.string(), time: z.string() }),
+    base: z.string().nullable(),
+    issues: z.array(z.string()),
+    environments: z.array(planSchema),
+  })
+  .meta({ id: 'Preview' });
 export const appPlanResponseSchema = z.object({ step: planStepSchema.nullable(), text: z.string(), paused: z.boolean() });
 
 export const syncRequestSchema = z.object({ app: z.string().optional(), force: z.boolean().optional().describe('Kubernetes: take over fields other field managers own (server-side apply force)'), confirmPrune: z.boolean().optional().describe('Kubernetes: delete the objects whose prune waits for confirmation (Argo CD sync option Prune=confirm)') });

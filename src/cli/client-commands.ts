@@ -29,11 +29,6 @@ export async function run(cmd: string, argv: string[]): Promise<void> {
       console.log(values.json ? JSON.stringify(status, null, 2) : formatStatus(status));
       return;
     }
-    case 'diff': {
-      const r = await call<{ text: string; plan: unknown }>(conn, `/api/v1/environments/${need('env')}/plan`);
-      console.log(values.json ? JSON.stringify(r.plan, null, 2) : r.text);
-      return;
-    }
     case 'sync': {
       const env = need('env');
       const label = `syncing ${values.env}${values.app ? `/${values.app}` : ''}`;

@@ -5,9 +5,12 @@ const usage = `keelson — GitOps delivery engine
 Usage:
   keelson up --repo <dir|url> [--branch B] [--path P] [--env E]... [--listen 127.0.0.1:7070]
              [--state-dir D] [--poll 10s] [--webhook-secret-file F] [--config keelson.yaml]
-  keelson validate [--repo R] [--path P]   (with KEELSON_AGE_KEY_FILE set, secret files must decrypt too)
+  keelson validate [--repo R] [--path P] [--state-dir D] [--fetch-charts]   (with KEELSON_AGE_KEY_FILE set, secret files must decrypt too)
   keelson status [--env E] [--json]
-  keelson diff --env E
+  keelson diff --env E [--json] [--exit-code]   what a sync would do now (the running revision against live)
+  keelson diff --revision R [--env E] [--format text|markdown|json] [--exit-code] [--repo DIR [--state-dir D]]
+                                        preview a branch, tag or sha of the ops repository against live
+                                        (--repo: no engine needed; live read from the cluster and D's inventory)
   keelson sync --env E [--app A] [--force] [--confirm-prune]   (--force: Kubernetes apply takes over fields other managers own; --confirm-prune: delete objects marked Prune=confirm)
   keelson history --env E [--app A] [--json]
   keelson logs --env E --app A [--follow] [--tail N]
@@ -54,8 +57,9 @@ export async function main(argv: string[]): Promise<void> {
         return await (await import('./up.js')).up(rest);
       case 'validate':
         return await (await import('./validate.js')).validate(rest);
-      case 'status':
       case 'diff':
+        return await (await import('./diff.js')).diff(rest);
+      case 'status':
       case 'sync':
       case 'history':
       case 'logs':

@@ -1,32 +1,54 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { DesiredState } from '../core/model.js';
 import { ExitError } from '../core/errors.js';
-import { formatIssue, type Issue } from '../core/types.js';
+import type { Issue } from '../core/types.js';
 import { renderRepository } from '../render/index.js';
-import { sortIssues } from '../render/render.js';
+import type { PlacedIssue } from './validate-manifests.js';
 import { KeyError, loadKeyring } from '../secrets/age-keys.js';
 import { checkSecrets, secretFilesOf } from '../secrets/resolve.js';
 import { parse } from './args.js';
 
 /**
- * `keelson validate`: checks the working tree; every problem as `file:line:col: message`. With an age identity
+ * `keelson validate`: checks the working tree; every problem as `file:line:col: message`. Every Kubernetes app's
+ * manifests are rendered offline (plain YAML, Kustomize, Jsonnet: what the target would apply), once per distinct
+ * inputs. With an age identity
  * in the environment, every secret file the environments' apps use must also decrypt (MAC verified) and have the
  * keys they name; without one, a note says the secrets were not decrypted. Decrypted values are never printed.
  */
 export async function validate(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { repo: { type: 'string' }, path: { type: 'string' } });
+  const { values } = parse(argv, { repo: { type: 'string' }, path: { type: 'string' }, 'state-dir': { type: 'string' }, 'fetch-charts': { type: 'boolean' } });
   const root = resolve(values.repo ?? '.');
   const { desired, issues } = await renderRepository({ root, path: values.path });
   const secrets = await validateSecrets(desired, root);
-  const all = sortIssues([...issues, ...secrets.issues]);
-  for (const i of all) console.log(formatIssue(i));
+  // Manifests of Apps whose own file has problems are not rendered: their desired state is not trustworthy.
+  // Loaded only for Kubernetes environments: local-target apps have no manifests, and validate stays quick for them.
+  const manifests = desired.environments.some((e) => 'kubernetes' in e.target)
+    ? await (await import('./validate-manifests.js')).checkManifests(desired, root, new Set(issues.map((i) => i.file)), {
+        // Remote Helm charts come from the engine's chart cache; only --fetch-charts downloads what it lacks.
+        chartCacheDir: join(resolve(values['state-dir'] ?? '.keelson'), 'charts'),
+        offline: !values['fetch-charts'],
+      })
+    : { issues: [], rendered: 0, notes: [] as string[] };
+  const all = sortPlaced([...issues, ...secrets.issues, ...manifests.issues]);
+  for (const i of all) console.log(formatPlaced(i));
   if (secrets.note) console.log(secrets.note);
+  for (const n of manifests.notes) console.log(n);
   if (all.length || secrets.error) {
     const summary = all.length ? `${all.length} problem${all.length === 1 ? '' : 's'} found` : '';
     throw new ExitError(1, [secrets.error, summary].filter(Boolean).join('\n'));
   }
   const apps = desired.environments.reduce((n, e) => n + e.apps.length, 0);
-  console.log(`ok: ${desired.environments.length} environment(s), ${apps} app deployment(s)${secrets.ok ?? ''}`);
+  // Apps with identical inputs in several environments are rendered once: the count is of distinct renders.
+  const rendered = manifests.rendered ? `, ${manifests.rendered} distinct manifests rendered` : '';
+  console.log(`ok: ${desired.environments.length} environment(s), ${apps} app deployment(s)${rendered}${secrets.ok ?? ''}`);
+}
+
+function formatPlaced(i: PlacedIssue): string {
+  return `${i.file}${i.line !== undefined ? `:${i.line}` : ''}${i.col !== undefined ? `:${i.col}` : ''}: ${i.message}`;
+}
+
+function sortPlaced(issues: PlacedIssue[]): PlacedIssue[] {
+  return [...issues].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0)));
 }
 
 const keyHelp = 'set KEELSON_AGE_KEY_FILE to an age identity file (or KEELSON_AGE_KEY, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)';

@@ -63,6 +63,10 @@ export interface SourceRef {
 export interface DesiredApp {
   name: string;
   env: string;
+  /**
+   * The declared version; '' for a manifests app that declares none (nothing uses it there): status and diffs show
+   * the revision instead.
+   */
   version: string;
   artifact: Artifact;
   command: string[];
@@ -86,6 +90,8 @@ export interface DesiredApp {
    * rendered. Absent for a chart directory without `spec.helm` (then: release = app name, no values).
    */
   helm?: HelmSpec;
+  /** Kubernetes target: parameters of a Jsonnet manifests directory; absent when none are declared. */
+  jsonnet?: JsonnetParams;
   readiness?: Probe;
   liveness?: Probe;
   dependsOn: string[];
@@ -112,6 +118,17 @@ export interface IgnoreDifference {
   namespace?: string;
   jsonPointers?: string[];
   managedFieldsManagers?: string[];
+}
+
+/** A Jsonnet parameter value: a string (`--tla-str`/`--ext-str`) or Jsonnet code (`--tla-code`/`--ext-code`). */
+export type JsonnetValue = string | { code: string };
+
+/** `spec.jsonnet` with the environment's entry layered over the App's. */
+export interface JsonnetParams {
+  tlas: Record<string, JsonnetValue>;
+  extVars: Record<string, JsonnetValue>;
+  /** Library directories (`-J`), relative to the repository root, symlinks resolved, inside the repository. */
+  libs: string[];
 }
 
 /** A secret reference: a SOPS file (relative to the repository root) and, optionally, one key in it. */

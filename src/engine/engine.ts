@@ -4,7 +4,7 @@ import { targetName } from '../core/model.js';
 import { errorMessage, TerminalError, TransientError } from '../core/errors.js';
 import { appKey, formatIssue, type HealthCode, type Issue, type SyncCode } from '../core/types.js';
 import type { Logger } from '../log.js';
-import { formatPlan, hasChanges, planEnvironment, specKey, type Plan, type PlanStep } from '../plan/plan.js';
+import { formatPlan, hasChanges, planEnvironment, shownVersion, specKey, type Plan, type PlanStep } from '../plan/plan.js';
 import { renderRepository } from '../render/index.js';
 import { git } from '../source/git.js';
 import { GitSource, type FetchResult } from '../source/git-source.js';
@@ -52,6 +52,17 @@ interface RenderError {
   revision: string;
   issues: Issue[];
   message: string;
+}
+
+/** What `keelson diff --revision` answers: per environment, the plan the revision would make against live. */
+export interface Preview {
+  revision: string;
+  commit: { message: string; author: string; time: string };
+  /** The revision environments run now (null before one rendered cleanly). */
+  base: string | null;
+  /** Problems of the revision (render, secrets); when any, there are no plans. */
+  issues: string[];
+  environments: Plan[];
 }
 
 export interface AppStatusView {
@@ -126,6 +137,8 @@ export class Engine {
   /** Aborted by `stop`: progressive rollouts under way are left as they are, for the next engine to resume. */
   private readonly stopping = new AbortController();
   private goodUnpin?: () => void;
+  /** Targets of environments only a previewed revision declares (`keelson diff --revision`), for observing them. */
+  private readonly previewTargets = new Map<string, TargetSpec>();
   /** The revision each environment's unchanged apps were last recorded at. */
   private readonly recordedRevision = new Map<string, string>();
 
@@ -315,18 +328,57 @@ export class Engine {
   }
 
   async plan(env: string): Promise<Plan> {
-    const desired = this.desiredEnv(env);
-    const live = await this.target.observe(env);
-    const plan = this.planFor(desired, live, this.good?.revision ?? '');
-    // Targets that manage objects add the server-side difference of each (what `keelson diff` shows).
     const good = this.good;
-    if (good && this.target.diff) {
+    return this.planWithObjects(this.desiredEnv(env), good?.revision ?? '', good?.checkoutDir);
+  }
+
+  /**
+   * The plan of one environment against live, with each object's server-side difference on targets that manage
+   * objects (what `keelson diff` shows). Pure reads: nothing live changes.
+   */
+  private async planWithObjects(desired: DesiredEnvironment, revision: string, checkoutDir: string | undefined): Promise<Plan> {
+    const live = await this.target.observe(desired.name);
+    const plan = this.planFor(desired, live, revision);
+    if (checkoutDir !== undefined && this.target.diff) {
       for (const step of plan.steps) {
         const app = desired.apps.find((a) => a.name === step.app);
-        if (app) step.objects = await this.target.diff(app, { revision: good.revision, checkoutDir: good.checkoutDir }).catch((err) => [{ key: '(diff failed)', action: 'update' as const, changes: [{ path: '', desired: errorMessage(err) }] }]);
+        if (app) step.objects = await this.target.diff(app, { revision, checkoutDir }).catch((err) => [{ key: '(diff failed)', action: 'update' as const, changes: [{ path: '', desired: errorMessage(err) }] }]);
       }
     }
     return plan;
+  }
+
+  /**
+   * `keelson diff --revision`: the ops repository at `rev` (a branch, tag or sha, fetched into the clone) rendered the
+   * way a new revision is, and planned against live per environment, the same path a sync plans with; nothing live
+   * changes and the running revision stays. Environments the revision deletes are planned as empty. A revision that
+   * does not render cleanly answers its problems instead of plans.
+   */
+  async preview(rev: string, opts: { env?: string } = {}): Promise<Preview> {
+    const info = await this.source.fetchRevision(rev);
+    const unpin = this.source.pin(info.revision);
+    try {
+      const root = await this.source.checkout(info.revision);
+      const rendered = await renderRepository({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
+      const issues = rendered.issues.length ? rendered.issues : await digestSecrets(rendered.desired, root);
+      const head = { revision: info.revision, commit: { message: info.message, author: info.author, time: info.time }, base: this.good?.revision ?? null };
+      if (issues.length) return { ...head, issues: issues.map(formatIssue), environments: [] };
+      await this.addDigests(rendered.desired, root, info.revision);
+      const names = new Set([...rendered.desired.environments.map((e) => e.name), ...this.environmentNames()]);
+      if (opts.env !== undefined && !names.has(opts.env)) throw new TerminalError(`unknown environment "${opts.env}" at ${info.revision.slice(0, 7)} (environments: ${[...names].sort().join(', ') || 'none'})`);
+      // Environments new in the revision are observed on the target the revision gives them.
+      for (const e of rendered.desired.environments) if (!this.targetSpecOf(e.name)) this.previewTargets.set(e.name, e.target);
+      const environments: Plan[] = [];
+      for (const env of [...names].sort()) {
+        if (opts.env !== undefined && env !== opts.env) continue;
+        const found = rendered.desired.environments.find((e) => e.name === env);
+        const desired = found ? effectiveEnvironment(found) : { name: env, target: this.targetSpecOf(env) ?? { local: {} }, apps: [], source: { file: '', line: 0, col: 0 } };
+        environments.push(await this.planWithObjects(desired, info.revision, root));
+      }
+      return { ...head, issues: [], environments };
+    } finally {
+      unpin();
+    }
   }
 
   formatPlan(plan: Plan): string {
@@ -537,8 +589,9 @@ export class Engine {
         if (this.renderError) message = `${message}. ${this.renderError.message}`;
         return {
           name,
-          version: l?.version ?? null,
-          desiredVersion: d?.version ?? null,
+          // A manifests app that declares no version shows the revision it runs (and the one it should run).
+          version: l ? shownVersion(l.version, l.revision) || null : null,
+          desiredVersion: d ? shownVersion(d.version, this.good?.revision) || null : null,
           revision: l?.revision ?? null,
           sync,
           health: this.pauses.isPaused(env, name) ? 'Suspended' : (l?.health ?? 'Missing'),
@@ -597,7 +650,7 @@ export class Engine {
 
   /** Where an environment runs per the running revision; undefined once git no longer declares it. */
   targetSpecOf(env: string): TargetSpec | undefined {
-    return this.good?.desired.environments.find((e) => e.name === env)?.target;
+    return this.good?.desired.environments.find((e) => e.name === env)?.target ?? this.previewTargets.get(env);
   }
 }
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { DesiredApp, DesiredEnvironment } from '../core/model.js';
 import { templateHash } from '../targets/local/spec-hash.js';
 import type { LiveApp } from '../targets/target.js';
-import { formatPlan, hasChanges, planEnvironment, specKey } from './plan.js';
+import { formatPlan, hasChanges, planEnvironment, specKey, shownVersion } from './plan.js';
 
 const app = (name: string, over: Partial<DesiredApp> = {}): DesiredApp => ({
   name,
@@ -119,5 +119,12 @@ describe('planEnvironment', () => {
             version: "1.0.0" → "1.1.0"
         delete  old 1.0.0  (no longer declared in the environment)"
     `);
+  });
+});
+
+describe('versions as shown', () => {
+  it('a manifests app without a declared version shows its short revision', () => {
+    expect(shownVersion('', '0123456789abcdef')).toBe('0123456');
+    expect(shownVersion('1.2.0', '0123456789abcdef')).toBe('1.2.0');
   });
 });

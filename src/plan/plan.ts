@@ -70,14 +70,19 @@ export function planEnvironment(input: PlanInput): Plan {
       action = 'update';
       reason = `retrying the rollout that failed at ${failed.revision.slice(0, 7)}`;
     }
-    steps.push({ app: app.name, ...(l ? { from: l.version } : {}), to: app.version, dependsOn: app.dependsOn, action, changes: action === 'none' ? [] : changes, reason });
+    steps.push({ app: app.name, ...(l ? { from: shownVersion(l.version, l.revision) } : {}), to: shownVersion(app.version, input.revision), dependsOn: app.dependsOn, action, changes: action === 'none' ? [] : changes, reason });
   }
   for (const name of input.inventory) {
     if (desiredNames.has(name)) continue;
     const l = live.get(name);
-    steps.push({ app: name, action: 'delete', from: l?.version, changes: [], reason: 'no longer declared in the environment', dependsOn: [] });
+    steps.push({ app: name, action: 'delete', from: l ? shownVersion(l.version, l.revision) : undefined, changes: [], reason: 'no longer declared in the environment', dependsOn: [] });
   }
   return { env: input.desired.name, revision: input.revision, steps };
+}
+
+/** An app's version as shown: the declared one, else (a manifests app that declares none) its short revision. */
+export function shownVersion(version: string, revision: string | undefined): string {
+  return version || (revision ?? '').slice(0, 7);
 }
 
 /** What one app needs for live to equal its desired spec: to start, new processes, a scale, or nothing. */

@@ -319,14 +319,13 @@ describe('renderRepository: issues at file:line:col', () => {
     });
     expect(messages).toMatchInlineSnapshot(`
       [
-        "a.yaml:4:1: App "a": spec.version: is required",
         "a.yaml:5:3: App "a": spec.artifact: needs exactly one of "path", "url", found "path" and "url"",
         "a.yaml:9:3: App "a": spec.liveness: needs exactly one of "http", "tcp", "exec"",
         "a.yaml:12:19: App "a": spec.readiness.http.path: must start with "/"",
         "a.yaml:13:23: App "a": spec.readiness.exec.command[0]: must be a string, not boolean true",
         "a.yaml:20:13: App "b": spec.artifact: a url artifact needs "sha256" (64 hex digits) to verify the download",
         "e.yaml:5:36: Environment "e": spec.target.kubernetes.namespace: is required",
-        "e.yaml:6:16: Environment "e": unknown field "spec.apps.a.colour" (allowed: autoUpdate, version, replicas, env, port, secrets, helm, syncOptions, ignoreDifferences)",
+        "e.yaml:6:16: Environment \"e\": unknown field \"spec.apps.a.colour\" (allowed: autoUpdate, version, replicas, env, port, secrets, helm, syncOptions, ignoreDifferences, jsonnet)",
         "e.yaml:10:11: Environment: metadata.name: is required",
       ]
     `);

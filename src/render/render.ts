@@ -27,6 +27,7 @@ import { toRolloutSpec } from './rollout-schema.js';
 import { checkTargetRequirements, hasExplicitReplicas, kubernetesForm } from './app-form.js';
 import { resolveDelivery } from './resolve-delivery.js';
 import { helmForm } from './helm-form.js';
+import { checkVersion, resolveJsonnet } from './app-params.js';
 import { resolveSecretRefs, type SecretsSource } from '../secrets/refs.js';
 
 export interface RenderOptions {
@@ -79,7 +80,7 @@ export function renderDocuments(docs: readonly ParsedDoc[], opts: RenderOptions)
 
   checkAppDependencies(apps, invalid.App, issues);
   for (const app of apps.values()) {
-    checkArtifactPath(root, app, app.value.spec.version, undefined, issues);
+    if (app.value.spec.version !== undefined) checkArtifactPath(root, app, app.value.spec.version, undefined, issues);
   }
 
   const selected = selectEnvironments(envs, opts.envs, issues);
@@ -293,10 +294,13 @@ function resolveEnvironment(
     }
     const desired = resolveApp(root, env.name, app, overrides ?? {});
     checkTargetRequirements(root, env.value.spec.target, env, { name, doc: app.doc, spec: app.value.spec }, issues);
+    checkVersion(env, { name, doc: app.doc, spec: app.value.spec }, overrides ?? {}, env.value.spec.target.kubernetes === undefined, issues);
     if (env.value.spec.target.kubernetes !== undefined) {
       Object.assign(desired, kubernetesForm(root, app.doc, app.value.spec, desired.version, hasExplicitReplicas(app.doc, overrides?.replicas)));
       const helm = helmForm(root, { name, doc: app.doc, spec: app.value.spec }, { name: env.name, doc: env.doc, override: overrides?.helm }, issues);
       if (helm) desired.helm = helm;
+      const jsonnet = resolveJsonnet(root, { name, doc: app.doc, spec: app.value.spec }, { doc: env.doc, overrides: overrides ?? {} }, issues);
+      if (jsonnet) desired.jsonnet = jsonnet;
     }
     if (env.value.spec.routing === 'host' && desired.port !== undefined) desired.host = `${name}.${env.name}.localhost`;
     const secretSources: SecretsSource[] = [];
@@ -332,7 +336,7 @@ function toTarget(t: EnvironmentDocument['spec']['target']): TargetSpec {
 
 function resolveApp(root: string, env: string, app: AppDecl, ov: AppOverrides): DesiredApp {
   const spec = app.value.spec;
-  const version = ov.version ?? spec.version;
+  const version = ov.version ?? spec.version ?? '';
   const artifact: Artifact =
     spec.artifact?.url !== undefined
       ? { url: substitute(spec.artifact.url, version), sha256: spec.artifact.sha256 }

@@ -15,8 +15,9 @@ describe('JSON Schema', () => {
     expect(s.oneOf.map((o) => o.properties.kind.const)).toEqual(['App', 'Environment']);
     const spec = s.oneOf[0].properties.spec;
     expect(spec.additionalProperties).toBe(false);
-    // artifact and run.command are local-target needs, image/manifests Kubernetes ones: checked per environment's target.
-    expect(spec.required).toEqual(['version']);
+    // artifact and run.command are local-target needs, image/manifests Kubernetes ones, and version is needed only
+    // where something uses it: all checked per environment's target.
+    expect(spec.required).toBeUndefined();
     expect(spec.properties.artifact.oneOf).toEqual([{ required: ['path'] }, { required: ['url', 'sha256'] }]);
     expect(spec.properties.readiness.oneOf).toHaveLength(3);
     // Input side: defaulted fields are optional and show their default.

@@ -91,6 +91,26 @@ function isTarGzUrl(s: string): boolean {
 
 const Version = z.string().min(1);
 
+/** A Jsonnet parameter: a string, or Jsonnet code (`{code: "..."}`) evaluated as such. */
+const JsonnetValue = z.union([z.string(), z.strictObject({ code: z.string().min(1).describe('Jsonnet code, e.g. "3" or "{ a: 1 }"') })], {
+  error: 'must be a string, or {code: "<jsonnet code>"}',
+});
+const JsonnetParams = z.record(
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be a Jsonnet identifier (letters, digits and "_", not starting with a digit)' }),
+  JsonnetValue,
+);
+
+export const JsonnetSchema = z
+  .strictObject({
+    tlas: JsonnetParams.optional().describe('Top-level arguments of each .jsonnet file: name → string, or {code: "<jsonnet>"} (--tla-str / --tla-code)'),
+    extVars: JsonnetParams.optional().describe('External variables (std.extVar): name → string, or {code: "<jsonnet>"} (--ext-str / --ext-code)'),
+    libs: z
+      .array(z.string().min(1))
+      .optional()
+      .describe('Library directories (-J), relative to the file that declares them, inside the repository'),
+  })
+  .describe('Kubernetes target: parameters of a manifests directory of .jsonnet files');
+
 export const UpdatePolicySchema = z.strictObject({
   semver: z.string().min(1).describe('Range of versions to follow, e.g. "^1.2" or "~2.0.1"'),
   source: z
@@ -103,15 +123,18 @@ export const UpdatePolicySchema = z.strictObject({
 });
 
 export const AppSpecSchema = z.strictObject({
-  version: Version.describe('Version to run, a quoted string ("1.10", not 1.10); replaces {version} in the artifact'),
+  version: Version.optional().describe(
+    'Version to run, a quoted string ("1.10", not 1.10); replaces {version} in the artifact. Required for apps with an artifact or image (and on the local target); optional for manifests apps, which then show the revision',
+  ),
   artifact: ArtifactSchema.optional().describe('Local target: where the release comes from, a directory "path" or a .tar.gz "url" with its "sha256"'),
   image: z
     .string()
     .regex(/^[^\s]+$/, { error: 'must be an image reference without spaces' })
     .optional()
     .describe('Kubernetes target: container image; {version} is replaced by the version, else ":<version>" is appended (with manifests: the image whose tag the version sets)'),
-  manifests: z.string().min(1).optional().describe('Kubernetes target: directory of Kubernetes YAML (recursive), with a kustomization.yaml, or a Helm chart (with a Chart.yaml), relative to this file'),
+  manifests: z.string().min(1).optional().describe('Kubernetes target: directory of Kubernetes YAML (recursive), with a kustomization.yaml, a Helm chart (with a Chart.yaml), or of .jsonnet files, relative to this file'),
   helm: HelmSpecSchema.optional(),
+  jsonnet: JsonnetSchema.optional(),
   run: z
     .strictObject({
       command: Argv.optional().describe('argv of the process, run in the artifact directory, e.g. ["node", "server.js"]; on Kubernetes the container command'),
@@ -148,6 +171,7 @@ export const AppOverridesSchema = z.strictObject({
   helm: HelmOverridesSchema.optional(),
   syncOptions: SyncOptionsSchema.optional().describe("Replaces the App's syncOptions in this environment"),
   ignoreDifferences: IgnoreDifferencesSchema.optional().describe("Replaces the App's ignoreDifferences in this environment"),
+  jsonnet: JsonnetSchema.optional().describe("Jsonnet parameters here: tlas and extVars replace the App's by name; libs (relative to this file) replace the App's"),
 });
 
 export const TargetSchema = z

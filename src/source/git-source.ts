@@ -186,6 +186,27 @@ export class GitSource {
     return parseCommit(out);
   }
 
+  /**
+   * A branch, tag or commit of the remote fetched into the clone for a preview (`keelson diff --revision`), without
+   * changing the followed ref. A branch or tag is looked up on the remote first; a sha already in the clone is used
+   * as it is.
+   */
+  async fetchRevision(rev: string): Promise<CommitInfo> {
+    await this.init();
+    checkRefName(rev);
+    if (abbrevSha.test(rev) && (await this.tryResolve(rev))) return this.commitInfo(rev);
+    const out = await this.git(['ls-remote', 'origin', `refs/heads/${rev}`, `refs/tags/${rev}`], { hint: 'Is the remote reachable?' });
+    const names = out.split('\n').map((l) => l.split('\t')[1]);
+    const ref = names.includes(`refs/heads/${rev}`) ? `refs/heads/${rev}` : names.includes(`refs/tags/${rev}`) ? `refs/tags/${rev}` : undefined;
+    if (ref) {
+      const local = `refs/keelson/preview/${ref.slice('refs/'.length)}`;
+      await this.fetchRefspecs([`+${ref}:${local}`]);
+      return parseCommit(await this.git(['log', '-1', logFormat, `${local}^{commit}`]));
+    }
+    if (abbrevSha.test(rev)) return this.fetchCommit(rev);
+    throw new TerminalError(`\`${rev}\` is neither a branch, a tag nor a commit of ${this.repo}; push it first, or preview a local repository with --repo DIR`);
+  }
+
   private async doInit(): Promise<void> {
     const local = await localRepository(this.opts.repo);
     if (local) {

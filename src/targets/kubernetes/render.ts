@@ -13,6 +13,8 @@ import { TerminalError } from '../../core/errors.js';
 import type { KObject } from './objects.js';
 import { checkInside, isHelmChart, renderHelm, type HelmRenderOptions } from './helm.js';
 import { fetchChart, resolveDependencies } from './chart-source.js';
+import { isJsonnetDir, renderJsonnet } from './jsonnet.js';
+import { noObjectsMessage } from './no-objects.js';
 
 /** What a Helm chart app needs of the environment (helm.ts); every field optional, so offline rendering works. */
 export type HelmContext = Partial<Omit<HelmRenderOptions, 'checkoutDir' | 'checked'>> & {
@@ -42,6 +44,7 @@ export async function renderApp(app: DesiredApp, checkoutDir: string, helm: Helm
     const { dir } = await resolveDependencies(fetched.dir, { cacheDir: chartCacheDir, offline });
     const objects = await renderHelm(dir, app, { namespace: 'default', ...helmOptions, checkoutDir, checked: true });
     const chart = `${ref.name ?? ref.repo.split('/').pop()}@${ref.version}`;
+    if (objects.length === 0) throw new TerminalError(`app ${app.name}: the chart ${chart} rendered no objects with the values given; check spec.helm.values`);
     return objects.map((o) => traced(applyOverrides(o, app), chart, fetched.digest));
   }
   if (app.manifests) {
@@ -53,9 +56,16 @@ export async function renderApp(app: DesiredApp, checkoutDir: string, helm: Helm
       // are fetched into a copy in the cache, never into the immutable checkout.
       await checkInside(dir, checkoutDir);
       const resolved = chartCacheDir ? (await resolveDependencies(dir, { cacheDir: chartCacheDir, offline, repoRoot: checkoutDir })).dir : dir;
-      return (await renderHelm(resolved, app, { namespace: 'default', ...helmOptions, checkoutDir, checked: true })).map((o) => applyOverrides(o, app));
+      const objects = await renderHelm(resolved, app, { namespace: 'default', ...helmOptions, checkoutDir, checked: true });
+      if (objects.length === 0) throw new TerminalError(`app ${app.name}: the Helm chart ${rel || '.'} rendered no objects with the values given; check its templates and spec.helm.values`);
+      return objects.map((o) => applyOverrides(o, app));
     }
-    const objects = await loadManifests(dir);
+    const entries = await readdir(dir).catch(() => [] as string[]);
+    const objects =
+      isJsonnetDir(entries) && !entries.some((e) => KUSTOMIZATION_FILES.includes(e))
+        ? await renderJsonnet(dir, checkoutDir, app.jsonnet)
+        : await loadManifests(dir, checkoutDir);
+    if (objects.length === 0) throw new TerminalError(await noObjectsMessage(app, dir, rel || '.'));
     return objects.map((o) => applyOverrides(o, app));
   }
   if (app.image) return imageObjects(app);
@@ -123,15 +133,20 @@ function toK8sProbe(p: Probe, port: number | undefined): Record<string, unknown>
   return out;
 }
 
-/** Plain YAML files below `dir` (recursive, sorted), or `kustomize build` when it holds a kustomization. */
-export async function loadManifests(dir: string): Promise<KObject[]> {
+/**
+ * Plain YAML files below `dir` (recursive, sorted), or `kustomize build` when it holds a kustomization. Files are
+ * named relative to `root` (the repository) in messages.
+ */
+export async function loadManifests(dir: string, root = dir): Promise<KObject[]> {
   const st = await stat(dir).catch(() => undefined);
-  if (!st?.isDirectory()) throw new TerminalError(`manifests directory ${dir} does not exist`);
+  const label = relative(root, dir) || '.';
+  if (!st?.isDirectory()) throw new TerminalError(`manifests directory ${label} does not exist`);
   const entries = await readdir(dir);
-  if (entries.some((e) => KUSTOMIZATION_FILES.includes(e))) return parseManifests(await kustomizeBuild(dir), `${dir} (kustomize build)`);
+  const kustomization = entries.find((e) => KUSTOMIZATION_FILES.includes(e));
+  if (kustomization) return parseManifests(await kustomizeBuild(dir, join(label, kustomization)), `${join(label, kustomization)} (kustomize build)`);
   const files = await yamlFiles(dir);
   const out: KObject[] = [];
-  for (const f of files) out.push(...parseManifests(await readFile(f, 'utf8'), relative(dir, f)));
+  for (const f of files) out.push(...parseManifests(await readFile(f, 'utf8'), relative(root, f)));
   return out;
 }
 
@@ -150,7 +165,10 @@ async function yamlFiles(dir: string): Promise<string[]> {
 export function parseManifests(text: string, file: string): KObject[] {
   const out: KObject[] = [];
   for (const doc of parseAllDocuments(text)) {
-    if (doc.errors.length) throw new TerminalError(`${file}: invalid YAML: ${doc.errors[0].message}`);
+    if (doc.errors.length) {
+      const [line, col] = lineCol(text, doc.errors[0].pos[0]);
+      throw new TerminalError(`${file}:${line}:${col}: invalid YAML: ${doc.errors[0].message.split('\n')[0]}`);
+    }
     const v = doc.toJS() as unknown;
     if (v === null || v === undefined) continue;
     if (typeof v !== 'object' || Array.isArray(v)) throw new TerminalError(`${file}: a manifest must be a mapping with apiVersion, kind and metadata.name`);
@@ -179,8 +197,14 @@ function isGeneratedHook(o: KObject): boolean {
   return typeof a['argocd.argoproj.io/hook'] === 'string' || typeof a['helm.sh/hook'] === 'string';
 }
 
-/** `kustomize build`, else `kubectl kustomize`; argv, never a shell. */
-async function kustomizeBuild(dir: string): Promise<string> {
+function lineCol(text: string, offset: number): [number, number] {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return [line, offset - before.lastIndexOf('\n')];
+}
+
+/** `kustomize build`, else `kubectl kustomize`; argv, never a shell. `label` names the kustomization in errors. */
+async function kustomizeBuild(dir: string, label: string): Promise<string> {
   const tools: [string, string[]][] = [
     ['kustomize', ['build', dir]],
     ['kubectl', ['kustomize', dir]],
@@ -192,10 +216,10 @@ async function kustomizeBuild(dir: string): Promise<string> {
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { stderr?: string };
       if (e.code === 'ENOENT') continue;
-      throw new TerminalError(`${cmd} ${args.join(' ')} failed: ${(e.stderr ?? e.message).trim()}`);
+      throw new TerminalError(`${label}: ${cmd} ${args[0]} failed: ${(e.stderr ?? e.message).trim()}`);
     }
   }
-  throw new TerminalError(`${dir} holds a kustomization, but neither "kustomize" nor "kubectl" is on PATH; install one of them (kubectl kustomize is built in)`);
+  throw new TerminalError(`${label}: a kustomization, but neither "kustomize" nor "kubectl" is on PATH; install one of them (kubectl kustomize is built in)`);
 }
 
 /** Environment overrides on manifests: version → tag of `app.image`, explicit replicas, env variables. */
