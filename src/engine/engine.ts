@@ -17,6 +17,7 @@ import type { RunResult, RunSink } from '../run/one-off.js';
 import { runApp } from '../run/run-app.js';
 import { EventBus } from './events.js';
 import { InflightApplies } from './inflight.js';
+import { LatestWins } from './latest-wins.js';
 import { PauseSet } from './pause.js';
 import { Reconciler } from './reconciler.js';
 import { applyWithHooks, forgetHooks, runPreDelete, type SyncHookDeps } from '../hooks/around-apply.js';
@@ -37,6 +38,11 @@ export interface EngineOptions {
   store: Store;
   bus: EventBus;
   target: Target;
+  /**
+   * Renders a checkout (default: `renderRepository`). A seam: tests wrap the real renderer to hold a revision back
+   * while a newer one is fetched.
+   */
+  render?: typeof renderRepository;
 }
 
 /** The last revision that rendered cleanly: what environments run. */
@@ -125,6 +131,8 @@ export class Engine {
   private goodUnpin?: () => void;
   /** The revision each environment's unchanged apps were last recorded at. */
   private readonly recordedRevision = new Map<string, string>();
+  /** Revisions load one at a time; while one loads, the newest fetched one waits (never an older one after it). */
+  private readonly loads = new LatestWins<FetchResult>((fetched) => this.load(fetched));
 
   constructor(private readonly o: EngineOptions) {
     this.bus = o.bus;
@@ -183,8 +191,16 @@ export class Engine {
     this.bus.publish({ type: 'source.fetched', revision: fetched.revision, changed: fetched.changed, forced: fetched.forced, durationMs: fetched.durationMs });
     const isNew = fetched.revision !== this.latest?.revision;
     this.latest = fetched;
-    if (isNew || (!this.good && !this.renderError)) await this.load(fetched);
+    // Webhook, poll, auto-updater and engine commits refresh concurrently: loads are serialized, newest wins, and
+    // every caller returns once the revision it fetched (or a newer one) has been loaded.
+    if (isNew || (!this.good && !this.renderError)) await this.loads.request(fetched);
+    else await this.loads.settled();
     return fetched;
+  }
+
+  /** A fetched revision waiting for the revision being loaded now to finish loading. */
+  get pendingRevision(): string | undefined {
+    return this.loads.pending?.revision;
   }
 
   private async load(fetched: FetchResult): Promise<void> {
@@ -198,7 +214,7 @@ export class Engine {
     }
     const root = checkoutDir;
     const t0 = performance.now();
-    const rendered = await renderRepository({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
+    const rendered = await (this.o.render ?? renderRepository)({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
     const { desired } = rendered;
     // Secrets are decrypted (and MAC-verified) before a revision is used: a bad one changes nothing live.
     const issues = rendered.issues.length ? rendered.issues : await digestSecrets(desired, root);
