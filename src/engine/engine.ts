@@ -18,6 +18,7 @@ import { runApp } from '../run/run-app.js';
 import { EventBus } from './events.js';
 import { InflightApplies } from './inflight.js';
 import { LatestWins } from './latest-wins.js';
+import { ManualSyncs, type ManualRequest, type SyncOutcome } from './manual-syncs.js';
 import { PauseSet } from './pause.js';
 import { Reconciler } from './reconciler.js';
 import { applyWithHooks, forgetHooks, runPreDelete, type SyncHookDeps } from '../hooks/around-apply.js';
@@ -120,9 +121,8 @@ export class Engine {
   private lastFetchAt?: string;
   private sourceError?: string;
   private pollTimer?: NodeJS.Timeout;
-  private readonly forced = new Map<string, Set<string>>();
-  /** Apps of a `sync --force` in progress: their apply takes over fields other managers own. */
-  private readonly takeover = new Map<string, Set<string>>();
+  /** Manual sync requests, merged per environment until a reconcile serves them. */
+  private readonly manual = new ManualSyncs();
   /** Apps whose last apply could not reach the target, with why (status shows it until an apply gets through). */
   private readonly unreachable = new Map<string, string>();
   private stopped = false;
@@ -172,6 +172,7 @@ export class Engine {
     this.stopping.abort();
     if (this.pollTimer) clearTimeout(this.pollTimer);
     await this.reconciler.stop();
+    this.manual.cancelAll('the engine stopped before this sync ran; run it again');
     await this.target.close();
   }
 
@@ -307,19 +308,16 @@ export class Engine {
     return { name: env, target: { local: {} }, apps: [], source: { file: '', line: 0, col: 0 } };
   }
 
-  /** Manual sync: retries specs that failed before and waits for the reconcile to finish. */
-  async sync(env: string, app?: string, opts: { force?: boolean } = {}): Promise<{ result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string }> {
+  /**
+   * Manual sync: retries specs that failed before and resolves with the outcome of the reconcile that served this
+   * request. Concurrent requests for one environment are merged into the next reconcile (every app, `force` kept).
+   */
+  async sync(env: string, app?: string, opts: { force?: boolean } = {}): Promise<SyncOutcome> {
     if (!this.environmentNames().includes(env)) throw new Error(`unknown environment "${env}" (known: ${this.environmentNames().join(', ') || 'none'})`);
+    if (this.stopped) return { result: 'Unchanged', message: 'the engine is stopping; run the sync again once it is up' };
     const apps = app ? [app] : this.desiredEnv(env).apps.map((a) => a.name);
-    this.forced.set(env, new Set(apps));
-    if (opts.force) this.takeover.set(env, new Set(apps));
-    let outcome: { result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string } = { result: 'Unchanged', message: 'live already equals desired' };
-    const off = this.bus.subscribe((e) => {
-      if (e.type === 'sync.completed' && e.env === env) outcome = { result: e.result, message: e.message };
-      if (e.type === 'sync.waiting' && e.env === env) outcome = { result: 'Unchanged', message: e.reason };
-    });
-    await this.reconciler.enqueue(env).finally(() => opts.force && this.takeover.delete(env));
-    off();
+    const outcome = this.manual.request(env, apps, opts);
+    void this.reconciler.enqueue(env);
     return outcome;
   }
 
@@ -355,22 +353,36 @@ export class Engine {
   }
 
   private async reconcileEnvironment(env: string): Promise<{ requeueAfterMs?: number }> {
+    // The manual syncs requested so far: this reconcile serves them and tells their callers how it went.
+    const manual = this.manual.take(env);
+    try {
+      const { outcome, requeueAfterMs } = await this.reconcileWith(env, manual);
+      manual?.settle(outcome);
+      return { requeueAfterMs };
+    } catch (err) {
+      manual?.settle({ result: 'Failed', message: errorMessage(err) });
+      throw err;
+    }
+  }
+
+  private async reconcileWith(env: string, manual: ManualRequest | undefined): Promise<{ outcome: SyncOutcome; requeueAfterMs?: number }> {
     const good = this.good;
     const resync = this.o.resyncMs ?? this.pollMs;
-    if (!good || this.pauses.isPaused(env)) return { requeueAfterMs: resync };
+    if (!good) return { outcome: { result: 'Unchanged', message: 'no revision of the ops repository has rendered cleanly yet' }, requeueAfterMs: resync };
+    if (this.pauses.isPaused(env)) return { outcome: { result: 'Unchanged', message: `environment ${env} is paused; resume it to sync` }, requeueAfterMs: resync };
     const desired = this.desiredEnv(env);
     const live = await this.target.observe(env);
-    const force = this.forced.get(env);
-    this.forced.delete(env);
+    const force = manual?.apps;
     // Planned before the failures are forgotten: a forced app whose failed spec is the live one is retried.
     const plan = this.pauses.withoutPaused(this.planFor(desired, live, good.revision, force));
     for (const app of force ?? []) this.store.clearFailure(env, app);
     this.recordUnchanged(env, plan, good.revision, desired);
-    if (!hasChanges(plan)) return { requeueAfterMs: requeueBeforeExpiry(desired, resync) };
-    const gate = this.windows.check(desired, good.revision, { manual: force !== undefined, maxMs: requeueBeforeExpiry(desired, resync) });
-    if (!gate.allowed) return { requeueAfterMs: gate.requeueAfterMs };
-    await this.execute(plan, desired, good);
-    return { requeueAfterMs: requeueBeforeExpiry(desired, resync) };
+    const requeueAfterMs = requeueBeforeExpiry(desired, resync);
+    if (!hasChanges(plan)) return { outcome: { result: 'Unchanged', message: 'live already equals desired' }, requeueAfterMs };
+    const gate = this.windows.check(desired, good.revision, { manual: manual !== undefined, maxMs: requeueAfterMs });
+    if (!gate.allowed) return { outcome: { result: 'Unchanged', message: this.windows.waiting(env) ?? 'waiting for a sync window' }, requeueAfterMs: gate.requeueAfterMs };
+    const outcome = await this.execute(plan, desired, good, manual?.force ?? new Set());
+    return { outcome, requeueAfterMs };
   }
 
   /** Apps already equal to desired now trace back to this revision too. */
@@ -387,7 +399,8 @@ export class Engine {
     }
   }
 
-  private async execute(plan: Plan, desired: DesiredEnvironment, good: GoodRevision): Promise<void> {
+  /** Applies a plan; `takeover`: apps of a `sync --force`, whose apply takes over fields other managers own. */
+  private async execute(plan: Plan, desired: DesiredEnvironment, good: GoodRevision, takeover: Set<string>): Promise<SyncOutcome> {
     const started = Date.now();
     const env = plan.env;
     const changes: AppChange[] = [];
@@ -412,7 +425,7 @@ export class Engine {
           changes.push({ app: step.app, action: 'skipped', from: step.from, to: step.to, message: `dependency ${blockedBy} failed` });
           return;
         }
-        const change = await this.applyStep(step, app, good);
+        const change = await this.applyStep(step, app, good, takeover.has(step.app));
         if (!change) return void interrupted.push(step.app);
         if (change.transient) transient.add(step.app);
         changes.push(change.change);
@@ -422,7 +435,7 @@ export class Engine {
     if (interrupted.length > 0) {
       // Not a result: this sync goes on in the next engine, which records it.
       this.log.info({ env, revision: good.revision, apps: interrupted.join(', ') }, 'sync interrupted by the engine stopping');
-      return;
+      return { result: 'Unchanged', message: `interrupted by the engine stopping (${interrupted.join(', ')}); the next engine finishes it` };
     }
     for (const step of plan.steps.filter((s) => s.action === 'delete').reverse()) {
       try {
@@ -448,16 +461,16 @@ export class Engine {
     this.bus.publish({ type: 'sync.completed', env, revision: good.revision, result, durationMs, message });
     this.log.info({ env, revision: good.revision, result, durationms: durationMs }, 'sync completed');
     if (transient.size > 0) throw new TransientError(`could not reach the target for ${[...transient].join(', ')}; retrying`);
+    return { result, message };
   }
 
   /** What applying one app did; undefined when the engine stopped in the middle of its rollout. */
-  private async applyStep(step: PlanStep, app: DesiredApp, good: GoodRevision): Promise<{ change: AppChange; transient?: boolean } | undefined> {
+  private async applyStep(step: PlanStep, app: DesiredApp, good: GoodRevision, force: boolean): Promise<{ change: AppChange; transient?: boolean } | undefined> {
     const env = app.env;
     const apply = async () => {
       // Cancelled when a newer revision changes this app while the rollout still waits (see inflight.ts).
       const inflight = this.inflight.begin(env, app.name, this.target.templateOf(app));
       try {
-        const force = this.takeover.get(env)?.has(app.name);
         return await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir, signal: inflight.signal, interrupt: this.stopping.signal, ...(force ? { force } : {}) });
       } finally {
         inflight.end();
