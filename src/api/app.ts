@@ -106,13 +106,13 @@ export function createApi(d: ApiDeps): Hono {
     const prefix = files.length > 1;
     const initial: string[] = [];
     for (const f of files) for (const line of await tailLines(f.path, n).catch(() => [])) initial.push(prefix ? `[${f.replica}] ${line}` : line);
-    if (!follow) return c.text(initial.join('\n') + (initial.length ? '\n' : ''));
+    if (!follow) return c.text(engine.maskLog(initial.join('\n') + (initial.length ? '\n' : '')));
     return stream(c, async (s) => {
       const ac = new AbortController();
       s.onAbort(() => ac.abort());
-      if (initial.length) await s.write(initial.join('\n') + '\n');
+      if (initial.length) await s.write(engine.maskLog(initial.join('\n') + '\n'));
       for (const f of files) {
-        followLog(f.path, (lines) => void s.write(lines.map((l) => (prefix ? `[${f.replica}] ${l}` : l)).join('\n') + '\n'), ac.signal);
+        followLog(f.path, (lines) => void s.write(engine.maskLog(lines.map((l) => (prefix ? `[${f.replica}] ${l}` : l)).join('\n') + '\n')), ac.signal);
       }
       await new Promise<void>((resolve) => ac.signal.addEventListener('abort', () => resolve()));
     });

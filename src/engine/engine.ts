@@ -13,6 +13,7 @@ import { hashDirectory } from '../targets/local/releases.js';
 import type { LiveApp, Target } from '../targets/target.js';
 import { effectiveEnvironment, phaseOf, requeueBeforeExpiry, type EnvironmentPhase } from '../environments/expiry.js';
 import { digestSecrets } from '../secrets/resolve.js';
+import { SecretMask } from '../secrets/mask.js';
 import type { RunResult, RunSink } from '../run/one-off.js';
 import { runApp } from '../run/run-app.js';
 import { EventBus } from './events.js';
@@ -115,6 +116,11 @@ export class Engine {
   readonly pauses: PauseSet;
   /** Sync windows: when an environment may sync, and why it waits. */
   readonly windows: WindowGate;
+  /**
+   * Every secret value decrypted so far, masked as `***` in all the engine outputs: events (on the bus, so history,
+   * the event stream and notifications), sync and failure messages, status, and the log lines the API serves.
+   */
+  readonly secrets = new SecretMask();
   private good?: GoodRevision;
   private renderError?: RenderError;
   private latest?: FetchResult;
@@ -136,6 +142,7 @@ export class Engine {
 
   constructor(private readonly o: EngineOptions) {
     this.bus = o.bus;
+    this.bus.redactWith((e) => this.secrets.maskDeep(e));
     this.store = o.store;
     this.target = o.target;
     this.log = o.log;
@@ -218,7 +225,7 @@ export class Engine {
     const rendered = await (this.o.render ?? renderRepository)({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
     const { desired } = rendered;
     // Secrets are decrypted (and MAC-verified) before a revision is used: a bad one changes nothing live.
-    const issues = rendered.issues.length ? rendered.issues : await digestSecrets(desired, root);
+    const issues = rendered.issues.length ? rendered.issues : await digestSecrets(desired, root, { reveal: (app, value) => this.secrets.add(app.env, value) });
     if (issues.length > 0) {
       if (!this.good) await this.restoreLastGood(revision);
       const message = `revision ${revision.slice(0, 7)} is invalid; still running ${this.good ? this.good.revision.slice(0, 7) : 'nothing'}. Fix the ops repository and commit: ${issues.map(formatIssue).join('; ')}`;
@@ -448,7 +455,7 @@ export class Engine {
         this.bus.publish({ type: 'app.changed', env, app: step.app, action: 'deleted', revision: good.revision, message: step.reason });
       } catch (err) {
         failed.add(step.app);
-        changes.push({ app: step.app, action: 'failed', from: step.from, message: `prune failed: ${errorMessage(err)}` });
+        changes.push({ app: step.app, action: 'failed', from: step.from, message: this.secrets.mask(`prune failed: ${errorMessage(err)}`) });
       }
     }
     for (const step of plan.steps.filter((s) => s.action === 'blocked')) changes.push({ app: step.app, action: 'skipped', to: step.to, message: step.reason });
@@ -477,8 +484,11 @@ export class Engine {
       }
     };
     const hooks = this.desiredEnv(env).hooks?.[app.name];
-    const outcome = await applyWithHooks(this.hookDeps(), { app, hooks, revision: good.revision, checkoutDir: good.checkoutDir, apply }).catch(
-      (err): { ok: false; message: string; rolledBack: boolean; logTail: string[] } => ({ ok: false, message: errorMessage(err), rolledBack: false, logTail: [] }),
+    // What the target and the hooks report carries app and hook output: masked here, before anything records it.
+    const outcome = this.secrets.maskDeep(
+      await applyWithHooks(this.hookDeps(), { app, hooks, revision: good.revision, checkoutDir: good.checkoutDir, apply }).catch(
+        (err): { ok: false; message: string; rolledBack: boolean; logTail: string[] } => ({ ok: false, message: errorMessage(err), rolledBack: false, logTail: [] }),
+      ),
     );
     this.unreachable.delete(appKey(env, app.name));
     if (outcome.ok) {
@@ -561,7 +571,7 @@ export class Engine {
           revision: l?.revision ?? null,
           sync,
           health: this.pauses.isPaused(env, name) ? 'Suspended' : (l?.health ?? 'Missing'),
-          message,
+          message: this.secrets.mask(message),
           replicas: l?.replicas ?? { desired: d?.replicas ?? 0, ready: 0, total: 0, updated: 0 },
           instances: l?.instances ?? [],
           port: d?.port ?? l?.spec.port ?? null,
@@ -595,6 +605,11 @@ export class Engine {
 
   logsOf(env: string, app: string): { replica: string; path: string }[] {
     return this.target.logs(env, app);
+  }
+
+  /** Log text as the API serves it: secret values masked (read the files of `logsOf` through this). */
+  maskLog(text: string): string {
+    return this.secrets.mask(text);
   }
 
   stateDir(): string {

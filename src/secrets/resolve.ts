@@ -109,7 +109,11 @@ function entries(secrets: AppSecrets): { ref: SecretRef; what: string; env?: str
  * Fills in the digest of every secret reference of `desired` (files relative to `root`). Returns issues for
  * references that cannot be resolved; empty when all is well (or no app has secrets).
  */
-export async function digestSecrets(desired: DesiredState, root: string, opts: { keyring?: Keyring } = {}): Promise<Issue[]> {
+export async function digestSecrets(
+  desired: DesiredState,
+  root: string,
+  opts: { keyring?: Keyring; /** Told every decrypted value (the engine's SecretMask). */ reveal?: (app: DesiredApp, value: string) => void } = {},
+): Promise<Issue[]> {
   const apps = desired.environments.flatMap((e) => e.apps).filter((a) => a.secrets);
   if (!apps.length) return [];
   const issues: Issue[] = [];
@@ -125,7 +129,9 @@ export async function digestSecrets(desired: DesiredState, root: string, opts: {
   for (const app of apps) {
     for (const e of entries(app.secrets!)) {
       try {
-        e.ref.digest = keyring.digest(await materialOf(cache, e.ref, e.what));
+        const material = await materialOf(cache, e.ref, e.what);
+        opts.reveal?.(app, material);
+        e.ref.digest = keyring.digest(material);
       } catch (err) {
         const at = declarationOf(e.ref);
         const place = at ? (err instanceof KeyLookupError ? at.key : at.file) : app.source;
