@@ -53,7 +53,7 @@ export async function up(argv: string[]): Promise<void> {
   }
   const pollMs = parseDuration(cfg.poll);
   const log = createLogger();
-  const store = new Store(cfg.stateDir);
+  const store = new Store(cfg.stateDir, { log });
   const bus = new EventBus();
   bus.subscribe((e) => {
     const { type, time, seq: _seq, ...data } = e as Record<string, any>;
