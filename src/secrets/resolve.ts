@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { AppSecrets, DesiredApp, DesiredState, SecretRef } from '../core/model.js';
 import type { Issue } from '../core/types.js';
 import { formatRef } from '../render/positions.js';
+import { OutsideRepositoryError, readFileInside } from '../source/inside.js';
 import { KeyError, loadKeyring, type Keyring } from './age-keys.js';
 import { declarationOf } from './refs.js';
 import { decryptSops, formatOf, SopsError, type Decrypted } from './sops.js';
@@ -22,8 +23,9 @@ import { Branch, scalarText, type TreeValue } from './sops-tree.js';
 /** Reads a secret file by its repository path (from a checkout, or from the copies a target keeps). */
 export type SecretReader = (repoPath: string) => Promise<string>;
 
+/** Reads secret files of a checkout; a file that resolves outside it (a symlink) is refused. */
 export function checkoutReader(root: string): SecretReader {
-  return (p) => readFile(join(root, p), 'utf8');
+  return (p) => readFileInside(root, p);
 }
 
 export interface SecretValues {
@@ -58,6 +60,7 @@ class FileCache {
           text = await this.read(repoPath);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
+          if (err instanceof OutsideRepositoryError) throw new UnreadableFileError(`secret file ${err.message}`, 'format');
           throw new UnreadableFileError(code === 'ENOENT' ? `secret file ${repoPath} does not exist; commit it (encrypted with \`keelson secret encrypt\`)` : `cannot read secret file ${repoPath} (${code ?? 'error'})`, 'format');
         }
         return decryptSops(text, { format: formatOf(repoPath), keyring: this.keyring, name: repoPath });
