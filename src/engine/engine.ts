@@ -524,7 +524,7 @@ export class Engine {
   }
 
   private hookDeps(): SyncHookDeps {
-    return { stateDir: this.o.stateDir, bus: this.bus, log: this.log, target: this.target, store: this.store, checkout: (rev) => this.source.checkout(rev) };
+    return { stateDir: this.o.stateDir, bus: this.bus, log: this.log, target: this.target, store: this.store, checkout: (rev) => this.source.checkout(rev), mask: (text) => this.secrets.mask(text) };
   }
 
   /** Re-check an environment soon (drift the target noticed). */
