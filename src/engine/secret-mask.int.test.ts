@@ -111,6 +111,20 @@ describe('secret values are masked in every output', () => {
     expect(leaks(text)).toBe(false);
   });
 
+  it('log follow streams the lines masked too', async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${base}/api/v1/environments/dev/apps/leaky/logs?tail=50&follow=1`, { signal: ac.signal });
+    let text = '';
+    const dec = new TextDecoder();
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      text += dec.decode(chunk);
+      if (text.includes('b64 ')) break;
+    }
+    ac.abort();
+    expect(text).toContain('my token is ***');
+    expect(leaks(text)).toBe(false);
+  });
+
   it('history, status and stored failures show the failing log tail and hook output masked', async () => {
     const history = JSON.stringify(await (await fetch(`${base}/api/v1/history?env=dev`)).json());
     expect(history).toContain('crashy token ***');
