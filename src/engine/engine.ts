@@ -151,7 +151,7 @@ export class Engine {
     this.windows = new WindowGate(o.bus);
     this.reconciler = new Reconciler({
       reconcile: (env) => this.reconcileEnvironment(env),
-      onError: (env, err, retryInMs) => this.log.error({ env, err: errorMessage(err), retryms: retryInMs }, 'reconcile failed'),
+      onError: (env, err, retryInMs) => this.log.error({ env, err: this.secrets.mask(errorMessage(err)), retryms: retryInMs }, 'reconcile failed'),
     });
   }
 
@@ -367,7 +367,7 @@ export class Engine {
       manual?.settle(outcome);
       return { requeueAfterMs };
     } catch (err) {
-      manual?.settle({ result: 'Failed', message: errorMessage(err) });
+      manual?.settle({ result: 'Failed', message: this.secrets.mask(errorMessage(err)) });
       throw err;
     }
   }
