@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { logRedaction } from './source/redact.js';
 
 /** JSON logs with constant messages and lower-case keys: `log.info({ env, app }, 'sync started')`. */
 export type Logger = pino.Logger;
@@ -8,6 +9,8 @@ export function createLogger(opts: { level?: string; name?: string } = {}): Logg
     level: opts.level ?? process.env.KEELSON_LOG_LEVEL ?? 'info',
     base: { name: opts.name ?? 'keelson' },
     timestamp: pino.stdTimeFunctions.isoTime,
+    // Credentials never reach a log line: URL userinfo redacted, secret fields censored.
+    ...logRedaction(),
   });
 }
 

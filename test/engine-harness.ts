@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Engine } from '../src/engine/engine.js';
+import { Engine, type EngineOptions } from '../src/engine/engine.js';
 import { EventBus } from '../src/engine/events.js';
 import { silentLogger } from '../src/log.js';
 import { Store } from '../src/store/store.js';
@@ -45,13 +45,16 @@ export interface EngineHarness {
 
 type Booted = Pick<EngineHarness, 'store' | 'bus' | 'target' | 'engine'>;
 
-function boot(ops: string, state: string): Booted {
+/** Engine options a test sets on top of the harness's (the seams of the engine's design, e.g. `render`). */
+export type EngineOverrides = Partial<Pick<EngineOptions, 'render'>>;
+
+function boot(ops: string, state: string, overrides: EngineOverrides = {}): Booted {
   const log = silentLogger();
   const store = new Store(state);
   const bus = new EventBus();
   let engine: Engine | undefined;
   const target = new LocalTarget({ stateDir: state, store, bus, log, requeue: (env) => engine?.requeue(env) });
-  engine = new Engine({ repo: ops, stateDir: state, log, store, bus, target, pollMs: 60_000 });
+  engine = new Engine({ repo: ops, stateDir: state, log, store, bus, target, pollMs: 60_000, ...overrides });
   return { store, bus, target, engine };
 }
 
@@ -61,7 +64,7 @@ function boot(ops: string, state: string): Booted {
  */
 export async function startEngine(
   files: Record<string, string> = tickRepo,
-  opts: { prefix?: string; beforeStart?: (h: Omit<EngineHarness, 'stop' | 'restart'>) => void } = {},
+  opts: { prefix?: string; beforeStart?: (h: Omit<EngineHarness, 'stop' | 'restart'>) => void; engine?: EngineOverrides } = {},
 ): Promise<EngineHarness> {
   const prefix = opts.prefix ?? 'keelson-engine-';
   const tmp = tempDir(prefix);
@@ -70,7 +73,7 @@ export async function startEngine(
   writeTree(ops, files);
   gitInit(ops);
   commitAll(ops, 'initial');
-  const first = boot(ops, state);
+  const first = boot(ops, state, opts.engine);
   opts.beforeStart?.({ dir: tmp.dir, ops, state, ...first });
   await first.engine.start();
   await waitFor('apps healthy', async () => {
@@ -94,7 +97,7 @@ export async function startEngine(
       await h.engine.stop();
       h.store.close();
       await o.whileStopped?.();
-      Object.assign(h, boot(ops, state));
+      Object.assign(h, boot(ops, state, opts.engine));
       o.beforeStart?.(h);
       await h.engine.start();
     },

@@ -1,4 +1,4 @@
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { streamSSE, stream } from 'hono/streaming';
@@ -20,6 +20,8 @@ import type { EngineWriter } from '../opsrepo/engine-writer.js';
 import { installSecurity } from './security.js';
 import { TerminalError } from '../core/errors.js';
 import { GitError } from '../source/git.js';
+import { BoundedSink } from './bounded-sink.js';
+import type { HostCheckOptions } from './host-check.js';
 
 export interface ApiDeps {
   engine: Engine;
@@ -34,6 +36,18 @@ export interface ApiDeps {
   webhookRate?: { burst: number; perSecond: number };
   /** Commits to the ops repository (GitOps rollback); absent means rollback through the API is unavailable. */
   writer?: EngineWriter;
+  /** Where the API listens and further host names it answers to (`keelson up` sets it: DNS rebinding protection). */
+  hosts?: HostCheckOptions;
+  /** Failed authentications per client address and minute before 429. Default 10. */
+  authFailuresPerMinute?: number;
+  /** Bytes an event stream or log follow may fall behind before the slow client is dropped. Default 1 MiB. */
+  streamBufferBytes?: number;
+}
+
+/** Closes the client's connection at once (a slow stream reader that fell too far behind). */
+function dropClient(c: Context): void {
+  const env = c.env as { outgoing?: { destroy(): void } } | undefined;
+  env?.outgoing?.destroy();
 }
 
 /** A problem answered as JSON: `{error, message}` with an HTTP status. */
@@ -54,7 +68,7 @@ export function createApi(d: ApiDeps): Hono {
   });
   const auth = d.auth ?? new Authenticator([]);
   const audit = d.audit ?? new AuditLog(d.store.db);
-  installSecurity(app, { auth, audit, log: d.log, webhookRate: d.webhookRate });
+  installSecurity(app, { auth, audit, log: d.log, webhookRate: d.webhookRate, hosts: d.hosts, authFailuresPerMinute: d.authFailuresPerMinute });
 
   app.get('/healthz', (c) => c.json({ ok: true }));
 
@@ -120,13 +134,23 @@ export function createApi(d: ApiDeps): Hono {
     const prefix = files.length > 1;
     const initial: string[] = [];
     for (const f of files) for (const line of await tailLines(f.path, n).catch(() => [])) initial.push(prefix ? `[${f.replica}] ${line}` : line);
-    if (!follow) return c.text(initial.join('\n') + (initial.length ? '\n' : ''));
+    if (!follow) return c.text(engine.maskLog(initial.join('\n') + (initial.length ? '\n' : '')));
     return stream(c, async (s) => {
       const ac = new AbortController();
       s.onAbort(() => ac.abort());
-      if (initial.length) await s.write(initial.join('\n') + '\n');
+      // Backpressure: one write at a time; a client that falls too far behind is dropped.
+      const sink = new BoundedSink((chunk) => s.write(chunk), {
+        maxBytes: d.streamBufferBytes,
+        onOverflow: (bytes) => {
+          d.log.warn({ env, app: name, bytes }, 'log follow client too slow; dropped');
+          ac.abort();
+          dropClient(c);
+        },
+      });
+      ac.signal.addEventListener('abort', () => sink.close());
+      if (initial.length) sink.push(engine.maskLog(initial.join('\n') + '\n'));
       for (const f of files) {
-        followLog(f.path, (lines) => void s.write(lines.map((l) => (prefix ? `[${f.replica}] ${l}` : l)).join('\n') + '\n'), ac.signal);
+        followLog(f.path, (lines) => void sink.push(engine.maskLog(lines.map((l) => (prefix ? `[${f.replica}] ${l}` : l)).join('\n') + '\n')), ac.signal);
       }
       await new Promise<void>((resolve) => ac.signal.addEventListener('abort', () => resolve()));
     });
@@ -135,16 +159,33 @@ export function createApi(d: ApiDeps): Hono {
   app.get('/api/v1/events', (c) => {
     return streamSSE(c, async (s) => {
       let closed = false;
-      const off = engine.bus.subscribe((e) => {
-        if (!closed) void s.writeSSE({ event: e.type, id: String(e.seq), data: JSON.stringify(e) });
-      });
-      s.onAbort(() => {
+      let wake: (() => void) | undefined;
+      const close = () => {
         closed = true;
         off();
+        sink.close();
+        wake?.();
+      };
+      // Backpressure: one write at a time; a client that falls too far behind is dropped.
+      const sink = new BoundedSink((chunk) => s.write(chunk), {
+        maxBytes: d.streamBufferBytes,
+        onOverflow: (bytes) => {
+          d.log.warn({ bytes }, 'event stream client too slow; dropped');
+          close();
+          dropClient(c);
+        },
       });
+      const frame = (event: string, data: string, id?: string) => `event: ${event}\n${id ? `id: ${id}\n` : ''}data: ${data}\n\n`;
+      const off = engine.bus.subscribe((e) => {
+        if (!closed) sink.push(frame(e.type, JSON.stringify(e), String(e.seq)));
+      });
+      s.onAbort(close);
       while (!closed) {
-        await s.sleep(15_000);
-        if (!closed) await s.writeSSE({ event: 'ping', data: '{}' });
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, 15_000).unref();
+        });
+        if (!closed) sink.push(frame('ping', '{}'));
       }
     });
   });

@@ -22,13 +22,26 @@ describe('auth', () => {
   });
 
   it('takes plaintext tokens from environment variables and keeps only their hashes', () => {
-    const tokens = tokensFromEnv({ KEELSON_TOKEN_ADMIN: 'a1', KEELSON_TOKEN_VIEWER: 'v1, v2' });
+    const [a1, v1, v2] = ['a1', 'v1', 'v2'].map((p) => p.padEnd(32, '-0123456789'));
+    const tokens = tokensFromEnv({ KEELSON_TOKEN_ADMIN: a1, KEELSON_TOKEN_VIEWER: `${v1}, ${v2}` });
     expect(tokens).toEqual([
-      { name: 'viewer-1', role: 'viewer', sha256: hashToken('v1') },
-      { name: 'viewer-2', role: 'viewer', sha256: hashToken('v2') },
-      { name: 'admin', role: 'admin', sha256: hashToken('a1') },
+      { name: 'viewer-1', role: 'viewer', sha256: hashToken(v1) },
+      { name: 'viewer-2', role: 'viewer', sha256: hashToken(v2) },
+      { name: 'admin', role: 'admin', sha256: hashToken(a1) },
     ]);
-    expect(JSON.stringify(tokens)).not.toContain('"a1"');
+    expect(JSON.stringify(tokens)).not.toContain(a1);
+  });
+
+  it('refuses a token from the environment shorter than 32 characters, naming the variable and not the token', () => {
+    const short = 'hunter2-short-token';
+    expect(() => tokensFromEnv({ KEELSON_TOKEN_OPERATOR: `${'o'.repeat(40)},${short}` })).toThrow(
+      'KEELSON_TOKEN_OPERATOR: token 2 has 19 characters; API tokens must have at least 32 (a short token can be guessed). Create one with `keelson token create`.',
+    );
+    try {
+      tokensFromEnv({ KEELSON_TOKEN_ADMIN: short });
+    } catch (err) {
+      expect((err as Error).message).not.toContain(short);
+    }
   });
 
   it('orders roles viewer < operator < admin and says why a request is refused', () => {

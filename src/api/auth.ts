@@ -81,11 +81,23 @@ export function readTokensFile(file: string): TokenEntry[] {
   return res.value.tokens;
 }
 
+/** Tokens from the environment shorter than this are refused at start-up (`keelson token create` makes 47). */
+export const MIN_TOKEN_LENGTH = 32;
+
+/** Plaintext tokens from KEELSON_TOKEN_ADMIN / _OPERATOR / _VIEWER; throws (exit 2) on one shorter than 32 characters. */
 export function tokensFromEnv(env: NodeJS.ProcessEnv = process.env): TokenEntry[] {
   const out: TokenEntry[] = [];
   for (const role of roles) {
     const list = (env[tokenEnvVars[role]] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-    list.forEach((t, i) => out.push({ name: `${role}${list.length > 1 ? `-${i + 1}` : ''}`, role, sha256: hashToken(t) }));
+    list.forEach((t, i) => {
+      if (t.length < MIN_TOKEN_LENGTH) {
+        throw new ExitError(
+          2,
+          `${tokenEnvVars[role]}: token ${i + 1} has ${t.length} characters; API tokens must have at least ${MIN_TOKEN_LENGTH} (a short token can be guessed). Create one with \`keelson token create\`.`,
+        );
+      }
+      out.push({ name: `${role}${list.length > 1 ? `-${i + 1}` : ''}`, role, sha256: hashToken(t) });
+    });
   }
   return out;
 }

@@ -218,17 +218,7 @@ export const routeDocs: RouteDoc[] = [
       ...denied,
     },
   },
-  // Routes of other features (environments, rollouts, rollback history): declared here so each has a role.
   { method: 'GET', path: '/api/v1/environments/:env/apps/:app/revisions', access: 'viewer', summary: 'Revisions the app ran, for rollback', responses: { 200: { description: 'revisions' }, ...denied } },
-  { method: 'GET', path: '/api/v1/apps/:app/where', access: 'viewer', summary: 'What version of the app runs where, since when', responses: { 200: { description: 'per environment' }, ...denied } },
-  {
-    method: 'POST',
-    path: '/api/v1/environments/:env/apps/:app/run',
-    access: 'admin',
-    action: 'run',
-    summary: "A one-off command in the app's current release; streams NDJSON frames",
-    responses: { 200: { description: 'NDJSON output frames', contentType: 'application/x-ndjson' }, 400: problem('invalid argv'), 404: problem('unknown environment'), ...denied },
-  },
   {
     method: 'POST',
     path: '/api/v1/environments/:env/apps/:app/test',
@@ -236,17 +226,7 @@ export const routeDocs: RouteDoc[] = [
     action: 'helm-test',
     summary: "Run the app's Helm test hooks (helm.sh/hook: test) against the deployed release; answers {ok, message, tests: [{key, name, result, message, log?}]}",
     responses: { 200: { description: 'test report (ok false when a test failed)' }, 404: problem('unknown environment'), 409: problem('the app is not deployed, or its target has no Helm charts'), ...denied },
-  },
-  { method: 'GET', path: '/api/v1/environments/:env/apps/:app/rollout', access: 'viewer', summary: "State of the app's progressive rollout", responses: { 200: { description: 'rollout' }, 404: problem('no rollout'), ...denied } },
-  {
-    method: 'POST',
-    path: '/api/v1/environments/:env/apps/:app/rollout/promote',
-    access: 'operator',
-    action: 'promote-rollout',
-    summary: 'Go on past a rollout pause (full: skip pauses and analyses)',
-    responses: { 200: { description: 'promoted' }, 409: problem('nothing to promote'), ...denied },
-  },
-  { method: 'GET', path: '/', access: 'public', summary: 'The dashboard', responses: { 200: { description: 'HTML', contentType: 'text/html' } } },
+  },  { method: 'GET', path: '/', access: 'public', summary: 'The dashboard', responses: { 200: { description: 'HTML', contentType: 'text/html' } } },
   { method: 'GET', path: '/ui/:file', access: 'public', summary: "The dashboard's static files", responses: { 200: { description: 'JS or CSS' }, 404: problem('no such file') } },
 ];
 

@@ -5,7 +5,8 @@ import type { Logger } from '../log.js';
 import type { AuditLog } from './audit.js';
 import { authMiddleware, type Authenticator } from './auth.js';
 import { routePolicies } from './openapi.js';
-import { rateLimit } from './rate-limit.js';
+import { hostCheck, type HostCheckOptions } from './host-check.js';
+import { failedAuthLimit, rateLimit } from './rate-limit.js';
 
 /** Request bodies of the API (webhooks excepted: they have their own 1 MiB limit). */
 export const apiBodyLimitBytes = 64 * 1024;
@@ -16,9 +17,13 @@ export interface SecurityDeps {
   log: Logger;
   /** Webhook requests per client: burst and sustained rate. Default 20 at once, then 1/s. */
   webhookRate?: { burst: number; perSecond: number };
+  /** Where the API listens and the host names it answers to (DNS rebinding and cross-site request protection). */
+  hosts?: HostCheckOptions;
+  /** Failed authentications per client address and minute before it gets 429. Default 10. */
+  authFailuresPerMinute?: number;
 }
 
-function remoteAddress(c: Context): string {
+export function remoteAddress(c: Context): string {
   try {
     return getConnInfo(c).remote.address ?? 'unknown';
   } catch {
@@ -27,10 +32,12 @@ function remoteAddress(c: Context): string {
 }
 
 /**
- * Installs, in this order: body limits, the webhook rate limit, and the auth middleware (every route's role comes
+ * Installs, in this order: the Host/Origin check, body limits, the webhook rate limit, the limit on failed
+ * authentication per client address, and the auth middleware (every route's role comes
  * from the route table in openapi.ts; actions are written to the audit log with who, what, when and the result).
  */
 export function installSecurity(app: Hono, d: SecurityDeps): void {
+  if (d.hosts) app.use('*', hostCheck(d.hosts));
   const small = bodyLimit({
     maxSize: apiBodyLimitBytes,
     onError: (c) => c.json({ error: 'PayloadTooLarge', message: `request body larger than ${apiBodyLimitBytes / 1024} KiB` }, 413),
@@ -38,6 +45,7 @@ export function installSecurity(app: Hono, d: SecurityDeps): void {
   app.use('/api/*', (c, next) => (c.req.path.startsWith('/api/v1/webhooks/') ? next() : small(c, next)));
   const rate = d.webhookRate ?? { burst: 20, perSecond: 1 };
   app.use('/api/v1/webhooks/*', rateLimit({ ...rate, keyOf: remoteAddress }));
+  app.use('*', failedAuthLimit({ perMinute: d.authFailuresPerMinute ?? 10, keyOf: remoteAddress }));
   app.use(
     '*',
     authMiddleware({

@@ -13,6 +13,8 @@ export interface UpConfig {
   stateDir: string;
   poll: string;
   webhookSecret?: string;
+  /** Host names (`name` or `name:port`) the API answers to besides loopback names (DNS rebinding protection). */
+  allowedHosts: string[];
 }
 
 const envNames: Record<keyof UpConfig, string> = {
@@ -24,6 +26,7 @@ const envNames: Record<keyof UpConfig, string> = {
   stateDir: 'KEELSON_STATE_DIR',
   poll: 'KEELSON_POLL',
   webhookSecret: 'KEELSON_WEBHOOK_SECRET',
+  allowedHosts: 'KEELSON_ALLOWED_HOSTS',
 };
 
 export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> & { config?: string; webhookSecretFile?: string }): UpConfig {
@@ -42,7 +45,7 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
   const pick = (k: keyof UpConfig): unknown => {
     if (flags[k] !== undefined && !(Array.isArray(flags[k]) && (flags[k] as unknown[]).length === 0)) return flags[k];
     const fromEnv = process.env[envNames[k]];
-    if (fromEnv !== undefined && fromEnv !== '') return k === 'envs' ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : fromEnv;
+    if (fromEnv !== undefined && fromEnv !== '') return k === 'envs' || k === 'allowedHosts' ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : fromEnv;
     return fromFile[k];
   };
   const repo = pick('repo');
@@ -50,6 +53,7 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
   let webhookSecret = pick('webhookSecret') as string | undefined;
   if (flags.webhookSecretFile) webhookSecret = readFileSync(flags.webhookSecretFile, 'utf8').trim();
   const envs = pick('envs');
+  const allowedHosts = pick('allowedHosts');
   return {
     repo: isUrl(repo) ? repo : resolve(repo),
     branch: pick('branch') as string | undefined,
@@ -59,6 +63,7 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
     stateDir: resolve((pick('stateDir') as string | undefined) ?? '.keelson'),
     poll: String(pick('poll') ?? '10s'),
     webhookSecret,
+    allowedHosts: Array.isArray(allowedHosts) ? allowedHosts.map(String) : typeof allowedHosts === 'string' ? [allowedHosts] : [],
   };
 }
 

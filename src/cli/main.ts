@@ -5,6 +5,7 @@ const usage = `keelson — GitOps delivery engine
 Usage:
   keelson up --repo <dir|url> [--branch B] [--path P] [--env E]... [--listen 127.0.0.1:7070]
              [--state-dir D] [--poll 10s] [--webhook-secret-file F] [--config keelson.yaml]
+             [--allow-host NAME]...   (names the API answers to besides localhost/127.0.0.1/[::1])
   keelson validate [--repo R] [--path P] [--state-dir D] [--fetch-charts]   (with KEELSON_AGE_KEY_FILE set, secret files must decrypt too)
   keelson status [--env E] [--json]
   keelson diff --env E [--json] [--exit-code]   what a sync would do now (the running revision against live)
@@ -42,7 +43,8 @@ Safe delivery:
 
 Commands that talk to a running engine take --server URL (default http://127.0.0.1:7070,
 or KEELSON_SERVER) and --token T (or KEELSON_TOKEN) when the engine has API tokens.
-\`keelson up\` takes --tokens-file F (or KEELSON_TOKENS_FILE, KEELSON_TOKEN_ADMIN/OPERATOR/VIEWER);
+\`keelson up\` takes --tokens-file F (or KEELSON_TOKENS_FILE, KEELSON_TOKEN_ADMIN/OPERATOR/VIEWER, each at least
+32 characters);
 without tokens the API and dashboard are read-only and listen on loopback only.
 \`keelson up --auto-update-interval 5m\` commits Apps' updatePolicy versions itself (default off);
 its commits (and API rollbacks) are authored by --commit-author "Name <email>" (or KEELSON_COMMIT_AUTHOR;

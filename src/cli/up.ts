@@ -33,6 +33,7 @@ export async function up(argv: string[]): Promise<void> {
     'tokens-file': { type: 'string' },
     'auto-update-interval': { type: 'string' },
     'commit-author': { type: 'string' },
+    'allow-host': { type: 'string', multiple: true },
   });
   const cfg = resolveUpConfig({
     repo: values.repo,
@@ -44,6 +45,7 @@ export async function up(argv: string[]): Promise<void> {
     poll: values.poll,
     config: values.config,
     webhookSecretFile: values['webhook-secret-file'],
+    allowedHosts: values['allow-host'],
   });
   const listen = parseListen(cfg.listen);
   const tokensFile = values['tokens-file'] ?? (process.env.KEELSON_TOKENS_FILE || undefined);
@@ -53,7 +55,7 @@ export async function up(argv: string[]): Promise<void> {
   }
   const pollMs = parseDuration(cfg.poll);
   const log = createLogger();
-  const store = new Store(cfg.stateDir);
+  const store = new Store(cfg.stateDir, { log });
   const bus = new EventBus();
   bus.subscribe((e) => {
     const { type, time, seq: _seq, ...data } = e as Record<string, any>;
@@ -85,12 +87,14 @@ export async function up(argv: string[]): Promise<void> {
   const writer = new EngineWriter({ source: engine.source, refresh: () => engine!.refresh(), log, author });
   const autoUpdateMs = values['auto-update-interval'] ? parseDuration(values['auto-update-interval']) : 0;
   const autoUpdater = autoUpdateMs > 0 ? new AutoUpdater({ writer, bus, log, intervalMs: autoUpdateMs }) : undefined;
-  const api = createApi({ engine, store, metrics, log, webhookSecret: cfg.webhookSecret, auth, version, writer });
+  const hosts = { listenHost: listen.host, port: listen.port, allowedHosts: cfg.allowedHosts };
+  const api = createApi({ engine, store, metrics, log, webhookSecret: cfg.webhookSecret, auth, version, writer, hosts });
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: api.fetch, hostname: listen.host, port: listen.port }, () => resolve(s));
     s.once('error', (err) => reject(new ExitError(1, `cannot listen on ${cfg.listen}: ${errorMessage(err)}`)));
   });
+  hosts.port = (server.address() as { port: number }).port; // --listen 127.0.0.1:0 picks one
   log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs }, 'keelson started');
   if (!cfg.webhookSecret) log.info({}, 'webhook accepts unsigned requests: no secret configured');
   if (!auth.enabled) log.warn({ listen: cfg.listen }, 'api is read-only: no tokens configured, so sync, pause and resume are disabled; configure tokens to enable them');

@@ -14,10 +14,13 @@ import type { LiveApp, Target } from '../targets/target.js';
 import type { HelmTestReport } from '../targets/kubernetes/helm-tests.js';
 import { effectiveEnvironment, phaseOf, requeueBeforeExpiry, type EnvironmentPhase } from '../environments/expiry.js';
 import { digestSecrets } from '../secrets/resolve.js';
+import { SecretMask } from '../secrets/mask.js';
 import type { RunResult, RunSink } from '../run/one-off.js';
 import { runApp } from '../run/run-app.js';
 import { EventBus } from './events.js';
 import { InflightApplies } from './inflight.js';
+import { LatestWins } from './latest-wins.js';
+import { ManualSyncs, type ManualRequest, type SyncOutcome } from './manual-syncs.js';
 import { PauseSet } from './pause.js';
 import { Reconciler } from './reconciler.js';
 import { applyWithHooks, forgetHooks, runPreDelete, type SyncHookDeps } from '../hooks/around-apply.js';
@@ -38,6 +41,11 @@ export interface EngineOptions {
   store: Store;
   bus: EventBus;
   target: Target;
+  /**
+   * Renders a checkout (default: `renderRepository`). A seam: tests wrap the real renderer to hold a revision back
+   * while a newer one is fetched.
+   */
+  render?: typeof renderRepository;
 }
 
 /** The last revision that rendered cleanly: what environments run. */
@@ -120,17 +128,19 @@ export class Engine {
   readonly pauses: PauseSet;
   /** Sync windows: when an environment may sync, and why it waits. */
   readonly windows: WindowGate;
+  /**
+   * Every secret value decrypted so far, masked as `***` in all the engine outputs: events (on the bus, so history,
+   * the event stream and notifications), sync and failure messages, status, and the log lines the API serves.
+   */
+  readonly secrets = new SecretMask();
   private good?: GoodRevision;
   private renderError?: RenderError;
   private latest?: FetchResult;
   private lastFetchAt?: string;
   private sourceError?: string;
   private pollTimer?: NodeJS.Timeout;
-  private readonly forced = new Map<string, Set<string>>();
-  /** Apps of a `sync --force` in progress: their apply takes over fields other managers own. */
-  private readonly takeover = new Map<string, Set<string>>();
-  /** Apps of a `sync --confirm-prune` in progress: objects waiting for prune confirmation are deleted. */
-  private readonly confirmPrune = new Map<string, Set<string>>();
+  /** Manual sync requests, merged per environment until a reconcile serves them. */
+  private readonly manual = new ManualSyncs();
   /** Apps whose last apply could not reach the target, with why (status shows it until an apply gets through). */
   private readonly unreachable = new Map<string, string>();
   private stopped = false;
@@ -141,9 +151,12 @@ export class Engine {
   private readonly previewTargets = new Map<string, TargetSpec>();
   /** The revision each environment's unchanged apps were last recorded at. */
   private readonly recordedRevision = new Map<string, string>();
+  /** Revisions load one at a time; while one loads, the newest fetched one waits (never an older one after it). */
+  private readonly loads = new LatestWins<FetchResult>((fetched) => this.load(fetched));
 
   constructor(private readonly o: EngineOptions) {
     this.bus = o.bus;
+    this.bus.redactWith((e) => this.secrets.maskDeep(e));
     this.store = o.store;
     this.target = o.target;
     this.log = o.log;
@@ -152,7 +165,7 @@ export class Engine {
     this.windows = new WindowGate(o.bus);
     this.reconciler = new Reconciler({
       reconcile: (env) => this.reconcileEnvironment(env),
-      onError: (env, err, retryInMs) => this.log.error({ env, err: errorMessage(err), retryms: retryInMs }, 'reconcile failed'),
+      onError: (env, err, retryInMs) => this.log.error({ env, err: this.secrets.mask(errorMessage(err)), retryms: retryInMs }, 'reconcile failed'),
     });
   }
 
@@ -180,6 +193,7 @@ export class Engine {
     this.stopping.abort();
     if (this.pollTimer) clearTimeout(this.pollTimer);
     await this.reconciler.stop();
+    this.manual.cancelAll('the engine stopped before this sync ran; run it again');
     await this.target.close();
   }
 
@@ -199,8 +213,16 @@ export class Engine {
     this.bus.publish({ type: 'source.fetched', revision: fetched.revision, changed: fetched.changed, forced: fetched.forced, durationMs: fetched.durationMs });
     const isNew = fetched.revision !== this.latest?.revision;
     this.latest = fetched;
-    if (isNew || (!this.good && !this.renderError)) await this.load(fetched);
+    // Webhook, poll, auto-updater and engine commits refresh concurrently: loads are serialized, newest wins, and
+    // every caller returns once the revision it fetched (or a newer one) has been loaded.
+    if (isNew || (!this.good && !this.renderError)) await this.loads.request(fetched);
+    else await this.loads.settled();
     return fetched;
+  }
+
+  /** A fetched revision waiting for the revision being loaded now to finish loading. */
+  get pendingRevision(): string | undefined {
+    return this.loads.pending?.revision;
   }
 
   private async load(fetched: FetchResult): Promise<void> {
@@ -214,10 +236,10 @@ export class Engine {
     }
     const root = checkoutDir;
     const t0 = performance.now();
-    const rendered = await renderRepository({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
+    const rendered = await (this.o.render ?? renderRepository)({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
     const { desired } = rendered;
     // Secrets are decrypted (and MAC-verified) before a revision is used: a bad one changes nothing live.
-    const issues = rendered.issues.length ? rendered.issues : await digestSecrets(desired, root);
+    const issues = rendered.issues.length ? rendered.issues : await digestSecrets(desired, root, { reveal: (app, value) => this.secrets.add(app.env, value) });
     if (issues.length > 0) {
       if (!this.good) await this.restoreLastGood(revision);
       const message = `revision ${revision.slice(0, 7)} is invalid; still running ${this.good ? this.good.revision.slice(0, 7) : 'nothing'}. Fix the ops repository and commit: ${issues.map(formatIssue).join('; ')}`;
@@ -307,23 +329,16 @@ export class Engine {
     return { name: env, target: { local: {} }, apps: [], source: { file: '', line: 0, col: 0 } };
   }
 
-  /** Manual sync: retries specs that failed before and waits for the reconcile to finish. */
-  async sync(env: string, app?: string, opts: { force?: boolean; confirmPrune?: boolean } = {}): Promise<{ result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string }> {
+  /**
+   * Manual sync: retries specs that failed before and resolves with the outcome of the reconcile that served this
+   * request. Concurrent requests for one environment are merged into the next reconcile (every app, `force` kept).
+   */
+  async sync(env: string, app?: string, opts: { force?: boolean; confirmPrune?: boolean } = {}): Promise<SyncOutcome> {
     if (!this.environmentNames().includes(env)) throw new Error(`unknown environment "${env}" (known: ${this.environmentNames().join(', ') || 'none'})`);
+    if (this.stopped) return { result: 'Unchanged', message: 'the engine is stopping; run the sync again once it is up' };
     const apps = app ? [app] : this.desiredEnv(env).apps.map((a) => a.name);
-    this.forced.set(env, new Set(apps));
-    if (opts.force) this.takeover.set(env, new Set(apps));
-    if (opts.confirmPrune) this.confirmPrune.set(env, new Set(apps));
-    let outcome: { result: 'Succeeded' | 'Failed' | 'Unchanged'; message: string } = { result: 'Unchanged', message: 'live already equals desired' };
-    const off = this.bus.subscribe((e) => {
-      if (e.type === 'sync.completed' && e.env === env) outcome = { result: e.result, message: e.message };
-      if (e.type === 'sync.waiting' && e.env === env) outcome = { result: 'Unchanged', message: e.reason };
-    });
-    await this.reconciler.enqueue(env).finally(() => {
-      if (opts.force) this.takeover.delete(env);
-      if (opts.confirmPrune) this.confirmPrune.delete(env);
-    });
-    off();
+    const outcome = this.manual.request(env, apps, opts);
+    void this.reconciler.enqueue(env);
     return outcome;
   }
 
@@ -399,22 +414,36 @@ export class Engine {
   }
 
   private async reconcileEnvironment(env: string): Promise<{ requeueAfterMs?: number }> {
+    // The manual syncs requested so far: this reconcile serves them and tells their callers how it went.
+    const manual = this.manual.take(env);
+    try {
+      const { outcome, requeueAfterMs } = await this.reconcileWith(env, manual);
+      manual?.settle(outcome);
+      return { requeueAfterMs };
+    } catch (err) {
+      manual?.settle({ result: 'Failed', message: this.secrets.mask(errorMessage(err)) });
+      throw err;
+    }
+  }
+
+  private async reconcileWith(env: string, manual: ManualRequest | undefined): Promise<{ outcome: SyncOutcome; requeueAfterMs?: number }> {
     const good = this.good;
     const resync = this.o.resyncMs ?? this.pollMs;
-    if (!good || this.pauses.isPaused(env)) return { requeueAfterMs: resync };
+    if (!good) return { outcome: { result: 'Unchanged', message: 'no revision of the ops repository has rendered cleanly yet' }, requeueAfterMs: resync };
+    if (this.pauses.isPaused(env)) return { outcome: { result: 'Unchanged', message: `environment ${env} is paused; resume it to sync` }, requeueAfterMs: resync };
     const desired = this.desiredEnv(env);
     const live = await this.target.observe(env);
-    const force = this.forced.get(env);
-    this.forced.delete(env);
+    const force = manual?.apps;
     // Planned before the failures are forgotten: a forced app whose failed spec is the live one is retried.
-    const plan = this.pauses.withoutPaused(this.planFor(desired, live, good.revision, force, force && this.confirmPrune.get(env)));
+    const plan = this.pauses.withoutPaused(this.planFor(desired, live, good.revision, force, manual?.confirmPrune));
     for (const app of force ?? []) this.store.clearFailure(env, app);
     this.recordUnchanged(env, plan, good.revision, desired);
-    if (!hasChanges(plan)) return { requeueAfterMs: requeueBeforeExpiry(desired, resync) };
-    const gate = this.windows.check(desired, good.revision, { manual: force !== undefined, maxMs: requeueBeforeExpiry(desired, resync) });
-    if (!gate.allowed) return { requeueAfterMs: gate.requeueAfterMs };
-    await this.execute(plan, desired, good);
-    return { requeueAfterMs: requeueBeforeExpiry(desired, resync) };
+    const requeueAfterMs = requeueBeforeExpiry(desired, resync);
+    if (!hasChanges(plan)) return { outcome: { result: 'Unchanged', message: 'live already equals desired' }, requeueAfterMs };
+    const gate = this.windows.check(desired, good.revision, { manual: manual !== undefined, maxMs: requeueAfterMs });
+    if (!gate.allowed) return { outcome: { result: 'Unchanged', message: this.windows.waiting(env) ?? 'waiting for a sync window' }, requeueAfterMs: gate.requeueAfterMs };
+    const outcome = await this.execute(plan, desired, good, { takeover: manual?.force ?? new Set(), confirmPrune: manual?.confirmPrune ?? new Set() });
+    return { outcome, requeueAfterMs };
   }
 
   /** Apps already equal to desired now trace back to this revision too. */
@@ -431,7 +460,8 @@ export class Engine {
     }
   }
 
-  private async execute(plan: Plan, desired: DesiredEnvironment, good: GoodRevision): Promise<void> {
+  /** Applies a plan; `takeover`: apps of a `sync --force`, whose apply takes over fields other managers own. */
+  private async execute(plan: Plan, desired: DesiredEnvironment, good: GoodRevision, manual: { takeover: Set<string>; confirmPrune: Set<string> }): Promise<SyncOutcome> {
     const started = Date.now();
     const env = plan.env;
     const changes: AppChange[] = [];
@@ -456,7 +486,7 @@ export class Engine {
           changes.push({ app: step.app, action: 'skipped', from: step.from, to: step.to, message: `dependency ${blockedBy} failed` });
           return;
         }
-        const change = await this.applyStep(step, app, good);
+        const change = await this.applyStep(step, app, good, { force: manual.takeover.has(step.app), confirmPrune: manual.confirmPrune.has(step.app) });
         if (!change) return void interrupted.push(step.app);
         if (change.transient) transient.add(step.app);
         changes.push(change.change);
@@ -466,7 +496,7 @@ export class Engine {
     if (interrupted.length > 0) {
       // Not a result: this sync goes on in the next engine, which records it.
       this.log.info({ env, revision: good.revision, apps: interrupted.join(', ') }, 'sync interrupted by the engine stopping');
-      return;
+      return { result: 'Unchanged', message: `interrupted by the engine stopping (${interrupted.join(', ')}); the next engine finishes it` };
     }
     for (const step of plan.steps.filter((s) => s.action === 'delete').reverse()) {
       try {
@@ -479,7 +509,7 @@ export class Engine {
         this.bus.publish({ type: 'app.changed', env, app: step.app, action: 'deleted', revision: good.revision, message: step.reason });
       } catch (err) {
         failed.add(step.app);
-        changes.push({ app: step.app, action: 'failed', from: step.from, message: `prune failed: ${errorMessage(err)}` });
+        changes.push({ app: step.app, action: 'failed', from: step.from, message: this.secrets.mask(`prune failed: ${errorMessage(err)}`) });
       }
     }
     for (const step of plan.steps.filter((s) => s.action === 'blocked')) changes.push({ app: step.app, action: 'skipped', to: step.to, message: step.reason });
@@ -492,25 +522,27 @@ export class Engine {
     this.bus.publish({ type: 'sync.completed', env, revision: good.revision, result, durationMs, message });
     this.log.info({ env, revision: good.revision, result, durationms: durationMs }, 'sync completed');
     if (transient.size > 0) throw new TransientError(`could not reach the target for ${[...transient].join(', ')}; retrying`);
+    return { result, message };
   }
 
   /** What applying one app did; undefined when the engine stopped in the middle of its rollout. */
-  private async applyStep(step: PlanStep, app: DesiredApp, good: GoodRevision): Promise<{ change: AppChange; transient?: boolean } | undefined> {
+  private async applyStep(step: PlanStep, app: DesiredApp, good: GoodRevision, opts: { force: boolean; confirmPrune: boolean }): Promise<{ change: AppChange; transient?: boolean } | undefined> {
     const env = app.env;
     const apply = async () => {
       // Cancelled when a newer revision changes this app while the rollout still waits (see inflight.ts).
       const inflight = this.inflight.begin(env, app.name, this.target.templateOf(app));
       try {
-        const force = this.takeover.get(env)?.has(app.name);
-        const confirmPrune = this.confirmPrune.get(env)?.has(app.name);
-        return await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir, signal: inflight.signal, interrupt: this.stopping.signal, ...(force ? { force } : {}), ...(confirmPrune ? { confirmPrune } : {}) });
+        return await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir, signal: inflight.signal, interrupt: this.stopping.signal, ...(opts.force ? { force: true } : {}), ...(opts.confirmPrune ? { confirmPrune: true } : {}) });
       } finally {
         inflight.end();
       }
     };
     const hooks = this.desiredEnv(env).hooks?.[app.name];
-    const outcome = await applyWithHooks(this.hookDeps(), { app, hooks, revision: good.revision, checkoutDir: good.checkoutDir, apply }).catch(
-      (err): { ok: false; message: string; rolledBack: boolean; logTail: string[] } => ({ ok: false, message: errorMessage(err), rolledBack: false, logTail: [] }),
+    // What the target and the hooks report carries app and hook output: masked here, before anything records it.
+    const outcome = this.secrets.maskDeep(
+      await applyWithHooks(this.hookDeps(), { app, hooks, revision: good.revision, checkoutDir: good.checkoutDir, apply }).catch(
+        (err): { ok: false; message: string; rolledBack: boolean; logTail: string[] } => ({ ok: false, message: errorMessage(err), rolledBack: false, logTail: [] }),
+      ),
     );
     this.unreachable.delete(appKey(env, app.name));
     if (outcome.ok) {
@@ -546,7 +578,7 @@ export class Engine {
   }
 
   private hookDeps(): SyncHookDeps {
-    return { stateDir: this.o.stateDir, bus: this.bus, log: this.log, target: this.target, store: this.store, checkout: (rev) => this.source.checkout(rev) };
+    return { stateDir: this.o.stateDir, bus: this.bus, log: this.log, target: this.target, store: this.store, checkout: (rev) => this.source.checkout(rev), mask: (text) => this.secrets.mask(text) };
   }
 
   /** Re-check an environment soon (drift the target noticed). */
@@ -595,7 +627,7 @@ export class Engine {
           revision: l?.revision ?? null,
           sync,
           health: this.pauses.isPaused(env, name) ? 'Suspended' : (l?.health ?? 'Missing'),
-          message,
+          message: this.secrets.mask(message),
           replicas: l?.replicas ?? { desired: d?.replicas ?? 0, ready: 0, total: 0, updated: 0 },
           instances: l?.instances ?? [],
           port: d?.port ?? l?.spec.port ?? null,
@@ -638,6 +670,11 @@ export class Engine {
 
   logsOf(env: string, app: string): { replica: string; path: string }[] {
     return this.target.logs(env, app);
+  }
+
+  /** Log text as the API serves it: secret values masked (read the files of `logsOf` through this). */
+  maskLog(text: string): string {
+    return this.secrets.mask(text);
   }
 
   stateDir(): string {

@@ -63,13 +63,22 @@ export type Stamped = KeelsonEvent & { time: string; seq: number };
 export class EventBus {
   private readonly emitter = new EventEmitter();
   private seq = 0;
+  private redact?: (e: KeelsonEvent) => KeelsonEvent;
 
   constructor() {
     this.emitter.setMaxListeners(0);
   }
 
+  /**
+   * Every event passes through `fn` before any subscriber sees it: the engine masks secret values here, so history,
+   * the event stream, notifications and metrics never get them.
+   */
+  redactWith(fn: (e: KeelsonEvent) => KeelsonEvent): void {
+    this.redact = fn;
+  }
+
   publish(event: KeelsonEvent): void {
-    const stamped = { ...event, time: new Date().toISOString(), seq: ++this.seq } as Stamped;
+    const stamped = { ...(this.redact ? this.redact(event) : event), time: new Date().toISOString(), seq: ++this.seq } as Stamped;
     this.emitter.emit('event', stamped);
   }
 

@@ -17,6 +17,8 @@ export interface SyncHookDeps extends HookDeps {
   store: Store;
   /** The checkout directory of a revision (to re-apply the previous release). */
   checkout: (revision: string) => Promise<string>;
+  /** Masks secret values in text the hooks' output may carry, before it is logged (the engine's SecretMask). */
+  mask?: (text: string) => string;
 }
 
 export interface HookedApply {
@@ -58,7 +60,7 @@ export async function applyWithHooks(d: SyncHookDeps, h: HookedApply): Promise<A
 
   const failed = async (message: string, cwd: string): Promise<void> => {
     const r = await runPhase(hooks.syncFailed, ctx('syncFailed', cwd, { result: 'Failed', message }), d);
-    if (!r.ok) d.log.warn({ env: app.env, app: app.name, err: r.message }, 'syncFailed hook failed');
+    if (!r.ok) d.log.warn({ env: app.env, app: app.name, err: d.mask ? d.mask(r.message) : r.message }, 'syncFailed hook failed');
   };
 
   const pre = await runPhase(hooks.preSync, ctx('preSync', preCwd), d);

@@ -3,6 +3,7 @@
  * (a request with an expected status) and `backup` (pg_dump). Each step is retried `retries` times; the first step
  * that still fails stops the phase. Every attempt is one `hook.completed` event with the step's output.
  */
+import { redactUrl } from '../source/redact.js';
 import { spawn } from 'node:child_process';
 import type { HookPhase, HookStep } from '../core/delivery.js';
 import { errorMessage } from '../core/errors.js';
@@ -201,15 +202,6 @@ async function runHttp(
   }
 }
 
-/** A URL without credentials or query (either may hold a secret). */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname}${u.search ? '?…' : ''}`;
-  } catch {
-    return '(invalid URL)';
-  }
-}
 
 function lastLines(text: string, n: number): string {
   return text.trim().split('\n').slice(-n).join('\n');

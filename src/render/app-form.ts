@@ -5,7 +5,8 @@
 import { dirname, join, relative, resolve } from 'node:path';
 import type { Artifact, DesiredApp } from '../core/model.js';
 import type { Issue } from '../core/types.js';
-import { isInside, type ParsedDoc } from './load.js';
+import type { ParsedDoc } from './load.js';
+import { realPath, resolvesInside } from '../source/inside.js';
 import { formatRef, issueAt, locate } from './positions.js';
 import type { AppDocument } from './schema.js';
 
@@ -65,8 +66,9 @@ export function checkTargetRequirements(
     if (s.image === undefined && s.manifests === undefined && s.helm?.chart === undefined) {
       at(`environment "${env.name}" runs on Kubernetes, but App "${app.name}" (${where}) has neither "image" nor "manifests"; add spec.image (a container image) or spec.manifests (a directory of Kubernetes YAML)`);
     }
-    if (s.manifests !== undefined && !isInside(root, manifestsPath(root, app.doc, s.manifests))) {
-      issues.push(issueAt(app.doc, ['spec', 'manifests'], `App "${app.name}": manifests directory "${s.manifests}" is outside the repository root ${root}; keep manifests inside the repository`));
+    if (s.manifests !== undefined && !resolvesInside(root, manifestsPath(root, app.doc, s.manifests))) {
+      const real = realPath(manifestsPath(root, app.doc, s.manifests));
+      issues.push(issueAt(app.doc, ['spec', 'manifests'], `App "${app.name}": manifests directory "${s.manifests}" resolves to ${real}, outside the repository root ${root}; keep manifests inside the repository (no symlinks out of it)`));
     }
     return;
   }

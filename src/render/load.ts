@@ -1,6 +1,7 @@
 /** Read the YAML documents of an ops repository: the only part of render that touches the file system. */
 import { readFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
+import { resolvesInside } from '../source/inside.js';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
@@ -56,7 +57,7 @@ function firstLine(s: string): string {
   return i < 0 ? s : s.slice(0, i);
 }
 
-/** Whether `child` is `parent` or lies below it. */
+/** Whether `child` is `parent` or lies below it, lexically; for paths on disk use `resolvesInside` (symlinks resolved). */
 export function isInside(parent: string, child: string): boolean {
   const rel = relative(parent, child);
   return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
@@ -75,7 +76,7 @@ export function toRepoPath(root: string, abs: string): string {
 export async function loadDocuments(root: string, path = '.'): Promise<LoadResult> {
   const rootAbs = resolve(root);
   const start = resolve(rootAbs, path);
-  if (!isInside(rootAbs, start)) {
+  if (!isInside(rootAbs, start) || !resolvesInside(rootAbs, start)) {
     return {
       docs: [],
       issues: [{ file: path, line: 1, col: 1, message: `path "${path}" is outside the repository root ${rootAbs}; give a path inside the repository` }],

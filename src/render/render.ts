@@ -8,7 +8,8 @@ import { isMap } from 'yaml';
 import type { Artifact, DesiredApp, DesiredEnvironment, DesiredState, Probe, SourceRef, TargetSpec } from '../core/model.js';
 import type { Issue } from '../core/types.js';
 import { dependencyOrder, findCycles } from './graph.js';
-import { isInside, loadDocuments, type ParsedDoc } from './load.js';
+import { loadDocuments, type ParsedDoc } from './load.js';
+import { realPath, resolvesInside } from '../source/inside.js';
 import { formatRef, issueAt, locate, type Anchor, type PathSegment } from './positions.js';
 import {
   API_GROUP,
@@ -245,13 +246,14 @@ function artifactPath(root: string, app: AppDecl, version: string): string | und
 
 function checkArtifactPath(root: string, app: AppDecl, version: string, env: string | undefined, issues: Issue[]): void {
   const abs = artifactPath(root, app, version);
-  if (abs === undefined || isInside(root, abs)) return;
+  // Symlinks resolved: a committed link to a directory outside must not be copied into a release and run.
+  if (abs === undefined || resolvesInside(root, abs)) return;
   const via = env === undefined ? '' : ` with version "${version}" of environment "${env}"`;
   issues.push(
     issueAt(
       app.doc,
       ['spec', 'artifact', 'path'],
-      `App "${app.name}": artifact path "${app.value.spec.artifact?.path}"${via} resolves to ${abs}, outside the repository root ${root}; keep artifacts inside the repository or use artifact.url`,
+      `App "${app.name}": artifact path "${app.value.spec.artifact?.path}"${via} resolves to ${realPath(abs)}, outside the repository root ${root}; keep artifacts inside the repository or use artifact.url`,
     ),
   );
 }

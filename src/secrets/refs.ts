@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { AppSecrets, SecretRef, SourceRef } from '../core/model.js';
 import type { Issue } from '../core/types.js';
 import { isInside, toRepoPath, type ParsedDoc } from '../render/load.js';
+import { realPath, resolvesInside } from '../source/inside.js';
 import { issueAt, locate, type PathSegment } from '../render/positions.js';
 import type { SecretsSpec } from './schema.js';
 
@@ -68,8 +69,8 @@ export function resolveSecretRefs(root: string, appName: string, sources: Secret
 
 function reference(root: string, src: SecretsSource, at: PathSegment[], file: string, key: string | undefined, issues: Issue[]): SecretRef | undefined {
   const abs = resolve(dirname(join(root, src.doc.file)), file);
-  if (!isInside(root, abs) || abs === root) {
-    issues.push(issueAt(src.doc, [...src.at, ...at, 'file'], `secret file "${file}" resolves to ${abs}, outside the repository root ${root}; keep secret files inside the ops repository`));
+  if (!isInside(root, abs) || abs === root || !resolvesInside(root, abs)) {
+    issues.push(issueAt(src.doc, [...src.at, ...at, 'file'], `secret file "${file}" resolves to ${realPath(abs)}, outside the repository root ${root}; keep secret files inside the ops repository (no symlinks out of it)`));
     return undefined;
   }
   const ref: SecretRef = { file: toRepoPath(root, abs) };

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { AppSecrets, DesiredApp, DesiredState, SecretRef } from '../core/model.js';
 import type { Issue } from '../core/types.js';
 import { formatRef } from '../render/positions.js';
+import { OutsideRepositoryError, readFileInside } from '../source/inside.js';
 import { KeyError, loadKeyring, type Keyring } from './age-keys.js';
 import { declarationOf } from './refs.js';
 import { decryptSops, formatOf, SopsError, type Decrypted } from './sops.js';
@@ -22,8 +23,9 @@ import { Branch, scalarText, type TreeValue } from './sops-tree.js';
 /** Reads a secret file by its repository path (from a checkout, or from the copies a target keeps). */
 export type SecretReader = (repoPath: string) => Promise<string>;
 
+/** Reads secret files of a checkout; a file that resolves outside it (a symlink) is refused. */
 export function checkoutReader(root: string): SecretReader {
-  return (p) => readFile(join(root, p), 'utf8');
+  return (p) => readFileInside(root, p);
 }
 
 export interface SecretValues {
@@ -58,6 +60,7 @@ class FileCache {
           text = await this.read(repoPath);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
+          if (err instanceof OutsideRepositoryError) throw new UnreadableFileError(`secret file ${err.message}`, 'format');
           throw new UnreadableFileError(code === 'ENOENT' ? `secret file ${repoPath} does not exist; commit it (encrypted with \`keelson secret encrypt\`)` : `cannot read secret file ${repoPath} (${code ?? 'error'})`, 'format');
         }
         return decryptSops(text, { format: formatOf(repoPath), keyring: this.keyring, name: repoPath });
@@ -109,7 +112,11 @@ function entries(secrets: AppSecrets): { ref: SecretRef; what: string; env?: str
  * Fills in the digest of every secret reference of `desired` (files relative to `root`). Returns issues for
  * references that cannot be resolved; empty when all is well (or no app has secrets).
  */
-export async function digestSecrets(desired: DesiredState, root: string, opts: { keyring?: Keyring } = {}): Promise<Issue[]> {
+export async function digestSecrets(
+  desired: DesiredState,
+  root: string,
+  opts: { keyring?: Keyring; /** Told every decrypted value (the engine's SecretMask). */ reveal?: (app: DesiredApp, value: string) => void } = {},
+): Promise<Issue[]> {
   const apps = desired.environments.flatMap((e) => e.apps).filter((a) => a.secrets);
   if (!apps.length) return [];
   const issues: Issue[] = [];
@@ -125,7 +132,9 @@ export async function digestSecrets(desired: DesiredState, root: string, opts: {
   for (const app of apps) {
     for (const e of entries(app.secrets!)) {
       try {
-        e.ref.digest = keyring.digest(await materialOf(cache, e.ref, e.what));
+        const material = await materialOf(cache, e.ref, e.what);
+        opts.reveal?.(app, material);
+        e.ref.digest = keyring.digest(material);
       } catch (err) {
         const at = declarationOf(e.ref);
         const place = at ? (err instanceof KeyLookupError ? at.key : at.file) : app.source;

@@ -1,3 +1,4 @@
+import { redactCredentials } from './redact.js';
 import { spawn } from 'node:child_process';
 
 export interface GitOptions {
@@ -55,10 +56,8 @@ function gitEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
   };
 }
 
-/** Replaces the userinfo of URLs (`https://user:token@host`) with `***`. */
-export function redact(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s'"]+@/gi, '$1***@');
-}
+/** Credentials out of a text (URL userinfo → `***`); see `redact.ts`. */
+export const redact = redactCredentials;
 
 function hintFor(stderr: string): string | undefined {
   const s = stderr.toLowerCase();

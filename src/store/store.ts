@@ -1,7 +1,9 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SyncResult } from '../engine/events.js';
+import type { Logger } from '../log.js';
+import { databaseFiles, securePrivateFile, secureStateDir } from './state-dir.js';
 
 /** What one sync of an environment did: persisted history, shown by `keelson history`. */
 export interface SyncRecord {
@@ -99,9 +101,13 @@ export class Store {
   private eventsSincePrune = 0;
   private readonly statements = new Map<string, Database.Statement>();
 
-  constructor(stateDir: string) {
-    mkdirSync(stateDir, { recursive: true });
-    this.db = new Database(join(stateDir, 'keelson.db'));
+  /** `log` gets a note when an existing state dir or database file was readable by others and is tightened. */
+  constructor(stateDir: string, opts: { log?: Logger } = {}) {
+    secureStateDir(stateDir, opts.log);
+    const file = join(stateDir, 'keelson.db');
+    securePrivateFile(file, opts.log);
+    for (const f of databaseFiles(file).slice(1)) if (existsSync(f)) securePrivateFile(f, opts.log);
+    this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');

@@ -17,7 +17,7 @@ describe('on-demand environments (end to end)', () => {
   let api: string;
   let stagingPort: number;
   let keelson: ChildProcess;
-  const token = 'e2e-admin-token-0123456789';
+  const token = 'e2e-admin-token-0123456789abcdefghij';
 
   const status = async () => {
     const res = await fetch(`${api}/api/v1/status`, { headers: { authorization: `Bearer ${token}` } });

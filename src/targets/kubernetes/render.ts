@@ -156,7 +156,8 @@ async function yamlFiles(dir: string): Promise<string[]> {
     if (e.name.startsWith('.')) continue;
     const p = join(dir, e.name);
     if (e.isDirectory()) out.push(...(await yamlFiles(p)));
-    else if (/\.(ya?ml|json)$/.test(e.name)) out.push(p);
+    // Symlinks are not followed (neither are they when the ops files are loaded): one could lead out of the repository.
+    else if (e.isFile() && /\.(ya?ml|json)$/.test(e.name)) out.push(p);
   }
   return out;
 }
