@@ -31,6 +31,16 @@ const benches = [
         ? undefined
         : 'KUBECONFIG is not set (start the test control plane: `scripts/testenv.sh start && eval "$(scripts/testenv.sh env)"`)',
   },
+  {
+    name: 'helm',
+    title: 'Kubernetes target: Helm charts',
+    needs: () =>
+      !process.env.KUBECONFIG || !existsSync(process.env.KUBECONFIG)
+        ? 'KUBECONFIG is not set (start the test control plane: `scripts/testenv.sh start && eval "$(scripts/testenv.sh env)"`)'
+        : !process.env.KEELSON_HELM_BIN
+          ? 'KEELSON_HELM_BIN is not set (`scripts/tools.sh build helm && eval "$(scripts/tools.sh env)"`)'
+          : undefined,
+  },
 ];
 const names = benches.map((b) => b.name);
 
