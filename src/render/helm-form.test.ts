@@ -121,3 +121,21 @@ describe('spec.helm', () => {
 test('mergeValues: maps merge, lists and scalars replace, null stays (Helm deletes the key)', () => {
   expect(mergeValues({ a: { b: 1, c: [1] }, d: 1, e: 2 }, { a: { c: [2], f: 3 }, d: { x: 1 }, e: null })).toEqual({ a: { b: 1, c: [2], f: 3 }, d: { x: 1 }, e: null });
 });
+
+describe('the version a Helm app shows', () => {
+  test('without a declared version: the chart directory\'s Chart.yaml version, or the remote chart\'s pinned version', async () => {
+    const local = await render({ ...chart, 'apps/web.yaml': appDoc('').replace('  version: "1.0.0"\n', ''), 'envs/prod.yaml': envDoc('') });
+    expect(local.messages).toEqual([]);
+    expect(local.desired.environments[0].apps[0].version).toBe('0.1.0');
+    const remote = await render({
+      'apps/web.yaml': appDoc('  helm:\n    chart: { repo: "https://charts.example.com", name: web, version: 2.3.4 }\n').replace('  version: "1.0.0"\n', '').replace('  manifests: ../charts/web\n', ''),
+      'envs/prod.yaml': envDoc(''),
+    });
+    expect(remote.messages).toEqual([]);
+    expect(remote.desired.environments[0].apps[0].version).toBe('2.3.4');
+  });
+  test('a declared version wins', async () => {
+    const r = await render({ ...chart, 'apps/web.yaml': appDoc(''), 'envs/prod.yaml': envDoc('') });
+    expect(r.desired.environments[0].apps[0].version).toBe('1.0.0');
+  });
+});

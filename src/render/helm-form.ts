@@ -7,7 +7,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import type { HelmSpec } from '../core/model.js';
+import { parse } from 'yaml';
+import type { DesiredApp, HelmSpec } from '../core/model.js';
 import type { Issue } from '../core/types.js';
 import { isInside, toRepoPath, type ParsedDoc } from './load.js';
 import { issueAt, type PathSegment } from './positions.js';
@@ -97,4 +98,19 @@ export function helmForm(
   if (chart !== undefined) out.chart = { ...chart };
   if ((ov?.tests ?? own?.tests) === 'afterSync') out.tests = 'afterSync';
   return out;
+}
+
+/**
+ * The version a Helm app shows when neither the App nor the environment declares one: the remote chart's pinned
+ * version, or the `version` of the chart directory's Chart.yaml. Undefined for other apps (they show the revision).
+ */
+export function chartVersionOf(app: Pick<DesiredApp, 'helm' | 'manifests' | 'artifact'>): string | undefined {
+  if (app.helm?.chart) return app.helm.chart.version;
+  if (!app.manifests || !app.artifact.path) return undefined;
+  try {
+    const chart = parse(readFileSync(join(app.artifact.path, 'Chart.yaml'), 'utf8')) as { version?: unknown } | null;
+    return typeof chart?.version === 'string' || typeof chart?.version === 'number' ? String(chart.version) : undefined;
+  } catch {
+    return undefined; // not a chart directory, or Chart.yaml unreadable: helm reports that when it renders
+  }
 }

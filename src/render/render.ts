@@ -27,7 +27,7 @@ import { suggest, validate } from './schema-issues.js';
 import { toRolloutSpec } from './rollout-schema.js';
 import { checkTargetRequirements, hasExplicitReplicas, kubernetesForm } from './app-form.js';
 import { resolveDelivery } from './resolve-delivery.js';
-import { helmForm } from './helm-form.js';
+import { chartVersionOf, helmForm } from './helm-form.js';
 import { checkVersion, resolveJsonnet } from './app-params.js';
 import { resolveSecretRefs, type SecretsSource } from '../secrets/refs.js';
 
@@ -301,6 +301,8 @@ function resolveEnvironment(
       Object.assign(desired, kubernetesForm(root, app.doc, app.value.spec, desired.version, hasExplicitReplicas(app.doc, overrides?.replicas)));
       const helm = helmForm(root, { name, doc: app.doc, spec: app.value.spec }, { name: env.name, doc: env.doc, override: overrides?.helm }, issues);
       if (helm) desired.helm = helm;
+      // A Helm app without a declared version shows its chart's version (others show the revision).
+      if (!desired.version) desired.version = chartVersionOf(desired) ?? '';
       const jsonnet = resolveJsonnet(root, { name, doc: app.doc, spec: app.value.spec }, { doc: env.doc, overrides: overrides ?? {} }, issues);
       if (jsonnet) desired.jsonnet = jsonnet;
     }
