@@ -8,6 +8,7 @@ import { exactlyOne } from './schema-rules.js';
 import { checkRolloutStrategy, rolloutStrategyFields } from './rollout-schema.js';
 import { HooksSchema, NotificationSchema, SyncWindowSchema } from './schema-delivery.js';
 import { SecretsSchema } from '../secrets/schema.js';
+import { ResourcesSchema, UserSchema } from './schema-isolation.js';
 
 export const API_GROUP = 'keelson.dev';
 export const API_VERSION = 'keelson.dev/v1alpha1';
@@ -130,6 +131,8 @@ export const AppSpecSchema = z.strictObject({
   terminationGracePeriodSeconds: Seconds(0, 30).describe('Seconds between SIGTERM and SIGKILL'),
   secrets: SecretsSchema.optional(),
   hooks: HooksSchema.optional(),
+  user: UserSchema.optional(),
+  resources: ResourcesSchema.optional(),
   updatePolicy: UpdatePolicySchema.optional().describe('Version automation (`keelson update`): the newest version matching `semver` is committed to environments that set autoUpdate'),
 });
 
@@ -140,6 +143,8 @@ export const AppOverridesSchema = z.strictObject({
   env: EnvMap.optional(),
   port: Port.optional(),
   secrets: SecretsSchema.optional().describe('Secrets of this app in this environment; env entries replace the App\'s by name, files by path'),
+  user: UserSchema.optional().describe("Local target: the system user the app runs as in this environment (replaces the App's)"),
+  resources: ResourcesSchema.optional().describe("Local target: limits of each replica in this environment, each replacing the App's"),
 });
 
 export const TargetSchema = z
