@@ -13,6 +13,10 @@ export interface UpConfig {
   stateDir: string;
   poll: string;
   webhookSecret?: string;
+  /** Apps without `user:` may run as root when the engine runs as root (see docs/isolation.md). */
+  allowRootApps: boolean;
+  /** The user apps without `user:` run as when the engine runs as root. */
+  defaultUser?: string;
 }
 
 const envNames: Record<keyof UpConfig, string> = {
@@ -24,6 +28,8 @@ const envNames: Record<keyof UpConfig, string> = {
   stateDir: 'KEELSON_STATE_DIR',
   poll: 'KEELSON_POLL',
   webhookSecret: 'KEELSON_WEBHOOK_SECRET',
+  allowRootApps: 'KEELSON_ALLOW_ROOT_APPS',
+  defaultUser: 'KEELSON_DEFAULT_USER',
 };
 
 export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> & { config?: string; webhookSecretFile?: string }): UpConfig {
@@ -59,7 +65,13 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
     stateDir: resolve((pick('stateDir') as string | undefined) ?? '.keelson'),
     poll: String(pick('poll') ?? '10s'),
     webhookSecret,
+    allowRootApps: isTrue(pick('allowRootApps')),
+    defaultUser: (pick('defaultUser') as string | undefined) || undefined,
   };
+}
+
+function isTrue(v: unknown): boolean {
+  return v === true || (typeof v === 'string' && ['1', 'true', 'yes'].includes(v.toLowerCase()));
 }
 
 function isUrl(s: string): boolean {

@@ -5,6 +5,7 @@ const usage = `keelson — GitOps delivery engine
 Usage:
   keelson up --repo <dir|url> [--branch B] [--path P] [--env E]... [--listen 127.0.0.1:7070]
              [--state-dir D] [--poll 10s] [--webhook-secret-file F] [--config keelson.yaml]
+             [--default-user U | --allow-root-apps]   (as root: who apps without "user:" run as)
   keelson validate [--repo R] [--path P] [--skip-host-checks]   (with KEELSON_AGE_KEY_FILE set, secret files must decrypt too)
   keelson status [--env E] [--json]
   keelson diff --env E
