@@ -1,5 +1,5 @@
-import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitAll, freePort, gitInit, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
@@ -8,7 +8,7 @@ import { EventBus, type Stamped } from '../../engine/events.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
 import { detectCgroups, type CgroupSystem } from './cgroups.js';
-import type { IsolationPolicy } from './isolation.js';
+import { grantSecretFiles, type IsolationPolicy } from './isolation.js';
 import { LocalTarget } from './local-target.js';
 import { lookupUser } from './users.js';
 
@@ -39,6 +39,7 @@ interface Booted {
   target: LocalTarget;
   engine: Engine;
   events: Stamped[];
+  tmp: { dir: string; cleanup(): void };
   stop(): Promise<void>;
 }
 
@@ -47,19 +48,24 @@ async function boot(files: Record<string, string>, isolation: IsolationPolicy): 
   // mkdtemp makes 0700 dirs: the app users must be able to pass through to the state dir, as under /var/lib.
   chmodSync(tmp.dir, 0o711);
   const ops = join(tmp.dir, 'ops');
-  const state = join(tmp.dir, 'state');
   writeTree(ops, files);
   gitInit(ops);
   commitAll(ops, 'initial');
+  return bootOn(tmp, ops, isolation);
+}
+
+/** An engine on an existing repository and state dir (a restart when one ran there before). */
+async function bootOn(tmp: { dir: string; cleanup(): void }, ops: string, isolation: IsolationPolicy): Promise<Booted> {
+  const state = join(tmp.dir, 'state');
   const log = silentLogger();
   const store = new Store(state);
   const bus = new EventBus();
   const events: Stamped[] = [];
   bus.subscribe((e) => events.push(e));
-  // History, as `keelson up` records it.
+  // History, as `keelson up` records it (until this engine is stopped and its store closed).
   bus.subscribe((e) => {
     const { type, time, seq: _seq, ...data } = e as Record<string, any>;
-    store.addEvent({ time, type, env: data.env || undefined, app: data.app || undefined, data });
+    if (store.db.open) store.addEvent({ time, type, env: data.env || undefined, app: data.app || undefined, data });
   });
   let engine: Engine | undefined;
   const target = new LocalTarget({ stateDir: state, store, bus, log, requeue: (env) => engine?.requeue(env), isolation });
@@ -73,6 +79,7 @@ async function boot(files: Record<string, string>, isolation: IsolationPolicy): 
     target,
     engine,
     events,
+    tmp,
     stop: async () => {
       await target.supervisor.stopAll();
       await target.proxy.stop();
@@ -168,6 +175,11 @@ describe.skipIf(!!why && !mustRun)(`app isolation on the local target${why ? ` (
     expect(status).toMatch(new RegExp(`^Uid:\\t${ub.uid}\\t${ub.uid}\\t${ub.uid}\\t${ub.uid}$`, 'm'));
     expect(status).toMatch(/^Gid:\t65534\t65534\t65534\t65534$/m);
     expect(status).toMatch(/^Groups:\s*$/m);
+    // `keelson run` one-offs run as the app's user too, with its $DATA_DIR.
+    let out = '';
+    const run = await b.target.runOnce('dev', 'alpha', ['sh', '-c', 'echo "$(id -u) $(id -G) $HOME $DATA_DIR"'], { sink: { stdout: (c) => (out += c), stderr: (c) => (out += c) } });
+    expect(run.code).toBe(0);
+    expect(out.trim()).toBe(`${ua.uid} ${ua.gid} ${ua.home} ${join(b.state, 'data', 'dev', 'alpha')}`);
   });
 
   it('gives each app a private $DATA_DIR that no other app can read, and releases only its own group can enter', async () => {
@@ -189,6 +201,21 @@ describe.skipIf(!!why && !mustRun)(`app isolation on the local target${why ? ` (
     expect(statSync(releasesA).uid).toBe(0);
   });
 
+  it('makes decrypted secret files readable by the app user only', async () => {
+    const state = join(b.dir, 'secrets-state');
+    const files = join(state, 'secrets', 'dev', 'alpha', 'tmpl', 'files');
+    mkdirSync(join(files, 'conf'), { recursive: true, mode: 0o700 });
+    chmodSync(join(state, 'secrets'), 0o700);
+    writeFileSync(join(files, 'conf', 'db.json'), '{"password":"s3cret"}', { mode: 0o600 });
+    const [ua, ub] = [(await lookupUser(users[0]))!, (await lookupUser(users[1]))!];
+    await grantSecretFiles(state, files, { user: ua.name, group: ua.name, uid: ua.uid, gid: ua.gid, home: ua.home });
+    const cat = (u: typeof ua) => spawnSync('cat', [join(files, 'conf', 'db.json')], { uid: u.uid, gid: u.gid, encoding: 'utf8' });
+    expect(cat(ua).stdout).toBe('{"password":"s3cret"}');
+    expect(cat(ub).stderr).toContain('Permission denied');
+    // Passed through, never listed.
+    expect(spawnSync('ls', [join(state, 'secrets')], { uid: ua.uid, gid: ua.gid, encoding: 'utf8' }).stderr).toContain('Permission denied');
+  });
+
   it('enforces resources with cgroups and an rlimit, and says so in status', async () => {
     const i = (await instanceOf(b, 'limited'))!;
     const kind = sys.version === 'v2' ? 'cgroup-v2' : 'cgroup-v1';
@@ -208,6 +235,23 @@ describe.skipIf(!!why && !mustRun)(`app isolation on the local target${why ? ` (
       expect(readFileSync(join(dir('cpu'), 'cpu.cfs_quota_us'), 'utf8').trim()).toBe('25000');
       expect(readFileSync(join(dir('pids'), 'pids.max'), 'utf8').trim()).toBe('50');
     }
+  });
+
+  it('finds each replica, its user and its cgroups again after an engine restart', async () => {
+    const before = (await instanceOf(b, 'limited'))!;
+    await b.engine.stop();
+    b.store.close();
+    b = await bootOn(b.tmp, b.ops, { allowRootApps: false });
+    await waitFor('apps healthy again', async () => {
+      const apps = await appsOf(b);
+      return apps.length === 3 && apps.every((a) => a.health === 'Healthy');
+    });
+    const after = (await instanceOf(b, 'limited'))!;
+    expect(after.pid).toBe(before.pid);
+    expect(after.user).toEqual(before.user);
+    expect(after.limits).toEqual(before.limits);
+    expect(after.cgroups).toEqual(before.cgroups);
+    expect(b.events.some((e) => e.type === 'replica.adopted' && e.app === 'limited')).toBe(true);
   });
 
   it('reports a replica over its memory limit as OOMKilled and restarts it with backoff; removes its cgroups with it', async () => {
