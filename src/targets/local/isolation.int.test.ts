@@ -283,6 +283,18 @@ describe.skipIf(!!why && !mustRun)(`app isolation on the local target${why ? ` (
     await waitFor('cgroups removed', () => dirs.every((d) => !existsSync(d)));
   });
 
+  it('runs deploy hooks of an app as its user', async () => {
+    writeTree(b.ops, {
+      'apps/hooked.yaml': app('hooked', `  user: ${users[0]}\n  run: { command: [node, -e, "setInterval(() => {}, 1000)"] }\n  hooks: { postSync: [{ exec: { command: [sh, -c, "id -u; id -G; echo $HOME"] } }] }`),
+      'apps/dev.yaml': environment(['alpha', 'beta', 'limited', 'hooked']),
+    });
+    commitAll(b.ops, 'a hooked app');
+    await b.engine.refresh();
+    const done = await waitFor('postSync hook ran', () => b.events.find((e) => e.type === 'hook.completed' && e.app === 'hooked'));
+    const ua = (await lookupUser(users[0]))!;
+    expect(done).toMatchObject({ ok: true, output: `${ua.uid}\n${ua.gid}\n${ua.home}\n` });
+  });
+
   it('keeps live apps untouched when a user does not exist, with the error at file:line:col', async () => {
     const before = (await instanceOf(b, 'alpha'))!.pid;
     writeTree(b.ops, { 'apps/apps.yaml': readFileSync(join(b.ops, 'apps/apps.yaml'), 'utf8').replace(`user: ${users[0]}\n  port`, 'user: keelson-no-such-user\n  port') });

@@ -6,7 +6,8 @@ import { errorMessage, TransientError } from '../../core/errors.js';
 import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { Store } from '../../store/store.js';
-import type { ApplyContext, ApplyOutcome, LiveApp, Target } from '../target.js';
+import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, Target } from '../target.js';
+import { runArgv } from '../../hooks/runner.js';
 import { fetchArtifact, unpackTarGz } from './artifact.js';
 import { rotateIfNeeded } from './logs.js';
 import { isProgressive, progressiveRollout, type ProgressiveDeps } from './progressive.js';
@@ -169,6 +170,25 @@ export class LocalTarget implements Target {
     if (secretEnv[SECRETS_DIR_VAR]) await grantSecretFiles(this.o.stateDir, secretEnv[SECRETS_DIR_VAR], runAs);
     const ids = runAs ? { uid: runAs.uid, gid: runAs.gid } : {};
     return runProcess({ argv, cwd: s.release.dir, env: { ...this.supervisor.processEnv(s.spec), ...identityEnv(runAs), ...secretEnv, KEELSON_RUN: '1' }, ...ids, ...io });
+  }
+
+  /**
+   * Deploy hooks' `exec` steps of an app that runs as its own user run as that user too (in the same directory, with
+   * the same variables). Undefined (a plain local process, as the engine's user) when the app runs as the engine's
+   * user; refused like the app itself when the engine's policy refuses it.
+   */
+  async hookExec(r: HookExecRequest): Promise<{ ok: boolean; message: string; output: string } | undefined> {
+    const spec = r.spec ?? this.supervisor.appStatusOf(r.env, r.app)?.spec;
+    if (!spec || r.cwd === undefined) return undefined;
+    let runAs;
+    try {
+      runAs = await this.supervisor.runAsOf(spec);
+    } catch (err) {
+      if (err instanceof IsolationError) return { ok: false, message: err.message, output: '' };
+      throw err;
+    }
+    if (!runAs) return undefined;
+    return runArgv(r.argv, { cwd: r.cwd, vars: r.vars, uid: runAs.uid, gid: runAs.gid, env: identityEnv(runAs) }, r.timeoutMs, r.signal);
   }
 
   /** A rollout the engine was stopped in the middle of, until an apply resumes (or aborts) it. */
