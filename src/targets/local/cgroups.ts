@@ -8,6 +8,8 @@
  *   processes move to a leaf `keelson-engine` so that controllers can be enabled below it): memory.max, cpu.max,
  *   pids.max; OOM kills in memory.events.
  * - `openFiles` is RLIMIT_NOFILE, always (set by the start wrapper before the app's code runs; see process.ts).
+ * - systemd without a delegated subtree (cgroup v2, engine as root): a transient scope per replica, see
+ *   systemd-scope.ts.
  * - No cgroups: memory, cpu and pids are not enforced, and status says why. RLIMIT_AS would limit address space
  *   rather than memory and breaks runtimes that reserve large address ranges (Node, Go, the JVM), so it is not used;
  *   RLIMIT_NPROC counts every process of the user, not of a replica.
@@ -19,8 +21,9 @@ import { access, mkdir, readFile, rmdir, writeFile, constants } from 'node:fs/pr
 import { join } from 'node:path';
 import type { AppResources } from '../../core/model.js';
 import { formatBytes, formatMillicores } from '../../render/schema-isolation.js';
+import { resetScope, scopeOomKilled, scopeUnit, stopScope, systemdAvailable } from './systemd-scope.js';
 
-export type Enforcement = 'cgroup-v1' | 'cgroup-v2' | 'rlimit' | 'none';
+export type Enforcement = 'cgroup-v1' | 'cgroup-v2' | 'systemd-scope' | 'rlimit' | 'none';
 export type LimitName = keyof AppResources;
 
 export interface LimitStatus {
@@ -38,7 +41,8 @@ const controllers: Controller[] = ['memory', 'cpu', 'pids'];
 
 /** What this machine offers, found once per engine. */
 export interface CgroupSystem {
-  version: 'v1' | 'v2' | 'none';
+  /** `systemd`: no subtree of our own, but systemd can make a scope per replica (see systemd-scope.ts). */
+  version: 'v1' | 'v2' | 'systemd' | 'none';
   /** v1: the directory of Keelson's subtree in each usable hierarchy; v2: one directory for all. */
   bases: Partial<Record<Controller, string>>;
   /** Why a controller cannot be used (a missing hierarchy, no permission). */
@@ -50,6 +54,8 @@ export interface ReplicaCgroup {
   dirs: string[];
   /** The files the replica's pid is written into before it runs. */
   procs: string[];
+  /** The replica's systemd scope unit, when systemd makes its cgroup. */
+  unit?: string;
   /** Where OOM kills are counted, and the count when the replica started. */
   oomFile?: string;
   oomBaseline: number;
@@ -61,7 +67,12 @@ const period = 100_000;
 /** Finds the cgroup version and the hierarchies Keelson may write; never throws. */
 export async function detectCgroups(opts: { root?: string } = {}): Promise<CgroupSystem> {
   const base = opts.root ?? root;
-  if (existsSync(join(base, 'cgroup.controllers'))) return detectV2(base);
+  if (existsSync(join(base, 'cgroup.controllers'))) {
+    const v2 = await detectV2(base);
+    // Not delegated: systemd can still make a cgroup per replica (a transient scope), as root.
+    if (v2.version === 'none' && process.getuid?.() === 0 && (await systemdAvailable())) return { version: 'systemd', bases: {}, missing: {} };
+    return v2;
+  }
   const sys: CgroupSystem = { version: 'v1', bases: {}, missing: {} };
   for (const c of controllers) {
     const dir = join(base, c);
@@ -124,7 +135,9 @@ export function limitsStatus(sys: CgroupSystem, r: AppResources | undefined): Li
   const out: LimitsStatus = {};
   if (!r) return out;
   const viaCgroup = (c: Controller, value: string, fallback: string): LimitStatus =>
-    sys.bases[c] ? { value, enforcement: sys.version === 'v2' ? 'cgroup-v2' : 'cgroup-v1' } : { value, enforcement: 'none', reason: `${sys.missing[c] ?? 'no cgroups'}; ${fallback}` };
+    sys.version === 'systemd'
+      ? { value, enforcement: 'systemd-scope' }
+      : sys.bases[c] ? { value, enforcement: sys.version === 'v2' ? 'cgroup-v2' : 'cgroup-v1' } : { value, enforcement: 'none', reason: `${sys.missing[c] ?? 'no cgroups'}; ${fallback}` };
   if (r.memory !== undefined) {
     out.memory = viaCgroup('memory', formatBytes(r.memory), 'RLIMIT_AS is not a substitute (it limits address space, and breaks Node, Go and the JVM), so memory is not limited');
   }
@@ -159,6 +172,12 @@ function controllersFor(r: AppResources | undefined): Controller[] {
 
 /** Creates (or finds again) the replica's cgroups with its limits; undefined when no limit uses a cgroup. */
 export async function prepareReplicaCgroup(sys: CgroupSystem, env: string, app: string, replica: string, r: AppResources | undefined): Promise<ReplicaCgroup | undefined> {
+  if (sys.version === 'systemd') {
+    if (!controllersFor(r).length) return undefined;
+    const unit = scopeUnit(env, app, replica);
+    await resetScope(unit);
+    return { dirs: [], procs: [], unit, oomBaseline: 0 };
+  }
   const dirs = replicaDirs(sys, env, app, replica, r);
   if (!dirs.length || !r) return undefined;
   const cg: ReplicaCgroup = { dirs: dirs.map((d) => d.dir), procs: [], oomBaseline: 0 };
@@ -178,6 +197,7 @@ export async function prepareReplicaCgroup(sys: CgroupSystem, env: string, app: 
 
 /** The cgroup of a replica adopted after an engine restart (it exists if the replica was started with it). */
 export async function adoptReplicaCgroup(sys: CgroupSystem, env: string, app: string, replica: string, r: AppResources | undefined): Promise<ReplicaCgroup | undefined> {
+  if (sys.version === 'systemd') return controllersFor(r).length ? { dirs: [], procs: [], unit: scopeUnit(env, app, replica), oomBaseline: 0 } : undefined;
   const dirs = replicaDirs(sys, env, app, replica, r).filter((d) => existsSync(d.dir));
   if (!dirs.length) return undefined;
   const cg: ReplicaCgroup = { dirs: dirs.map((d) => d.dir), procs: dirs.map((d) => join(d.dir, 'cgroup.procs')), oomBaseline: 0 };
@@ -223,6 +243,7 @@ export async function oomKills(cg: ReplicaCgroup): Promise<number> {
 
 /** True when the replica was OOM-killed since it started. */
 export async function wasOomKilled(cg: ReplicaCgroup | undefined): Promise<boolean> {
+  if (cg?.unit) return scopeOomKilled(cg.unit);
   return cg ? (await oomKills(cg)) > cg.oomBaseline : false;
 }
 
@@ -231,6 +252,7 @@ export async function wasOomKilled(cg: ReplicaCgroup | undefined): Promise<boole
  * app's and environment's directories when they are empty.
  */
 export async function removeReplicaCgroup(sys: CgroupSystem, env: string, app: string, replica: string): Promise<void> {
+  if (sys.version === 'systemd') return stopScope(scopeUnit(env, app, replica));
   for (const base of new Set(Object.values(sys.bases))) {
     const dir = join(base, env, app, replica);
     if (!existsSync(dir)) continue;

@@ -18,6 +18,7 @@ import { adoptReplicaCgroup, detectCgroups, limitsStatus, prepareReplicaCgroup, 
 import { dataDirOf, identityEnv, policyFromEnv, prepareDataDir, runAsFor, type IsolationPolicy } from './isolation.js';
 import type { RunAs } from './users.js';
 import { formatBytes } from '../../render/schema-isolation.js';
+import { scopeCommand } from './systemd-scope.js';
 
 /** Where the supervisor sends routing changes: the proxy's control channel. */
 export interface RouteSink {
@@ -139,6 +140,8 @@ export interface ReplicaStatus {
   limits?: LimitsStatus;
   /** Its cgroup directories, when limits use cgroups. */
   cgroups?: string[];
+  /** Its systemd scope unit, when systemd makes its cgroup. */
+  scope?: string;
 }
 
 export interface AppStatus {
@@ -422,7 +425,8 @@ export class Supervisor {
         ...(r.reason ? { reason: r.reason } : {}),
         ...(r.runAs ? { user: { name: r.runAs.user, group: r.runAs.group, uid: r.runAs.uid, gid: r.runAs.gid } } : {}),
         ...(Object.keys(r.limits).length ? { limits: r.limits } : {}),
-        ...(r.cgroup ? { cgroups: r.cgroup.dirs } : {}),
+        ...(r.cgroup?.dirs.length ? { cgroups: r.cgroup.dirs } : {}),
+        ...(r.cgroup?.unit ? { scope: r.cgroup.unit } : {}),
       })),
     };
   }
@@ -576,14 +580,20 @@ export class Supervisor {
     const fd = openLogFd(r.logPath);
     try {
       const openFiles = r.limits.openFiles?.enforcement === 'rlimit' ? r.spec.resources?.openFiles : undefined;
-      const { child, pid, startTime } = await spawnDetached({
-        command: r.spec.command,
-        cwd: r.release.dir,
-        env,
-        logFd: fd,
-        ...(r.runAs ? { uid: r.runAs.uid, gid: r.runAs.gid } : {}),
-        confine: { cgroupProcs: r.cgroup?.procs ?? [], ...(openFiles !== undefined ? { openFiles } : {}) },
-      });
+      const ids = r.runAs ? { uid: r.runAs.uid, gid: r.runAs.gid } : undefined;
+      const { child, pid, startTime } = await spawnDetached(
+        r.cgroup?.unit
+          ? // systemd makes the cgroup and the wrapper takes on the user: systemd-run itself runs as the engine.
+            { command: scopeCommand(r.cgroup.unit, r.spec.resources ?? {}, r.spec.command, ids), cwd: r.release.dir, env, logFd: fd }
+          : {
+              command: r.spec.command,
+              cwd: r.release.dir,
+              env,
+              logFd: fd,
+              ...ids,
+              confine: { cgroupProcs: r.cgroup?.procs ?? [], ...(openFiles !== undefined ? { openFiles } : {}) },
+            },
+      );
       if (stopped()) {
         // Stopped while it was being spawned: stopReplica found no process to end, so end it here.
         signalGroup(pid, 'SIGKILL');
