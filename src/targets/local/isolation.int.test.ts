@@ -1,11 +1,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitAll, freePort, gitInit, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
 import { Engine } from '../../engine/engine.js';
 import { EventBus, type Stamped } from '../../engine/events.js';
 import { silentLogger } from '../../log.js';
+import { generateKey } from '../../secrets/age-keys.js';
+import { encryptSops, parsePlain } from '../../secrets/sops.js';
 import { Store } from '../../store/store.js';
 import { detectCgroups, type CgroupSystem } from './cgroups.js';
 import { grantSecretFiles, type IsolationPolicy } from './isolation.js';
@@ -293,6 +295,27 @@ describe.skipIf(!!why && !mustRun)(`app isolation on the local target${why ? ` (
     const done = await waitFor('postSync hook ran', () => b.events.find((e) => e.type === 'hook.completed' && e.app === 'hooked'));
     const ua = (await lookupUser(users[0]))!;
     expect(done).toMatchObject({ ok: true, output: `${ua.uid}\n${ua.gid}\n${ua.home}\n` });
+  });
+
+  it('gives an app its decrypted secret files, readable by its user and no other', async () => {
+    const key = await generateKey();
+    writeFileSync(join(b.dir, 'age.txt'), key.file, { mode: 0o600 });
+    process.env.KEELSON_AGE_KEY_FILE = join(b.dir, 'age.txt');
+    const readSecret = "require('fs').readFileSync(process.env.KEELSON_SECRETS_DIR + '/db.yaml'); setInterval(() => {}, 1000)";
+    writeTree(b.ops, {
+      'apps/vault.yaml': app('vault', `  user: ${users[0]}\n  run: { command: [node, -e, ${JSON.stringify(readSecret)}] }\n  secrets: { files: [{ file: ../secrets/db.enc.yaml, path: db.yaml }] }`),
+      'apps/dev.yaml': environment(['alpha', 'beta', 'limited', 'hooked', 'vault']),
+      'secrets/db.enc.yaml': await encryptSops(parsePlain('password: s3cret\n', 'yaml', 'db'), { format: 'yaml', recipients: [key.recipient] }),
+    });
+    commitAll(b.ops, 'vault, with a secret file');
+    await b.engine.refresh();
+    // It reads its file (else it would crash-loop).
+    await waitFor('vault healthy', async () => (await appOf(b, 'vault'))?.health === 'Healthy');
+    const dir = join(b.state, 'secrets', 'dev', 'vault');
+    const files = join(dir, readdirSync(dir)[0], 'files', 'db.yaml');
+    expect(await get(ports[1], files)).toBe('EACCES');
+    expect(statSync(files).uid).toBe((await lookupUser(users[0]))!.uid);
+    delete process.env.KEELSON_AGE_KEY_FILE;
   });
 
   it('keeps live apps untouched when a user does not exist, with the error at file:line:col', async () => {
