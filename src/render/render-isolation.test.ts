@@ -102,14 +102,25 @@ describe('user and resources', () => {
     expect(skipped.messages).toEqual([]);
   });
 
-  test('on a Kubernetes environment they are errors naming what to do instead', async () => {
+  test("in a Kubernetes environment's entry they are errors; the App's own stay for its local environments", async () => {
     const { messages } = await render({
-      'web.yaml': app('  image: ghcr.io/acme/web\n  user: root\n'),
-      'prod.yaml': env('{kubernetes: {namespace: prod}}', '      resources: {memory: 1Gi}'),
+      'web.yaml': app('  image: ghcr.io/acme/web\n  user: root\n  resources: {memory: 1Gi}\n'),
+      'prod.yaml': env('{kubernetes: {namespace: prod}}', '      user: root\n      resources: {memory: 1Gi}'),
+      'dev.yaml': env('{local: {}}').replace('name: prod', 'name: dev'),
     });
     expect(messages).toEqual([
-      expect.stringMatching(/^prod\.yaml:8:5: App "web": "user" applies to the local target; environment "prod" runs on Kubernetes/),
-      expect.stringMatching(/^prod\.yaml:9:7: "resources" applies to the local target/),
+      expect.stringMatching(/^prod\.yaml:9:7: "user" applies to the local target; environment "prod" runs on Kubernetes \(set securityContext\.runAsUser/),
+      expect.stringMatching(/^prod\.yaml:10:7: "resources" applies to the local target/),
     ]);
+    const ok = await render({
+      'web.yaml': app('  image: ghcr.io/acme/web\n  user: root\n  resources: {memory: 1Gi}\n'),
+      'prod.yaml': env('{kubernetes: {namespace: prod}}'),
+      'dev.yaml': env('{local: {}}').replace('name: prod', 'name: dev'),
+    });
+    expect(ok.messages).toEqual([]);
+    const byEnv = Object.fromEntries(ok.desired.environments.map((e) => [e.name, e.apps[0]]));
+    expect(byEnv.dev.user).toEqual({ name: 'root' });
+    expect(byEnv.prod.user).toBeUndefined();
+    expect(byEnv.prod.resources).toBeUndefined();
   });
 });

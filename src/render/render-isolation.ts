@@ -41,13 +41,15 @@ export function userClaim(env: Decl, app: Decl, ov: { user?: AppUser }, user: Ap
   return { env: env.name, app: app.name, user, at };
 }
 
-/** `user` and `resources` are for processes on this machine: an error where an environment runs on Kubernetes. */
-export function checkKubernetesIsolation(env: Decl, app: Decl, appSpec: { user?: unknown; resources?: unknown }, ov: { user?: unknown; resources?: unknown }, issues: Issue[]): void {
+/**
+ * `user` and `resources` belong to the local form of an App (like `artifact`): an App that also runs on Kubernetes
+ * keeps them for its local environments. Written in a Kubernetes environment's entry, they are an error.
+ */
+export function checkKubernetesIsolation(env: Decl, app: Decl, ov: { user?: unknown; resources?: unknown }, issues: Issue[]): void {
   for (const field of ['user', 'resources'] as const) {
+    if (ov[field] === undefined) continue;
     const hint = field === 'user' ? 'set securityContext.runAsUser in the manifests' : 'set resources in the manifests';
-    const message = `"${field}" applies to the local target; environment "${env.name}" runs on Kubernetes (${hint}, or remove it)`;
-    if (ov[field] !== undefined) issues.push(issueAt(env.doc, ['spec', 'apps', app.name, field], message, 'key'));
-    else if (appSpec[field] !== undefined) issues.push(issueAt(env.doc, ['spec', 'apps', app.name], `App "${app.name}": ${message}`, 'key'));
+    issues.push(issueAt(env.doc, ['spec', 'apps', app.name, field], `"${field}" applies to the local target; environment "${env.name}" runs on Kubernetes (${hint}, or remove it)`, 'key'));
   }
 }
 

@@ -305,7 +305,7 @@ function resolveEnvironment(
     checkTargetRequirements(root, env.value.spec.target, env, { name, doc: app.doc, spec: app.value.spec }, issues);
     if (env.value.spec.target.kubernetes !== undefined) {
       Object.assign(desired, kubernetesForm(root, app.doc, app.value.spec, desired.version, hasExplicitReplicas(app.doc, overrides?.replicas)));
-      checkKubernetesIsolation(env, app, app.value.spec, overrides ?? {}, issues);
+      checkKubernetesIsolation(env, app, overrides ?? {}, issues);
     } else {
       Object.assign(desired, resolveIsolation(app.value.spec, overrides ?? {}));
       const claim = userClaim(env, app, overrides ?? {}, desired.user);
