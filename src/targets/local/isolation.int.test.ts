@@ -201,6 +201,10 @@ describe.skipIf(!!why && !mustRun)(`app isolation on the local target${why ? ` (
     expect(await get(ports[0], join(releasesA, (await instanceOf(b, 'alpha'))!.release, 'probe.js'))).toMatch(/^read /);
     expect(statSync(releasesA).mode & 0o777).toBe(0o750);
     expect(statSync(releasesA).uid).toBe(0);
+    // Nor the engine's own files: the state dir can be passed through, not listed, and the store is not readable.
+    expect(await get(ports[1], b.state)).toBe('EACCES');
+    expect(await get(ports[1], join(b.state, 'keelson.db'))).toBe('EACCES');
+    expect(await get(ports[1], join(b.state, 'logs'))).toBe('EACCES');
   });
 
   it('makes decrypted secret files readable by the app user only', async () => {

@@ -137,9 +137,22 @@ export async function grantSecretFiles(stateDir: string, filesDir: string, runAs
   await chownTree(filesDir, runAs.uid, runAs.gid);
 }
 
-/** The state dir itself must let app users through to their directories (o+x, never o+r). */
+/** What app users may pass through (to their own directories below). */
+const passable = new Set(['data', 'releases', 'secrets']);
+
+/**
+ * The state dir lets app users through to their directories (o+x) and nothing else: it cannot be listed, and its
+ * other entries (the store, logs, checkouts, artifacts, the proxy's socket) lose every permission for others.
+ */
 async function passThrough(stateDir: string): Promise<void> {
-  await addSearch(stateDir);
+  const st = await stat(stateDir);
+  const mode = (st.mode & 0o7770) | 0o001;
+  if ((st.mode & 0o7777) !== mode) await chmod(stateDir, mode);
+  for (const name of await readdir(stateDir)) {
+    if (passable.has(name)) continue;
+    const entry = await lstat(join(stateDir, name)).catch(() => undefined);
+    if (entry && !entry.isSymbolicLink() && (entry.mode & 0o007) !== 0) await chmod(join(stateDir, name), entry.mode & 0o7770);
+  }
 }
 
 async function addSearch(dir: string): Promise<void> {
