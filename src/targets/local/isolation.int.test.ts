@@ -291,14 +291,18 @@ describe.skipIf(!!why && !mustRun)(`app isolation on the local target${why ? ` (
 
   it('runs deploy hooks of an app as its user', async () => {
     writeTree(b.ops, {
-      'apps/hooked.yaml': app('hooked', `  user: ${users[0]}\n  run: { command: [node, -e, "setInterval(() => {}, 1000)"] }\n  hooks: { postSync: [{ exec: { command: [sh, -c, "id -u; id -G; echo $HOME"] } }] }`),
+      'apps/hooked.yaml': app('hooked', `  user: ${users[0]}\n  run: { command: [node, -e, "setInterval(() => {}, 1000)"] }\n  hooks: { preSync: [{ exec: { command: [sh, -c, "pwd; ls"] } }], postSync: [{ exec: { command: [sh, -c, "id -u; id -G; echo $HOME"] } }] }`),
       'apps/dev.yaml': environment(['alpha', 'beta', 'limited', 'hooked']),
     });
     commitAll(b.ops, 'a hooked app');
     await b.engine.refresh();
-    const done = await waitFor('postSync hook ran', () => b.events.find((e) => e.type === 'hook.completed' && e.app === 'hooked'));
+    const done = await waitFor('postSync hook ran', () => b.events.find((e) => e.type === 'hook.completed' && e.app === 'hooked' && e.phase === 'postSync'));
     const ua = (await lookupUser(users[0]))!;
     expect(done).toMatchObject({ ok: true, output: `${ua.uid}\n${ua.gid}\n${ua.home}\n` });
+    // preSync, meant for the new artifact's directory, ran in the release made from it (checkouts are closed to apps).
+    const pre = b.events.find((e) => e.type === 'hook.completed' && e.app === 'hooked' && e.phase === 'preSync') as any;
+    const release = (await instanceOf(b, 'hooked'))!.release;
+    expect(pre).toMatchObject({ ok: true, output: `${join(b.state, 'releases', 'dev', 'hooked', release)}\nhog.js\nprobe.js\n` });
   });
 
   it('gives an app its decrypted secret files, readable by its user and no other', async () => {

@@ -173,8 +173,9 @@ export class LocalTarget implements Target {
   }
 
   /**
-   * Deploy hooks' `exec` steps of an app that runs as its own user run as that user too (in the same directory, with
-   * the same variables). Undefined (a plain local process, as the engine's user) when the app runs as the engine's
+   * Deploy hooks' `exec` steps of an app that runs as its own user run as that user too, with the same variables and
+   * in the same directory, except that a step meant for the new artifact's directory in the checkout runs in the
+   * release made from it. Undefined (a plain local process, as the engine's user) when the app runs as the engine's
    * user; refused like the app itself when the engine's policy refuses it.
    */
   async hookExec(r: HookExecRequest): Promise<{ ok: boolean; message: string; output: string } | undefined> {
@@ -188,7 +189,19 @@ export class LocalTarget implements Target {
       throw err;
     }
     if (!runAs) return undefined;
-    return runArgv(r.argv, { cwd: r.cwd, vars: r.vars, uid: runAs.uid, gid: runAs.gid, env: identityEnv(runAs) }, r.timeoutMs, r.signal);
+    let cwd = r.cwd;
+    const inCheckout = r.checkoutDir !== undefined && !relative(r.checkoutDir, cwd).startsWith('..');
+    if (inCheckout && r.spec?.artifact.path) {
+      // Checkouts are the engine's alone: run in the release made from that directory (the apply reuses it).
+      try {
+        const release = await this.materialize(r.spec, { revision: '', checkoutDir: r.checkoutDir! });
+        await restrictReleases(this.o.stateDir, r.spec.env, r.spec.name, runAs);
+        cwd = release.dir;
+      } catch (err) {
+        return { ok: false, message: `release of ${r.spec.name} ${r.spec.version} could not be prepared: ${errorMessage(err)}`, output: '' };
+      }
+    }
+    return runArgv(r.argv, { cwd, vars: r.vars, uid: runAs.uid, gid: runAs.gid, env: identityEnv(runAs) }, r.timeoutMs, r.signal);
   }
 
   /** A rollout the engine was stopped in the middle of, until an apply resumes (or aborts) it. */
