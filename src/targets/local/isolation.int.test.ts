@@ -19,6 +19,8 @@ import { lookupUser } from './users.js';
  * elsewhere the suite is skipped with the reason, except in CI on Linux as root, where it must run.
  */
 const users = ['keelson-test-a', 'keelson-test-b'];
+/** The group of gid 65534 (`nogroup` on Debian, `nobody` elsewhere): beta runs with it instead of its own. */
+const otherGroup = () => execFileSync('getent', ['group', '65534'], { encoding: 'utf8' }).split(':')[0];
 const root = process.platform === 'linux' && process.getuid?.() === 0;
 const mustRun = !!process.env.CI && root;
 const why = process.platform !== 'linux' ? 'not Linux' : !root ? 'not root: switching users and creating cgroups needs root' : undefined;
@@ -146,7 +148,7 @@ describe.skipIf(!!why && !mustRun)(`app isolation on the local target${why ? ` (
       {
         'apps/apps.yaml':
           app('alpha', `  user: ${users[0]}\n  port: ${ports[0]}\n  run: { command: [node, probe.js] }`) +
-          app('beta', `  user: { name: ${users[1]}, group: nogroup }\n  port: ${ports[1]}\n  run: { command: [node, probe.js] }`) +
+          app('beta', `  user: { name: ${users[1]}, group: ${otherGroup()} }\n  port: ${ports[1]}\n  run: { command: [node, probe.js] }`) +
           app('limited', `  user: ${users[0]}\n  resources: { memory: 128Mi, cpu: 250m, pids: 50, openFiles: 1024 }\n  run: { command: [node, -e, "setInterval(() => {}, 1000)"] }`),
         'apps/dev.yaml': environment(['alpha', 'beta', 'limited']),
         'bin/probe.js': probeApp,
@@ -172,7 +174,7 @@ describe.skipIf(!!why && !mustRun)(`app isolation on the local target${why ? ` (
     const ua = (await lookupUser(users[0]))!;
     const ub = (await lookupUser(users[1]))!;
     expect(a.user).toMatchObject({ name: users[0], uid: ua.uid, gid: ua.gid });
-    expect(beta.user).toMatchObject({ name: users[1], group: 'nogroup', uid: ub.uid, gid: 65534 });
+    expect(beta.user).toMatchObject({ name: users[1], group: otherGroup(), uid: ub.uid, gid: 65534 });
     const status = readFileSync(`/proc/${beta.pid}/status`, 'utf8');
     expect(status).toMatch(new RegExp(`^Uid:\\t${ub.uid}\\t${ub.uid}\\t${ub.uid}\\t${ub.uid}$`, 'm'));
     expect(status).toMatch(/^Gid:\t65534\t65534\t65534\t65534$/m);
