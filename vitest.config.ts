@@ -8,5 +8,8 @@ export default defineConfig({
     // Integration tests spawn real processes and bind ports; keep the 2-core machines calm.
     maxWorkers: 2,
     minWorkers: 1,
+    // The suite runs as root (CI, this machine) and deploys apps without `user:`: say explicitly that this engine
+    // configuration allows it (an engine running as root refuses otherwise; see docs/isolation.md).
+    env: { KEELSON_ALLOW_ROOT_APPS: 'true' },
   },
 });

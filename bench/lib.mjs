@@ -154,7 +154,8 @@ export function startKeelson({ repo, stateDir, apiPort, poll = '1s', logFile }) 
   const nodeArgs = (process.env.BENCH_ENGINE_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { KEELSON_LOG_LEVEL: 'info', ...process.env, KEELSON_TOKEN_OPERATOR: token },
+    // The bench apps name no `user:`; an engine running as root (this machine, CI) must be told they may run as root.
+    env: { KEELSON_LOG_LEVEL: 'info', KEELSON_ALLOW_ROOT_APPS: 'true', ...process.env, KEELSON_TOKEN_OPERATOR: token },
   });
   const chunks = [];
   child.stdout.on('data', (c) => chunks.push(c));

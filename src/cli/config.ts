@@ -15,6 +15,10 @@ export interface UpConfig {
   webhookSecret?: string;
   /** Host names (`name` or `name:port`) the API answers to besides loopback names (DNS rebinding protection). */
   allowedHosts: string[];
+  /** Apps without `user:` may run as root when the engine runs as root (see docs/isolation.md). */
+  allowRootApps: boolean;
+  /** The user apps without `user:` run as when the engine runs as root. */
+  defaultUser?: string;
 }
 
 const envNames: Record<keyof UpConfig, string> = {
@@ -27,6 +31,8 @@ const envNames: Record<keyof UpConfig, string> = {
   poll: 'KEELSON_POLL',
   webhookSecret: 'KEELSON_WEBHOOK_SECRET',
   allowedHosts: 'KEELSON_ALLOWED_HOSTS',
+  allowRootApps: 'KEELSON_ALLOW_ROOT_APPS',
+  defaultUser: 'KEELSON_DEFAULT_USER',
 };
 
 export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> & { config?: string; webhookSecretFile?: string }): UpConfig {
@@ -64,7 +70,13 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
     poll: String(pick('poll') ?? '10s'),
     webhookSecret,
     allowedHosts: Array.isArray(allowedHosts) ? allowedHosts.map(String) : typeof allowedHosts === 'string' ? [allowedHosts] : [],
+    allowRootApps: isTrue(pick('allowRootApps')),
+    defaultUser: (pick('defaultUser') as string | undefined) || undefined,
   };
+}
+
+function isTrue(v: unknown): boolean {
+  return v === true || (typeof v === 'string' && ['1', 'true', 'yes'].includes(v.toLowerCase()));
 }
 
 function isUrl(s: string): boolean {

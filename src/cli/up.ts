@@ -12,6 +12,7 @@ import { Notifier } from '../notify/notifier.js';
 import { HealthWatch } from '../engine/health-watch.js';
 import { Store } from '../store/store.js';
 import { LocalTarget } from '../targets/local/local-target.js';
+import { describePolicy } from '../targets/local/isolation.js';
 import { createTargetRegistry } from '../targets/default-targets.js';
 import { isLoopback, parse, parseDuration, parseListen } from './args.js';
 import { resolveUpConfig } from './config.js';
@@ -34,6 +35,8 @@ export async function up(argv: string[]): Promise<void> {
     'auto-update-interval': { type: 'string' },
     'commit-author': { type: 'string' },
     'allow-host': { type: 'string', multiple: true },
+    'allow-root-apps': { type: 'boolean' },
+    'default-user': { type: 'string' },
   });
   const cfg = resolveUpConfig({
     repo: values.repo,
@@ -46,6 +49,8 @@ export async function up(argv: string[]): Promise<void> {
     config: values.config,
     webhookSecretFile: values['webhook-secret-file'],
     allowedHosts: values['allow-host'],
+    allowRootApps: values['allow-root-apps'],
+    defaultUser: values['default-user'],
   });
   const listen = parseListen(cfg.listen);
   const tokensFile = values['tokens-file'] ?? (process.env.KEELSON_TOKENS_FILE || undefined);
@@ -63,7 +68,8 @@ export async function up(argv: string[]): Promise<void> {
     store.addEvent({ time, type, env: data.env || undefined, app: data.app || undefined, data });
   });
   let engine: Engine | undefined;
-  const target = new LocalTarget({ stateDir: cfg.stateDir, store, bus, log, requeue: (env) => engine?.requeue(env) });
+  const isolation = { allowRootApps: cfg.allowRootApps, ...(cfg.defaultUser ? { defaultUser: cfg.defaultUser } : {}) };
+  const target = new LocalTarget({ stateDir: cfg.stateDir, store, bus, log, requeue: (env) => engine?.requeue(env), isolation });
   // Each environment's spec.target picks its target; the engine talks to the registry only.
   const targets = createTargetRegistry({ local: target, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), stateDir: cfg.stateDir });
   engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target: targets });
@@ -96,6 +102,7 @@ export async function up(argv: string[]): Promise<void> {
   });
   hosts.port = (server.address() as { port: number }).port; // --listen 127.0.0.1:0 picks one
   log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs }, 'keelson started');
+  log.info({ policy: describePolicy(isolation) }, 'app isolation');
   if (!cfg.webhookSecret) log.info({}, 'webhook accepts unsigned requests: no secret configured');
   if (!auth.enabled) log.warn({ listen: cfg.listen }, 'api is read-only: no tokens configured, so sync, pause and resume are disabled; configure tokens to enable them');
   log.info({ url: `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${(server.address() as { port: number }).port}/` }, 'dashboard ready');

@@ -16,9 +16,10 @@ import { parse } from './args.js';
  * keys they name; without one, a note says the secrets were not decrypted. Decrypted values are never printed.
  */
 export async function validate(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { repo: { type: 'string' }, path: { type: 'string' }, 'state-dir': { type: 'string' }, 'fetch-charts': { type: 'boolean' } });
+  const { values } = parse(argv, { repo: { type: 'string' }, path: { type: 'string' }, 'state-dir': { type: 'string' }, 'fetch-charts': { type: 'boolean' }, 'skip-host-checks': { type: 'boolean' } });
   const root = resolve(values.repo ?? '.');
-  const { desired, issues } = await renderRepository({ root, path: values.path });
+  // Host checks (the users of `user:` exist here) are for the machine the engine runs on; skip them elsewhere.
+  const { desired, issues } = await renderRepository({ root, path: values.path, hostChecks: !values['skip-host-checks'] });
   const secrets = await validateSecrets(desired, root);
   // Manifests of Apps whose own file has problems are not rendered: their desired state is not trustworthy.
   // Loaded only for Kubernetes environments: local-target apps have no manifests, and validate stays quick for them.

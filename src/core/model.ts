@@ -107,6 +107,10 @@ export interface DesiredApp {
   syncOptions?: string[];
   /** Kubernetes target: fields other controllers own, left alone (`spec.ignoreDifferences`); absent when none. */
   ignoreDifferences?: IgnoreDifference[];
+  /** Local target: the system user (and group) the app's processes run as; absent: the engine's policy decides. */
+  user?: AppUser;
+  /** Local target: limits of each replica (cgroups, else rlimits where they apply). Absent when none. */
+  resources?: AppResources;
   source: SourceRef;
 }
 
@@ -129,6 +133,24 @@ export interface JsonnetParams {
   extVars: Record<string, JsonnetValue>;
   /** Library directories (`-J`), relative to the repository root, symlinks resolved, inside the repository. */
   libs: string[];
+}
+
+/** A system user of the machine the local target runs on; `group` defaults to the user's primary group. */
+export interface AppUser {
+  name: string;
+  group?: string;
+}
+
+/** Per-replica limits, in canonical units (Kubernetes quantities are parsed at render). */
+export interface AppResources {
+  /** Bytes. */
+  memory?: number;
+  /** Millicores (1000 = one CPU). */
+  cpu?: number;
+  /** Processes and threads. */
+  pids?: number;
+  /** Open file descriptors (RLIMIT_NOFILE). */
+  openFiles?: number;
 }
 
 /** A secret reference: a SOPS file (relative to the repository root) and, optionally, one key in it. */

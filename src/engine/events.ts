@@ -27,8 +27,8 @@ export type KeelsonEvent =
       changes?: { field: string; old: unknown; new: unknown }[];
     }
   | { type: 'replica.started'; env: string; app: string; replica: string; pid: number; version: string }
-  | { type: 'replica.exited'; env: string; app: string; replica: string; pid: number; code: number | null; signal: string | null }
-  | { type: 'replica.restarted'; env: string; app: string; replica: string; restarts: number; delayMs: number }
+  | { type: 'replica.exited'; env: string; app: string; replica: string; pid: number; code: number | null; signal: string | null; reason?: 'OOMKilled' }
+  | { type: 'replica.restarted'; env: string; app: string; replica: string; restarts: number; delayMs: number; reason?: string }
   | { type: 'replica.adopted'; env: string; app: string; replica: string; pid: number }
   | { type: 'replica.ready'; env: string; app: string; replica: string; ready: boolean }
   | { type: 'hook.started'; env: string; app: string; phase: HookPhase; step: string; attempt: number; revision: string }

@@ -123,7 +123,7 @@ function onTarget(d: SyncHookDeps, spec: DesiredApp | undefined, checkoutDir: st
   return {
     ...d,
     exec: async (argv, c, timeoutMs, signal) =>
-      (await target.hookExec!({ env: c.env, app: c.app, spec, checkoutDir, argv, vars: { ...c.vars, ...hookVars(c) }, timeoutMs, signal })) ?? runExec(argv, c, timeoutMs, signal),
+      (await target.hookExec!({ env: c.env, app: c.app, spec, checkoutDir, argv, cwd: c.cwd, vars: { ...c.vars, ...hookVars(c) }, timeoutMs, signal })) ?? runExec(argv, c, timeoutMs, signal),
   };
 }
 

@@ -131,10 +131,24 @@ async function runStep(step: HookStep, ctx: HookContext, deps: HookDeps, signal?
 
 /** Runs argv (never a shell) in its own process group; on timeout the whole group is killed. */
 export function runExec(argv: string[], ctx: HookContext, timeoutMs: number, signal?: AbortSignal): Promise<{ ok: boolean; message: string; output: string }> {
+  return runArgv(argv, { cwd: ctx.cwd, vars: { ...ctx.vars, ...hookVars(ctx) } }, timeoutMs, signal);
+}
+
+/**
+ * `runExec` with the variables already made: in `cwd`, with a minimal base environment plus `vars`; as another user
+ * when `uid`/`gid` are given (supplementary groups cleared), with `env` then overriding HOME and the like.
+ */
+export function runArgv(
+  argv: string[],
+  o: { cwd: string; vars: Record<string, string>; uid?: number; gid?: number; env?: Record<string, string> },
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<{ ok: boolean; message: string; output: string }> {
   return new Promise((resolve) => {
     const base: Record<string, string> = {};
     for (const k of ['PATH', 'HOME', 'LANG', 'TZ', 'TMPDIR']) if (process.env[k] !== undefined) base[k] = process.env[k]!;
-    const child = spawn(argv[0], argv.slice(1), { cwd: ctx.cwd, env: { ...base, ...ctx.vars, ...hookVars(ctx) }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const ids = o.uid !== undefined ? { uid: o.uid, gid: o.gid } : {};
+    const child = spawn(argv[0], argv.slice(1), { cwd: o.cwd, env: { ...base, ...o.env, ...o.vars }, stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...ids });
     let output = '';
     const add = (c: Buffer) => {
       output += c.toString('utf8');
@@ -160,7 +174,7 @@ export function runExec(argv: string[], ctx: HookContext, timeoutMs: number, sig
     child.once('error', (err) => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      resolve({ ok: false, message: `cannot run ${JSON.stringify(argv[0])} in ${ctx.cwd}: ${err.message}`, output: '' });
+      resolve({ ok: false, message: `cannot run ${JSON.stringify(argv[0])} in ${o.cwd}: ${err.message}`, output: '' });
     });
     child.once('close', (code, sig) => {
       clearTimeout(timer);

@@ -58,7 +58,9 @@ export class WorkingCopy {
   }
 
   render(envs?: string[]): Promise<RenderResult> {
-    return renderRepository({ root: this.root, path: this.path, envs });
+    // What this machine has (the users of `user:`) is for the engine to check when it renders the commit: the
+    // commands that edit a working copy run on laptops and in CI too.
+    return renderRepository({ root: this.root, path: this.path, envs, hostChecks: false });
   }
 
   /** Where every App and Environment document is declared. */

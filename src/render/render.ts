@@ -30,6 +30,8 @@ import { resolveDelivery } from './resolve-delivery.js';
 import { chartVersionOf, helmForm } from './helm-form.js';
 import { checkVersion, resolveJsonnet } from './app-params.js';
 import { resolveSecretRefs, type SecretsSource } from '../secrets/refs.js';
+import { checkHostUsers, checkKubernetesIsolation, resolveIsolation, userClaim, type UserClaim } from './render-isolation.js';
+import { resolveRunAs } from '../targets/local/users.js';
 
 export interface RenderOptions {
   /** Repository root (artifact paths are resolved against it and must stay inside it). */
@@ -40,12 +42,19 @@ export interface RenderOptions {
    * port conflicts are checked across all environments.
    */
   envs?: string[];
+  /**
+   * renderRepository only: check what the repository expects of this machine (the users named by `user:` of local
+   * environments exist). Default true; `keelson validate --skip-host-checks` turns it off.
+   */
+  hostChecks?: boolean;
 }
 
 export interface RenderResult {
   desired: DesiredState;
   /** Sorted by file, line, col. The desired state is only trustworthy when this is empty. */
   issues: Issue[];
+  /** The system users the local environments' apps run as, where each is named (for the host check). */
+  users?: UserClaim[];
 }
 
 interface Decl<T> {
@@ -71,7 +80,8 @@ interface PortClaim {
 export async function renderRepository(opts: RenderOptions & { path?: string }): Promise<RenderResult> {
   const loaded = await loadDocuments(opts.root, opts.path);
   const rendered = renderDocuments(loaded.docs, opts);
-  return { desired: rendered.desired, issues: sortIssues([...loaded.issues, ...rendered.issues]) };
+  const host = opts.hostChecks === false ? [] : await checkHostUsers(rendered.users ?? [], resolveRunAs);
+  return { desired: rendered.desired, issues: sortIssues([...loaded.issues, ...rendered.issues, ...host]), users: rendered.users };
 }
 
 export function renderDocuments(docs: readonly ParsedDoc[], opts: RenderOptions): RenderResult {
@@ -88,11 +98,12 @@ export function renderDocuments(docs: readonly ParsedDoc[], opts: RenderOptions)
   const graph = new Map([...apps.values()].map((a) => [a.name, a.value.spec.dependsOn]));
   const environments: DesiredEnvironment[] = [];
   const claims: PortClaim[] = [];
+  const users: UserClaim[] = [];
   for (const env of [...envs.values()].sort(byName)) {
     const isSelected = selected.has(env.name);
     // Issues of environments that are not rendered are dropped; only their port claims matter.
     const sink: Issue[] = isSelected ? issues : [];
-    const resolved = resolveEnvironment(root, env, apps, invalid.App, sink);
+    const resolved = resolveEnvironment(root, env, apps, invalid.App, sink, isSelected ? users : []);
     // Every local environment shares this machine's ports; other targets have their own.
     // Host-routed environments share their ports by host name (app.env.localhost), so they claim none.
     const own = 'local' in resolved.target && env.value.spec.routing !== 'host' ? portClaims(env, resolved.apps, isSelected) : [];
@@ -105,7 +116,7 @@ export function renderDocuments(docs: readonly ParsedDoc[], opts: RenderOptions)
   }
   checkPortsAcrossEnvironments(claims, issues);
 
-  return { desired: { environments }, issues: sortIssues(dedupe(issues)).map((i) => ({ ...i })) };
+  return { desired: { environments }, issues: sortIssues(dedupe(issues)).map((i) => ({ ...i })), users };
 }
 
 // ---- collect: classify and validate documents ------------------------------------------------
@@ -282,6 +293,7 @@ function resolveEnvironment(
   apps: Map<string, AppDecl>,
   invalidApps: Set<string>,
   issues: Issue[],
+  users: UserClaim[],
 ): DesiredEnvironment {
   const listed = env.value.spec.apps ?? {};
   const out: DesiredApp[] = [];
@@ -305,6 +317,11 @@ function resolveEnvironment(
       if (!desired.version) desired.version = chartVersionOf(desired) ?? '';
       const jsonnet = resolveJsonnet(root, { name, doc: app.doc, spec: app.value.spec }, { doc: env.doc, overrides: overrides ?? {} }, issues);
       if (jsonnet) desired.jsonnet = jsonnet;
+      checkKubernetesIsolation(env, app, overrides ?? {}, issues);
+    } else {
+      Object.assign(desired, resolveIsolation(app.value.spec, overrides ?? {}));
+      const claim = userClaim(env, app, overrides ?? {}, desired.user);
+      if (claim) users.push(claim);
     }
     if (env.value.spec.routing === 'host' && desired.port !== undefined) desired.host = `${name}.${env.name}.localhost`;
     const secretSources: SecretsSource[] = [];

@@ -10,6 +10,7 @@ import { HooksSchema, NotificationSchema, SyncWindowSchema } from './schema-deli
 import { SecretsSchema } from '../secrets/schema.js';
 import { HelmOverridesSchema, HelmSpecSchema } from './helm-schema.js';
 import { IgnoreDifferencesSchema, SyncOptionsSchema } from './schema-argo.js';
+import { ResourcesSchema, UserSchema } from './schema-isolation.js';
 
 export const API_GROUP = 'keelson.dev';
 export const API_VERSION = 'keelson.dev/v1alpha1';
@@ -156,6 +157,8 @@ export const AppSpecSchema = z.strictObject({
   terminationGracePeriodSeconds: Seconds(0, 30).describe('Seconds between SIGTERM and SIGKILL'),
   secrets: SecretsSchema.optional(),
   hooks: HooksSchema.optional(),
+  user: UserSchema.optional(),
+  resources: ResourcesSchema.optional(),
   updatePolicy: UpdatePolicySchema.optional().describe('Version automation (`keelson update`): the newest version matching `semver` is committed to environments that set autoUpdate'),
   syncOptions: SyncOptionsSchema.optional(),
   ignoreDifferences: IgnoreDifferencesSchema.optional(),
@@ -172,6 +175,8 @@ export const AppOverridesSchema = z.strictObject({
   syncOptions: SyncOptionsSchema.optional().describe("Replaces the App's syncOptions in this environment"),
   ignoreDifferences: IgnoreDifferencesSchema.optional().describe("Replaces the App's ignoreDifferences in this environment"),
   jsonnet: JsonnetSchema.optional().describe("Jsonnet parameters here: tlas and extVars replace the App's by name; libs (relative to this file) replace the App's"),
+  user: UserSchema.optional().describe("Local target: the system user the app runs as in this environment (replaces the App's)"),
+  resources: ResourcesSchema.optional().describe("Local target: limits of each replica in this environment, each replacing the App's"),
 });
 
 export const TargetSchema = z

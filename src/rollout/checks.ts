@@ -18,11 +18,13 @@ export async function httpMeasurement(check: HttpCheck, url: string, timeoutMs: 
 }
 
 /** Runs argv in `cwd`: exit 0 passes, exit 1 fails, any other end (signal, timeout, spawn error) is an error. */
-export function execMeasurement(check: ExecCheck, opts: { cwd: string; env: Record<string, string>; timeoutMs: number; signal?: AbortSignal }): Promise<Measurement> {
+export function execMeasurement(check: ExecCheck, opts: { cwd: string; env: Record<string, string>; timeoutMs: number; signal?: AbortSignal; uid?: number; gid?: number }): Promise<Measurement> {
   return new Promise((resolve) => {
     const [cmd, ...args] = check.command;
     let out = '';
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs, signal: opts.signal });
+    // As the app's user when given (local target, `user:`).
+    const ids = opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid } : {};
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs, signal: opts.signal, ...ids });
     const keep = (c: Buffer) => (out = (out + c.toString('utf8')).slice(-2000));
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);

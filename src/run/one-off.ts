@@ -26,13 +26,17 @@ export interface RunSpec {
   signal?: AbortSignal;
   /** Killed (SIGTERM, then SIGKILL 5 s later) after this long. Default: no limit. */
   timeoutMs?: number;
+  /** Run as this user and group (the app's `user:`; supplementary groups cleared). */
+  uid?: number;
+  gid?: number;
 }
 
 export function runProcess(spec: RunSpec): Promise<RunResult> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const [file, ...args] = spec.argv;
-    const child = spawn(file, args, { cwd: spec.cwd, env: spec.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const ids = spec.uid !== undefined ? { uid: spec.uid, gid: spec.gid } : {};
+    const child = spawn(file, args, { cwd: spec.cwd, env: spec.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...ids });
     const kill = () => {
       if (child.pid === undefined || child.exitCode !== null) return;
       try {

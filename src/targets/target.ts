@@ -83,6 +83,8 @@ export interface HookExecRequest {
   spec?: DesiredApp;
   checkoutDir?: string;
   argv: string[];
+  /** Where the step runs when run on this machine (the new artifact's directory, else the live release). */
+  cwd?: string;
   /** The app's variables and the KEELSON_* hook variables. */
   vars: Record<string, string>;
   timeoutMs: number;

@@ -6,7 +6,8 @@ import { errorMessage, TransientError } from '../../core/errors.js';
 import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { Store } from '../../store/store.js';
-import type { ApplyContext, ApplyOutcome, LiveApp, Target } from '../target.js';
+import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, Target } from '../target.js';
+import { runArgv } from '../../hooks/runner.js';
 import { fetchArtifact, unpackTarGz } from './artifact.js';
 import { rotateIfNeeded } from './logs.js';
 import { isProgressive, progressiveRollout, type ProgressiveDeps } from './progressive.js';
@@ -16,7 +17,9 @@ import { RolloutStates, takeOverInterrupted } from './rollout-state.js';
 import { runProcess, type RunResult, type RunSink } from '../../run/one-off.js';
 import { templateHash } from './spec-hash.js';
 import { Supervisor } from './supervisor.js';
-import { LocalSecrets } from '../../secrets/local-runtime.js';
+import { LocalSecrets, SECRETS_DIR_VAR } from '../../secrets/local-runtime.js';
+import { grantSecretFiles, identityEnv, IsolationError, prepareDataDir, restrictReleases, type IsolationPolicy } from './isolation.js';
+import type { CgroupSystem } from './cgroups.js';
 
 export interface LocalTargetOptions {
   stateDir: string;
@@ -27,6 +30,13 @@ export interface LocalTargetOptions {
   requeue: (env: string) => void;
   /** Releases kept per app for instant rollback. Default 5. */
   keepReleases?: number;
+  /**
+   * Who apps without `user:` run as when the engine runs as root (`allowRootApps`, `defaultUser`). Default: from
+   * KEELSON_ALLOW_ROOT_APPS / KEELSON_DEFAULT_USER, else refused.
+   */
+  isolation?: IsolationPolicy;
+  /** The machine's cgroups (default: detected on first use). */
+  cgroups?: () => Promise<CgroupSystem>;
 }
 
 /**
@@ -48,8 +58,13 @@ export class LocalTarget implements Target {
     this.proxy = new ProxyManager({ stateDir: o.stateDir, log: o.log, bus: o.bus });
     this.secrets = new LocalSecrets({ stateDir: o.stateDir });
     this.rollouts = new RolloutStates(o.store);
-    const secretEnv = (spec: DesiredApp, template: string) => this.secrets.envFor(spec, template);
-    this.supervisor = new Supervisor({ stateDir: o.stateDir, store: o.store, bus: o.bus, log: o.log, routes: this.proxy, secretEnv });
+    const secretEnv = async (spec: DesiredApp, template: string) => {
+      const env = await this.secrets.envFor(spec, template);
+      // Decrypted files are the app user's to read (and no other app's).
+      if (env[SECRETS_DIR_VAR]) await grantSecretFiles(o.stateDir, env[SECRETS_DIR_VAR], await this.supervisor.runAsOf(spec));
+      return env;
+    };
+    this.supervisor = new Supervisor({ stateDir: o.stateDir, store: o.store, bus: o.bus, log: o.log, routes: this.proxy, secretEnv, isolation: o.isolation, cgroups: o.cgroups });
     this.proxy.onRestart(() => this.supervisor.requestPublish());
   }
 
@@ -99,9 +114,19 @@ export class LocalTarget implements Target {
 
   async apply(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome> {
     const existed = this.supervisor.appStatusOf(app.env, app.name) !== undefined;
+    let runAs;
+    try {
+      // Refused before anything changes: what runs keeps running, the status says what to fix.
+      runAs = await this.supervisor.runAsOf(app);
+    } catch (err) {
+      if (!(err instanceof IsolationError)) throw err;
+      return { ok: false, message: err.message, rolledBack: false, logTail: [] };
+    }
     let release: Release;
     try {
       release = await this.materialize(app, ctx);
+      await restrictReleases(this.o.stateDir, app.env, app.name, runAs);
+      await prepareDataDir(this.o.stateDir, app.env, app.name, runAs);
     } catch (err) {
       // Only a download that timed out, failed on the network or got a server error may work later; anything else
       // (a missing artifact directory, a bad checksum) is held as failed until the desired state changes.
@@ -140,8 +165,43 @@ export class LocalTarget implements Target {
   async runOnce(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult> {
     const s = this.supervisor.appStatusOf(env, app);
     if (!s) throw new Error(`app "${app}" is not running in environment "${env}"; a one-off needs its current release (see keelson status)`);
+    const runAs = await this.supervisor.runAsOf(s.spec);
     const secretEnv = await this.secrets.envFor(s.spec, s.template);
-    return runProcess({ argv, cwd: s.release.dir, env: { ...this.supervisor.processEnv(s.spec), ...secretEnv, KEELSON_RUN: '1' }, ...io });
+    if (secretEnv[SECRETS_DIR_VAR]) await grantSecretFiles(this.o.stateDir, secretEnv[SECRETS_DIR_VAR], runAs);
+    const ids = runAs ? { uid: runAs.uid, gid: runAs.gid } : {};
+    return runProcess({ argv, cwd: s.release.dir, env: { ...this.supervisor.processEnv(s.spec), ...identityEnv(runAs), ...secretEnv, KEELSON_RUN: '1' }, ...ids, ...io });
+  }
+
+  /**
+   * Deploy hooks' `exec` steps of an app that runs as its own user run as that user too, with the same variables and
+   * in the same directory, except that a step meant for the new artifact's directory in the checkout runs in the
+   * release made from it. Undefined (a plain local process, as the engine's user) when the app runs as the engine's
+   * user; refused like the app itself when the engine's policy refuses it.
+   */
+  async hookExec(r: HookExecRequest): Promise<{ ok: boolean; message: string; output: string } | undefined> {
+    const spec = r.spec ?? this.supervisor.appStatusOf(r.env, r.app)?.spec;
+    if (!spec || r.cwd === undefined) return undefined;
+    let runAs;
+    try {
+      runAs = await this.supervisor.runAsOf(spec);
+    } catch (err) {
+      if (err instanceof IsolationError) return { ok: false, message: err.message, output: '' };
+      throw err;
+    }
+    if (!runAs) return undefined;
+    let cwd = r.cwd;
+    const inCheckout = r.checkoutDir !== undefined && !relative(r.checkoutDir, cwd).startsWith('..');
+    if (inCheckout && r.spec?.artifact.path) {
+      // Checkouts are the engine's alone: run in the release made from that directory (the apply reuses it).
+      try {
+        const release = await this.materialize(r.spec, { revision: '', checkoutDir: r.checkoutDir! });
+        await restrictReleases(this.o.stateDir, r.spec.env, r.spec.name, runAs);
+        cwd = release.dir;
+      } catch (err) {
+        return { ok: false, message: `release of ${r.spec.name} ${r.spec.version} could not be prepared: ${errorMessage(err)}`, output: '' };
+      }
+    }
+    return runArgv(r.argv, { cwd, vars: r.vars, uid: runAs.uid, gid: runAs.gid, env: identityEnv(runAs) }, r.timeoutMs, r.signal);
   }
 
   /** A rollout the engine was stopped in the middle of, until an apply resumes (or aborts) it. */

@@ -7,6 +7,9 @@ export interface ProbeContext {
   port: number;
   cwd: string;
   env: Record<string, string>;
+  /** Exec probes run as the app's user and group. */
+  uid?: number;
+  gid?: number;
 }
 
 export interface ProbeResult {
@@ -58,7 +61,8 @@ function tcpProbe(port: number, timeoutMs: number): Promise<ProbeResult> {
 function execProbe(command: string[], ctx: ProbeContext, timeoutMs: number): Promise<ProbeResult> {
   return new Promise((resolve) => {
     const [file, ...args] = command;
-    const child = spawn(file, args, { cwd: ctx.cwd, env: { ...ctx.env, PORT: String(ctx.port) }, stdio: 'ignore' });
+    const ids = ctx.uid !== undefined ? { uid: ctx.uid, gid: ctx.gid } : {};
+    const child = spawn(file, args, { cwd: ctx.cwd, env: { ...ctx.env, PORT: String(ctx.port) }, stdio: 'ignore', ...ids });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.once('error', (err) => {
       clearTimeout(timer);

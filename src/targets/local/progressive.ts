@@ -12,6 +12,7 @@ import { execMeasurement, httpMeasurement } from '../../rollout/checks.js';
 import { runRollout, type RolloutDriver } from '../../rollout/runner.js';
 import { planRollout } from '../../rollout/steps.js';
 import { baseEnv } from './process.js';
+import { identityEnv } from './isolation.js';
 import type { StatsView } from './proxy/protocol.js';
 import { planDigest } from '../../rollout/steps.js';
 import { splitOf, type RolloutRecord, type RolloutStates } from './rollout-state.js';
@@ -108,7 +109,15 @@ export async function progressiveRollout(d: ProgressiveDeps, spec: DesiredApp, r
         ...(ports.length ? { KEELSON_CANARY_URL: `http://127.0.0.1:${ports[0]}` } : {}),
         ...(spec.port ? { KEELSON_PUBLIC_URL: `http://127.0.0.1:${spec.port}` } : {}),
       };
-      return execMeasurement(metric.exec!, { cwd: release.dir, env, timeoutMs, signal: sig });
+      // Like its exec probes, an app's analysis command runs as the app's user.
+      let runAs;
+      try {
+        runAs = await sup.runAsOf(spec);
+      } catch (err) {
+        return { phase: 'Error', message: (err as Error).message };
+      }
+      const ids = runAs ? { uid: runAs.uid, gid: runAs.gid } : {};
+      return execMeasurement(metric.exec!, { cwd: release.dir, env: { ...env, ...identityEnv(runAs) }, timeoutMs, signal: sig, ...ids });
     },
     async promote() {
       // The stable set leaves the table first (drained), then the weights go: no request lands on it again.

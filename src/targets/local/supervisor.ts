@@ -14,6 +14,11 @@ import { baseEnv, isSameProcess, processStartTime, signalGroup, spawnDetached } 
 import type { TrafficSplit } from './proxy/protocol.js';
 import type { RolloutRecord } from './rollout-state.js';
 import { templateHash } from './spec-hash.js';
+import { adoptReplicaCgroup, detectCgroups, limitsStatus, prepareReplicaCgroup, removeReplicaCgroup, wasOomKilled, type CgroupSystem, type LimitsStatus, type ReplicaCgroup } from './cgroups.js';
+import { dataDirOf, identityEnv, policyFromEnv, prepareDataDir, runAsFor, type IsolationPolicy } from './isolation.js';
+import type { RunAs } from './users.js';
+import { formatBytes } from '../../render/schema-isolation.js';
+import { scopeCommand } from './systemd-scope.js';
 
 /** Where the supervisor sends routing changes: the proxy's control channel. */
 export interface RouteSink {
@@ -73,6 +78,13 @@ interface Replica {
   readinessSuccesses: number;
   timers: Set<NodeJS.Timeout>;
   exited?: () => void;
+  /** The user it runs as (absent: the engine's); resolved at each start. */
+  runAs?: RunAs;
+  /** Its cgroups (absent when no limit uses one) and what enforces each limit. */
+  cgroup?: ReplicaCgroup;
+  limits: LimitsStatus;
+  /** Why it last ended, when the system says (`OOMKilled`). */
+  reason?: 'OOMKilled';
 }
 
 export interface AppRun {
@@ -102,6 +114,10 @@ export interface SupervisorOptions {
   startupProbeMs?: number;
   /** Secret env vars of a replica about to start (plaintext: kept in memory, never stored). */
   secretEnv?: (spec: DesiredApp, template: string) => Promise<Record<string, string>>;
+  /** Who apps without `user:` run as when the engine is root. Default: from KEELSON_ALLOW_ROOT_APPS / KEELSON_DEFAULT_USER. */
+  isolation?: IsolationPolicy;
+  /** The machine's cgroups (default: detected on first use). */
+  cgroups?: () => Promise<CgroupSystem>;
 }
 
 export interface ReplicaStatus {
@@ -116,6 +132,16 @@ export interface ReplicaStatus {
   startedAt: string;
   logPath: string;
   message?: string;
+  /** Why it last ended, when the system says: `OOMKilled`. */
+  reason?: 'OOMKilled';
+  /** The system user and group it runs as; absent: the engine's own. */
+  user?: { name: string; group: string; uid: number; gid: number };
+  /** Each declared limit with what enforces it here (`cgroup-v1`, `cgroup-v2`, `rlimit`, `none` with a reason). */
+  limits?: LimitsStatus;
+  /** Its cgroup directories, when limits use cgroups. */
+  cgroups?: string[];
+  /** Its systemd scope unit, when systemd makes its cgroup. */
+  scope?: string;
 }
 
 export interface AppStatus {
@@ -164,9 +190,19 @@ export class Supervisor {
   private readonly tickMs: number;
   private readonly startupProbeMs: number;
 
+  private readonly policy: IsolationPolicy;
+  private cgroupSystem?: Promise<CgroupSystem>;
+
   constructor(private readonly o: SupervisorOptions) {
     this.tickMs = o.tickMs ?? 200;
     this.startupProbeMs = o.startupProbeMs ?? 100;
+    this.policy = o.isolation ?? policyFromEnv();
+  }
+
+  /** The machine's cgroups, found on first use. */
+  cgroups(): Promise<CgroupSystem> {
+    this.cgroupSystem ??= (this.o.cgroups ?? detectCgroups)();
+    return this.cgroupSystem;
   }
 
   /**
@@ -204,6 +240,12 @@ export class Supervisor {
       const r = this.newReplica(row.env, row.app, replicaSpec, row.specHash, { id: row.releaseId, dir: row.releaseDir, hash: row.releaseHash }, row.port, row.id, row.logPath);
       r.startedAt = row.startedAt;
       if (isSameProcess(row.pid, row.startTime)) {
+        if (replicaSpec.resources) {
+          const sys = await this.cgroups();
+          r.limits = limitsStatus(sys, replicaSpec.resources);
+          r.cgroup = await adoptReplicaCgroup(sys, row.env, row.app, row.id, replicaSpec.resources).catch(() => undefined);
+        }
+        r.runAs = await runAsFor(replicaSpec, this.policy).catch(() => undefined);
         r.pid = row.pid;
         r.startTime = row.startTime;
         r.state = 'running';
@@ -380,6 +422,11 @@ export class Supervisor {
         startedAt: new Date(r.startedAt).toISOString(),
         logPath: r.logPath,
         message: r.lastExit ?? r.lastProbe,
+        ...(r.reason ? { reason: r.reason } : {}),
+        ...(r.runAs ? { user: { name: r.runAs.user, group: r.runAs.group, uid: r.runAs.uid, gid: r.runAs.gid } } : {}),
+        ...(Object.keys(r.limits).length ? { limits: r.limits } : {}),
+        ...(r.cgroup?.dirs.length ? { cgroups: r.cgroup.dirs } : {}),
+        ...(r.cgroup?.unit ? { scope: r.cgroup.unit } : {}),
       })),
     };
   }
@@ -439,6 +486,7 @@ export class Supervisor {
       lastLogs: [],
       promptRestarts: [],
       timers: new Set(),
+      limits: {},
     };
     this.replicas.set(rid, r);
     const key = appKey(env, app);
@@ -450,13 +498,19 @@ export class Supervisor {
   /** The environment every process of an app gets (replicas and `keelson run` one-offs alike); add secrets here. */
   processEnv(spec: DesiredApp): Record<string, string> {
     // HOST tells frameworks that honour it to bind loopback, where probes and the proxy connect.
-    return { ...baseEnv(), HOST: '127.0.0.1', ...spec.vars, KEELSON_ENV: spec.env, KEELSON_APP: spec.name, KEELSON_VERSION: spec.version };
+    // DATA_DIR: the app's private writable directory, kept across releases (see isolation.ts).
+    return { ...baseEnv(), HOST: '127.0.0.1', ...spec.vars, KEELSON_ENV: spec.env, KEELSON_APP: spec.name, KEELSON_VERSION: spec.version, DATA_DIR: dataDirOf(this.o.stateDir, spec.env, spec.name) };
+  }
+
+  /** Who the app's processes run as (undefined: the engine's user); throws IsolationError when refused. */
+  runAsOf(spec: DesiredApp): Promise<RunAs | undefined> {
+    return runAsFor(spec, this.policy);
   }
 
   /** What a replica's process runs with: the app's environment, its secret env vars, its port and id. */
   private async replicaEnv(r: Replica): Promise<Record<string, string>> {
     const secretEnv = (await this.o.secretEnv?.(r.spec, r.template)) ?? {};
-    return { ...this.processEnv(r.spec), ...secretEnv, PORT: String(r.port), KEELSON_REPLICA: r.id };
+    return { ...this.processEnv(r.spec), ...identityEnv(r.runAs), ...secretEnv, PORT: String(r.port), KEELSON_REPLICA: r.id };
   }
 
   /**
@@ -465,7 +519,8 @@ export class Supervisor {
    */
   private async probe(r: Replica, probe: Probe): Promise<ProbeResult> {
     const env = probe.exec ? await this.probeEnv(r) : {};
-    return runProbe(probe, { port: r.port, cwd: r.release.dir, env });
+    const ids = r.runAs ? { uid: r.runAs.uid, gid: r.runAs.gid } : {};
+    return runProbe(probe, { port: r.port, cwd: r.release.dir, env, ...ids });
   }
 
   /**
@@ -482,7 +537,7 @@ export class Supervisor {
         // Never the values: the message names files and keys only.
         this.o.log.warn({ env: r.env, app: r.app, replica: r.id, err: (err as Error).message }, 'secrets unavailable; exec probes run without secret env vars');
       }
-      return { ...this.processEnv(r.spec), PORT: String(r.port), KEELSON_REPLICA: r.id };
+      return { ...this.processEnv(r.spec), ...identityEnv(r.runAs), PORT: String(r.port), KEELSON_REPLICA: r.id };
     }
   }
 
@@ -495,7 +550,22 @@ export class Supervisor {
     r.livenessFailures = 0;
     r.readinessFailures = 0;
     r.readinessSuccesses = 0;
+    r.reason = undefined;
     let env: Record<string, string>;
+    try {
+      // Who it runs as, its data dir and its cgroups: made again at each start (a user re-created, a cgroup gone).
+      r.runAs = await this.runAsOf(r.spec);
+      await prepareDataDir(this.o.stateDir, r.env, r.app, r.runAs);
+      if (r.spec.resources) {
+        const sys = await this.cgroups();
+        r.limits = limitsStatus(sys, r.spec.resources);
+        r.cgroup = await prepareReplicaCgroup(sys, r.env, r.app, r.id, r.spec.resources);
+      }
+    } catch (err) {
+      r.lastExit = `cannot start: ${(err as Error).message}`;
+      this.onExit(r, 0, null, null);
+      return;
+    }
     try {
       env = r.runEnv = await this.replicaEnv(r);
     } catch (err) {
@@ -509,7 +579,21 @@ export class Supervisor {
     if (stopped()) return;
     const fd = openLogFd(r.logPath);
     try {
-      const { child, pid, startTime } = await spawnDetached({ command: r.spec.command, cwd: r.release.dir, env, logFd: fd });
+      const openFiles = r.limits.openFiles?.enforcement === 'rlimit' ? r.spec.resources?.openFiles : undefined;
+      const ids = r.runAs ? { uid: r.runAs.uid, gid: r.runAs.gid } : undefined;
+      const { child, pid, startTime } = await spawnDetached(
+        r.cgroup?.unit
+          ? // systemd makes the cgroup and the wrapper takes on the user: systemd-run itself runs as the engine.
+            { command: scopeCommand(r.cgroup.unit, r.spec.resources ?? {}, r.spec.command, ids), cwd: r.release.dir, env, logFd: fd }
+          : {
+              command: r.spec.command,
+              cwd: r.release.dir,
+              env,
+              logFd: fd,
+              ...ids,
+              confine: { cgroupProcs: r.cgroup?.procs ?? [], ...(openFiles !== undefined ? { openFiles } : {}) },
+            },
+      );
       if (stopped()) {
         // Stopped while it was being spawned: stopReplica found no process to end, so end it here.
         signalGroup(pid, 'SIGKILL');
@@ -520,7 +604,7 @@ export class Supervisor {
       r.startTime = startTime;
       r.startedAt = Date.now();
       r.state = 'running';
-      child.once('exit', (code, signal) => this.onExit(r, pid, code, signal));
+      child.once('exit', (code, signal) => void this.exited(r, pid, code, signal));
       this.o.store.putReplica(this.rowOf(r));
       this.o.bus.publish({ type: 'replica.started', env: r.env, app: r.app, replica: r.id, pid, version: r.spec.version });
       this.scheduleProbes(r, r.spec.readiness?.initialDelaySeconds ? r.spec.readiness.initialDelaySeconds * 1000 : 0);
@@ -550,19 +634,30 @@ export class Supervisor {
     };
   }
 
-  private onExit(r: Replica, pid: number, code: number | null, signal: NodeJS.Signals | null): void {
+  /** An exit, told apart from an OOM kill by the replica's memory cgroup (killed by SIGKILL either way). */
+  private async exited(r: Replica, pid: number, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
+    const oom = signal === 'SIGKILL' ? await wasOomKilled(r.cgroup).catch(() => false) : false;
+    this.onExit(r, pid, code, signal, oom);
+  }
+
+  private onExit(r: Replica, pid: number, code: number | null, signal: NodeJS.Signals | null, oom = false): void {
     if (pid && pid !== r.pid) return; // an older incarnation
     this.clearTimers(r);
     const wasReady = r.ready;
     r.ready = false;
     r.child = undefined;
     if (pid) r.lastExit = signal ? `killed by ${signal}` : `exited with code ${code}`;
+    if (oom) {
+      r.reason = 'OOMKilled';
+      const limit = r.spec.resources?.memory;
+      r.lastExit = `OOMKilled: over its memory limit${limit ? ` of ${formatBytes(limit)}` : ''}`;
+    }
     if (r.state === 'stopping' || r.state === 'stopped') {
       r.state = 'stopped';
       r.exited?.();
       return;
     }
-    this.o.bus.publish({ type: 'replica.exited', env: r.env, app: r.app, replica: r.id, pid, code, signal });
+    this.o.bus.publish({ type: 'replica.exited', env: r.env, app: r.app, replica: r.id, pid, code, signal, ...(oom ? { reason: 'OOMKilled' as const } : {}) });
     void tailLines(r.logPath, 5).then((lines) => (r.lastLogs = lines), () => undefined);
     this.o.bus.publish({ type: 'drift.detected', env: r.env, app: r.app, kind: 'process-exited', message: `replica ${r.id} ${r.lastExit}` });
     if (wasReady) this.requestPublish();
@@ -572,7 +667,8 @@ export class Supervisor {
     // `maxPromptRestarts` a minute. Everything else (crashes, exits before ready) backs off 1 s doubling to 5 min.
     const now = Date.now();
     r.promptRestarts = r.promptRestarts.filter((t) => now - t < 60_000);
-    const killed = signal ? externalSignals.has(signal) : code === null;
+    // An OOM kill is the app's own doing: it backs off like a crash (Kubernetes' CrashLoopBackOff).
+    const killed = !oom && (signal ? externalSignals.has(signal) : code === null);
     let delayMs = 0;
     if (wasReady && killed && r.promptRestarts.length < maxPromptRestarts) {
       r.promptRestarts.push(now);
@@ -582,7 +678,7 @@ export class Supervisor {
     }
     r.state = 'backoff';
     r.restarts++;
-    this.o.bus.publish({ type: 'replica.restarted', env: r.env, app: r.app, replica: r.id, restarts: r.restarts, delayMs });
+    this.o.bus.publish({ type: 'replica.restarted', env: r.env, app: r.app, replica: r.id, restarts: r.restarts, delayMs, ...(oom ? { reason: 'OOMKilled' } : {}) });
     this.o.log.warn({ env: r.env, app: r.app, replica: r.id, reason: r.lastExit, delayms: delayMs }, 'replica restarting');
     this.after(r, delayMs, () => void this.launch(r));
   }
@@ -713,6 +809,7 @@ export class Supervisor {
       await this.o.routes.drain([r.id], r.spec.terminationGracePeriodSeconds * 1000).catch(() => undefined);
     }
     if (prevState === 'running' || prevState === 'starting') await this.terminate(r);
+    if (r.cgroup) await removeReplicaCgroup(await this.cgroups(), r.env, r.app, r.id).catch(() => undefined);
     r.state = 'stopped';
     this.replicas.delete(r.id);
     this.byApp.get(appKey(r.env, r.app))?.delete(r);
@@ -743,7 +840,11 @@ export class Supervisor {
   /** Level-based healing: dead adopted processes restart, missing replicas are created, extra ones stopped. */
   private heal(): void {
     for (const r of this.replicas.values()) {
-      if (r.state === 'running' && !r.child && !isSameProcess(r.pid, r.startTime)) this.onExit(r, r.pid, null, null);
+      if (r.state === 'running' && !r.child && !isSameProcess(r.pid, r.startTime)) {
+        // Adopted: no exit status. Only the cgroup can tell an OOM kill; checked once (the state moves on).
+        r.state = 'starting';
+        void wasOomKilled(r.cgroup).catch(() => false).then((oom) => this.onExit(r, r.pid, null, null, oom));
+      }
     }
     for (const run of this.apps.values()) if (!run.rollingOut) this.scaleTo(run);
   }
