@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ExitError } from '../core/errors.js';
+import type { EnginePolicy } from '../policy/policy.js';
+import { policyFromConfig } from '../policy/config.js';
 
 /** Settings of `keelson up`. Flags override KEELSON_* environment variables, which override the config file. */
 export interface UpConfig {
@@ -15,9 +17,11 @@ export interface UpConfig {
   webhookSecret?: string;
   /** Host names (`name` or `name:port`) the API answers to besides loopback names (DNS rebinding protection). */
   allowedHosts: string[];
+  /** `clusters:` and `policy:` of the config file (never from flags, the environment or git). */
+  policy: EnginePolicy;
 }
 
-const envNames: Record<keyof UpConfig, string> = {
+const envNames: Record<Exclude<keyof UpConfig, 'policy'>, string> = {
   repo: 'KEELSON_REPO',
   branch: 'KEELSON_BRANCH',
   path: 'KEELSON_PATH',
@@ -29,7 +33,7 @@ const envNames: Record<keyof UpConfig, string> = {
   allowedHosts: 'KEELSON_ALLOWED_HOSTS',
 };
 
-export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> & { config?: string; webhookSecretFile?: string }): UpConfig {
+export function resolveUpConfig(flags: Partial<Record<Exclude<keyof UpConfig, 'policy'>, unknown>> & { config?: string; webhookSecretFile?: string }): UpConfig {
   const stateDirGuess = (flags.stateDir as string) ?? process.env.KEELSON_STATE_DIR ?? '.keelson';
   const file = flags.config ?? process.env.KEELSON_CONFIG ?? join(stateDirGuess, 'keelson.yaml');
   let fromFile: Record<string, unknown> = {};
@@ -42,7 +46,7 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
   } else if (flags.config) {
     throw new ExitError(2, `config file ${flags.config} does not exist`);
   }
-  const pick = (k: keyof UpConfig): unknown => {
+  const pick = (k: Exclude<keyof UpConfig, 'policy'>): unknown => {
     if (flags[k] !== undefined && !(Array.isArray(flags[k]) && (flags[k] as unknown[]).length === 0)) return flags[k];
     const fromEnv = process.env[envNames[k]];
     if (fromEnv !== undefined && fromEnv !== '') return k === 'envs' || k === 'allowedHosts' ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : fromEnv;
@@ -54,6 +58,12 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
   if (flags.webhookSecretFile) webhookSecret = readFileSync(flags.webhookSecretFile, 'utf8').trim();
   const envs = pick('envs');
   const allowedHosts = pick('allowedHosts');
+  let policy: EnginePolicy;
+  try {
+    policy = policyFromConfig(fromFile, file);
+  } catch (err) {
+    throw new ExitError(2, (err as Error).message);
+  }
   return {
     repo: isUrl(repo) ? repo : resolve(repo),
     branch: pick('branch') as string | undefined,
@@ -64,6 +74,7 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
     poll: String(pick('poll') ?? '10s'),
     webhookSecret,
     allowedHosts: Array.isArray(allowedHosts) ? allowedHosts.map(String) : typeof allowedHosts === 'string' ? [allowedHosts] : [],
+    policy,
   };
 }
 

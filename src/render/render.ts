@@ -30,6 +30,8 @@ import { resolveDelivery } from './resolve-delivery.js';
 import { helmForm } from './helm-form.js';
 import { checkVersion, resolveJsonnet } from './app-params.js';
 import { resolveSecretRefs, type SecretsSource } from '../secrets/refs.js';
+import type { EnginePolicy } from '../policy/policy.js';
+import { checkTarget } from '../policy/target-check.js';
 
 export interface RenderOptions {
   /** Repository root (artifact paths are resolved against it and must stay inside it). */
@@ -40,6 +42,12 @@ export interface RenderOptions {
    * port conflicts are checked across all environments.
    */
   envs?: string[];
+  /**
+   * The engine operator's policy (engine configuration, never git): environments' targets, clusters, kubeconfig
+   * paths and namespaces are checked against it, and `target.kubernetes.cluster` resolved through it. Absent (an
+   * offline `keelson validate`): no checks, and cluster names stay unresolved.
+   */
+  policy?: EnginePolicy;
 }
 
 export interface RenderResult {
@@ -92,7 +100,7 @@ export function renderDocuments(docs: readonly ParsedDoc[], opts: RenderOptions)
     const isSelected = selected.has(env.name);
     // Issues of environments that are not rendered are dropped; only their port claims matter.
     const sink: Issue[] = isSelected ? issues : [];
-    const resolved = resolveEnvironment(root, env, apps, invalid.App, sink);
+    const resolved = resolveEnvironment(root, env, apps, invalid.App, sink, opts.policy);
     // Every local environment shares this machine's ports; other targets have their own.
     // Host-routed environments share their ports by host name (app.env.localhost), so they claim none.
     const own = 'local' in resolved.target && env.value.spec.routing !== 'host' ? portClaims(env, resolved.apps, isSelected) : [];
@@ -282,6 +290,7 @@ function resolveEnvironment(
   apps: Map<string, AppDecl>,
   invalidApps: Set<string>,
   issues: Issue[],
+  policy?: EnginePolicy,
 ): DesiredEnvironment {
   const listed = env.value.spec.apps ?? {};
   const out: DesiredApp[] = [];
@@ -326,7 +335,13 @@ function resolveEnvironment(
     }
     out.push(desired);
   }
-  const resolved: DesiredEnvironment = { name: env.name, target: toTarget(env.value.spec.target), apps: out, source: env.source };
+  let target = toTarget(env.value.spec.target);
+  if (policy) {
+    const checked = checkTarget(policy, env.name, env.value.spec.target);
+    target = checked.target;
+    for (const v of checked.violations) issues.push(issueAt(env.doc, v.path, v.message, v.anchor));
+  }
+  const resolved: DesiredEnvironment = { name: env.name, target, apps: out, source: env.source };
   if (env.value.spec.expiresAt !== undefined) resolved.expiresAt = new Date(env.value.spec.expiresAt).toISOString();
   Object.assign(resolved, resolveDelivery(env.value.spec, out.map((a) => [a.name, apps.get(a.name)!.value.spec.hooks])));
   return resolved;
