@@ -157,7 +157,7 @@ export interface KubernetesTargetSpec {
     context?: string;
     /** The engine configuration's cluster name the environment referred to (kubeconfig and context come from it). */
     cluster?: string;
-    /** Kubernetes user every request of this environment impersonates (the policy's service account). */
+    /** Kubernetes user every write of this environment impersonates (the policy's service account). */
     impersonate?: string;
     /** The engine policy's limits on the environment's objects (namespaces, kinds); absent when none is configured. */
     policy?: ObjectPolicy;

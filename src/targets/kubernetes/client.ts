@@ -79,7 +79,7 @@ export class KubeClient {
   private readonly retired: http.Agent[] = [];
   private readonly discovery = new Map<string, Promise<Map<string, Resource>>>();
 
-  /** `impersonate`: the user every request acts as (`Impersonate-User`; the engine's policy's service account). */
+  /** `impersonate`: the user every write acts as (`Impersonate-User`; the engine policy's service account). */
   constructor(
     readonly conn: Connection,
     readonly impersonate?: string,
@@ -233,7 +233,9 @@ export class KubeClient {
     const body = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
     const headers: http.OutgoingHttpHeaders = { accept: 'application/json', 'user-agent': 'keelson' };
     if (cred.authorization) headers.authorization = cred.authorization;
-    if (this.impersonate) headers['impersonate-user'] = this.impersonate;
+    // Writes act as the policy's identity, so the API server's RBAC for it decides what the environment may change;
+    // reads (discovery, the cluster-wide list + watch of Keelson's objects, logs) stay the engine's own.
+    if (this.impersonate && method !== 'GET') headers['impersonate-user'] = this.impersonate;
     if (body) {
       headers['content-type'] = opts.contentType ?? 'application/json';
       headers['content-length'] = body.length;
