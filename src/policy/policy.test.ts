@@ -8,6 +8,7 @@ import { policyFromConfig } from './config.js';
 import { objectViolation } from './objects.js';
 import { describePolicy, globMatch, makePolicy, policyFor, unrestrictedPolicy } from './policy.js';
 import { checkTarget } from './target-check.js';
+import { helmTemplateArgs } from '../targets/kubernetes/helm.js';
 
 const tenants = makePolicy(
   [
@@ -131,6 +132,15 @@ describe('object checks', () => {
     const ns = { ...op, kinds: { allow: ['Namespace'] } };
     expect(objectViolation(ns, obj('v1', 'Namespace', undefined, 'kube-public'), false)).toMatch(/namespace "kube-public" is not allowed/);
     expect(objectViolation(ns, obj('v1', 'Namespace', undefined, 'shop-new'), false)).toBeUndefined();
+  });
+});
+
+describe('Helm lookup', () => {
+  test('impersonates the environment\'s service account too', () => {
+    const helm = { releaseName: 'web', values: {}, valuesFiles: [] } as unknown as Parameters<typeof helmTemplateArgs>[1];
+    const args = helmTemplateArgs('/chart', helm, { namespace: 'shop', valuesFiles: [], install: true, lookup: { kubeconfig: '/k', context: 'c', asUser: 'system:serviceaccount:shop:deployer' } });
+    expect(args.slice(args.indexOf('--kube-context'))).toEqual(['--kube-context', 'c', '--kube-as-user', 'system:serviceaccount:shop:deployer']);
+    expect(helmTemplateArgs('/chart', helm, { namespace: 'shop', valuesFiles: [], install: true, lookup: {} })).not.toContain('--kube-as-user');
   });
 });
 
