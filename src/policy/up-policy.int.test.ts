@@ -63,4 +63,18 @@ describe('keelson up and the policy', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toContain(`${join(state, 'keelson.yaml')}: policy.rules.0.targets.0: `);
   });
+
+  it('keelson validate --config checks a working tree against the policy', () => {
+    const repo = join(tmp.dir, 'ops');
+    mkdirSync(join(repo, 'envs'), { recursive: true });
+    writeFileSync(join(repo, 'app.yaml'), 'apiVersion: keelson.dev/v1alpha1\nkind: App\nmetadata: { name: web }\nspec:\n  version: "1"\n  image: ghcr.io/acme/web\n');
+    writeFileSync(join(repo, 'envs/prod.yaml'), 'apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: prod }\nspec:\n  target:\n    kubernetes: { namespace: kube-system, cluster: prod }\n  apps: { web: }\n');
+    const config = join(tmp.dir, 'validate.yaml');
+    writeFileSync(config, 'clusters:\n  prod: { kubeconfig: /etc/keelson/prod.kubeconfig }\npolicy:\n  default:\n    targets: [kubernetes]\n    namespaces: ["shop-*"]\n');
+    const plain = spawnSync(process.execPath, [bin, 'validate', '--repo', repo], { encoding: 'utf8' });
+    expect(plain.stdout).toContain('ok: 1 environment(s)');
+    const r = spawnSync(process.execPath, [bin, 'validate', '--repo', repo, '--config', config], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stdout.trim().split('\n')).toEqual(['envs/prod.yaml:6:30: refused by the default policy rule: environment "prod" may not use namespace "kube-system" (allowed: shop-*)']);
+  });
 });
