@@ -88,6 +88,28 @@ kubernetesSuite('engine policy on Kubernetes', () => {
     expect(kubectl('get', 'clusterrole', role, '-o', 'name')).toBe(`clusterrole.rbac.authorization.k8s.io/${role}`);
   });
 
+  it('takes a kind\'s scope from the server: a CRD in the app cannot make a cluster-scoped kind look namespaced', async () => {
+    const namespace = uniqueNamespace('pol-crd');
+    const policy = makePolicy([{ environments: ['*'], kinds: { allow: ['CustomResourceDefinition', '*'] } }], undefined);
+    const t = targetFor(namespace, namespace, policy);
+    const crd = [
+      'apiVersion: apiextensions.k8s.io/v1',
+      'kind: CustomResourceDefinition',
+      'metadata: { name: validatingwebhookconfigurations.admissionregistration.k8s.io }',
+      'spec:',
+      '  group: admissionregistration.k8s.io',
+      '  scope: Namespaced',
+      '  names: { kind: ValidatingWebhookConfiguration, plural: validatingwebhookconfigurations }',
+      '  versions: [{ name: v1, served: true, storage: true, schema: { openAPIV3Schema: { type: object } } }]',
+      '',
+    ].join('\n');
+    const hook = `apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: ${namespace}\nwebhooks: []\n`;
+    const out = await t.apply(manifestsApp(namespace, { 'crd.yaml': crd, 'hook.yaml': hook }), ctx);
+    expect(out.ok).toBe(false);
+    expect(out.message).toContain(`ValidatingWebhookConfiguration/${namespace}/${namespace} of app shop (apps/shop.yaml:3:1): refused by policy rule #1 (environments: *): kind ValidatingWebhookConfiguration (admissionregistration.k8s.io) is cluster-scoped and not allowed`);
+    expect(kubectl('get', 'validatingwebhookconfiguration', namespace, '--ignore-not-found', '-o', 'name')).toBe('');
+  });
+
   it('refuses an object in a namespace outside the allowed set', async () => {
     const namespace = uniqueNamespace('pol-ns');
     const policy = makePolicy([{ environments: ['*'], namespaces: ['pol-ns-*'] }], undefined);

@@ -350,7 +350,12 @@ export class KubernetesTarget implements Target {
   /** The engine operator's policy on namespaces and kinds: one refused object refuses the app (nothing applied). */
   private async checkPolicy(cluster: Cluster, app: DesiredApp, objects: KObject[], crdScopes: Map<string, string>, policy: ObjectPolicy): Promise<void> {
     for (const o of objects) {
-      const why = objectViolation(policy, o, await this.isNamespaced(cluster, o, crdScopes));
+      // The server's word on a kind's scope first: a CRD the app declares may not redefine a served kind's scope.
+      const served = await cluster.api.resourceOf(o.apiVersion, o.kind).catch((err) => {
+        if (isTransient(err)) throw err;
+        return undefined;
+      });
+      const why = objectViolation(policy, o, served ? served.namespaced : await this.isNamespaced(cluster, o, crdScopes));
       if (why) throw new TerminalError(`${formatKey(o)} of app ${app.name} (${app.source.file}:${app.source.line}:${app.source.col}): ${why}; nothing of app ${app.name} was applied`);
     }
   }
