@@ -185,6 +185,7 @@ describe('render with a policy', () => {
       '',
     ].join('\n'),
     'envs/qa.yaml': 'apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: qa }\nspec:\n  target:\n    kubernetes: { namespace: qa, cluster: staging }\n  apps: { web: }\n',
+    'envs/prod-us.yaml': 'apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: prod-us }\nspec:\n  target:\n    kubernetes:\n      namespace: shop-us\n      cluster: staging\n  apps: { web: }\n',
   };
 
   test('violations are render errors at file:line:col naming the rule', async () => {
@@ -193,6 +194,7 @@ describe('render with a policy', () => {
     expect(issues.map(formatIssue)).toEqual([
       'envs/prod-eu.yaml:7:18: refused by policy rule #1 (environments: prod-*): environment "prod-eu" may not use namespace "kube-system" (allowed: shop-*)',
       'envs/prod-eu.yaml:8:19: refused by policy rule #1 (environments: prod-*): environment "prod-eu" may not name a kubeconfig file on the engine\'s host; refer to a cluster of the engine\'s configuration instead (target.kubernetes.cluster: prod, staging)',
+      'envs/prod-us.yaml:8:16: refused by policy rule #1 (environments: prod-*): environment "prod-us" may not use cluster "staging" (allowed: prod)',
       'envs/qa.yaml:6:5: refused by the default policy rule: environment "qa" may not use the kubernetes target (allowed: local)',
     ]);
   });
@@ -202,6 +204,13 @@ describe('render with a policy', () => {
     const { issues, desired } = await renderRepository({ root });
     expect(issues).toEqual([]);
     expect(desired.environments.find((e) => e.name === 'qa')!.target).toEqual({ kubernetes: { namespace: 'qa', cluster: 'staging' } });
+  });
+
+  test('an allowed environment gets its cluster from the engine configuration', async () => {
+    const root = await writeRepo({ ...files, 'envs/prod-us.yaml': files['envs/prod-us.yaml'].replace('cluster: staging', 'cluster: prod') });
+    const { desired, issues } = await renderRepository({ root, policy: tenants, envs: ['prod-us'] });
+    expect(issues).toEqual([]);
+    expect(desired.environments[0].target).toMatchObject({ kubernetes: { namespace: 'shop-us', cluster: 'prod', kubeconfig: '/etc/keelson/prod.kubeconfig', context: 'prod', impersonate: 'system:serviceaccount:shop:deployer' } });
   });
 
   test('cluster cannot be combined with kubeconfig or context', async () => {
