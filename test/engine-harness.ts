@@ -46,7 +46,7 @@ export interface EngineHarness {
 type Booted = Pick<EngineHarness, 'store' | 'bus' | 'target' | 'engine'>;
 
 /** Engine options a test sets on top of the harness's (the seams of the engine's design, e.g. `render`). */
-export type EngineOverrides = Partial<Pick<EngineOptions, 'render'>>;
+export type EngineOverrides = Partial<Pick<EngineOptions, 'render' | 'policy'>>;
 
 function boot(ops: string, state: string, overrides: EngineOverrides = {}): Booted {
   const log = silentLogger();

@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ExitError } from '../core/errors.js';
+import type { EnginePolicy } from '../policy/policy.js';
+import { policyFromConfig } from '../policy/config.js';
 
 /** Settings of `keelson up`. Flags override KEELSON_* environment variables, which override the config file. */
 export interface UpConfig {
@@ -19,9 +21,11 @@ export interface UpConfig {
   allowRootApps: boolean;
   /** The user apps without `user:` run as when the engine runs as root. */
   defaultUser?: string;
+  /** `clusters:` and `policy:` of the config file (never from flags, the environment or git). */
+  policy: EnginePolicy;
 }
 
-const envNames: Record<keyof UpConfig, string> = {
+const envNames: Record<Exclude<keyof UpConfig, 'policy'>, string> = {
   repo: 'KEELSON_REPO',
   branch: 'KEELSON_BRANCH',
   path: 'KEELSON_PATH',
@@ -35,7 +39,7 @@ const envNames: Record<keyof UpConfig, string> = {
   defaultUser: 'KEELSON_DEFAULT_USER',
 };
 
-export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> & { config?: string; webhookSecretFile?: string }): UpConfig {
+export function resolveUpConfig(flags: Partial<Record<Exclude<keyof UpConfig, 'policy'>, unknown>> & { config?: string; webhookSecretFile?: string }): UpConfig {
   const stateDirGuess = (flags.stateDir as string) ?? process.env.KEELSON_STATE_DIR ?? '.keelson';
   const file = flags.config ?? process.env.KEELSON_CONFIG ?? join(stateDirGuess, 'keelson.yaml');
   let fromFile: Record<string, unknown> = {};
@@ -48,7 +52,7 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
   } else if (flags.config) {
     throw new ExitError(2, `config file ${flags.config} does not exist`);
   }
-  const pick = (k: keyof UpConfig): unknown => {
+  const pick = (k: Exclude<keyof UpConfig, 'policy'>): unknown => {
     if (flags[k] !== undefined && !(Array.isArray(flags[k]) && (flags[k] as unknown[]).length === 0)) return flags[k];
     const fromEnv = process.env[envNames[k]];
     if (fromEnv !== undefined && fromEnv !== '') return k === 'envs' || k === 'allowedHosts' ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : fromEnv;
@@ -60,6 +64,12 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
   if (flags.webhookSecretFile) webhookSecret = readFileSync(flags.webhookSecretFile, 'utf8').trim();
   const envs = pick('envs');
   const allowedHosts = pick('allowedHosts');
+  let policy: EnginePolicy;
+  try {
+    policy = policyFromConfig(fromFile, file);
+  } catch (err) {
+    throw new ExitError(2, (err as Error).message);
+  }
   return {
     repo: isUrl(repo) ? repo : resolve(repo),
     branch: pick('branch') as string | undefined,
@@ -72,6 +82,7 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
     allowedHosts: Array.isArray(allowedHosts) ? allowedHosts.map(String) : typeof allowedHosts === 'string' ? [allowedHosts] : [],
     allowRootApps: isTrue(pick('allowRootApps')),
     defaultUser: (pick('defaultUser') as string | undefined) || undefined,
+    policy,
   };
 }
 

@@ -7,7 +7,7 @@ Usage:
              [--state-dir D] [--poll 10s] [--webhook-secret-file F] [--config keelson.yaml]
              [--allow-host NAME]...   (names the API answers to besides localhost/127.0.0.1/[::1])
              [--default-user U | --allow-root-apps]   (as root: who apps without "user:" run as)
-  keelson validate [--repo R] [--path P] [--state-dir D] [--fetch-charts] [--skip-host-checks]   (with KEELSON_AGE_KEY_FILE set, secret files must decrypt too)
+  keelson validate [--repo R] [--path P] [--state-dir D] [--fetch-charts] [--skip-host-checks] [--config F]   (with KEELSON_AGE_KEY_FILE set, secret files must decrypt too)
   keelson status [--env E] [--json]
   keelson diff --env E [--json] [--exit-code]   what a sync would do now (the running revision against live)
   keelson diff --revision R [--env E] [--format text|markdown|json] [--exit-code] [--repo DIR [--state-dir D]]

@@ -12,10 +12,11 @@ import { Notifier } from '../notify/notifier.js';
 import { HealthWatch } from '../engine/health-watch.js';
 import { Store } from '../store/store.js';
 import { LocalTarget } from '../targets/local/local-target.js';
-import { describePolicy } from '../targets/local/isolation.js';
+import { describePolicy as describeIsolation } from '../targets/local/isolation.js';
 import { createTargetRegistry } from '../targets/default-targets.js';
 import { isLoopback, parse, parseDuration, parseListen } from './args.js';
 import { resolveUpConfig } from './config.js';
+import { describePolicy } from '../policy/policy.js';
 import { AutoUpdater } from '../automation/auto-update.js';
 import { EngineWriter, parseAuthor } from '../opsrepo/engine-writer.js';
 
@@ -72,7 +73,7 @@ export async function up(argv: string[]): Promise<void> {
   const target = new LocalTarget({ stateDir: cfg.stateDir, store, bus, log, requeue: (env) => engine?.requeue(env), isolation });
   // Each environment's spec.target picks its target; the engine talks to the registry only.
   const targets = createTargetRegistry({ local: target, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), stateDir: cfg.stateDir });
-  engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target: targets });
+  engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target: targets, policy: cfg.policy });
   const metrics = new Metrics(bus, {
     processes: () => target.supervisor.status().reduce((n, a) => n + a.instances.length, 0),
     health: () => target.supervisor.status().map((a) => ({ env: a.env, app: a.app, status: engine!.pauses.isPaused(a.env, a.app) ? 'Suspended' : a.health })),
@@ -102,7 +103,8 @@ export async function up(argv: string[]): Promise<void> {
   });
   hosts.port = (server.address() as { port: number }).port; // --listen 127.0.0.1:0 picks one
   log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs }, 'keelson started');
-  log.info({ policy: describePolicy(isolation) }, 'app isolation');
+  log.info({ policy: describeIsolation(isolation) }, 'app isolation');
+  for (const line of describePolicy(cfg.policy)) log.info({}, line);
   if (!cfg.webhookSecret) log.info({}, 'webhook accepts unsigned requests: no secret configured');
   if (!auth.enabled) log.warn({ listen: cfg.listen }, 'api is read-only: no tokens configured, so sync, pause and resume are disabled; configure tokens to enable them');
   log.info({ url: `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${(server.address() as { port: number }).port}/` }, 'dashboard ready');

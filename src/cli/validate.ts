@@ -1,4 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { EnginePolicy } from '../policy/policy.js';
+import { policyFromConfig } from '../policy/config.js';
 import type { DesiredState } from '../core/model.js';
 import { ExitError } from '../core/errors.js';
 import type { Issue } from '../core/types.js';
@@ -16,10 +20,13 @@ import { parse } from './args.js';
  * keys they name; without one, a note says the secrets were not decrypted. Decrypted values are never printed.
  */
 export async function validate(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { repo: { type: 'string' }, path: { type: 'string' }, 'state-dir': { type: 'string' }, 'fetch-charts': { type: 'boolean' }, 'skip-host-checks': { type: 'boolean' } });
+  const { values } = parse(argv, { repo: { type: 'string' }, path: { type: 'string' }, 'state-dir': { type: 'string' }, 'fetch-charts': { type: 'boolean' }, 'skip-host-checks': { type: 'boolean' }, config: { type: 'string' } });
   const root = resolve(values.repo ?? '.');
+  // With the engine's configuration, its policy's environment-level checks too (targets, clusters, kubeconfig
+  // paths, namespaces), as the engine would make them.
+  const policy = values.config ? readPolicy(values.config) : undefined;
   // Host checks (the users of `user:` exist here) are for the machine the engine runs on; skip them elsewhere.
-  const { desired, issues } = await renderRepository({ root, path: values.path, hostChecks: !values['skip-host-checks'] });
+  const { desired, issues } = await renderRepository({ root, path: values.path, hostChecks: !values['skip-host-checks'], ...(policy ? { policy } : {}) });
   const secrets = await validateSecrets(desired, root);
   // Manifests of Apps whose own file has problems are not rendered: their desired state is not trustworthy.
   // Loaded only for Kubernetes environments: local-target apps have no manifests, and validate stays quick for them.
@@ -42,6 +49,15 @@ export async function validate(argv: string[]): Promise<void> {
   // Apps with identical inputs in several environments are rendered once: the count is of distinct renders.
   const rendered = manifests.rendered ? `, ${manifests.rendered} distinct manifests rendered` : '';
   console.log(`ok: ${desired.environments.length} environment(s), ${apps} app deployment(s)${rendered}${secrets.ok ?? ''}`);
+}
+
+function readPolicy(file: string): EnginePolicy {
+  try {
+    const raw = (parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown> | null) ?? {};
+    return policyFromConfig(raw, file);
+  } catch (err) {
+    throw new ExitError(2, (err as Error).message.startsWith(file) ? (err as Error).message : `${file}: ${(err as Error).message}`);
+  }
 }
 
 function formatPlaced(i: PlacedIssue): string {

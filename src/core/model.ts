@@ -4,6 +4,7 @@
  */
 import type { HookSet, NotificationSpec, SyncWindow } from './delivery.js';
 import type { RolloutSpec } from './rollout.js';
+import type { ObjectPolicy } from '../policy/policy.js';
 
 export interface Probe {
   http?: { path: string; port?: number };
@@ -172,7 +173,17 @@ export interface LocalTargetSpec {
   local: Record<string, never>;
 }
 export interface KubernetesTargetSpec {
-  kubernetes: { namespace: string; kubeconfig?: string; context?: string };
+  kubernetes: {
+    namespace: string;
+    kubeconfig?: string;
+    context?: string;
+    /** The engine configuration's cluster name the environment referred to (kubeconfig and context come from it). */
+    cluster?: string;
+    /** Kubernetes user every write of this environment impersonates (the policy's service account). */
+    impersonate?: string;
+    /** The engine policy's limits on the environment's objects (namespaces, kinds); absent when none is configured. */
+    policy?: ObjectPolicy;
+  };
 }
 export type TargetSpec = LocalTargetSpec | KubernetesTargetSpec;
 

@@ -6,6 +6,7 @@ import { appKey, formatIssue, type HealthCode, type Issue, type SyncCode } from 
 import type { Logger } from '../log.js';
 import { formatPlan, hasChanges, planEnvironment, shownVersion, specKey, type Plan, type PlanStep } from '../plan/plan.js';
 import { renderRepository } from '../render/index.js';
+import { unrestrictedPolicy, type EnginePolicy } from '../policy/policy.js';
 import { git } from '../source/git.js';
 import { GitSource, type FetchResult } from '../source/git-source.js';
 import type { AppChange, Store } from '../store/store.js';
@@ -46,6 +47,8 @@ export interface EngineOptions {
    * while a newer one is fetched.
    */
   render?: typeof renderRepository;
+  /** The operator's policy from the engine configuration (never git); default: none configured (unrestricted). */
+  policy?: EnginePolicy;
 }
 
 /** The last revision that rendered cleanly: what environments run. */
@@ -236,7 +239,7 @@ export class Engine {
     }
     const root = checkoutDir;
     const t0 = performance.now();
-    const rendered = await (this.o.render ?? renderRepository)({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
+    const rendered = await (this.o.render ?? renderRepository)({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined, policy: this.o.policy ?? unrestrictedPolicy() });
     const { desired } = rendered;
     // Secrets are decrypted (and MAC-verified) before a revision is used: a bad one changes nothing live.
     const issues = rendered.issues.length ? rendered.issues : await digestSecrets(desired, root, { reveal: (app, value) => this.secrets.add(app.env, value) });
@@ -374,7 +377,7 @@ export class Engine {
     const unpin = this.source.pin(info.revision);
     try {
       const root = await this.source.checkout(info.revision);
-      const rendered = await renderRepository({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined });
+      const rendered = await renderRepository({ root, path: this.source.path || undefined, envs: this.o.envs?.length ? this.o.envs : undefined, policy: this.o.policy ?? unrestrictedPolicy() });
       const issues = rendered.issues.length ? rendered.issues : await digestSecrets(rendered.desired, root);
       const head = { revision: info.revision, commit: { message: info.message, author: info.author, time: info.time }, base: this.good?.revision ?? null };
       if (issues.length) return { ...head, issues: issues.map(formatIssue), environments: [] };

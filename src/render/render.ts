@@ -32,6 +32,8 @@ import { checkVersion, resolveJsonnet } from './app-params.js';
 import { resolveSecretRefs, type SecretsSource } from '../secrets/refs.js';
 import { checkHostUsers, checkKubernetesIsolation, resolveIsolation, userClaim, type UserClaim } from './render-isolation.js';
 import { resolveRunAs } from '../targets/local/users.js';
+import { policyFor, type EnginePolicy } from '../policy/policy.js';
+import { checkTarget } from '../policy/target-check.js';
 
 export interface RenderOptions {
   /** Repository root (artifact paths are resolved against it and must stay inside it). */
@@ -47,6 +49,12 @@ export interface RenderOptions {
    * environments exist). Default true; `keelson validate --skip-host-checks` turns it off.
    */
   hostChecks?: boolean;
+  /**
+   * The engine operator's policy (engine configuration, never git): environments' targets, clusters, kubeconfig
+   * paths and namespaces are checked against it, and `target.kubernetes.cluster` resolved through it. Absent (an
+   * offline `keelson validate`): no checks, and cluster names stay unresolved.
+   */
+  policy?: EnginePolicy;
 }
 
 export interface RenderResult {
@@ -103,7 +111,7 @@ export function renderDocuments(docs: readonly ParsedDoc[], opts: RenderOptions)
     const isSelected = selected.has(env.name);
     // Issues of environments that are not rendered are dropped; only their port claims matter.
     const sink: Issue[] = isSelected ? issues : [];
-    const resolved = resolveEnvironment(root, env, apps, invalid.App, sink, isSelected ? users : []);
+    const resolved = resolveEnvironment(root, env, apps, invalid.App, sink, isSelected ? users : [], opts.policy);
     // Every local environment shares this machine's ports; other targets have their own.
     // Host-routed environments share their ports by host name (app.env.localhost), so they claim none.
     const own = 'local' in resolved.target && env.value.spec.routing !== 'host' ? portClaims(env, resolved.apps, isSelected) : [];
@@ -294,6 +302,7 @@ function resolveEnvironment(
   invalidApps: Set<string>,
   issues: Issue[],
   users: UserClaim[],
+  policy?: EnginePolicy,
 ): DesiredEnvironment {
   const listed = env.value.spec.apps ?? {};
   const out: DesiredApp[] = [];
@@ -320,6 +329,14 @@ function resolveEnvironment(
       checkKubernetesIsolation(env, app, overrides ?? {}, issues);
     } else {
       Object.assign(desired, resolveIsolation(app.value.spec, overrides ?? {}));
+      const runAs = policy ? policyFor(policy, env.name).runAs : undefined;
+      if (runAs !== undefined) {
+        // The operator's policy names the user this environment's apps run as; the ops repository cannot pick another.
+        if (desired.user && desired.user.name !== runAs) {
+          const [doc, at] = overrides?.user ? [env.doc, ['spec', 'apps', name, 'user']] : [app.doc, ['spec', 'user']];
+          issues.push(issueAt(doc, at as PathSegment[], `App "${name}" runs as "${desired.user.name}", but ${policyFor(policy!, env.name).label} of the engine's policy runs the apps of environment "${env.name}" as "${runAs}"; remove "user:" or set it to "${runAs}"`));
+        } else desired.user = { name: runAs, ...(desired.user?.group ? { group: desired.user.group } : {}) };
+      }
       const claim = userClaim(env, app, overrides ?? {}, desired.user);
       if (claim) users.push(claim);
     }
@@ -345,7 +362,13 @@ function resolveEnvironment(
     }
     out.push(desired);
   }
-  const resolved: DesiredEnvironment = { name: env.name, target: toTarget(env.value.spec.target), apps: out, source: env.source };
+  let target = toTarget(env.value.spec.target);
+  if (policy) {
+    const checked = checkTarget(policy, env.name, env.value.spec.target);
+    target = checked.target;
+    for (const v of checked.violations) issues.push(issueAt(env.doc, v.path, v.message, v.anchor));
+  }
+  const resolved: DesiredEnvironment = { name: env.name, target, apps: out, source: env.source };
   if (env.value.spec.expiresAt !== undefined) resolved.expiresAt = new Date(env.value.spec.expiresAt).toISOString();
   Object.assign(resolved, resolveDelivery(env.value.spec, out.map((a) => [a.name, apps.get(a.name)!.value.spec.hooks])));
   return resolved;

@@ -187,6 +187,17 @@ export const TargetSchema = z
         namespace: Name.describe('Namespace the apps run in; created if missing'),
         kubeconfig: z.string().min(1).optional().describe('Kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then in-cluster)'),
         context: z.string().min(1).optional().describe('Context of the kubeconfig (default: its current context)'),
+        cluster: z
+          .string()
+          .min(1)
+          .optional()
+          .describe("A cluster the engine's configuration names (keelson.yaml `clusters:`); its kubeconfig and context come from there. Excludes kubeconfig and context"),
+      })
+      .check((ctx) => {
+        if (ctx.value.cluster === undefined) return;
+        for (const k of ['kubeconfig', 'context'] as const) {
+          if (ctx.value[k] !== undefined) ctx.issues.push({ code: 'custom', input: ctx.value, path: [k], message: `"${k}" cannot be combined with "cluster": the engine's configuration gives the cluster's kubeconfig and context` });
+        }
       })
       .optional(),
   })

@@ -50,11 +50,13 @@ const shared = new Map<string, { api: KubeClient; users: number }>();
  * A client for the cluster `spec` names. Environments on the same cluster (same kubeconfig, context and server) share
  * one: one connection pool and one discovery cache, instead of a pool of sockets per environment.
  */
-export function connect(spec: ClusterSpec): Cluster {
+export function connect(spec: ClusterSpec & { impersonate?: string }): Cluster {
   const conn = loadConnection(spec);
-  const key = `${conn.server}\0${conn.origin}`;
+  // One client per identity too: an environment that impersonates a service account never shares a client (its
+  // discovery or its requests) with one that does not.
+  const key = `${conn.server}\0${conn.origin}\0${spec.impersonate ?? ''}`;
   let entry = shared.get(key);
-  if (!entry) shared.set(key, (entry = { api: new KubeClient(conn), users: 0 }));
+  if (!entry) shared.set(key, (entry = { api: new KubeClient(conn, spec.impersonate), users: 0 }));
   entry.users++;
   const e = entry;
   let released = false;
@@ -77,7 +79,11 @@ export class KubeClient {
   private readonly retired: http.Agent[] = [];
   private readonly discovery = new Map<string, Promise<Map<string, Resource>>>();
 
-  constructor(readonly conn: Connection) {
+  /** `impersonate`: the user every write acts as (`Impersonate-User`; the engine policy's service account). */
+  constructor(
+    readonly conn: Connection,
+    readonly impersonate?: string,
+  ) {
     this.creds = new Credentials(conn);
     this.mod = conn.server.startsWith('http://') ? http : https;
   }
@@ -227,6 +233,9 @@ export class KubeClient {
     const body = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
     const headers: http.OutgoingHttpHeaders = { accept: 'application/json', 'user-agent': 'keelson' };
     if (cred.authorization) headers.authorization = cred.authorization;
+    // Writes act as the policy's identity, so the API server's RBAC for it decides what the environment may change;
+    // reads (discovery, the cluster-wide list + watch of Keelson's objects, logs) stay the engine's own.
+    if (this.impersonate && method !== 'GET') headers['impersonate-user'] = this.impersonate;
     if (body) {
       headers['content-type'] = opts.contentType ?? 'application/json';
       headers['content-length'] = body.length;

@@ -30,6 +30,8 @@ export interface HelmCapabilities {
 export interface HelmLookup {
   kubeconfig?: string;
   context?: string;
+  /** The user Helm's requests impersonate (the engine policy's service account), as Keelson's own requests do. */
+  asUser?: string;
 }
 
 export interface HelmRenderOptions {
@@ -123,6 +125,7 @@ export function helmTemplateArgs(chartDir: string, helm: HelmSpec, o: { namespac
     // install check into that; the objects are Keelson's, not a Helm release's). Schema validation is the apply's.
     args.push('--dry-run=server', '--take-ownership', '--disable-openapi-validation');
     if (o.lookup.context) args.push('--kube-context', o.lookup.context);
+    if (o.lookup.asUser) args.push('--kube-as-user', o.lookup.asUser);
   }
   return args;
 }

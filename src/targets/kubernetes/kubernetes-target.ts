@@ -3,7 +3,9 @@
  * `keelson`) of what differs, inventory-based prune, health per kind, automatic rollback to the previous
  * revision's objects, drift healed from watch events, Argo CD waves and hooks.
  */
-import type { DesiredApp, IgnoreDifference } from '../../core/model.js';
+import type { DesiredApp, IgnoreDifference, KubernetesTargetSpec } from '../../core/model.js';
+import type { ObjectPolicy } from '../../policy/policy.js';
+import { objectViolation } from '../../policy/objects.js';
 import { errorMessage, TerminalError } from '../../core/errors.js';
 import type { HealthCode } from '../../core/types.js';
 import type { EventBus } from '../../engine/events.js';
@@ -32,7 +34,7 @@ import { comparable, forApply, rulesFor } from './ignore.js';
 
 export interface KubernetesTargetOptions {
   env: string;
-  spec: { namespace: string; kubeconfig?: string; context?: string };
+  spec: KubernetesTargetSpec['kubernetes'];
   store: KvStore;
   bus: EventBus;
   log: Logger;
@@ -299,7 +301,7 @@ export class KubernetesTarget implements Target {
     const install = !this.inventory.get(app.env, app.name);
     // What a Helm chart needs of the cluster (helm.ts); discovery that is refused leaves Helm's default capabilities.
     const capabilities = app.manifests || app.helm?.chart ? await clusterCapabilities(cluster.api).catch((err) => { if (isTransient(err)) throw err; return undefined; }) : undefined;
-    const helm = { namespace: this.namespace, install, capabilities, chartCacheDir: this.o.chartCacheDir, lookup: { kubeconfig: this.o.spec.kubeconfig ?? process.env.KUBECONFIG, context: this.o.spec.context } };
+    const helm = { namespace: this.namespace, install, capabilities, chartCacheDir: this.o.chartCacheDir, lookup: { kubeconfig: this.o.spec.kubeconfig ?? process.env.KUBECONFIG, context: this.o.spec.context, ...(this.o.spec.impersonate ? { asUser: this.o.spec.impersonate } : {}) } };
     const phased = translateHelmHooks(await renderApp(app, checkoutDir, helm), { install });
     let rendered = phased.objects;
     const secret = await secretObject(app, checkoutDir);
@@ -327,6 +329,7 @@ export class KubernetesTarget implements Target {
     for (const o of phased.tests) tests.push(await place(o));
     const preDelete: KObject[] = [];
     for (const o of phased.preDelete) preDelete.push(await place(o));
+    if (this.o.spec.policy) await this.checkPolicy(cluster, app, [...out, ...tests, ...preDelete], crdScopes, this.o.spec.policy);
     const seen = new Map<string, string>();
     for (const o of out) {
       // Runs of a generated hook are new objects each time: one per phase, generateName and kind.
@@ -342,6 +345,19 @@ export class KubernetesTarget implements Target {
       if (owner && owner.app !== app.name) throw new TerminalError(`${formatKey(o)} of app ${app.name} is already managed by app ${owner.app} in environment ${this.o.env}`);
     }
     return { ...splitHooks(out), tests, preDelete };
+  }
+
+  /** The engine operator's policy on namespaces and kinds: one refused object refuses the app (nothing applied). */
+  private async checkPolicy(cluster: Cluster, app: DesiredApp, objects: KObject[], crdScopes: Map<string, string>, policy: ObjectPolicy): Promise<void> {
+    for (const o of objects) {
+      // The server's word on a kind's scope first: a CRD the app declares may not redefine a served kind's scope.
+      const served = await cluster.api.resourceOf(o.apiVersion, o.kind).catch((err) => {
+        if (isTransient(err)) throw err;
+        return undefined;
+      });
+      const why = objectViolation(policy, o, served ? served.namespaced : await this.isNamespaced(cluster, o, crdScopes));
+      if (why) throw new TerminalError(`${formatKey(o)} of app ${app.name} (${app.source.file}:${app.source.line}:${app.source.col}): ${why}; nothing of app ${app.name} was applied`);
+    }
   }
 
   private async isNamespaced(cluster: Cluster, o: KObject, crdScopes: Map<string, string>): Promise<boolean> {
