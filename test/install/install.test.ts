@@ -1,0 +1,316 @@
+/**
+ * Installing Keelson in a cluster: the Helm chart (deploy/helm/keelson) and the kustomize base (deploy/kubernetes)
+ * render, lint and pass the API server's validation (server-side dry-run); and the engine, started the way the image
+ * starts it (`node bin/keelson up`, the chart's environment) with only the in-cluster identity the chart grants (a
+ * service-account token from the TokenRequest API, the cluster's CA, KUBERNETES_SERVICE_HOST/PORT), deploys an app
+ * from an ops repository, with no request refused, while a kind outside the chart's RBAC is refused.
+ *
+ * The container image itself is not built here (no base image can be pulled on the test machines); the entrypoint
+ * and configuration are the image's.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { bin, commitAll, freePort, gitInit, root, tempDir, waitFor, writeTree } from '../helpers.js';
+import { kubectl, kubectlWithInput, kubernetesSuite, uniqueNamespace } from '../k8s.js';
+
+const chart = join(root, 'deploy', 'helm', 'keelson');
+const base = join(root, 'deploy', 'kubernetes');
+type Doc = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; [k: string]: any };
+
+/** The Helm binary of scripts/tools.sh (KEELSON_HELM_BIN); a missing one fails the suite in CI. */
+function helmBin(): string | undefined {
+  const b = process.env.KEELSON_HELM_BIN;
+  return b && existsSync(b) ? b : undefined;
+}
+
+function helm(...args: string[]): { code: number; out: string } {
+  const r = spawnSync(helmBin()!, args, { encoding: 'utf8', env: { ...process.env, HELM_CACHE_HOME: join(tmp.dir, 'helm-cache'), HELM_CONFIG_HOME: join(tmp.dir, 'helm-config'), HELM_DATA_HOME: join(tmp.dir, 'helm-data') } });
+  return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
+}
+
+function docs(text: string): Doc[] {
+  return parseAllDocuments(text)
+    .map((d) => d.toJS() as Doc)
+    .filter(Boolean);
+}
+
+function template(release: string, namespace: string, ...set: string[]): Doc[] {
+  const r = helm('template', release, chart, '--namespace', namespace, ...set.flatMap((s) => ['--set', s]));
+  if (r.code !== 0) throw new Error(`helm template failed: ${r.out}`);
+  return docs(r.out);
+}
+
+const find = (all: Doc[], kind: string, name?: string) => all.find((d) => d.kind === kind && (!name || d.metadata.name === name));
+const tmp = tempDir('keelson-install-');
+afterAll(() => tmp.cleanup());
+
+kubernetesSuite('installing Keelson in a cluster', () => {
+  describe('the Helm chart', () => {
+    beforeAll(() => {
+      if (!helmBin()) throw new Error('KEELSON_HELM_BIN is not set: run `eval "$(scripts/tools.sh env)"` (scripts/test.sh does)');
+    });
+
+    it('lints, and says which value is missing when the ops repository is not given', () => {
+      const ok = helm('lint', chart, '--set', 'repo.url=https://git.example.com/ops.git');
+      expect(ok.out).toContain('1 chart(s) linted, 0 chart(s) failed');
+      const missing = helm('template', 'keelson', chart);
+      expect(missing.code).not.toBe(0);
+      expect(missing.out).toContain('repo.url is required');
+    });
+
+    it('renders one engine that listens beyond loopback with tokens and a webhook secret from Secrets, locked down', () => {
+      const all = template('keelson', 'keelson-system', 'repo.url=https://git.example.com/ops.git', 'repo.envs={prod,staging}');
+      const dep = find(all, 'Deployment', 'keelson')!;
+      expect(dep.spec.replicas).toBe(1);
+      expect(dep.spec.strategy).toEqual({ type: 'Recreate' });
+      const pod = dep.spec.template.spec;
+      expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10001, seccompProfile: { type: 'RuntimeDefault' } });
+      const c = pod.containers[0];
+      expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+      const env = Object.fromEntries(c.env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+      expect(env).toMatchObject({
+        KEELSON_REPO: 'https://git.example.com/ops.git',
+        KEELSON_ENVS: 'prod,staging',
+        KEELSON_LISTEN: '0.0.0.0:7070',
+        KEELSON_TOKEN_ADMIN: { secretKeyRef: { name: 'keelson-auth', key: 'admin-token' } },
+        KEELSON_WEBHOOK_SECRET: { secretKeyRef: { name: 'keelson-auth', key: 'webhook-secret' } },
+      });
+      expect(c.volumeMounts.map((m: any) => m.mountPath).sort()).toEqual(['/tmp', '/var/lib/keelson']);
+      expect(c.readinessProbe.httpGet.path).toBe('/healthz');
+      expect(find(all, 'PersistentVolumeClaim', 'keelson-state')).toBeDefined();
+      const secret = find(all, 'Secret', 'keelson-auth')!;
+      expect(Buffer.from(secret.data['admin-token'], 'base64').toString()).toMatch(/^kls_[A-Za-z0-9]{43}$/);
+      expect(find(all, 'Ingress')).toBeUndefined();
+    });
+
+    it('takes tokens and the webhook secret from existing Secrets, and opens an Ingress on request', () => {
+      const all = template('keelson', 'keelson-system', 'repo.url=https://git.example.com/ops.git', 'auth.existingSecret=my-tokens', 'webhook.existingSecret=my-hook', 'ingress.enabled=true', 'ingress.webhookOnly=true', 'ingress.host=hooks.example.com');
+      expect(find(all, 'Secret')).toBeUndefined();
+      const c = find(all, 'Deployment')!.spec.template.spec.containers[0];
+      const env = Object.fromEntries(c.env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+      expect(env.KEELSON_TOKENS_FILE).toBe('/etc/keelson/tokens/tokens.yaml');
+      expect(env.KEELSON_TOKEN_ADMIN).toBeUndefined();
+      expect(env.KEELSON_WEBHOOK_SECRET).toEqual({ secretKeyRef: { name: 'my-hook', key: 'secret' } });
+      const ingress = find(all, 'Ingress')!;
+      expect(ingress.spec.rules[0]).toMatchObject({ host: 'hooks.example.com', http: { paths: [{ path: '/api/v1/webhooks/git', pathType: 'Exact' }] } });
+    });
+
+    it('narrows writes to listed namespaces with RoleBindings, and passes server-side validation', () => {
+      const ns = uniqueNamespace('keelson-chart');
+      const apps = uniqueNamespace('keelson-chart-apps');
+      kubectl('create', 'namespace', ns);
+      kubectl('create', 'namespace', apps);
+      try {
+        const release = `k${Math.random().toString(36).slice(2, 8)}`;
+        const all = template(release, ns, 'repo.url=https://git.example.com/ops.git', `rbac.namespaces={${apps}}`, 'ingress.enabled=true');
+        const binding = find(all, 'RoleBinding')!;
+        expect(binding.metadata.namespace).toBe(apps);
+        expect(binding.roleRef.name).toBe(`${release}-keelson-write`);
+        expect(all.filter((d) => d.kind === 'ClusterRoleBinding').map((d) => d.metadata.name)).toEqual([`${release}-keelson-read`]);
+        const write = find(all, 'ClusterRole', `${release}-keelson-write`)!;
+        expect(JSON.stringify(write.rules)).not.toContain('namespaces');
+        const rendered = helm('template', release, chart, '--namespace', ns, '--set', 'repo.url=https://git.example.com/ops.git', '--set', `rbac.namespaces={${apps}}`, '--set', 'ingress.enabled=true').out;
+        const out = kubectlWithInput(rendered, 'apply', '--server-side', '--dry-run=server', '-n', ns, '-f', '-');
+        expect(out).toContain(`deployment.apps/${release}-keelson serverside-applied (server dry run)`);
+        expect(out).toContain(`rolebinding.rbac.authorization.k8s.io/${release}-keelson-write serverside-applied (server dry run)`);
+        expect(out).toContain(`ingress.networking.k8s.io/${release}-keelson serverside-applied (server dry run)`);
+      } finally {
+        kubectl('delete', 'namespace', ns, apps, '--wait=false');
+      }
+    });
+  });
+
+  describe('the kustomize base', () => {
+    it('builds, and an overlay that names the ops repository passes server-side validation', () => {
+      const ns = uniqueNamespace('keelson-kustomize');
+      const overlay = join(tmp.dir, 'overlay');
+      mkdirSync(overlay, { recursive: true });
+      const prefix = `${ns.slice(-5)}-`;
+      writeFileSync(
+        join(overlay, 'kustomization.yaml'),
+        `apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: ${ns}
+namePrefix: ${prefix}
+resources: [${base}]
+configMapGenerator:
+  - name: keelson-config
+    behavior: merge
+    literals: [KEELSON_REPO=https://git.example.com/ops.git]
+`,
+      );
+      const built = kubectl('kustomize', overlay);
+      const all = docs(built);
+      const dep = find(all, 'Deployment')!;
+      expect(dep.spec).toMatchObject({ replicas: 1, strategy: { type: 'Recreate' } });
+      const c = dep.spec.template.spec.containers[0];
+      expect(c.image).toBe('keelson:0.1.0');
+      expect(c.env.find((e: any) => e.name === 'KEELSON_LISTEN').value).toBe('0.0.0.0:7070');
+      const config = find(all, 'ConfigMap')!;
+      expect(config.data.KEELSON_REPO).toBe('https://git.example.com/ops.git');
+      expect(c.envFrom[0].configMapRef.name).toBe(config.metadata.name);
+      try {
+        // The Namespace first (a dry run creates nothing), then everything else, validated by the API server.
+        kubectl('create', 'namespace', ns);
+        const out = kubectlWithInput(built, 'apply', '--server-side', '--dry-run=server', '-f', '-');
+        expect(out).toContain(`deployment.apps/${prefix}keelson serverside-applied (server dry run)`);
+        expect(out).toContain(`clusterrolebinding.rbac.authorization.k8s.io/${prefix}keelson-write serverside-applied (server dry run)`);
+      } finally {
+        kubectl('delete', 'namespace', ns, '--wait=false');
+      }
+    });
+  });
+
+  describe('the engine with only the chart-granted in-cluster identity', () => {
+    const ns = uniqueNamespace('keelson-sys');
+    const apps = uniqueNamespace('keelson-apps');
+    const release = `k${Math.random().toString(36).slice(2, 8)}`;
+    const sa = `${release}-keelson`;
+    let engine: ChildProcess | undefined;
+    let logText = '';
+    let url = '';
+    let admin = '';
+    let webhookSecret = '';
+    const ops = join(tmp.dir, 'ops');
+
+    const status = async () => {
+      const res = await fetch(`${url}/api/v1/status?env=prod`, { headers: { authorization: `Bearer ${admin}` } });
+      if (!res.ok) return undefined;
+      return (await res.json()).environments[0] as { revision: string | null; apps: { name: string; sync: string; health: string; message: string }[] };
+    };
+    const app = async (name: string) => (await status())?.apps.find((a) => a.name === name);
+
+    beforeAll(async () => {
+      if (!helmBin()) throw new Error('KEELSON_HELM_BIN is not set: run `eval "$(scripts/tools.sh env)"` (scripts/test.sh does)');
+      kubectl('create', 'namespace', ns);
+      // The chart's identity and RBAC, applied for real; its Deployment's environment is what the engine gets.
+      const all = template(release, ns, `repo.url=file://${ops}`);
+      const identity = all.filter((d) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(d.kind));
+      kubectlWithInput(identity.map((d) => JSON.stringify(d)).join('\n'), 'apply', '--server-side', '-f', '-');
+      const secret = find(all, 'Secret')!;
+      const secretValue = (key: string) => Buffer.from(secret.data[key], 'base64').toString();
+      const env: Record<string, string> = {};
+      for (const e of find(all, 'Deployment')!.spec.template.spec.containers[0].env) env[e.name] = e.value ?? secretValue(e.valueFrom.secretKeyRef.key);
+      admin = env.KEELSON_TOKEN_ADMIN;
+      webhookSecret = env.KEELSON_WEBHOOK_SECRET;
+
+      // What the kubelet mounts: a bound token (TokenRequest), the cluster's CA, the namespace.
+      const saDir = join(tmp.dir, 'serviceaccount');
+      mkdirSync(saDir, { recursive: true });
+      writeFileSync(join(saDir, 'token'), kubectl('create', 'token', sa, '-n', ns, '--duration', '1h'));
+      writeFileSync(join(saDir, 'ca.crt'), Buffer.from(kubectl('config', 'view', '--raw', '--minify', '-o', 'jsonpath={.clusters[0].cluster.certificate-authority-data}'), 'base64'));
+      writeFileSync(join(saDir, 'namespace'), ns);
+      const server = new URL(kubectl('config', 'view', '--minify', '-o', 'jsonpath={.clusters[0].cluster.server}'));
+
+      writeTree(ops, {
+        'apps/web.yaml': `apiVersion: keelson.dev/v1alpha1
+kind: App
+metadata: { name: web }
+spec:
+  version: "1.0.0"
+  image: registry.example/web
+  port: 8080
+`,
+        'envs/prod.yaml': `apiVersion: keelson.dev/v1alpha1
+kind: Environment
+metadata: { name: prod }
+spec:
+  target: { kubernetes: { namespace: ${apps} } }
+  apps: { web: { replicas: 2 } }
+`,
+      });
+      gitInit(ops);
+      commitAll(ops, 'web 1.0.0 in prod');
+
+      const port = await freePort();
+      url = `http://127.0.0.1:${port}`;
+      const home = join(tmp.dir, 'home');
+      mkdirSync(home, { recursive: true });
+      // No kubeconfig anywhere: the service account is the only identity.
+      const { KUBECONFIG: _k, ...parent } = process.env;
+      engine = spawn(process.execPath, [bin, 'up'], {
+        env: {
+          ...Object.fromEntries(Object.entries(parent).filter(([k]) => !k.startsWith('KEELSON_'))),
+          ...env,
+          KEELSON_LISTEN: `0.0.0.0:${port}`,
+          KEELSON_STATE_DIR: join(tmp.dir, 'state'),
+          KEELSON_POLL: '1s',
+          HOME: home,
+          KUBERNETES_SERVICE_HOST: server.hostname,
+          KUBERNETES_SERVICE_PORT: server.port || '443',
+          KEELSON_SERVICEACCOUNT_DIR: saDir,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      engine.stdout!.on('data', (b) => (logText += b));
+      engine.stderr!.on('data', (b) => (logText += b));
+    });
+
+    afterAll(async () => {
+      if (engine && engine.exitCode === null) {
+        const exited = new Promise((r) => engine!.once('exit', r));
+        engine.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      }
+      kubectl('delete', 'clusterrole,clusterrolebinding', `${release}-keelson-read`, `${release}-keelson-write`, '--ignore-not-found');
+      kubectl('delete', 'namespace', ns, apps, '--wait=false', '--ignore-not-found');
+    });
+
+    it('deploys the app with no request refused', async () => {
+      const web = await waitFor('web Synced and Healthy', async () => {
+        const a = await app('web').catch(() => undefined);
+        return a?.sync === 'Synced' && a.health === 'Healthy' ? a : undefined;
+      }, 90_000);
+      expect(web).toMatchObject({ sync: 'Synced', health: 'Healthy' });
+      expect(kubectl('-n', apps, 'get', 'deployment/web', '-o', 'jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by} {.spec.template.spec.containers[0].image} {.spec.replicas}')).toBe('keelson registry.example/web:1.0.0 2');
+      expect(kubectl('-n', apps, 'get', 'service/web', '-o', 'name')).toBe('service/web');
+      // Keelson created the environment's namespace itself.
+      expect(kubectl('get', 'namespace', apps, '-o', 'jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by}')).toBe('keelson');
+      expect(logText).toContain('in-cluster');
+      expect(logText).not.toMatch(/forbidden|\b403\b/i);
+    });
+
+    it('accepts a signed git webhook and refuses an unsigned one', async () => {
+      const body = JSON.stringify({ ref: 'refs/heads/main' });
+      const unsigned = await fetch(`${url}/api/v1/webhooks/git`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-github-event': 'push' }, body });
+      expect(unsigned.status).toBeGreaterThanOrEqual(400);
+      const signature = `sha256=${createHmac('sha256', webhookSecret).update(body).digest('hex')}`;
+      const signed = await fetch(`${url}/api/v1/webhooks/git`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-hub-signature-256': signature }, body });
+      expect(signed.status).toBeLessThan(300);
+    });
+
+    it('is refused a kind outside the chart’s RBAC, and says so for that app only', async () => {
+      writeTree(ops, {
+        'apps/budget.yaml': `apiVersion: keelson.dev/v1alpha1
+kind: App
+metadata: { name: budget }
+spec:
+  version: "1"
+  manifests: ../manifests/budget
+`,
+        'manifests/budget/pdb.yaml': `apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: { name: web }
+spec:
+  minAvailable: 1
+  selector: { matchLabels: { app: web } }
+`,
+        'envs/prod.yaml': readFileSync(join(ops, 'envs/prod.yaml'), 'utf8').replace('apps: { web: { replicas: 2 } }', 'apps: { web: { replicas: 2 }, budget: {} }'),
+      });
+      commitAll(ops, 'a PodDisruptionBudget');
+      const budget = await waitFor('budget refused', async () => {
+        const a = await app('budget').catch(() => undefined);
+        return a && /forbidden/i.test(a.message) ? a : undefined;
+      }, 90_000);
+      expect(budget.sync).not.toBe('Synced');
+      expect(budget.message).toMatch(/poddisruptionbudgets/i);
+      expect(budget.message).toContain(`system:serviceaccount:${ns}:${sa}`);
+      expect(kubectl('-n', apps, 'get', 'poddisruptionbudgets', '-o', 'name')).toBe('');
+      expect(await app('web')).toMatchObject({ sync: 'Synced', health: 'Healthy' });
+    });
+  });
+});
