@@ -308,6 +308,7 @@ spec:
       expect(budget.sync).not.toBe('Synced');
       expect(budget.message).toMatch(/poddisruptionbudgets/i);
       expect(budget.message).toContain(`system:serviceaccount:${ns}:${sa}`);
+      expect(budget.message).toContain("grant Keelson's identity this permission (the Helm chart's rbac.rules value");
       expect(kubectl('-n', apps, 'get', 'poddisruptionbudgets', '-o', 'name')).toBe('');
       expect(await app('web')).toMatchObject({ sync: 'Synced', health: 'Healthy' });
     });
