@@ -122,6 +122,26 @@ kubernetesSuite('installing Keelson in a cluster', () => {
         kubectl('delete', 'namespace', ns, apps, '--wait=false');
       }
     });
+
+    it('installs and upgrades with helm, keeping the generated admin token and webhook secret', () => {
+      const ns = uniqueNamespace('keelson-helm');
+      const release = `k${Math.random().toString(36).slice(2, 8)}`;
+      const secretOf = () => kubectl('-n', ns, 'get', 'secret', `${release}-keelson-auth`, '-o', 'jsonpath={.data}');
+      try {
+        const installed = helm('install', release, chart, '--namespace', ns, '--create-namespace', '--set', 'repo.url=https://git.example.com/ops.git');
+        expect(installed.out).toContain('STATUS: deployed');
+        expect(installed.out).toContain(`kubectl -n ${ns} port-forward svc/${release}-keelson 7070:7070`);
+        const before = secretOf();
+        expect(before).toContain('admin-token');
+        const upgraded = helm('upgrade', release, chart, '--namespace', ns, '--set', 'repo.url=https://git.example.com/ops.git', '--set', 'repo.poll=30s');
+        expect(upgraded.out).toContain('STATUS: deployed');
+        expect(secretOf()).toBe(before);
+        expect(kubectl('-n', ns, 'get', 'deployment', `${release}-keelson`, '-o', 'jsonpath={.spec.template.spec.containers[0].env[?(@.name=="KEELSON_POLL")].value}')).toBe('30s');
+      } finally {
+        helm('uninstall', release, '--namespace', ns);
+        kubectl('delete', 'namespace', ns, '--wait=false', '--ignore-not-found');
+      }
+    });
   });
 
   describe('the kustomize base', () => {
