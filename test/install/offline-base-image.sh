@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# A stand-in for docker.io/library/node:20-bookworm-slim on machines that reach Debian's mirror and the npm registry
+# but not Docker Hub (the test machines): Debian bookworm (debootstrap, minbase) plus this machine's Node 20 and npm,
+# laid out as in the official image. Then build Keelson's image from it with buildah's chroot isolation (no container
+# runtime needed):
+#
+#   test/install/offline-base-image.sh localhost/node:20-bookworm-slim
+#   buildah bud --isolation chroot --build-arg NODE_IMAGE=localhost/node:20-bookworm-slim -t localhost/keelson:test -f Containerfile .
+#   KEELSON_INSTALL_IMAGE=localhost/keelson:test npx vitest run test/install/install.test.ts
+#
+# Needs root, debootstrap and buildah (Debian packages).
+set -euo pipefail
+name="${1:-localhost/node:20-bookworm-slim}"
+rootfs="$(mktemp -d /tmp/keelson-node-base-XXXXXX)"
+trap 'rm -rf "$rootfs"' EXIT
+debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+node_bin="$(readlink -f "$(command -v node)")"
+npm_dir="$(dirname "$(readlink -f "$(command -v npm)")")/.."
+"$node_bin" -e 'if (!process.version.startsWith("v20.")) { console.error(`Node 20 needed, this is ${process.version}`); process.exit(1) }'
+install -D -m 0755 "$node_bin" "$rootfs/usr/local/bin/node"
+mkdir -p "$rootfs/usr/local/lib/node_modules"
+cp -a "$(readlink -f "$npm_dir")" "$rootfs/usr/local/lib/node_modules/npm"
+ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$rootfs/usr/local/bin/npm"
+ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$rootfs/usr/local/bin/npx"
+rm -rf "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"*
+ctr="$(buildah from scratch)"
+buildah copy "$ctr" "$rootfs" / >/dev/null
+buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd node "$ctr"
+buildah commit --rm "$ctr" "$name" >/dev/null
+echo "$name"
