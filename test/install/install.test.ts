@@ -8,9 +8,9 @@
  * The container image itself is not built here (no base image can be pulled on the test machines); the entrypoint
  * and configuration are the image's.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -43,6 +43,13 @@ function template(release: string, namespace: string, ...set: string[]): Doc[] {
   if (r.code !== 0) throw new Error(`helm template failed: ${r.out}`);
   return docs(r.out);
 }
+
+/**
+ * An image built from the Containerfile (`KEELSON_INSTALL_IMAGE`, in buildah's local storage; see
+ * test/install/offline-base-image.sh): the in-cluster test then runs the image itself instead of its entrypoint.
+ */
+const image = process.env.KEELSON_INSTALL_IMAGE || undefined;
+const buildah = (...args: string[]) => execFileSync('buildah', args, { encoding: 'utf8' }).trim();
 
 const find = (all: Doc[], kind: string, name?: string) => all.find((d) => d.kind === kind && (!name || d.metadata.name === name));
 const tmp = tempDir('keelson-install-');
@@ -203,12 +210,13 @@ configMapGenerator:
     });
   });
 
-  describe('the engine with only the chart-granted in-cluster identity', () => {
+  describe(`${image ? `the image ${image}` : 'the engine'} with only the chart-granted in-cluster identity`, () => {
     const ns = uniqueNamespace('keelson-sys');
     const apps = uniqueNamespace('keelson-apps');
     const release = `k${Math.random().toString(36).slice(2, 8)}`;
     const sa = `${release}-keelson`;
     let engine: ChildProcess | undefined;
+    let container: string | undefined;
     let logText = '';
     let url = '';
     let admin = '';
@@ -266,24 +274,40 @@ spec:
 
       const port = await freePort();
       url = `http://127.0.0.1:${port}`;
-      const home = join(tmp.dir, 'home');
-      mkdirSync(home, { recursive: true });
       // No kubeconfig anywhere: the service account is the only identity.
       const { KUBECONFIG: _k, ...parent } = process.env;
-      engine = spawn(process.execPath, [bin, 'up'], {
-        env: {
-          ...Object.fromEntries(Object.entries(parent).filter(([k]) => !k.startsWith('KEELSON_'))),
-          ...env,
-          KEELSON_LISTEN: `0.0.0.0:${port}`,
-          KEELSON_STATE_DIR: join(tmp.dir, 'state'),
-          KEELSON_POLL: '1s',
-          HOME: home,
-          KUBERNETES_SERVICE_HOST: server.hostname,
-          KUBERNETES_SERVICE_PORT: server.port || '443',
-          KEELSON_SERVICEACCOUNT_DIR: saDir,
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const inCluster = { ...env, KEELSON_LISTEN: `0.0.0.0:${port}`, KEELSON_POLL: '1s', KUBERNETES_SERVICE_HOST: server.hostname, KUBERNETES_SERVICE_PORT: server.port || '443' };
+      if (image) {
+        // The image itself, run by buildah (chroot isolation, the host's network) as its user, with the kubelet's
+        // mounts: the service account where the kubelet puts it, the state volume, an emptyDir on /tmp.
+        const state = join(tmp.dir, 'state');
+        const scratch = join(tmp.dir, 'tmpfs');
+        for (const d of [state, scratch]) {
+          mkdirSync(d, { recursive: true });
+          chownSync(d, 10001, 10001);
+        }
+        container = buildah('from', image);
+        engine = spawn('buildah', [
+          'run', '--isolation', 'chroot', '--user', '10001:10001',
+          '-v', `${saDir}:/var/run/secrets/kubernetes.io/serviceaccount:ro`, '-v', `${state}:/var/lib/keelson`, '-v', `${scratch}:/tmp`, '-v', `${ops}:/srv/ops:ro`,
+          ...Object.entries({ ...inCluster, KEELSON_REPO: 'file:///srv/ops' }).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+          container, '--', '/usr/bin/tini', '--', 'node', '/app/bin/keelson', 'up',
+        ], { stdio: ['ignore', 'pipe', 'pipe'] });
+      } else {
+        // The image's entrypoint, outside a container.
+        const home = join(tmp.dir, 'home');
+        mkdirSync(home, { recursive: true });
+        engine = spawn(process.execPath, [bin, 'up'], {
+          env: {
+            ...Object.fromEntries(Object.entries(parent).filter(([k]) => !k.startsWith('KEELSON_'))),
+            ...inCluster,
+            KEELSON_STATE_DIR: join(tmp.dir, 'state'),
+            HOME: home,
+            KEELSON_SERVICEACCOUNT_DIR: saDir,
+          },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+      }
       engine.stdout!.on('data', (b) => (logText += b));
       engine.stderr!.on('data', (b) => (logText += b));
     });
@@ -294,6 +318,7 @@ spec:
         engine.kill('SIGTERM');
         await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
       }
+      if (container) buildah('rm', container);
       kubectl('delete', 'clusterrole,clusterrolebinding', `${release}-keelson-read`, `${release}-keelson-write`, '--ignore-not-found');
       kubectl('delete', 'namespace', ns, apps, '--wait=false', '--ignore-not-found');
     });
