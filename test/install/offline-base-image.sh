@@ -8,18 +8,26 @@
 #   buildah bud --isolation chroot --build-arg NODE_IMAGE=localhost/node:20-bookworm-slim -t localhost/keelson:test -f Containerfile .
 #   KEELSON_INSTALL_IMAGE=localhost/keelson:test npx vitest run test/install/install.test.ts
 #
-# Needs root, debootstrap and buildah (Debian packages).
+# Needs root, debootstrap and buildah (Debian packages). KEELSON_BASE_ROOTFS=DIR copies an existing debootstrap
+# directory instead of making one.
 set -euo pipefail
 name="${1:-localhost/node:20-bookworm-slim}"
 rootfs="$(mktemp -d /tmp/keelson-node-base-XXXXXX)"
 trap 'rm -rf "$rootfs"' EXIT
-debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+if [ -n "${KEELSON_BASE_ROOTFS:-}" ]; then
+  cp -a "$KEELSON_BASE_ROOTFS/." "$rootfs/"
+else
+  debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+fi
 node_bin="$(readlink -f "$(command -v node)")"
 npm_dir="$(dirname "$(readlink -f "$(command -v npm)")")/.."
 "$node_bin" -e 'if (!process.version.startsWith("v20.")) { console.error(`Node 20 needed, this is ${process.version}`); process.exit(1) }'
 install -D -m 0755 "$node_bin" "$rootfs/usr/local/bin/node"
 mkdir -p "$rootfs/usr/local/lib/node_modules"
 cp -a "$(readlink -f "$npm_dir")" "$rootfs/usr/local/lib/node_modules/npm"
+# Node's headers, as the official image has them: node-gyp builds native modules without downloading them.
+node_include="$(dirname "$(dirname "$node_bin")")/include/node"
+cp -a "$node_include" "$rootfs/usr/local/include/node"
 ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$rootfs/usr/local/bin/npm"
 ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$rootfs/usr/local/bin/npx"
 rm -rf "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"*
