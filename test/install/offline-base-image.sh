@@ -9,7 +9,8 @@
 #   KEELSON_INSTALL_IMAGE=localhost/keelson:test npx vitest run test/install/install.test.ts
 #
 # Needs root, debootstrap and buildah (Debian packages). KEELSON_BASE_ROOTFS=DIR copies an existing debootstrap
-# directory instead of making one.
+# directory instead of making one. Behind a TLS-intercepting proxy, KEELSON_BASE_EXTRA_CA=FILE (default: this
+# machine's NODE_EXTRA_CA_CERTS) is added to the image's trusted CAs (npm and git in the build then trust it too).
 set -euo pipefail
 name="${1:-localhost/node:20-bookworm-slim}"
 rootfs="$(mktemp -d /tmp/keelson-node-base-XXXXXX)"
@@ -30,9 +31,15 @@ node_include="$(dirname "$(dirname "$node_bin")")/include/node"
 cp -a "$node_include" "$rootfs/usr/local/include/node"
 ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$rootfs/usr/local/bin/npm"
 ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$rootfs/usr/local/bin/npx"
+extra_ca="${KEELSON_BASE_EXTRA_CA:-${NODE_EXTRA_CA_CERTS:-}}"
+ca_env=()
+if [ -n "$extra_ca" ]; then
+  install -D -m 0644 "$extra_ca" "$rootfs/usr/local/share/ca-certificates/extra-ca.crt"
+  ca_env=(--env NODE_EXTRA_CA_CERTS=/usr/local/share/ca-certificates/extra-ca.crt)
+fi
 rm -rf "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"*
 ctr="$(buildah from scratch)"
 buildah copy "$ctr" "$rootfs" / >/dev/null
-buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd node "$ctr"
+buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${ca_env[@]}" --cmd node "$ctr"
 buildah commit --rm "$ctr" "$name" >/dev/null
 echo "$name"
