@@ -10,7 +10,7 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -217,6 +217,7 @@ configMapGenerator:
     const sa = `${release}-keelson`;
     let engine: ChildProcess | undefined;
     let container: string | undefined;
+    let listen = '';
     let logText = '';
     let url = '';
     let admin = '';
@@ -276,7 +277,8 @@ spec:
       url = `http://127.0.0.1:${port}`;
       // No kubeconfig anywhere: the service account is the only identity.
       const { KUBECONFIG: _k, ...parent } = process.env;
-      const inCluster = { ...env, KEELSON_LISTEN: `0.0.0.0:${port}`, KEELSON_POLL: '1s', KUBERNETES_SERVICE_HOST: server.hostname, KUBERNETES_SERVICE_PORT: server.port || '443' };
+      listen = `0.0.0.0:${port}`;
+      const inCluster = { ...env, KEELSON_LISTEN: listen, KEELSON_POLL: '1s', KUBERNETES_SERVICE_HOST: server.hostname, KUBERNETES_SERVICE_PORT: server.port || '443' };
       if (image) {
         // The image itself, run by buildah (chroot isolation, the host's network) as its user, with the kubelet's
         // mounts: the service account where the kubelet puts it, the state volume, an emptyDir on /tmp.
@@ -286,12 +288,16 @@ spec:
           mkdirSync(d, { recursive: true });
           chownSync(d, 10001, 10001);
         }
+        // The fixture ops repository belongs to the test's user, not to 10001: git refuses it unless trusted in the
+        // global git config, which the image reads from $XDG_CONFIG_HOME (/tmp/.config).
+        mkdirSync(join(scratch, '.config', 'git'), { recursive: true });
+        writeFileSync(join(scratch, '.config', 'git', 'config'), '[safe]\n\tdirectory = /srv/ops/.git\n');
         container = buildah('from', image);
         engine = spawn('buildah', [
           'run', '--isolation', 'chroot', '--user', '10001:10001',
-          '-v', `${saDir}:/var/run/secrets/kubernetes.io/serviceaccount:ro`, '-v', `${state}:/var/lib/keelson`, '-v', `${scratch}:/tmp`, '-v', `${ops}:/srv/ops:ro`,
+          '-v', `${saDir}:/run/secrets/kubernetes.io/serviceaccount:ro` /* = /var/run/…, a symlink */, '-v', `${state}:/var/lib/keelson`, '-v', `${scratch}:/tmp`, '-v', `${ops}:/srv/ops:ro`,
           ...Object.entries({ ...inCluster, KEELSON_REPO: 'file:///srv/ops' }).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
-          container, '--', '/usr/bin/tini', '--', 'node', '/app/bin/keelson', 'up',
+          container, '--', '/usr/bin/tini', '-s', '--', 'node', '/app/bin/keelson', 'up', // tini is PID 1 in a pod; here a subreaper
         ], { stdio: ['ignore', 'pipe', 'pipe'] });
       } else {
         // The image's entrypoint, outside a container.
@@ -313,21 +319,29 @@ spec:
     });
 
     afterAll(async () => {
-      if (engine && engine.exitCode === null) {
-        const exited = new Promise((r) => engine!.once('exit', r));
-        engine.kill('SIGTERM');
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-      }
+      await stopEngine();
       if (container) buildah('rm', container);
+      if (process.env.DEBUG_INSTALL) console.log(logText);
       kubectl('delete', 'clusterrole,clusterrolebinding', `${release}-keelson-read`, `${release}-keelson-write`, '--ignore-not-found');
       kubectl('delete', 'namespace', ns, apps, '--wait=false', '--ignore-not-found');
     });
+
+    /** SIGTERM, as the kubelet sends it; under buildah, to the engine itself (buildah does not forward it). */
+    const stopEngine = async () => {
+      if (!engine || engine.exitCode !== null) return;
+      const exited = new Promise((r) => engine!.once('exit', r));
+      if (image) {
+        for (const pid of enginePids(listen)) process.kill(pid, 'SIGTERM');
+        await waitFor('the engine stopped', () => enginePids(listen).length === 0, 15_000);
+      } else engine.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    };
 
     it('deploys the app with no request refused', async () => {
       const web = await waitFor('web Synced and Healthy', async () => {
         const a = await app('web').catch(() => undefined);
         return a?.sync === 'Synced' && a.health === 'Healthy' ? a : undefined;
-      }, 90_000);
+      }, 50_000);
       expect(web).toMatchObject({ sync: 'Synced', health: 'Healthy' });
       expect(kubectl('-n', apps, 'get', 'deployment/web', '-o', 'jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by} {.spec.template.spec.containers[0].image} {.spec.replicas}')).toBe('keelson registry.example/web:1.0.0 2');
       expect(kubectl('-n', apps, 'get', 'service/web', '-o', 'name')).toBe('service/web');
@@ -367,7 +381,7 @@ spec:
       const budget = await waitFor('budget refused', async () => {
         const a = await app('budget').catch(() => undefined);
         return a && /forbidden/i.test(a.message) ? a : undefined;
-      }, 90_000);
+      }, 50_000);
       expect(budget.sync).not.toBe('Synced');
       expect(budget.message).toMatch(/poddisruptionbudgets/i);
       expect(budget.message).toContain(`system:serviceaccount:${ns}:${sa}`);
@@ -375,5 +389,50 @@ spec:
       expect(kubectl('-n', apps, 'get', 'poddisruptionbudgets', '-o', 'name')).toBe('');
       expect(await app('web')).toMatchObject({ sync: 'Synced', health: 'Healthy' });
     });
+
+    it.runIf(image)('stops on SIGTERM, having written nothing outside its volumes (read-only root filesystem)', async () => {
+      await stopEngine();
+      expect(logText).toContain('keelson stopping');
+      expect(rootfsWrites(container!)).toEqual([]);
+    });
   });
 });
+
+/** The processes of the image's engine that listens on `listen` (found by their environment: they outlive buildah). */
+function enginePids(listen: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8');
+      if (!cmd.includes('/app/bin/keelson')) continue;
+      if (readFileSync(`/proc/${name}/environ`, 'utf8').split('\0').includes(`KEELSON_LISTEN=${listen}`)) pids.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/**
+ * Files the container wrote to its own filesystem (its overlay's upper layer), mount points and buildah's own
+ * run-time files aside: what a read-only root filesystem would have refused.
+ */
+function rootfsWrites(container: string): string[] {
+  const id = buildah('inspect', '--type', 'container', '--format', '{{.ContainerID}}', container);
+  const storage = buildah('info', '--format', '{{.store.GraphRoot}}');
+  const record = JSON.parse(readFileSync(join(storage, 'overlay-containers', 'containers.json'), 'utf8')).find((c: { id: string }) => c.id === id);
+  const upper = join(storage, 'overlay', record.layer, 'diff');
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      const rel = `/${relative(upper, p)}`;
+      if (rel === '/run' || rel.startsWith('/run/')) continue; // buildah's .containerenv, secrets mount points
+      if (e.isDirectory()) walk(p);
+      else out.push(rel);
+    }
+  };
+  walk(upper);
+  return out;
+}
