@@ -130,7 +130,7 @@ kubernetesSuite('installing Keelson in a cluster', () => {
       }
     });
 
-    it('installs and upgrades with helm, keeping the generated admin token and webhook secret', () => {
+    it('installs and upgrades with helm, keeping the generated admin token and webhook secret; the pod meets the restricted Pod Security Standard', () => {
       const ns = uniqueNamespace('keelson-helm');
       const release = `k${Math.random().toString(36).slice(2, 8)}`;
       const secretOf = () => kubectl('-n', ns, 'get', 'secret', `${release}-keelson-auth`, '-o', 'jsonpath={.data}');
@@ -144,6 +144,11 @@ kubernetesSuite('installing Keelson in a cluster', () => {
         expect(upgraded.out).toContain('STATUS: deployed');
         expect(secretOf()).toBe(before);
         expect(kubectl('-n', ns, 'get', 'deployment', `${release}-keelson`, '-o', 'jsonpath={.spec.template.spec.containers[0].env[?(@.name=="KEELSON_POLL")].value}')).toBe('30s');
+        // The pod passes the "restricted" Pod Security Standard (admission checks it on a dry run too).
+        kubectl('label', 'namespace', ns, 'pod-security.kubernetes.io/enforce=restricted');
+        const template = JSON.parse(kubectl('-n', ns, 'get', 'deployment', `${release}-keelson`, '-o', 'jsonpath={.spec.template}'));
+        const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'keelson-psa-check', namespace: ns, labels: template.metadata.labels }, spec: template.spec };
+        expect(kubectlWithInput(JSON.stringify(pod), 'create', '--dry-run=server', '-f', '-')).toContain('pod/keelson-psa-check created (server dry run)');
       } finally {
         helm('uninstall', release, '--namespace', ns);
         kubectl('delete', 'namespace', ns, '--wait=false', '--ignore-not-found');
