@@ -5,8 +5,9 @@
  * service-account token from the TokenRequest API, the cluster's CA, KUBERNETES_SERVICE_HOST/PORT), deploys an app
  * from an ops repository, with no request refused, while a kind outside the chart's RBAC is refused.
  *
- * The container image itself is not built here (no base image can be pulled on the test machines); the entrypoint
- * and configuration are the image's.
+ * The image is not built here (a build takes minutes and needs its base image): with KEELSON_INSTALL_IMAGE set to
+ * an image built from the Containerfile, the engine is that image, run by buildah; see README, "Installing Keelson
+ * in a cluster".
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
