@@ -216,7 +216,11 @@ configMapGenerator:
     });
   });
 
-  describe(`${image ? `the image ${image}` : 'the engine'} with only the chart-granted in-cluster identity`, () => {
+  // Writes anywhere (Keelson creates the environment's namespace), or only in the namespaces listed (which exist).
+  describe.each([
+    { scope: 'cluster-wide', namespaced: false },
+    { scope: 'writes limited to rbac.namespaces', namespaced: true },
+  ])(`${image ? `the image ${image}` : 'the engine'} with only the chart-granted in-cluster identity, $scope`, ({ namespaced }) => {
     const ns = uniqueNamespace('keelson-sys');
     const apps = uniqueNamespace('keelson-apps');
     const release = `k${Math.random().toString(36).slice(2, 8)}`;
@@ -228,7 +232,8 @@ configMapGenerator:
     let url = '';
     let admin = '';
     let webhookSecret = '';
-    const ops = join(tmp.dir, 'ops');
+    const dir = join(tmp.dir, ns);
+    const ops = join(dir, 'ops');
 
     const status = async () => {
       const res = await fetch(`${url}/api/v1/status?env=prod`, { headers: { authorization: `Bearer ${admin}` } });
@@ -240,9 +245,10 @@ configMapGenerator:
     beforeAll(async () => {
       if (!helmBin()) throw new Error('KEELSON_HELM_BIN is not set: run `eval "$(scripts/tools.sh env)"` (scripts/test.sh does)');
       kubectl('create', 'namespace', ns);
+      if (namespaced) kubectl('create', 'namespace', apps);
       // The chart's identity and RBAC, applied for real; its Deployment's environment is what the engine gets.
-      const all = template(release, ns, `repo.url=file://${ops}`);
-      const identity = all.filter((d) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(d.kind));
+      const all = template(release, ns, `repo.url=file://${ops}`, ...(namespaced ? [`rbac.namespaces={${apps}}`] : []));
+      const identity = all.filter((d) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'RoleBinding'].includes(d.kind));
       kubectlWithInput(identity.map((d) => JSON.stringify(d)).join('\n'), 'apply', '--server-side', '-f', '-');
       const secret = find(all, 'Secret')!;
       const secretValue = (key: string) => Buffer.from(secret.data[key], 'base64').toString();
@@ -252,7 +258,7 @@ configMapGenerator:
       webhookSecret = env.KEELSON_WEBHOOK_SECRET;
 
       // What the kubelet mounts: a bound token (TokenRequest), the cluster's CA, the namespace.
-      const saDir = join(tmp.dir, 'serviceaccount');
+      const saDir = join(dir, 'serviceaccount');
       mkdirSync(saDir, { recursive: true });
       writeFileSync(join(saDir, 'token'), kubectl('create', 'token', sa, '-n', ns, '--duration', '1h'));
       writeFileSync(join(saDir, 'ca.crt'), Buffer.from(kubectl('config', 'view', '--raw', '--minify', '-o', 'jsonpath={.clusters[0].cluster.certificate-authority-data}'), 'base64'));
@@ -288,8 +294,8 @@ spec:
       if (image) {
         // The image itself, run by buildah (chroot isolation, the host's network) as its user, with the kubelet's
         // mounts: the service account where the kubelet puts it, the state volume, an emptyDir on /tmp.
-        const state = join(tmp.dir, 'state');
-        const scratch = join(tmp.dir, 'tmpfs');
+        const state = join(dir, 'state');
+        const scratch = join(dir, 'tmpfs');
         for (const d of [state, scratch]) {
           mkdirSync(d, { recursive: true });
           chownSync(d, 10001, 10001);
@@ -307,13 +313,13 @@ spec:
         ], { stdio: ['ignore', 'pipe', 'pipe'] });
       } else {
         // The image's entrypoint, outside a container.
-        const home = join(tmp.dir, 'home');
+        const home = join(dir, 'home');
         mkdirSync(home, { recursive: true });
         engine = spawn(process.execPath, [bin, 'up'], {
           env: {
             ...Object.fromEntries(Object.entries(parent).filter(([k]) => !k.startsWith('KEELSON_'))),
             ...inCluster,
-            KEELSON_STATE_DIR: join(tmp.dir, 'state'),
+            KEELSON_STATE_DIR: join(dir, 'state'),
             HOME: home,
             KEELSON_SERVICEACCOUNT_DIR: saDir,
           },
@@ -351,8 +357,8 @@ spec:
       expect(web).toMatchObject({ sync: 'Synced', health: 'Healthy' });
       expect(kubectl('-n', apps, 'get', 'deployment/web', '-o', 'jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by} {.spec.template.spec.containers[0].image} {.spec.replicas}')).toBe('keelson registry.example/web:1.0.0 2');
       expect(kubectl('-n', apps, 'get', 'service/web', '-o', 'name')).toBe('service/web');
-      // Keelson created the environment's namespace itself.
-      expect(kubectl('get', 'namespace', apps, '-o', 'jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by}')).toBe('keelson');
+      // Cluster-wide, Keelson created the environment's namespace itself.
+      expect(kubectl('get', 'namespace', apps, '-o', 'jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by}')).toBe(namespaced ? '' : 'keelson');
       expect(logText).not.toMatch(/forbidden|\b403\b/i);
     });
 
