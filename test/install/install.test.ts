@@ -7,7 +7,7 @@
  *
  * The image is not built here (a build takes minutes and needs its base image): with KEELSON_INSTALL_IMAGE set to
  * an image built from the Containerfile, the engine is that image, run by buildah; see README, "Installing Keelson
- * in a cluster".
+ * in a cluster". DEBUG_INSTALL=1 prints the engine's log.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
