@@ -335,6 +335,10 @@ export function isNotFound(err: unknown): boolean {
 
 /** The API server's own message (`Status.message`) with its reason. */
 export function apiMessage(err: unknown): string {
+  if (err instanceof ApiError && err.code === 403) {
+    // RBAC said no: the fix is in Keelson's own install, not in the ops repository.
+    return `(${err.reason ?? 'Forbidden'}) ${err.message}; grant Keelson's identity this permission (the Helm chart's rbac.rules value, or deploy/kubernetes/rbac.yaml) or remove the object`;
+  }
   if (err instanceof ApiError) return `${err.reason ? `(${err.reason}) ` : ''}${err.message}`;
   if (err instanceof TerminalError) return err.message;
   return err instanceof Error ? err.message : String(err);

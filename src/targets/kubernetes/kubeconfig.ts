@@ -43,12 +43,18 @@ export interface Connection {
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
+/** The service account's directory: the kubelet's mount, or `KEELSON_SERVICEACCOUNT_DIR` (a projected volume elsewhere). */
+function serviceAccountDir(env: NodeJS.ProcessEnv): string {
+  return env.KEELSON_SERVICEACCOUNT_DIR || SA_DIR;
+}
+
 /**
  * The connection `spec` names: its kubeconfig file, else `$KUBECONFIG` (a list of files, merged: the first file that
  * names a cluster, user or context wins), else `~/.kube/config`, else the pod's service account. `spec.context`
- * picks a context; the current context otherwise.
+ * picks a context; the current context otherwise. The service account is read from
+ * `/var/run/secrets/kubernetes.io/serviceaccount` (`token`, `ca.crt`, `namespace`), or from `KEELSON_SERVICEACCOUNT_DIR`.
  */
-export function loadConnection(spec: ClusterSpec, env: NodeJS.ProcessEnv = process.env, saDir = SA_DIR): Connection {
+export function loadConnection(spec: ClusterSpec, env: NodeJS.ProcessEnv = process.env, saDir = serviceAccountDir(env)): Connection {
   const files = spec.kubeconfig
     ? [spec.kubeconfig]
     : env.KUBECONFIG
