@@ -13,6 +13,13 @@ export interface UpConfig {
   stateDir: string;
   poll: string;
   webhookSecret?: string;
+  /** Shared web ports of apps with `hosts` (default 80 and 443). */
+  httpPort: number;
+  httpsPort: number;
+  /** Address the proxy's public ports bind to (default 127.0.0.1; 0.0.0.0 to serve the world). */
+  proxyListenHost: string;
+  /** Peers (other proxies of the operator) whose X-Forwarded-For the proxy keeps. */
+  trustedProxies: string[];
 }
 
 const envNames: Record<keyof UpConfig, string> = {
@@ -24,6 +31,10 @@ const envNames: Record<keyof UpConfig, string> = {
   stateDir: 'KEELSON_STATE_DIR',
   poll: 'KEELSON_POLL',
   webhookSecret: 'KEELSON_WEBHOOK_SECRET',
+  httpPort: 'KEELSON_HTTP_PORT',
+  httpsPort: 'KEELSON_HTTPS_PORT',
+  proxyListenHost: 'KEELSON_PROXY_LISTEN_HOST',
+  trustedProxies: 'KEELSON_TRUSTED_PROXIES',
 };
 
 export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> & { config?: string; webhookSecretFile?: string }): UpConfig {
@@ -42,7 +53,7 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
   const pick = (k: keyof UpConfig): unknown => {
     if (flags[k] !== undefined && !(Array.isArray(flags[k]) && (flags[k] as unknown[]).length === 0)) return flags[k];
     const fromEnv = process.env[envNames[k]];
-    if (fromEnv !== undefined && fromEnv !== '') return k === 'envs' ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : fromEnv;
+    if (fromEnv !== undefined && fromEnv !== '') return k === 'envs' || k === 'trustedProxies' ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : fromEnv;
     return fromFile[k];
   };
   const repo = pick('repo');
@@ -59,7 +70,18 @@ export function resolveUpConfig(flags: Partial<Record<keyof UpConfig, unknown>> 
     stateDir: resolve((pick('stateDir') as string | undefined) ?? '.keelson'),
     poll: String(pick('poll') ?? '10s'),
     webhookSecret,
+    httpPort: portOf(pick('httpPort'), 80, '--http-port'),
+    httpsPort: portOf(pick('httpsPort'), 443, '--https-port'),
+    proxyListenHost: (pick('proxyListenHost') as string | undefined) ?? '127.0.0.1',
+    trustedProxies: ((pick('trustedProxies') as unknown[] | undefined) ?? []).map(String),
   };
+}
+
+function portOf(v: unknown, fallback: number, flag: string): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new ExitError(2, `${flag} must be a port number (1-65535), got ${String(v)}`);
+  return n;
 }
 
 function isUrl(s: string): boolean {

@@ -10,7 +10,7 @@ import { git } from '../source/git.js';
 import { GitSource, type FetchResult } from '../source/git-source.js';
 import type { AppChange, Store } from '../store/store.js';
 import { hashDirectory } from '../targets/local/releases.js';
-import type { LiveApp, Target } from '../targets/target.js';
+import type { CertificateStatus, LiveApp, Target } from '../targets/target.js';
 import { effectiveEnvironment, phaseOf, requeueBeforeExpiry, type EnvironmentPhase } from '../environments/expiry.js';
 import { digestSecrets } from '../secrets/resolve.js';
 import type { RunResult, RunSink } from '../run/one-off.js';
@@ -65,6 +65,8 @@ export interface AppStatusView {
   instances: unknown[];
   /** Public port the proxy serves the app on, if any. */
   port?: number | null;
+  /** HTTPS certificates of the app's hosts (local target), when it has any. */
+  certificates?: CertificateStatus[];
 }
 
 export interface EnvironmentStatusView {
@@ -536,6 +538,7 @@ export class Engine {
           replicas: l?.replicas ?? { desired: d?.replicas ?? 0, ready: 0, total: 0, updated: 0 },
           instances: l?.instances ?? [],
           port: d?.port ?? l?.spec.port ?? null,
+          ...(l?.certificates?.length ? { certificates: l.certificates } : {}),
         };
       });
       environments.push({

@@ -27,6 +27,22 @@ export interface LiveApp {
    * the next apply resumes it, or aborts it when it is no longer desired.
    */
   interruptedRollout?: string;
+  /** HTTPS certificates of the app's hosts (local target). */
+  certificates?: CertificateStatus[];
+}
+
+/** One certificate of an app's hosts, as `keelson status` and the API show it (never key material). */
+export interface CertificateStatus {
+  hosts: string[];
+  source: 'acme' | 'file';
+  state: 'Ready' | 'Pending' | 'Failed';
+  serving: boolean;
+  issuer: string | null;
+  notAfter: string | null;
+  serial: string | null;
+  lastRenewal: string | null;
+  lastError: string | null;
+  nextAttemptAt: string | null;
 }
 
 /** One object of an app as a target sees it: `kind/namespace/name`, its health and why. */

@@ -1,0 +1,85 @@
+/**
+ * ACME issuance with `acme-client` (RFC 8555): one account per directory URL, its key kept in the state dir
+ * (`<state>/tls/acme/<directory hash>/account.key`, 0600) so a restarted engine reuses the account. Challenges are
+ * HTTP-01 only, answered by the proxy on the HTTP web port (see `ChallengeSink`).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import https from 'node:https';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import * as acme from 'acme-client';
+import { privateDir, writePrivate } from './cert-files.js';
+
+export interface IssueRequest {
+  hosts: string[];
+  email: string;
+  directory: string;
+  /** PEM certificates of the CA serving the directory (private CA, Pebble), trusted besides the usual ones. */
+  ca?: string;
+}
+
+/** Where HTTP-01 answers go: the proxy's table, updated before the CA is told to validate. */
+export interface ChallengeSink {
+  set(token: string, keyAuthorization: string): Promise<void>;
+  remove(token: string): Promise<void>;
+}
+
+export interface Issued {
+  cert: string;
+  key: string;
+}
+
+export class AcmeIssuer {
+  constructor(private readonly dir: string) {}
+
+  /** Orders a certificate for `hosts`; the key is new for each order (ECDSA P-256). */
+  async issue(req: IssueRequest, challenges: ChallengeSink): Promise<Issued> {
+    const accountKey = await this.accountKey(req.directory);
+    // acme-client talks through its own axios instance: trust the directory's CA there, keeping the usual roots
+    // (and NODE_EXTRA_CA_CERTS, which a custom `ca` would otherwise drop).
+    acme.axios.defaults.httpsAgent = req.ca === undefined ? undefined : new https.Agent({ ca: [...tls.rootCertificates, ...extraCaCerts(), req.ca], keepAlive: false });
+    const client = new acme.Client({ directoryUrl: req.directory, accountKey });
+    const key = await acme.crypto.createPrivateEcdsaKey('P-256');
+    const [, csr] = await acme.crypto.createCsr({ commonName: req.hosts[0], altNames: req.hosts }, key);
+    const cert = await client.auto({
+      csr,
+      email: req.email,
+      termsOfServiceAgreed: true,
+      challengePriority: ['http-01'],
+      // The CA checks the answer itself; a self-check from this machine would go to port 80 of the public name.
+      skipChallengeVerification: true,
+      challengeCreateFn: async (_authz, challenge, keyAuthorization) => {
+        if (challenge.type !== 'http-01') throw new Error(`challenge ${challenge.type} is not supported (HTTP-01 only)`);
+        await challenges.set(challenge.token, keyAuthorization);
+      },
+      challengeRemoveFn: async (_authz, challenge) => {
+        await challenges.remove(challenge.token);
+      },
+    });
+    return { cert, key: key.toString() };
+  }
+
+  private async accountKey(directory: string): Promise<Buffer> {
+    const dir = join(this.dir, createHash('sha256').update(directory).digest('hex').slice(0, 16));
+    const file = join(dir, 'account.key');
+    const existing = await readFile(file).catch(() => undefined);
+    if (existing) return existing;
+    await privateDir(dir);
+    const key = await acme.crypto.createPrivateEcdsaKey('P-256');
+    await writePrivate(file, key);
+    await writePrivate(join(dir, 'directory.txt'), `${directory}\n`);
+    return key;
+  }
+}
+
+function extraCaCerts(): string[] {
+  const file = process.env.NODE_EXTRA_CA_CERTS;
+  if (!file) return [];
+  try {
+    return [readFileSync(file, 'utf8')];
+  } catch {
+    return [];
+  }
+}
