@@ -68,23 +68,22 @@ export class LocalTarget implements Target {
   }
 
   async start(): Promise<void> {
+    // Certificates first: the supervisor's first route publish must already carry them.
+    await this.tls.restore().catch((err) => this.o.log.error({ err: errorMessage(err) }, 'certificate index unreadable'));
     await this.supervisor.start(this.rollouts.all());
     for (const r of this.rollouts.all()) if (!this.supervisor.runOf(r.env, r.app)) this.rollouts.forget(r.env, r.app);
     this.rotateTimer = setInterval(() => void this.rotateLogs(), 10_000);
     this.rotateTimer.unref();
     for (const s of this.supervisor.status()) this.watchRelease(s.env, s.app, s.release);
     // Certificates of adopted apps: from disk, so nothing is ordered again while a valid one is there.
-    let files = false;
+    const live = new Set(this.supervisor.status().filter((s) => s.spec.hosts && s.spec.tls).map((s) => `${s.env}/${s.app}`));
+    await this.tls.retain((env, app) => live.has(`${env}/${app}`));
     for (const s of this.supervisor.status()) {
       const { hosts, tls } = s.spec;
       if (!hosts || !tls) continue;
       if (tls.acme) await this.tls.useAcme(s.env, s.app, hosts, tls.acme);
-      else if (tls.certificate) {
-        await this.tls.adoptFile(s.env, s.app, hosts);
-        files = true;
-      }
+      else if (tls.certificate && !this.tls.has(s.env, s.app)) await this.tls.adoptFile(s.env, s.app, hosts);
     }
-    if (files) await this.proxy.refresh().catch((err) => this.o.log.error({ err: errorMessage(err) }, 'route publish failed'));
     // A modified release is only trusted after a re-hash: check the adopted ones once at start.
     await Promise.all(
       this.supervisor.status().map(async (s) => {

@@ -54,6 +54,16 @@ export interface CertificateManagerOptions {
   retryMaxMs?: number;
 }
 
+/** `<state>/tls/index.json`: which app a certificate directory belongs to, for `restore`. */
+interface IndexEntry {
+  env: string;
+  app: string;
+  hosts: string[];
+  source: 'acme' | 'file';
+  dir: string;
+  acme?: { email: string; directory: string };
+}
+
 interface Entry {
   env: string;
   app: string;
@@ -92,7 +102,33 @@ export class CertificateManager {
     await privateDir(this.tlsDir);
     await writePemPair(dir, cert, key);
     this.entries.set(`${env}/${app}`, { env, app, hosts, source: 'file', dir, facts, failures: 0, examined: true, lastRenewal: new Date().toISOString() });
+    await this.saveIndex();
     await this.o.publish();
+  }
+
+  /**
+   * At start-up, before any route is published: the certificates served before the restart, from the index and the
+   * files on disk, so that the proxy is never handed a table without them. Apps that are gone are dropped by `retain`.
+   */
+  async restore(): Promise<void> {
+    let index: IndexEntry[];
+    try {
+      index = JSON.parse(await readFile(join(this.tlsDir, 'index.json'), 'utf8')) as IndexEntry[];
+    } catch {
+      return;
+    }
+    for (const i of index) {
+      const ca = i.source === 'acme' ? await readFile(join(i.dir, 'ca.pem'), 'utf8').catch(() => undefined) : undefined;
+      const e: Entry = { env: i.env, app: i.app, hosts: i.hosts, source: i.source, dir: i.dir, failures: 0, examined: false, ...(await readStatus(i.dir)) };
+      if (i.acme) e.acme = { ...i.acme, ...(ca === undefined ? {} : { ca }) };
+      await this.examine(e);
+      this.entries.set(`${i.env}/${i.app}`, e);
+    }
+  }
+
+  /** Drops the certificates of apps that no longer run (after an engine restart found its apps). */
+  async retain(keep: (env: string, app: string) => boolean): Promise<void> {
+    for (const e of [...this.entries.values()]) if (!keep(e.env, e.app)) await this.forget(e.env, e.app);
   }
 
   /** After an engine restart: the certificate file an adopted app had, if still there and valid. */
@@ -121,10 +157,44 @@ export class CertificateManager {
     if (prev && prev.dir === dir && prev.acme?.email === acme.email) {
       prev.acme = { ...acme, ...(ca === undefined ? {} : { ca }) };
     } else {
-      const saved = await readStatus(dir);
-      this.entries.set(key, { env, app, hosts: sorted, source: 'acme', dir, acme: { ...acme, ...(ca === undefined ? {} : { ca }) }, failures: 0, examined: false, ...saved });
+      const e: Entry = { env, app, hosts: sorted, source: 'acme', dir, acme: { ...acme, ...(ca === undefined ? {} : { ca }) }, failures: 0, examined: false, ...(await readStatus(dir)) };
+      // A valid certificate already on disk (an earlier order for the same names) is served at once, not ordered again.
+      if (await this.examine(e)) {
+        this.entries.set(key, e);
+        await this.o.publish();
+      } else {
+        this.entries.set(key, e);
+      }
+      await this.saveIndex();
     }
     this.kick();
+  }
+
+  /** Reads the certificate on disk of an ACME or file entry; true when it can be served. */
+  private async examine(e: Entry): Promise<boolean> {
+    e.examined = true;
+    const pair = await readPemPair(e.dir);
+    if (!pair) return false;
+    try {
+      e.facts = checkCertificate(pair.cert, pair.key, pemPaths(e.dir).certFile, e.hosts);
+      return true;
+    } catch (err) {
+      this.o.log.warn({ hosts: e.hosts, error: errorMessage(err) }, 'certificate on disk not usable');
+      return false;
+    }
+  }
+
+  private async saveIndex(): Promise<void> {
+    const index: IndexEntry[] = [...this.entries.values()].map((e) => ({
+      env: e.env,
+      app: e.app,
+      hosts: e.hosts,
+      source: e.source,
+      dir: e.dir,
+      ...(e.acme ? { acme: { email: e.acme.email, directory: e.acme.directory } } : {}),
+    }));
+    await privateDir(this.tlsDir);
+    await writePrivate(join(this.tlsDir, 'index.json'), `${JSON.stringify(index, null, 2)}\n`);
   }
 
   /** The app no longer wants certificates (removed, or tls dropped). ACME files stay on disk for a later return. */
@@ -133,6 +203,7 @@ export class CertificateManager {
     if (!e) return;
     this.entries.delete(`${env}/${app}`);
     if (e.source === 'file') await rm(e.dir, { recursive: true, force: true });
+    await this.saveIndex();
     await this.o.publish();
   }
 
@@ -207,19 +278,7 @@ export class CertificateManager {
   }
 
   private async reconcile(e: Entry): Promise<void> {
-    if (!e.examined) {
-      e.examined = true;
-      const pair = await readPemPair(e.dir);
-      if (pair) {
-        try {
-          e.facts = checkCertificate(pair.cert, pair.key, pemPaths(e.dir).certFile, e.hosts);
-          this.o.log.info({ hosts: e.hosts, notAfter: e.facts.notAfter }, 'certificate found on disk');
-          await this.o.publish();
-        } catch (err) {
-          this.o.log.warn({ hosts: e.hosts, error: errorMessage(err) }, 'certificate on disk not usable; ordering a new one');
-        }
-      }
-    }
+    if (!e.examined && (await this.examine(e))) await this.o.publish();
     const now = Date.now();
     if (e.facts && now < this.renewAt(e.facts)) return;
     if (e.nextAttemptAt !== undefined && now < e.nextAttemptAt) return;
