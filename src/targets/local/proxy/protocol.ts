@@ -101,6 +101,7 @@ export interface BackendView extends BackendSpec, BackendCounters {
 
 export interface RouteView extends RouteStatus {
   host?: string;
+  hosts?: string[];
   /** Active backends first, then those draining (removed but with requests still in flight). */
   backends: BackendView[];
 }

@@ -250,7 +250,7 @@ export class RoutingTable {
     return this.all().map((r) => {
       const backends = r.backends.map((b) => b.view());
       for (const b of this.draining) if (b.routeKey === r.key) backends.push(b.view());
-      return { ...statusOf(r), ...(r.host === undefined ? {} : { host: r.host }), backends };
+      return { ...statusOf(r), ...(r.host === undefined ? {} : { host: r.host }), ...(r.hosts.length ? { hosts: [...r.hosts] } : {}), backends };
     });
   }
 
