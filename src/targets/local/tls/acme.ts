@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -39,7 +40,13 @@ export class AcmeIssuer {
     const accountKey = await this.accountKey(req.directory);
     // acme-client talks through its own axios instance: trust the directory's CA there, keeping the usual roots
     // (and NODE_EXTRA_CA_CERTS, which a custom `ca` would otherwise drop).
-    acme.axios.defaults.httpsAgent = req.ca === undefined ? undefined : new https.Agent({ ca: [...tls.rootCertificates, ...extraCaCerts(), req.ca], keepAlive: false });
+    // Its own retries of failed requests (5, waiting 5 s more each time) would hold an order for over a minute; two
+    // quick ones, and the certificate manager's backoff does the rest.
+    Object.assign((acme.axios.defaults as { acmeSettings?: object }).acmeSettings ?? {}, { retryMaxAttempts: 2, retryDefaultDelay: 1 });
+    const agent = req.ca === undefined ? undefined : new https.Agent({ ca: [...tls.rootCertificates, ...extraCaCerts(), req.ca], keepAlive: false });
+    acme.axios.defaults.httpsAgent = agent;
+    // acme-client reports an unreachable directory as a TypeError; say what happened instead.
+    await reachable(req.directory, agent);
     const client = new acme.Client({ directoryUrl: req.directory, accountKey });
     const key = await acme.crypto.createPrivateEcdsaKey('P-256');
     const [, csr] = await acme.crypto.createCsr({ commonName: req.hosts[0], altNames: req.hosts }, key);
@@ -72,6 +79,20 @@ export class AcmeIssuer {
     await writePrivate(join(dir, 'directory.txt'), `${directory}\n`);
     return key;
   }
+}
+
+function reachable(directory: string, agent: https.Agent | undefined): Promise<void> {
+  const url = new URL(directory);
+  const get = url.protocol === 'http:' ? http.get : https.get;
+  return new Promise((resolve, reject) => {
+    const req = get(url, { ...(agent && url.protocol === 'https:' ? { agent } : {}), headers: { 'user-agent': 'keelson' }, timeout: 15_000 }, (res) => {
+      res.resume();
+      if (res.statusCode === 200) resolve();
+      else reject(new Error(`the ACME directory ${directory} answered HTTP ${res.statusCode}`));
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 15 s')));
+    req.on('error', (err: NodeJS.ErrnoException) => reject(new Error(`cannot reach the ACME directory ${directory}: ${err.code ?? err.message}`)));
+  });
 }
 
 function extraCaCerts(): string[] {

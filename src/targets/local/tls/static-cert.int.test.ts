@@ -68,7 +68,11 @@ spec:
     target = new LocalTarget({ stateDir: state, store, bus, log, requeue: (e) => engine.requeue(e), proxy: { web } });
     engine = new Engine({ repo: ops, stateDir: state, log, store, bus, target, pollMs: 60_000 });
     await engine.start();
-    await waitFor('shop healthy', async () => (await shop())?.health === 'Healthy');
+    // The certificate is put in place right after the rollout.
+    await waitFor('shop healthy, certificate served', async () => {
+      const a = await shop();
+      return a?.health === 'Healthy' && a.certificates?.[0]?.state === 'Ready';
+    });
   });
 
   afterAll(async () => {
