@@ -156,6 +156,15 @@ export class LocalTarget implements Target {
         return { ok: false, message: `TLS of ${app.name} ${app.version}: ${errorMessage(err)}`, rolledBack: false, logTail: [] };
       }
     }
+    // The CA of a private ACME directory, read from this revision now: a missing file fails the apply, not the order.
+    let acmeCa: string | undefined;
+    if (app.tls?.acme?.caFile !== undefined) {
+      try {
+        acmeCa = await readFile(join(ctx.checkoutDir, app.tls.acme.caFile), 'utf8');
+      } catch (err) {
+        return { ok: false, message: `TLS of ${app.name} ${app.version}: caFile ${app.tls.acme.caFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, rolledBack: false, logTail: [] };
+      }
+    }
     const wasModified = this.modified.delete(release.dir);
     const restartAll = ctx.restartAll || wasModified;
     const progressive: ProgressiveDeps = { supervisor: this.supervisor, bus: this.o.bus, stats: () => this.proxy.stats(), states: this.rollouts };
@@ -166,7 +175,7 @@ export class LocalTarget implements Target {
     if (!result.ok) {
       return { ok: false, message: result.message, rolledBack: result.rolledBack, logTail: result.logTail, ...(result.interrupted ? { interrupted: true } : {}) };
     }
-    await this.useCertificates(app, staticCert, ctx.checkoutDir);
+    await this.useCertificates(app, staticCert, acmeCa);
     await this.secrets.keepOnly(app.env, app.name, templateHash(app)).catch(() => undefined);
     this.watchRelease(app.env, app.name, release);
     await this.pruneOldReleases(app);
@@ -174,14 +183,13 @@ export class LocalTarget implements Target {
   }
 
   /** After a successful rollout: the app's certificate from the repository, or its ACME order, or none. */
-  private async useCertificates(app: DesiredApp, staticCert: { cert: string; key: string } | undefined, checkoutDir: string): Promise<void> {
+  private async useCertificates(app: DesiredApp, staticCert: { cert: string; key: string } | undefined, acmeCa: string | undefined): Promise<void> {
     const { hosts, tls } = app;
     try {
       if (hosts && staticCert) {
         await this.tls.useFile(app.env, app.name, hosts, staticCert.cert, staticCert.key, `certificate ${tls!.certificate!.cert}`);
       } else if (hosts && tls?.acme) {
-        const ca = tls.acme.caFile === undefined ? undefined : await readFile(join(checkoutDir, tls.acme.caFile), 'utf8');
-        await this.tls.useAcme(app.env, app.name, hosts, tls.acme, ca);
+        await this.tls.useAcme(app.env, app.name, hosts, tls.acme, acmeCa);
       } else if (this.tls.has(app.env, app.name)) {
         await this.tls.forget(app.env, app.name);
       }

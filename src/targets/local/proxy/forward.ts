@@ -163,7 +163,7 @@ class Exchange {
       const headers = downstreamResponseHeaders(ur.rawHeaders, this.ingress.closing);
       const cookie = route.split?.stickyCookie;
       if (cookie !== undefined && b.group !== undefined && b.group !== this.stickyGroup) {
-        headers.push('Set-Cookie', `${cookie}=${b.group}; Path=/; HttpOnly; SameSite=Lax`);
+        headers.push('Set-Cookie', `${cookie}=${b.group}; Path=/; HttpOnly; SameSite=Lax${this.ingress.proto === 'https' ? '; Secure' : ''}`);
       }
       const hsts = route.tls?.hstsMaxAgeSeconds;
       if (hsts !== undefined && this.ingress.proto === 'https') headers.push('Strict-Transport-Security', `max-age=${hsts}`);
