@@ -53,6 +53,24 @@ describe('hosts and tls', () => {
     expect(staging.tls).toEqual({ acme: { email: 'ops@example.com', directory: 'https://acme-staging-v02.api.letsencrypt.org/directory' } });
   });
 
+  test('one App in two environments needs its own hosts in each: the message says where', async () => {
+    const r = await render({
+      'apps/shop.yaml': app('shop', '  hosts: [shop.example.com]\n'),
+      'prod.yaml': env('prod', '    shop: {}\n'),
+      'staging.yaml': env('staging', '    shop: {}\n'),
+    });
+    expect(r.messages).toEqual([
+      'apps/shop.yaml:9:11: host shop.example.com of app "shop" in environment "prod" is also claimed by app "shop" of environment "staging" (apps/shop.yaml:9:11); one host name routes to one app; give the app its own hosts in each environment (spec.apps.shop.hosts of the Environment)',
+      'apps/shop.yaml:9:11: host shop.example.com of app "shop" in environment "staging" is also claimed by app "shop" of environment "prod" (apps/shop.yaml:9:11); one host name routes to one app; give the app its own hosts in each environment (spec.apps.shop.hosts of the Environment)',
+    ]);
+    const fixed = await render({
+      'apps/shop.yaml': app('shop', '  hosts: [shop.example.com]\n'),
+      'prod.yaml': env('prod', '    shop: {}\n'),
+      'staging.yaml': env('staging', '    shop: {hosts: [shop.staging.example.com]}\n'),
+    });
+    expect(fixed.messages).toEqual([]);
+  });
+
   test('a static certificate becomes two secret references of the app', async () => {
     const r = await render({
       'apps/shop.yaml': app('shop', '  hosts: [shop.example.com]\n  tls:\n    certificate:\n      cert: {file: ../tls/shop.sops.yaml, key: cert}\n      key: {file: ../tls/shop.sops.yaml, key: key}\n'),

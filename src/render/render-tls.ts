@@ -87,7 +87,9 @@ export function checkHostClaims(claims: HostClaim[], issues: Issue[]): void {
         .filter((o) => `${o.env}/${o.app}` !== `${c.env}/${c.app}`)
         .map((o) => `app "${o.app}" of environment "${o.env}" (${formatRef(locate(o.doc, o.path))})`)
         .join(', ');
-      issues.push(issueAt(c.doc, c.path, `host ${host} of app "${c.app}" in environment "${c.env}" is also claimed by ${others}; one host name routes to one app`));
+      const sameApp = group.every((o) => o.app === c.app);
+      const hint = sameApp ? `; give the app its own hosts in each environment (spec.apps.${c.app}.hosts of the Environment)` : '';
+      issues.push(issueAt(c.doc, c.path, `host ${host} of app "${c.app}" in environment "${c.env}" is also claimed by ${others}; one host name routes to one app${hint}`));
     }
   }
 }
