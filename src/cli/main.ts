@@ -5,6 +5,8 @@ const usage = `keelson — GitOps delivery engine
 Usage:
   keelson up --repo <dir|url> [--branch B] [--path P] [--env E]... [--listen 127.0.0.1:7070]
              [--state-dir D] [--poll 10s] [--webhook-secret-file F] [--config keelson.yaml]
+             [--http-port 80] [--https-port 443] [--proxy-listen-host 127.0.0.1] [--trusted-proxy ADDR]...
+             [--log-format json|pretty]   (HTTPS for Apps' hosts: docs/https.md)
   keelson validate [--repo R] [--path P]   (with KEELSON_AGE_KEY_FILE set, secret files must decrypt too)
   keelson status [--env E] [--json]
   keelson diff --env E
