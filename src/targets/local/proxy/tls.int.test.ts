@@ -4,16 +4,16 @@ import https from 'node:https';
 
 import path from 'node:path';
 import { describe, expect, onTestFinished, test } from 'vitest';
-import { silentLogger } from '../../../log.js';
+import { createLogger, silentLogger } from '../../../log.js';
 import { ProxyClient } from './client.js';
 import type { RouteTable } from './protocol.js';
 import { startProxy } from './server.js';
 import { freePort, httpsRequest, request, selfSignedCertificate, startBackend, tempSocketPath, type TestBackend } from './testing.js';
 
-async function setup() {
+async function setup(log = silentLogger()) {
   const { dir, socketPath } = await tempSocketPath();
   onTestFinished(() => fs.rm(dir, { recursive: true, force: true }));
-  const proxy = await startProxy({ socketPath, log: silentLogger(), closeGraceMs: 2_000 });
+  const proxy = await startProxy({ socketPath, log, closeGraceMs: 2_000 });
   onTestFinished(() => proxy.close({ force: true }));
   const web = { http: await freePort(), https: await freePort() };
   return { dir, proxy, client: new ProxyClient(socketPath), web };
@@ -81,8 +81,9 @@ describe('proxy HTTPS', () => {
     expect((await request(web.http, { path: '/.well-known/acme-challenge/other', headers: { host: 'shop.test' } })).body).toBe('shop');
   });
 
-  test('a certificate that does not match its key is refused and the previous one stays in service', async () => {
-    const { dir, client, web } = await setup();
+  test('a certificate that does not match its key is refused and the previous one stays in service; no key is logged', async () => {
+    const lines: string[] = [];
+    const { dir, client, web } = await setup(createLogger({ level: 'debug', format: 'json', out: { write: (l: string) => lines.push(l) } }));
     const shop = await backend('shop');
     const good = await selfSignedCertificate(dir, 'good', ['shop.test']);
     const other = await selfSignedCertificate(dir, 'other', ['shop.test']);
@@ -94,6 +95,11 @@ describe('proxy HTTPS', () => {
     expect(status.certificates?.[0].error).toMatch(/good\.crt cannot be used with its key/);
     expect(status.certificates?.[0].error).not.toMatch(/PRIVATE KEY/);
     expect((await httpsRequest(web.https, 'shop.test', good.pem)).body).toBe('shop');
+    const logged = lines.join('');
+    expect(logged).toContain('certificate not loaded');
+    const keyBody = (await fs.readFile(other.keyFile, 'utf8')).split('\n')[1];
+    expect(logged).not.toContain(keyBody);
+    expect(logged).not.toMatch(/PRIVATE KEY/);
   });
 
   test('a renewed certificate is swapped in under load with no failed request; open connections keep theirs', async () => {
