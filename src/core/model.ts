@@ -78,7 +78,7 @@ export interface DesiredApp {
 
 export interface DesiredTls {
   /** Certificates from an ACME CA; `caFile` is a repository path (a CA the engine trusts for the directory). */
-  acme?: { email: string; directory: string; caFile?: string };
+  acme?: { email: string; directory: string; caFile?: string; challenge?: 'http-01' | 'tls-alpn-01' };
   /**
    * A certificate kept SOPS-encrypted in the repository: `file#key` of the PEM chain and of the key, for messages.
    * The references themselves are among `secrets.files` (at `tlsCertPath` / `tlsKeyPath`), so they are decrypted,

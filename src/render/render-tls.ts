@@ -46,7 +46,7 @@ export function applyHostsAndTls(root: string, desired: DesiredApp, src: TlsSour
     const t = src.tls.value;
     const out: DesiredTls = {};
     if (t.acme) {
-      out.acme = { email: t.acme.email, directory: t.acme.directory ?? DEFAULT_ACME_DIRECTORY };
+      out.acme = { email: t.acme.email, directory: t.acme.directory ?? DEFAULT_ACME_DIRECTORY, ...(t.acme.challenge ? { challenge: t.acme.challenge } : {}) };
       if (t.acme.caFile !== undefined) {
         const abs = resolve(dirname(join(root, src.tls.doc.file)), t.acme.caFile);
         if (!isInside(root, abs) || abs === root) {

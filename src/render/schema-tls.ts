@@ -31,6 +31,7 @@ export const TlsSchema = z
         email: z.email({ error: 'must be an e-mail address (the ACME account contact)' }),
         directory: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL of an ACME directory' }).optional().describe(`ACME directory URL (default: Let's Encrypt, ${DEFAULT_ACME_DIRECTORY})`),
         caFile: z.string().min(1).optional().describe('PEM file of the CA that serves the directory (a private CA, Pebble), relative to this document, inside the repository'),
+        challenge: z.enum(['http-01', 'tls-alpn-01']).optional().describe('How the CA checks the names: "http-01" (default; port 80 must reach the proxy) or "tls-alpn-01" (port 443 only)'),
       })
       .optional()
       .describe('Certificates from an ACME CA (Let\'s Encrypt by default), HTTP-01 answered by the proxy, renewed before expiry'),

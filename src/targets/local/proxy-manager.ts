@@ -26,6 +26,7 @@ export interface ProxyManagerOptions {
 export interface TlsSource {
   proxyCertificates(): CertificateSpec[];
   challenges(): Record<string, string>;
+  alpnChallenges(): Record<string, { cert: string; key: string }>;
 }
 
 export const defaultWebPorts: WebPorts = { http: 80, https: 443 };
@@ -56,12 +57,14 @@ export class ProxyManager implements RouteSink {
   private full(table: RouteTable): ProxyTable {
     const challenges = this.tls?.challenges() ?? {};
     const certificates = this.tls?.proxyCertificates() ?? [];
+    const alpnChallenges = this.tls?.alpnChallenges() ?? {};
     return {
       ...table,
       web: this.o.web ?? defaultWebPorts,
       ...(this.o.trustedProxies?.length ? { trustedProxies: this.o.trustedProxies } : {}),
       ...(certificates.length ? { certificates } : {}),
       ...(Object.keys(challenges).length ? { challenges } : {}),
+      ...(Object.keys(alpnChallenges).length ? { alpnChallenges } : {}),
     };
   }
 

@@ -5,7 +5,9 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import { errorMessage } from '../../../core/errors.js';
 import type { CertificateStore } from './certs.js';
 import type { Forwarder, Ingress } from './forward.js';
@@ -18,11 +20,14 @@ export interface Edge {
   certs: CertificateStore;
   /** ACME HTTP-01: token → key authorization. */
   challenges: Map<string, string>;
+  /** ACME TLS-ALPN-01: host → the challenge certificate's context. */
+  alpn: Map<string, tls.SecureContext>;
   web: WebPorts | undefined;
   trust: TrustPeer;
 }
 
 const challengePrefix = '/.well-known/acme-challenge/';
+const acmeTls = Buffer.from('acme-tls/1');
 
 export class PortListener implements Ingress {
   routes: PortRoutes = { fallback: undefined, byHost: undefined };
@@ -65,6 +70,45 @@ export class PortListener implements Ingress {
     this.server.on('tlsClientError', (_err, socket) => socket.destroy());
     this.server.on('upgrade', (req, socket, head) => {
       fw.upgrade(resolveRoute(this.routes, req.headers.host), this, req, socket, head);
+    });
+    if (secure) this.answerAlpnChallenges();
+  }
+
+  /**
+   * TLS-ALPN-01: while a challenge is pending, the first bytes of each new connection (the ClientHello) are looked
+   * at; a client asking for the `acme-tls/1` protocol (the CA's validator) is handed to a small TLS server that shows
+   * the challenge certificate, every other one to the HTTPS server as usual. With no challenge pending, connections go
+   * straight to the HTTPS server.
+   */
+  private answerAlpnChallenges(): void {
+    const validator = tls.createServer({
+      ALPNProtocols: ['acme-tls/1'],
+      SNICallback: (servername, cb) => {
+        const ctx = this.edge.alpn.get(servername.toLowerCase());
+        if (ctx) cb(null, ctx);
+        else cb(new Error(`no TLS-ALPN-01 challenge for ${servername}`));
+      },
+    });
+    validator.on('secureConnection', (s) => s.end());
+    validator.on('tlsClientError', (_err, s) => s.destroy());
+    const https = this.server;
+    const toHttps = https.listeners('connection') as ((socket: Socket) => void)[];
+    https.removeAllListeners('connection');
+    const handOver = (socket: Socket): void => {
+      for (const l of toHttps) l.call(https, socket);
+    };
+    https.on('connection', (socket: Socket) => {
+      if (this.edge.alpn.size === 0) return handOver(socket);
+      socket.setTimeout(10_000, () => socket.destroy());
+      socket.once('error', () => socket.destroy());
+      socket.once('data', (hello: Buffer) => {
+        socket.pause();
+        socket.setTimeout(0);
+        socket.unshift(hello);
+        // A TLS handshake record whose ClientHello offers acme-tls/1.
+        if (hello[0] === 0x16 && hello.includes(acmeTls)) validator.emit('connection', socket);
+        else handOver(socket);
+      });
     });
   }
 

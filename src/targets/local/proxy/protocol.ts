@@ -61,6 +61,11 @@ export interface RouteTable {
   certificates?: CertificateSpec[];
   /** ACME HTTP-01 answers: token → key authorization, served on every HTTP port at `/.well-known/acme-challenge/`. */
   challenges?: Record<string, string>;
+  /**
+   * ACME TLS-ALPN-01 answers: host → the challenge certificate and its (throwaway) key, PEM, served on the HTTPS web
+   * port to clients that ask for the `acme-tls/1` protocol.
+   */
+  alpnChallenges?: Record<string, { cert: string; key: string }>;
   /** Peer addresses whose `X-Forwarded-For` is kept (appended to); from everyone else it is replaced. */
   trustedProxies?: string[];
 }
@@ -198,6 +203,7 @@ export const routeTableSchema = z
     web: z.object({ http: portSchema, https: portSchema }).optional(),
     certificates: z.array(certificateSchema).optional(),
     challenges: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/), z.string()).optional(),
+    alpnChallenges: z.record(z.string().min(1), z.object({ cert: z.string().min(1), key: z.string().min(1) })).optional(),
     trustedProxies: z.array(z.string().min(1)).optional(),
   })
   .superRefine((table, ctx) => {

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs/promises';
 import http from 'node:http';
+import tls from 'node:tls';
 import type { Logger } from '../../../log.js';
 import { CertificateStore } from './certs.js';
 import { createControlHandler, listenControl } from './control.js';
@@ -23,6 +24,18 @@ export interface ProxyOptions {
   upstreamTimeoutMs?: number;
   /** How long a closing port (route removed, or shutdown) waits for in-flight requests before cutting them. */
   closeGraceMs?: number;
+}
+
+function alpnContexts(answers: Record<string, { cert: string; key: string }>, log: Logger): Map<string, tls.SecureContext> {
+  const out = new Map<string, tls.SecureContext>();
+  for (const [host, pair] of Object.entries(answers)) {
+    try {
+      out.set(host.toLowerCase(), tls.createSecureContext({ cert: pair.cert, key: pair.key }));
+    } catch (err) {
+      log.error({ host, error: (err as Error).message }, 'TLS-ALPN-01 challenge certificate not loaded');
+    }
+  }
+  return out;
 }
 
 export function defaultProxyOptions(): Required<Omit<ProxyOptions, 'socketPath' | 'log'>> {
@@ -64,7 +77,7 @@ class ProxyServer implements Proxy {
   private readonly forwarder: Forwarder;
   private readonly control: http.Server;
   private conflicts = new Map<string, string>();
-  private readonly edge: Edge = { certs: new CertificateStore(), challenges: new Map(), web: undefined, trust: trustNone };
+  private readonly edge: Edge = { certs: new CertificateStore(), challenges: new Map(), alpn: new Map(), web: undefined, trust: trustNone };
   private certificates: CertificateStatus[] = [];
   // Table updates run one at a time, in arrival order.
   private updates: Promise<unknown> = Promise.resolve();
@@ -103,6 +116,7 @@ class ProxyServer implements Proxy {
     const trusted = new Set((table.trustedProxies ?? []).map(plainAddress));
     this.edge.web = web;
     this.edge.challenges = new Map(Object.entries(table.challenges ?? {}));
+    this.edge.alpn = alpnContexts(table.alpnChallenges ?? {}, this.log);
     this.edge.trust = trusted.size === 0 ? trustNone : (peer) => trusted.has(peer);
 
     const { ports, conflicts } = this.table.apply(table);
@@ -110,6 +124,9 @@ class ProxyServer implements Proxy {
     // ACME challenges are answered on the web HTTP port even before a route uses it.
     if (web !== undefined && this.edge.challenges.size > 0 && !ports.has(web.http)) {
       ports.set(web.http, { fallback: undefined, byHost: undefined });
+    }
+    if (web !== undefined && this.edge.alpn.size > 0 && !ports.has(web.https)) {
+      ports.set(web.https, { fallback: undefined, byHost: undefined });
     }
 
     const binding: Promise<void>[] = [];

@@ -63,12 +63,16 @@ pebbleSuite('HTTPS with ACME certificates (Pebble)', () => {
     web = { http: await freePort(), https: await freePort() };
     dns = await startLoopbackDns();
     pebble = await startPebble(tmp.dir, { httpPort: web.http, tlsPort: web.https, dnsPort: dns.port });
-    const tls = `  tls:\n    acme: { email: ops@shop.test, directory: "${pebble.directory}", caFile: ca/pebble.minica.pem }\n`;
+    const tls = (challenge = 'http-01') => `  tls:\n    acme: { email: ops@shop.test, directory: "${pebble.directory}", caFile: ca/pebble.minica.pem, challenge: ${challenge} }\n`;
     writeTree(ops, {
-      'apps.yaml': app('shop', `  hosts: [shop.test]\n${tls}    hsts: true\n`) + app('blog', `  hosts: [blog.test, www.blog.test]\n${tls}`),
-      'env.yaml': 'apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: prod }\nspec:\n  apps: { shop: {}, blog: {} }\n',
+      'apps.yaml':
+        app('shop', `  hosts: [shop.test]\n${tls()}    hsts: true\n`) +
+        app('blog', `  hosts: [blog.test, www.blog.test]\n${tls()}`) +
+        app('api', `  hosts: [api.test]\n${tls('tls-alpn-01')}`),
+      'env.yaml': 'apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: prod }\nspec:\n  apps: { shop: {}, blog: {}, api: {} }\n',
       'releases/shop/server.js': appServer('shop-1'),
       'releases/blog/server.js': appServer('blog-1'),
+      'releases/api/server.js': appServer('api-1'),
       'ca/README': 'the CA of the ACME directory\n',
     });
     copyFileSync(join(pebbleCertsDir()!, 'pebble.minica.pem'), join(ops, 'ca', 'pebble.minica.pem'));
@@ -78,7 +82,7 @@ pebbleSuite('HTTPS with ACME certificates (Pebble)', () => {
     await h.engine.start();
     await waitFor('certificates issued', async () => {
       const c = await certificates();
-      return c.length === 2 && c.every((x) => x.state === 'Ready');
+      return c.length === 3 && c.every((x) => x.state === 'Ready');
     }, 60_000).catch(async (err: Error) => {
       const status = JSON.stringify((await h.engine.status('prod')).environments[0]?.apps.map((a) => [a.name, a.health, a.message, a.certificates]));
       const probe = await request(web.http, { path: '/.well-known/acme-challenge/x', headers: { host: 'shop.test' } }).then((r) => `${r.status} ${JSON.stringify(r.headers)} ${r.body}`, (e) => String(e));
@@ -98,6 +102,15 @@ pebbleSuite('HTTPS with ACME certificates (Pebble)', () => {
     tmp.cleanup();
   });
 
+  test('a certificate is issued over TLS-ALPN-01, answered on the HTTPS port', async () => {
+    // Pebble resolved and validated api.test, and never over HTTP (it logs HTTP validations only).
+    expect(dns.queries.some((q) => q.startsWith('api.test/'))).toBe(true);
+    expect(pebble.output.some((l) => l.includes('validate w/ HTTP: http://api.test'))).toBe(false);
+    expect(pebble.output.some((l) => l.includes('validate w/ HTTP: http://shop.test'))).toBe(true);
+    const api = await httpsRequest(web.https, 'api.test', root);
+    expect(api.body).toContain('version api-1');
+  });
+
   test('certificates are issued over HTTP-01 and served by SNI; HTTP is redirected to HTTPS', async () => {
     // Pebble resolved the names through the test's DNS responder and validated on the proxy's HTTP port.
     expect(dns.queries.some((q) => q.startsWith('shop.test/'))).toBe(true);
@@ -114,7 +127,7 @@ pebbleSuite('HTTPS with ACME certificates (Pebble)', () => {
   });
 
   test('status and /metrics show issuer, expiry and last renewal; keys are 0600 in 0700 directories', async () => {
-    const [blog, shop] = (await certificates()).sort((a, b) => a.app.localeCompare(b.app));
+    const [, blog, shop] = (await certificates()).sort((a, b) => a.app.localeCompare(b.app));
     expect(shop).toMatchObject({ app: 'shop', hosts: ['shop.test'], source: 'acme', state: 'Ready', serving: true, lastError: null });
     expect(blog.hosts).toEqual(['blog.test', 'www.blog.test']);
     expect(shop.issuer).toMatch(/Pebble/);
@@ -139,7 +152,7 @@ pebbleSuite('HTTPS with ACME certificates (Pebble)', () => {
     const before = await httpsRequest(web.https, 'shop.test', root);
     const ordersBefore = pebble.output.filter((l) => l.includes('POST /order-plz')).length;
     await restart();
-    await waitFor('certificates found on disk', async () => (await certificates()).filter((c) => c.state === 'Ready').length === 2, 30_000);
+    await waitFor('certificates found on disk', async () => (await certificates()).filter((c) => c.state === 'Ready').length === 3, 30_000);
     await h.target.tls.idle();
     expect(h.events.filter((e) => e.type === 'certificate.issued')).toEqual([]);
     expect(pebble.output.filter((l) => l.includes('POST /order-plz')).length).toBe(ordersBefore);

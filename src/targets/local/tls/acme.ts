@@ -1,7 +1,8 @@
 /**
  * ACME issuance with `acme-client` (RFC 8555): one account per directory URL, its key kept in the state dir
  * (`<state>/tls/acme/<directory hash>/account.key`, 0600) so a restarted engine reuses the account. Challenges are
- * HTTP-01 only, answered by the proxy on the HTTP web port (see `ChallengeSink`).
+ * HTTP-01 (answered by the proxy on the HTTP web port) or TLS-ALPN-01 (a challenge certificate the proxy shows on the
+ * HTTPS web port to clients asking for `acme-tls/1`); see `ChallengeSink`.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -19,12 +20,18 @@ export interface IssueRequest {
   directory: string;
   /** PEM certificates of the CA serving the directory (private CA, Pebble), trusted besides the usual ones. */
   ca?: string;
+  /** Default `http-01`. */
+  challenge?: AcmeChallenge;
 }
+
+export type AcmeChallenge = 'http-01' | 'tls-alpn-01';
 
 /** Where HTTP-01 answers go: the proxy's table, updated before the CA is told to validate. */
 export interface ChallengeSink {
   set(token: string, keyAuthorization: string): Promise<void>;
   remove(token: string): Promise<void>;
+  setAlpn(host: string, cert: string, key: string): Promise<void>;
+  removeAlpn(host: string): Promise<void>;
 }
 
 export interface Issued {
@@ -50,19 +57,23 @@ export class AcmeIssuer {
     const client = new acme.Client({ directoryUrl: req.directory, accountKey });
     const key = await acme.crypto.createPrivateEcdsaKey('P-256');
     const [, csr] = await acme.crypto.createCsr({ commonName: req.hosts[0], altNames: req.hosts }, key);
+    const type = req.challenge ?? 'http-01';
     const cert = await client.auto({
       csr,
       email: req.email,
       termsOfServiceAgreed: true,
-      challengePriority: ['http-01'],
-      // The CA checks the answer itself; a self-check from this machine would go to port 80 of the public name.
+      challengePriority: [type],
+      // The CA checks the answer itself; a self-check from this machine would go to the public name's ports 80/443.
       skipChallengeVerification: true,
-      challengeCreateFn: async (_authz, challenge, keyAuthorization) => {
-        if (challenge.type !== 'http-01') throw new Error(`challenge ${challenge.type} is not supported (HTTP-01 only)`);
-        await challenges.set(challenge.token, keyAuthorization);
+      challengeCreateFn: async (authz, challenge, keyAuthorization) => {
+        if (challenge.type !== type) throw new Error(`the CA offers no ${type} challenge for ${authz.identifier.value} (got ${challenge.type})`);
+        if (type === 'http-01') return challenges.set(challenge.token, keyAuthorization);
+        const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
+        return challenges.setAlpn(authz.identifier.value, alpnCert.toString(), alpnKey.toString());
       },
-      challengeRemoveFn: async (_authz, challenge) => {
-        await challenges.remove(challenge.token);
+      challengeRemoveFn: async (authz, challenge) => {
+        if ((challenge.type as string) === 'tls-alpn-01') return challenges.removeAlpn(authz.identifier.value);
+        return challenges.remove(challenge.token);
       },
     });
     return { cert, key: key.toString() };

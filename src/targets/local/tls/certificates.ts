@@ -19,7 +19,7 @@ import { errorMessage } from '../../../core/errors.js';
 import type { EventBus } from '../../../engine/events.js';
 import type { Logger } from '../../../log.js';
 import type { CertificateSpec } from '../proxy/protocol.js';
-import { AcmeIssuer, type ChallengeSink } from './acme.js';
+import { AcmeIssuer, type AcmeChallenge, type ChallengeSink } from './acme.js';
 import { checkCertificate, pemPaths, privateDir, readPemPair, writePemPair, writePrivate, type CertificateFacts } from './cert-files.js';
 
 const day = 86_400_000;
@@ -61,7 +61,7 @@ interface IndexEntry {
   hosts: string[];
   source: 'acme' | 'file';
   dir: string;
-  acme?: { email: string; directory: string };
+  acme?: { email: string; directory: string; challenge?: AcmeChallenge };
 }
 
 interface Entry {
@@ -70,7 +70,7 @@ interface Entry {
   hosts: string[];
   source: 'acme' | 'file';
   dir: string;
-  acme?: { email: string; directory: string; ca?: string };
+  acme?: { email: string; directory: string; ca?: string; challenge?: AcmeChallenge };
   facts?: CertificateFacts;
   lastRenewal?: string;
   lastError?: string;
@@ -83,6 +83,7 @@ interface Entry {
 export class CertificateManager {
   private readonly entries = new Map<string, Entry>();
   private readonly challengeAnswers = new Map<string, string>();
+  private readonly alpnAnswers = new Map<string, { cert: string; key: string }>();
   private readonly issuer: AcmeIssuer;
   private readonly tlsDir: string;
   private timer?: NodeJS.Timeout;
@@ -145,7 +146,7 @@ export class CertificateManager {
   }
 
   /** An app wants ACME certificates for `hosts`; `ca` (PEM) when its directory is served with a private CA. */
-  async useAcme(env: string, app: string, hosts: string[], acme: { email: string; directory: string }, ca?: string): Promise<void> {
+  async useAcme(env: string, app: string, hosts: string[], acme: { email: string; directory: string; challenge?: AcmeChallenge }, ca?: string): Promise<void> {
     const sorted = [...hosts].sort();
     const id = createHash('sha256').update(`${acme.directory}\n${sorted.join(',')}`).digest('hex').slice(0, 16);
     const dir = join(this.tlsDir, 'acme', 'certs', `${sorted[0]}-${id}`);
@@ -154,7 +155,7 @@ export class CertificateManager {
     else ca = await readFile(join(dir, 'ca.pem'), 'utf8').catch(() => undefined);
     const key = `${env}/${app}`;
     const prev = this.entries.get(key);
-    if (prev && prev.dir === dir && prev.acme?.email === acme.email) {
+    if (prev && prev.dir === dir && prev.acme?.email === acme.email && prev.acme.challenge === acme.challenge) {
       prev.acme = { ...acme, ...(ca === undefined ? {} : { ca }) };
     } else {
       const e: Entry = { env, app, hosts: sorted, source: 'acme', dir, acme: { ...acme, ...(ca === undefined ? {} : { ca }) }, failures: 0, examined: false, ...(await readStatus(dir)) };
@@ -191,7 +192,7 @@ export class CertificateManager {
       hosts: e.hosts,
       source: e.source,
       dir: e.dir,
-      ...(e.acme ? { acme: { email: e.acme.email, directory: e.acme.directory } } : {}),
+      ...(e.acme ? { acme: { email: e.acme.email, directory: e.acme.directory, ...(e.acme.challenge ? { challenge: e.acme.challenge } : {}) } } : {}),
     }));
     await privateDir(this.tlsDir);
     await writePrivate(join(this.tlsDir, 'index.json'), `${JSON.stringify(index, null, 2)}\n`);
@@ -218,6 +219,10 @@ export class CertificateManager {
 
   challenges(): Record<string, string> {
     return Object.fromEntries(this.challengeAnswers);
+  }
+
+  alpnChallenges(): Record<string, { cert: string; key: string }> {
+    return Object.fromEntries(this.alpnAnswers);
   }
 
   views(): CertificateView[] {
@@ -284,7 +289,8 @@ export class CertificateManager {
     if (e.nextAttemptAt !== undefined && now < e.nextAttemptAt) return;
     const renewal = e.facts !== undefined;
     try {
-      const issued = await this.issuer.issue({ hosts: e.hosts, email: e.acme!.email, directory: e.acme!.directory, ...(e.acme!.ca ? { ca: e.acme!.ca } : {}) }, this.sink());
+      const { email, directory, ca, challenge } = e.acme!;
+      const issued = await this.issuer.issue({ hosts: e.hosts, email, directory, ...(ca ? { ca } : {}), ...(challenge ? { challenge } : {}) }, this.sink());
       const facts = checkCertificate(issued.cert, issued.key, `certificate from ${e.acme!.directory}`, e.hosts);
       await writePemPair(e.dir, issued.cert, issued.key);
       Object.assign(e, { facts, lastRenewal: new Date().toISOString(), lastError: undefined, failures: 0, nextAttemptAt: undefined });
@@ -316,6 +322,14 @@ export class CertificateManager {
       },
       remove: async (token) => {
         this.challengeAnswers.delete(token);
+        await this.o.publish();
+      },
+      setAlpn: async (host, cert, key) => {
+        this.alpnAnswers.set(host, { cert, key });
+        await this.o.publish();
+      },
+      removeAlpn: async (host) => {
+        this.alpnAnswers.delete(host);
         await this.o.publish();
       },
     };
