@@ -1,6 +1,7 @@
 /** HTTPS in the proxy: SNI, redirects, HSTS, ACME challenge answers, hot certificate swap, forwarding headers. */
 import fs from 'node:fs/promises';
 import https from 'node:https';
+import tls from 'node:tls';
 
 import path from 'node:path';
 import { describe, expect, onTestFinished, test } from 'vitest';
@@ -79,6 +80,30 @@ describe('proxy HTTPS', () => {
     expect(answer).toMatchObject({ status: 200, body: 'tok_EN1.thumbprint' });
     // Unknown tokens go to the app like any other path.
     expect((await request(web.http, { path: '/.well-known/acme-challenge/other', headers: { host: 'shop.test' } })).body).toBe('shop');
+  });
+
+  test('TLS-ALPN-01: a client asking for acme-tls/1 gets the challenge certificate, every other one the served one', async () => {
+    const { dir, client, web } = await setup();
+    const shop = await backend('shop');
+    const served = await selfSignedCertificate(dir, 'served', ['shop.test']);
+    const challenge = await selfSignedCertificate(dir, 'challenge', ['shop.test']);
+    await client.putRoutes({
+      web,
+      routes: [{ key: 'prod/shop', hosts: ['shop.test'], tls: {}, backends: [{ id: 's', url: shop.url, version: '1' }] }],
+      certificates: [{ hosts: ['shop.test'], certFile: served.certFile, keyFile: served.keyFile }],
+      alpnChallenges: { 'shop.test': { cert: challenge.pem, key: await fs.readFile(challenge.keyFile, 'utf8') } },
+    });
+    const validator = await new Promise<{ protocol: string | false | null; serial: string }>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port: web.https, servername: 'shop.test', ca: challenge.pem, ALPNProtocols: ['acme-tls/1'] }, () => {
+        resolve({ protocol: s.alpnProtocol, serial: s.getPeerCertificate().serialNumber });
+        s.end();
+      });
+      s.on('error', reject);
+    });
+    const normal = await httpsRequest(web.https, 'shop.test', served.pem);
+    expect(validator.protocol).toBe('acme-tls/1');
+    expect(validator.serial).not.toBe(normal.serial);
+    expect(normal.body).toBe('shop');
   });
 
   test('a certificate that does not match its key is refused and the previous one stays in service; no key is logged', async () => {
