@@ -78,6 +78,8 @@ interface Entry {
   nextAttemptAt?: number;
   /** Set once the files on disk were looked at (ACME): a valid one is reused instead of ordering. */
   examined: boolean;
+  /** Serial of the certificate the proxy was last handed (it serves that one). */
+  servedSerial?: string;
 }
 
 export class CertificateManager {
@@ -104,7 +106,7 @@ export class CertificateManager {
     await writePemPair(dir, cert, key);
     this.entries.set(`${env}/${app}`, { env, app, hosts, source: 'file', dir, facts, failures: 0, examined: true, lastRenewal: new Date().toISOString() });
     await this.saveIndex();
-    await this.o.publish();
+    await this.publish();
   }
 
   /**
@@ -122,7 +124,8 @@ export class CertificateManager {
       const ca = i.source === 'acme' ? await readFile(join(i.dir, 'ca.pem'), 'utf8').catch(() => undefined) : undefined;
       const e: Entry = { env: i.env, app: i.app, hosts: i.hosts, source: i.source, dir: i.dir, failures: 0, examined: false, ...(await readStatus(i.dir)) };
       if (i.acme) e.acme = { ...i.acme, ...(ca === undefined ? {} : { ca }) };
-      await this.examine(e);
+      // The proxy kept serving it while the engine was away, and the first table update hands it over again.
+      if (await this.examine(e)) e.servedSerial = e.facts!.serial;
       this.entries.set(`${i.env}/${i.app}`, e);
     }
   }
@@ -139,7 +142,7 @@ export class CertificateManager {
     if (!pair) return;
     try {
       const facts = checkCertificate(pair.cert, pair.key, pemPaths(dir).certFile, hosts);
-      this.entries.set(`${env}/${app}`, { env, app, hosts, source: 'file', dir, facts, failures: 0, examined: true });
+      this.entries.set(`${env}/${app}`, { env, app, hosts, source: 'file', dir, facts, failures: 0, examined: true, servedSerial: facts.serial });
     } catch (err) {
       this.o.log.error({ env, app, error: errorMessage(err) }, 'certificate not served');
     }
@@ -162,7 +165,7 @@ export class CertificateManager {
       // A valid certificate already on disk (an earlier order for the same names) is served at once, not ordered again.
       if (await this.examine(e)) {
         this.entries.set(key, e);
-        await this.o.publish();
+        await this.publish();
       } else {
         this.entries.set(key, e);
       }
@@ -205,7 +208,7 @@ export class CertificateManager {
     this.entries.delete(`${env}/${app}`);
     if (e.source === 'file') await rm(e.dir, { recursive: true, force: true });
     await this.saveIndex();
-    await this.o.publish();
+    await this.publish();
   }
 
   has(env: string, app: string): boolean {
@@ -228,13 +231,15 @@ export class CertificateManager {
   views(): CertificateView[] {
     return [...this.entries.values()].map((e) => {
       const expired = e.facts !== undefined && Date.parse(e.facts.notAfter) <= Date.now();
-      const serving = e.facts !== undefined && !expired;
+      // Ready once the proxy has the current certificate (a renewal is Ready again once the new one is handed over).
+      const current = e.facts !== undefined && e.servedSerial === e.facts.serial && !expired;
+      const serving = e.servedSerial !== undefined && !expired;
       return {
         env: e.env,
         app: e.app,
         hosts: e.hosts,
         source: e.source,
-        state: e.lastError !== undefined ? 'Failed' : serving ? 'Ready' : 'Pending',
+        state: e.lastError !== undefined ? 'Failed' : current ? 'Ready' : 'Pending',
         serving,
         issuer: e.facts?.issuer ?? null,
         notAfter: e.facts?.notAfter ?? null,
@@ -283,7 +288,7 @@ export class CertificateManager {
   }
 
   private async reconcile(e: Entry): Promise<void> {
-    if (!e.examined && (await this.examine(e))) await this.o.publish();
+    if (!e.examined && (await this.examine(e))) await this.publish();
     const now = Date.now();
     if (e.facts && now < this.renewAt(e.facts)) return;
     if (e.nextAttemptAt !== undefined && now < e.nextAttemptAt) return;
@@ -297,7 +302,6 @@ export class CertificateManager {
       await writeStatus(e);
       this.o.log.info({ env: e.env, app: e.app, hosts: e.hosts, notAfter: facts.notAfter, serial: facts.serial, renewal }, 'certificate issued');
       this.o.bus.publish({ type: 'certificate.issued', env: e.env, app: e.app, hosts: e.hosts, notAfter: facts.notAfter, renewal });
-      await this.o.publish();
     } catch (err) {
       e.failures++;
       const delay = Math.min((this.o.retryBaseMs ?? 60_000) * 2 ** (e.failures - 1), this.o.retryMaxMs ?? 3_600_000);
@@ -311,26 +315,40 @@ export class CertificateManager {
         renewal ? 'certificate renewal failed' : 'certificate order failed; hosts are served on plain HTTP only',
       );
       this.o.bus.publish({ type: 'certificate.failed', env: e.env, app: e.app, hosts: e.hosts, renewal, message: e.lastError, retryAt: new Date(e.nextAttemptAt).toISOString() });
+      return;
     }
+    await this.install();
+  }
+
+  /** The certificate is on disk: hand it to the proxy (a failure here is the proxy's, not the order's: no new order). */
+  private async install(): Promise<void> {
+    await this.publish().catch((err: unknown) => this.o.log.error({ err: errorMessage(err) }, 'certificates not handed to the proxy; retried with the next table update'));
+  }
+
+  /** Sends the table to the proxy; once it has it, the certificates it carries are served. */
+  private async publish(): Promise<void> {
+    const sent = [...this.entries.values()].filter((e) => e.facts).map((e) => [e, e.facts!.serial] as const);
+    await this.o.publish();
+    for (const [e, serial] of sent) e.servedSerial = serial;
   }
 
   private sink(): ChallengeSink {
     return {
       set: async (token, answer) => {
         this.challengeAnswers.set(token, answer);
-        await this.o.publish();
+        await this.publish();
       },
       remove: async (token) => {
         this.challengeAnswers.delete(token);
-        await this.o.publish();
+        await this.publish();
       },
       setAlpn: async (host, cert, key) => {
         this.alpnAnswers.set(host, { cert, key });
-        await this.o.publish();
+        await this.publish();
       },
       removeAlpn: async (host) => {
         this.alpnAnswers.delete(host);
-        await this.o.publish();
+        await this.publish();
       },
     };
   }
