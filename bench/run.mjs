@@ -23,6 +23,7 @@ const benches = [
   { name: 'restart-under-load', title: 'Engine restarts and an upgrade under load' },
   { name: 'progressive-under-load', title: 'Progressive rollouts under load' },
   { name: 'dashboard', title: 'Dashboard first paint' },
+  { name: 'tls-overhead', title: 'HTTPS through the proxy' },
   {
     name: 'kubernetes',
     title: 'Kubernetes target',

@@ -37,6 +37,23 @@ export const appStatusSchema = z
     message: z.string(),
     replicas: z.object({ desired: z.number().int(), ready: z.number().int(), total: z.number().int(), updated: z.number().int() }),
     instances: z.array(z.record(z.string(), z.unknown())),
+    certificates: z
+      .array(
+        z.object({
+          hosts: z.array(z.string()),
+          source: z.enum(['acme', 'file']),
+          state: z.enum(['Ready', 'Pending', 'Failed']),
+          serving: z.boolean(),
+          issuer: z.string().nullable(),
+          notAfter: z.string().nullable(),
+          serial: z.string().nullable(),
+          lastRenewal: z.string().nullable(),
+          lastError: z.string().nullable(),
+          nextAttemptAt: z.string().nullable(),
+        }),
+      )
+      .optional()
+      .describe('HTTPS certificates of the app\'s hosts (local target)'),
   })
   .meta({ id: 'AppStatus' });
 

@@ -79,6 +79,15 @@ export function formatStatus(s: StatusView): string {
       rows.push([a.name, version, a.sync, a.health, `${a.replicas.ready}/${a.replicas.desired}`, a.revision?.slice(0, 7) ?? '-', a.message.split('\n')[0]]);
     }
     out.push(table(rows).replace(/^/gm, '  '));
+    for (const a of env.apps) {
+      for (const c of a.certificates ?? []) {
+        const expiry = c.notAfter ? `expires ${c.notAfter}` : 'no certificate yet (plain HTTP)';
+        const issuer = c.issuer ? `, issuer ${c.issuer}` : '';
+        const renewed = c.lastRenewal ? `, renewed ${c.lastRenewal}` : '';
+        out.push(`  certificate ${a.name} ${c.hosts.join(',')} (${c.source}): ${c.state}, ${expiry}${issuer}${renewed}`);
+        if (c.lastError) out.push(`    last error: ${c.lastError}${c.nextAttemptAt ? ` (retry at ${c.nextAttemptAt})` : ''}`);
+      }
+    }
   }
   return out.join('\n');
 }

@@ -23,6 +23,13 @@ export interface UpConfig {
   defaultUser?: string;
   /** `clusters:` and `policy:` of the config file (never from flags, the environment or git). */
   policy: EnginePolicy;
+  /** Shared web ports of apps with `hosts` (default 80 and 443). */
+  httpPort: number;
+  httpsPort: number;
+  /** Address the proxy's public ports bind to (default 127.0.0.1; 0.0.0.0 to serve the world). */
+  proxyListenHost: string;
+  /** Peers (other proxies of the operator) whose X-Forwarded-For the proxy keeps. */
+  trustedProxies: string[];
 }
 
 const envNames: Record<Exclude<keyof UpConfig, 'policy'>, string> = {
@@ -37,6 +44,10 @@ const envNames: Record<Exclude<keyof UpConfig, 'policy'>, string> = {
   allowedHosts: 'KEELSON_ALLOWED_HOSTS',
   allowRootApps: 'KEELSON_ALLOW_ROOT_APPS',
   defaultUser: 'KEELSON_DEFAULT_USER',
+  httpPort: 'KEELSON_HTTP_PORT',
+  httpsPort: 'KEELSON_HTTPS_PORT',
+  proxyListenHost: 'KEELSON_PROXY_LISTEN_HOST',
+  trustedProxies: 'KEELSON_TRUSTED_PROXIES',
 };
 
 export function resolveUpConfig(flags: Partial<Record<Exclude<keyof UpConfig, 'policy'>, unknown>> & { config?: string; webhookSecretFile?: string }): UpConfig {
@@ -55,7 +66,7 @@ export function resolveUpConfig(flags: Partial<Record<Exclude<keyof UpConfig, 'p
   const pick = (k: Exclude<keyof UpConfig, 'policy'>): unknown => {
     if (flags[k] !== undefined && !(Array.isArray(flags[k]) && (flags[k] as unknown[]).length === 0)) return flags[k];
     const fromEnv = process.env[envNames[k]];
-    if (fromEnv !== undefined && fromEnv !== '') return k === 'envs' || k === 'allowedHosts' ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : fromEnv;
+    if (fromEnv !== undefined && fromEnv !== '') return k === 'envs' || k === 'allowedHosts' || k === 'trustedProxies' ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : fromEnv;
     return fromFile[k];
   };
   const repo = pick('repo');
@@ -83,11 +94,22 @@ export function resolveUpConfig(flags: Partial<Record<Exclude<keyof UpConfig, 'p
     allowRootApps: isTrue(pick('allowRootApps')),
     defaultUser: (pick('defaultUser') as string | undefined) || undefined,
     policy,
+    httpPort: portOf(pick('httpPort'), 80, '--http-port'),
+    httpsPort: portOf(pick('httpsPort'), 443, '--https-port'),
+    proxyListenHost: (pick('proxyListenHost') as string | undefined) ?? '127.0.0.1',
+    trustedProxies: ((pick('trustedProxies') as unknown[] | undefined) ?? []).map(String),
   };
 }
 
 function isTrue(v: unknown): boolean {
   return v === true || (typeof v === 'string' && ['1', 'true', 'yes'].includes(v.toLowerCase()));
+}
+
+function portOf(v: unknown, fallback: number, flag: string): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new ExitError(2, `${flag} must be a port number (1-65535), got ${String(v)}`);
+  return n;
 }
 
 function isUrl(s: string): boolean {

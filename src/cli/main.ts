@@ -7,6 +7,8 @@ Usage:
              [--state-dir D] [--poll 10s] [--webhook-secret-file F] [--config keelson.yaml]
              [--allow-host NAME]...   (names the API answers to besides localhost/127.0.0.1/[::1])
              [--default-user U | --allow-root-apps]   (as root: who apps without "user:" run as)
+             [--http-port 80] [--https-port 443] [--proxy-listen-host 127.0.0.1] [--trusted-proxy ADDR]...
+             [--log-format json|pretty]   (HTTPS for Apps' hosts: docs/https.md)
   keelson validate [--repo R] [--path P] [--state-dir D] [--fetch-charts] [--skip-host-checks] [--config F]   (with KEELSON_AGE_KEY_FILE set, secret files must decrypt too)
   keelson status [--env E] [--json]
   keelson diff --env E [--json] [--exit-code]   what a sync would do now (the running revision against live)

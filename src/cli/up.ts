@@ -2,11 +2,12 @@ import { serve } from '@hono/node-server';
 import { createApi } from '../api/app.js';
 import { Authenticator, readTokensFile, tokenEnvVars, tokensFromEnv } from '../api/auth.js';
 import { registerProxyMetrics } from '../metrics/proxy-metrics.js';
+import { registerCertificateMetrics } from '../metrics/certificate-metrics.js';
 import { version } from './version.js';
 import { ExitError, errorMessage } from '../core/errors.js';
 import { Engine } from '../engine/engine.js';
 import { EventBus } from '../engine/events.js';
-import { createLogger } from '../log.js';
+import { createLogger, parseLogFormat } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
 import { Notifier } from '../notify/notifier.js';
 import { HealthWatch } from '../engine/health-watch.js';
@@ -38,6 +39,11 @@ export async function up(argv: string[]): Promise<void> {
     'allow-host': { type: 'string', multiple: true },
     'allow-root-apps': { type: 'boolean' },
     'default-user': { type: 'string' },
+    'http-port': { type: 'string' },
+    'https-port': { type: 'string' },
+    'proxy-listen-host': { type: 'string' },
+    'trusted-proxy': { type: 'string', multiple: true },
+    'log-format': { type: 'string' },
   });
   const cfg = resolveUpConfig({
     repo: values.repo,
@@ -52,6 +58,10 @@ export async function up(argv: string[]): Promise<void> {
     allowedHosts: values['allow-host'],
     allowRootApps: values['allow-root-apps'],
     defaultUser: values['default-user'],
+    httpPort: values['http-port'],
+    httpsPort: values['https-port'],
+    proxyListenHost: values['proxy-listen-host'],
+    trustedProxies: values['trusted-proxy'],
   });
   const listen = parseListen(cfg.listen);
   const tokensFile = values['tokens-file'] ?? (process.env.KEELSON_TOKENS_FILE || undefined);
@@ -60,7 +70,13 @@ export async function up(argv: string[]): Promise<void> {
     throw new ExitError(2, `refusing to listen on ${listen.host} without authentication: configure API tokens (--tokens-file F, or ${tokenEnvVars.admin} / ${tokenEnvVars.operator} / ${tokenEnvVars.viewer}; create one with \`keelson token create\`) or listen on 127.0.0.1.`);
   }
   const pollMs = parseDuration(cfg.poll);
-  const log = createLogger();
+  let logFormat;
+  try {
+    logFormat = parseLogFormat(values['log-format'] ?? process.env.KEELSON_LOG_FORMAT);
+  } catch (err) {
+    throw new ExitError(2, errorMessage(err));
+  }
+  const log = createLogger({ format: logFormat });
   const store = new Store(cfg.stateDir, { log });
   const bus = new EventBus();
   bus.subscribe((e) => {
@@ -70,7 +86,20 @@ export async function up(argv: string[]): Promise<void> {
   });
   let engine: Engine | undefined;
   const isolation = { allowRootApps: cfg.allowRootApps, ...(cfg.defaultUser ? { defaultUser: cfg.defaultUser } : {}) };
-  const target = new LocalTarget({ stateDir: cfg.stateDir, store, bus, log, requeue: (env) => engine?.requeue(env), isolation });
+  const renewBefore = process.env.KEELSON_ACME_RENEW_BEFORE;
+  const target = new LocalTarget({
+    stateDir: cfg.stateDir,
+    store,
+    bus,
+    log,
+    requeue: (env) => engine?.requeue(env),
+    isolation,
+    proxy: { listenHost: cfg.proxyListenHost, web: { http: cfg.httpPort, https: cfg.httpsPort }, trustedProxies: cfg.trustedProxies },
+    acme: {
+      ...(renewBefore ? { renewBeforeMs: parseDuration(renewBefore) } : {}),
+      ...(process.env.KEELSON_ACME_RETRY_BASE ? { retryBaseMs: parseDuration(process.env.KEELSON_ACME_RETRY_BASE) } : {}),
+    },
+  });
   // Each environment's spec.target picks its target; the engine talks to the registry only.
   const targets = createTargetRegistry({ local: target, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), stateDir: cfg.stateDir });
   engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target: targets, policy: cfg.policy });
@@ -79,6 +108,7 @@ export async function up(argv: string[]): Promise<void> {
     health: () => target.supervisor.status().map((a) => ({ env: a.env, app: a.app, status: engine!.pauses.isPaused(a.env, a.app) ? 'Suspended' : a.health })),
   });
   registerProxyMetrics(metrics.registry, () => target.proxy.stats());
+  registerCertificateMetrics(metrics.registry, () => target.tls.views());
   const notifier = new Notifier({ bus, log, environment: (env) => engine!.desiredEnvironment(env), link: (env) => `http://${cfg.listen}/api/v1/status?env=${encodeURIComponent(env)}` });
   notifier.start();
   // health.changed events (healthDegraded notifications, the event stream, the dashboard).

@@ -51,8 +51,8 @@ export interface SyncWindow {
   manualSync: boolean;
 }
 
-export type NotificationTrigger = 'syncStarted' | 'syncSucceeded' | 'syncFailed' | 'healthDegraded' | 'driftHealed' | 'rolledBack';
-export const NOTIFICATION_TRIGGERS: readonly NotificationTrigger[] = ['syncStarted', 'syncSucceeded', 'syncFailed', 'healthDegraded', 'driftHealed', 'rolledBack'];
+export type NotificationTrigger = 'syncStarted' | 'syncSucceeded' | 'syncFailed' | 'healthDegraded' | 'driftHealed' | 'rolledBack' | 'certificateFailed';
+export const NOTIFICATION_TRIGGERS: readonly NotificationTrigger[] = ['syncStarted', 'syncSucceeded', 'syncFailed', 'healthDegraded', 'driftHealed', 'rolledBack', 'certificateFailed'];
 
 export interface NotificationSpec {
   name: string;

@@ -78,6 +78,10 @@ export interface DesiredApp {
   port?: number;
   /** Virtual host (`app.env.localhost`) the proxy routes to this app on `port`, sharing the port with its owner. */
   host?: string;
+  /** Public names routed to this app on the proxy's shared web ports (local target), lower-case. */
+  hosts?: string[];
+  /** HTTPS for `hosts`. */
+  tls?: DesiredTls;
   /** Kubernetes target: container image with its tag (the version) for an App rendered to a Deployment. */
   image?: string;
   /**
@@ -153,6 +157,22 @@ export interface AppResources {
   /** Open file descriptors (RLIMIT_NOFILE). */
   openFiles?: number;
 }
+export interface DesiredTls {
+  /** Certificates from an ACME CA; `caFile` is a repository path (a CA the engine trusts for the directory). */
+  acme?: { email: string; directory: string; caFile?: string; challenge?: 'http-01' | 'tls-alpn-01' };
+  /**
+   * A certificate kept SOPS-encrypted in the repository: `file#key` of the PEM chain and of the key, for messages.
+   * The references themselves are among `secrets.files` (at `tlsCertPath` / `tlsKeyPath`), so they are decrypted,
+   * digested and checked like every secret.
+   */
+  certificate?: { cert: string; key: string };
+  /** `Strict-Transport-Security: max-age=…` on HTTPS answers. */
+  hstsMaxAgeSeconds?: number;
+}
+
+/** Where a static certificate and its key land below the app's secrets dir. */
+export const tlsCertPath = '.keelson-tls/cert.pem';
+export const tlsKeyPath = '.keelson-tls/key.pem';
 
 /** A secret reference: a SOPS file (relative to the repository root) and, optionally, one key in it. */
 export interface SecretRef {

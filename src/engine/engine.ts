@@ -11,7 +11,7 @@ import { git } from '../source/git.js';
 import { GitSource, type FetchResult } from '../source/git-source.js';
 import type { AppChange, Store } from '../store/store.js';
 import { hashDirectory } from '../targets/local/releases.js';
-import type { LiveApp, Target } from '../targets/target.js';
+import type { CertificateStatus, LiveApp, Target } from '../targets/target.js';
 import type { HelmTestReport } from '../targets/kubernetes/helm-tests.js';
 import { effectiveEnvironment, phaseOf, requeueBeforeExpiry, type EnvironmentPhase } from '../environments/expiry.js';
 import { digestSecrets } from '../secrets/resolve.js';
@@ -88,6 +88,8 @@ export interface AppStatusView {
   instances: unknown[];
   /** Public port the proxy serves the app on, if any. */
   port?: number | null;
+  /** HTTPS certificates of the app's hosts (local target), when it has any. */
+  certificates?: CertificateStatus[];
 }
 
 export interface EnvironmentStatusView {
@@ -634,6 +636,7 @@ export class Engine {
           replicas: l?.replicas ?? { desired: d?.replicas ?? 0, ready: 0, total: 0, updated: 0 },
           instances: l?.instances ?? [],
           port: d?.port ?? l?.spec.port ?? null,
+          ...(l?.certificates?.length ? { certificates: l.certificates } : {}),
         };
       });
       environments.push({

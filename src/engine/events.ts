@@ -41,7 +41,13 @@ export type KeelsonEvent =
   | { type: 'automation.committed'; env: string; app: string; from: string; to: string; commit: string; message: string }
   | { type: 'automation.failed'; app: string | null; message: string }
   | { type: 'rollback.committed'; env: string; app: string; to: string; commit: string; actor: string; message: string }
+  | CertificateEvent
   | RolloutEvent;
+
+/** HTTPS certificates of the local target's hosts (ACME orders and renewals). */
+export type CertificateEvent =
+  | { type: 'certificate.issued'; env: string; app: string; hosts: string[]; notAfter: string; renewal: boolean }
+  | { type: 'certificate.failed'; env: string; app: string; hosts: string[]; renewal: boolean; message: string; retryAt: string };
 
 /** Progressive rollouts (blue/green, canary); see src/rollout/. */
 export type RolloutEvent =

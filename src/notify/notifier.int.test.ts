@@ -70,6 +70,22 @@ describe('notifications to a real HTTP receiver', () => {
     expect(received.map((r) => r.body.event)).toEqual(['syncFailed', 'rolledBack', 'syncFailed']);
   });
 
+  it('tells of a failed certificate order or renewal (certificateFailed)', async () => {
+    received.length = 0;
+    const { bus, n } = setup([spec({ name: 'hook', url: `${base}/hook`, triggers: ['certificateFailed'] })]);
+    bus.publish({ type: 'certificate.issued', env: 'prod', app: 'web', hosts: ['web.example.com'], notAfter: '2026-04-01T00:00:00.000Z', renewal: false });
+    bus.publish({ type: 'certificate.failed', env: 'prod', app: 'web', hosts: ['web.example.com'], renewal: true, message: 'cannot reach the ACME directory https://acme.test/dir: ECONNREFUSED', retryAt: '2026-01-01T00:01:00.000Z' });
+    await n.idle();
+    expect(received.map((r) => r.body)).toEqual([
+      expect.objectContaining({
+        event: 'certificateFailed',
+        app: 'web',
+        result: 'Failed',
+        message: 'renewal of the certificate for web.example.com failed: cannot reach the ACME directory https://acme.test/dir: ECONNREFUSED; retrying at 2026-01-01T00:01:00.000Z',
+      }),
+    ]);
+  });
+
   it('sends Slack text to a URL read from the engine environment, and reports a healed drift once', async () => {
     received.length = 0;
     const { bus, n } = setup([spec({ name: 'chat', type: 'slack', urlEnv: 'SLACK_URL', triggers: ['driftHealed', 'healthDegraded'] })], { SLACK_URL: `${base}/slack` });

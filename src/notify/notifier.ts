@@ -78,6 +78,8 @@ export class Notifier {
       case 'replica.ready':
         if (e.ready) this.healed(e.env, e.app, null);
         return;
+      case 'certificate.failed':
+        return this.notify('certificateFailed', e.env, e.app, null, 'Failed', `${e.renewal ? 'renewal' : 'first order'} of the certificate for ${e.hosts.join(', ')} failed: ${e.message}; retrying at ${e.retryAt}`);
     }
   }
 
@@ -168,6 +170,7 @@ const icons: Record<NotificationTrigger, string> = {
   syncFailed: ':x:',
   healthDegraded: ':warning:',
   driftHealed: ':adhesive_bandage:',
+  certificateFailed: ':lock:',
   rolledBack: ':rewind:',
 };
 

@@ -325,7 +325,7 @@ describe('renderRepository: issues at file:line:col', () => {
         "a.yaml:13:23: App "a": spec.readiness.exec.command[0]: must be a string, not boolean true",
         "a.yaml:20:13: App "b": spec.artifact: a url artifact needs "sha256" (64 hex digits) to verify the download",
         "e.yaml:5:36: Environment "e": spec.target.kubernetes.namespace: is required",
-        "e.yaml:6:16: Environment "e": unknown field "spec.apps.a.colour" (allowed: autoUpdate, version, replicas, env, port, secrets, helm, syncOptions, ignoreDifferences, jsonnet, user, resources)",
+        "e.yaml:6:16: Environment "e": unknown field "spec.apps.a.colour" (allowed: autoUpdate, version, replicas, env, port, hosts, tls, secrets, helm, syncOptions, ignoreDifferences, jsonnet, user, resources)",
         "e.yaml:10:11: Environment: metadata.name: is required",
       ]
     `);

@@ -34,6 +34,7 @@ import { checkHostUsers, checkKubernetesIsolation, resolveIsolation, userClaim, 
 import { resolveRunAs } from '../targets/local/users.js';
 import { policyFor, type EnginePolicy } from '../policy/policy.js';
 import { checkTarget } from '../policy/target-check.js';
+import { applyHostsAndTls, checkHostClaims, type HostClaim, type TlsSources } from './render-tls.js';
 
 export interface RenderOptions {
   /** Repository root (artifact paths are resolved against it and must stay inside it). */
@@ -107,11 +108,14 @@ export function renderDocuments(docs: readonly ParsedDoc[], opts: RenderOptions)
   const environments: DesiredEnvironment[] = [];
   const claims: PortClaim[] = [];
   const users: UserClaim[] = [];
+  const hostClaims: HostClaim[] = [];
   for (const env of [...envs.values()].sort(byName)) {
     const isSelected = selected.has(env.name);
-    // Issues of environments that are not rendered are dropped; only their port claims matter.
+    // Issues of environments that are not rendered are dropped; only their port and host claims matter.
     const sink: Issue[] = isSelected ? issues : [];
-    const resolved = resolveEnvironment(root, env, apps, invalid.App, sink, isSelected ? users : [], opts.policy);
+    const envHosts: HostClaim[] = [];
+    const resolved = resolveEnvironment(root, env, apps, invalid.App, sink, isSelected ? users : [], opts.policy, envHosts);
+    hostClaims.push(...envHosts.map((c) => ({ ...c, selected: isSelected })));
     // Every local environment shares this machine's ports; other targets have their own.
     // Host-routed environments share their ports by host name (app.env.localhost), so they claim none.
     const own = 'local' in resolved.target && env.value.spec.routing !== 'host' ? portClaims(env, resolved.apps, isSelected) : [];
@@ -123,6 +127,7 @@ export function renderDocuments(docs: readonly ParsedDoc[], opts: RenderOptions)
     environments.push({ ...resolved, apps: order.map((n) => byApp.get(n)!) });
   }
   checkPortsAcrossEnvironments(claims, issues);
+  checkHostClaims(hostClaims, issues);
 
   return { desired: { environments }, issues: sortIssues(dedupe(issues)).map((i) => ({ ...i })), users };
 }
@@ -303,6 +308,7 @@ function resolveEnvironment(
   issues: Issue[],
   users: UserClaim[],
   policy?: EnginePolicy,
+  hostClaims: HostClaim[] = [],
 ): DesiredEnvironment {
   const listed = env.value.spec.apps ?? {};
   const out: DesiredApp[] = [];
@@ -346,6 +352,13 @@ function resolveEnvironment(
     if (overrides?.secrets) secretSources.push({ doc: env.doc, at: ['spec', 'apps', name, 'secrets'], secrets: overrides.secrets });
     const secrets = resolveSecretRefs(root, name, secretSources, desired.vars, issues);
     if (secrets) desired.secrets = secrets;
+    const tlsSources: TlsSources = {};
+    const appAt = ['spec', 'apps', name];
+    if (overrides?.hosts) tlsSources.hosts = { doc: env.doc, at: [...appAt, 'hosts'], value: overrides.hosts };
+    else if (app.value.spec.hosts) tlsSources.hosts = { doc: app.doc, at: ['spec', 'hosts'], value: app.value.spec.hosts };
+    if (overrides?.tls) tlsSources.tls = { doc: env.doc, at: [...appAt, 'tls'], value: overrides.tls };
+    else if (app.value.spec.tls) tlsSources.tls = { doc: app.doc, at: ['spec', 'tls'], value: app.value.spec.tls };
+    hostClaims.push(...applyHostsAndTls(root, desired, tlsSources, env.value.spec.target.kubernetes !== undefined, issues));
     if (overrides?.version !== undefined && overrides.version !== app.value.spec.version) {
       checkArtifactPath(root, app, overrides.version, env.name, issues);
     }

@@ -119,7 +119,7 @@ export const NotificationSchema = z
     urlEnv: EnvVarName.optional().describe("Name of the engine's environment variable holding the URL (keeps webhook secrets out of git)"),
     headers: StringMap.default({}),
     triggers: z
-      .array(z.enum(['syncStarted', 'syncSucceeded', 'syncFailed', 'healthDegraded', 'driftHealed', 'rolledBack']))
+      .array(z.enum(['syncStarted', 'syncSucceeded', 'syncFailed', 'healthDegraded', 'driftHealed', 'rolledBack', 'certificateFailed']))
       .min(1)
       .default(['syncSucceeded', 'syncFailed', 'healthDegraded', 'rolledBack']),
     suppressRepeatsSeconds: Seconds(0, 604_800, 600).describe('The same notification is not sent again within this many seconds'),

@@ -11,6 +11,7 @@ import { SecretsSchema } from '../secrets/schema.js';
 import { HelmOverridesSchema, HelmSpecSchema } from './helm-schema.js';
 import { IgnoreDifferencesSchema, SyncOptionsSchema } from './schema-argo.js';
 import { ResourcesSchema, UserSchema } from './schema-isolation.js';
+import { HostsSchema, TlsSchema } from './schema-tls.js';
 
 export const API_GROUP = 'keelson.dev';
 export const API_VERSION = 'keelson.dev/v1alpha1';
@@ -144,6 +145,8 @@ export const AppSpecSchema = z.strictObject({
     .default({ env: {} }),
   replicas: z.int().min(0).max(1000).default(1).describe('Number of processes'),
   port: Port.optional().describe('Public port the proxy listens on; each replica gets its own PORT'),
+  hosts: HostsSchema.optional(),
+  tls: TlsSchema.optional(),
   readiness: ProbeSchema.optional().describe('Traffic goes to a replica only while this succeeds'),
   liveness: ProbeSchema.optional().describe('A replica is restarted when this fails failureThreshold times'),
   dependsOn: z.array(Name).default([]).describe('Apps that must be ready before this one starts'),
@@ -170,6 +173,8 @@ export const AppOverridesSchema = z.strictObject({
   replicas: z.int().min(0).max(1000).optional(),
   env: EnvMap.optional(),
   port: Port.optional(),
+  hosts: HostsSchema.optional().describe("Public names of this app in this environment; replace the App's"),
+  tls: TlsSchema.optional().describe("HTTPS of this app in this environment; replaces the App's"),
   secrets: SecretsSchema.optional().describe('Secrets of this app in this environment; env entries replace the App\'s by name, files by path'),
   helm: HelmOverridesSchema.optional(),
   syncOptions: SyncOptionsSchema.optional().describe("Replaces the App's syncOptions in this environment"),

@@ -80,6 +80,11 @@ export class LocalSecrets {
     return env;
   }
 
+  /** A decrypted secret file of a prepared template (e.g. a static TLS certificate), read back by the target. */
+  readFile(app: DesiredApp, template: string, path: string): Promise<string> {
+    return readFile(join(this.templateDir(app.env, app.name, template), 'files', path), 'utf8');
+  }
+
   /** After a successful rollout: forgets every other template of the app (its replicas are gone). */
   async keepOnly(env: string, app: string, template: string): Promise<void> {
     for (const k of this.envs.keys()) if (k.startsWith(`${env}/${app}/`) && k !== `${env}/${app}/${template}`) this.envs.delete(k);

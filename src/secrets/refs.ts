@@ -67,7 +67,8 @@ export function resolveSecretRefs(root: string, appName: string, sources: Secret
   return any ? out : undefined;
 }
 
-function reference(root: string, src: SecretsSource, at: PathSegment[], file: string, key: string | undefined, issues: Issue[]): SecretRef | undefined {
+/** One reference declared at `src.at` + `at` (its `file` and `key` below that), checked to stay inside the repository. */
+export function reference(root: string, src: SecretsSource, at: PathSegment[], file: string, key: string | undefined, issues: Issue[]): SecretRef | undefined {
   const abs = resolve(dirname(join(root, src.doc.file)), file);
   if (!isInside(root, abs) || abs === root || !resolvesInside(root, abs)) {
     issues.push(issueAt(src.doc, [...src.at, ...at, 'file'], `secret file "${file}" resolves to ${realPath(abs)}, outside the repository root ${root}; keep secret files inside the ops repository (no symlinks out of it)`));

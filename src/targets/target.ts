@@ -35,6 +35,22 @@ export interface LiveApp {
   outOfSync?: string;
   /** Objects whose prune waits for confirmation (`keelson sync --confirm-prune`). */
   pendingPrune?: string[];
+  /** HTTPS certificates of the app's hosts (local target). */
+  certificates?: CertificateStatus[];
+}
+
+/** One certificate of an app's hosts, as `keelson status` and the API show it (never key material). */
+export interface CertificateStatus {
+  hosts: string[];
+  source: 'acme' | 'file';
+  state: 'Ready' | 'Pending' | 'Failed';
+  serving: boolean;
+  issuer: string | null;
+  notAfter: string | null;
+  serial: string | null;
+  lastRenewal: string | null;
+  lastError: string | null;
+  nextAttemptAt: string | null;
 }
 
 /** One object of an app as a target sees it: `kind/namespace/name`, its health and why. */

@@ -21,7 +21,7 @@ run(`deploy/helm/keelson renders with Keelson's Helm support${why ? ` (${why})` 
   const objects = await renderHelm(join(root, 'deploy', 'helm', 'keelson'), app, { namespace: 'keelson-system', checkoutDir: root });
   const kinds = objects.map((o) => `${o.kind}/${o.metadata.name}`);
   expect(kinds).toEqual(expect.arrayContaining(['Deployment/keelson', 'Service/keelson', 'ServiceAccount/keelson']));
-  const deployment = objects.find((o) => o.kind === 'Deployment') as { spec: { template: { spec: { containers: { args?: string[]; securityContext?: Record<string, unknown> }[] } } } };
+  const deployment = objects.find((o) => o.kind === 'Deployment') as unknown as { spec: { template: { spec: { containers: { args?: string[]; securityContext?: Record<string, unknown> }[] } } } };
   const container = deployment.spec.template.spec.containers[0];
   expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
 });

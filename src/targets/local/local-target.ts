@@ -6,8 +6,8 @@ import { errorMessage, TransientError } from '../../core/errors.js';
 import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { Store } from '../../store/store.js';
-import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, Target } from '../target.js';
 import { runArgv } from '../../hooks/runner.js';
+import type { ApplyContext, ApplyOutcome, CertificateStatus, HookExecRequest, LiveApp, Target } from '../target.js';
 import { fetchArtifact, unpackTarGz } from './artifact.js';
 import { rotateIfNeeded } from './logs.js';
 import { isProgressive, progressiveRollout, type ProgressiveDeps } from './progressive.js';
@@ -20,6 +20,11 @@ import { Supervisor } from './supervisor.js';
 import { LocalSecrets, SECRETS_DIR_VAR } from '../../secrets/local-runtime.js';
 import { grantSecretFiles, identityEnv, IsolationError, prepareDataDir, restrictReleases, type IsolationPolicy } from './isolation.js';
 import type { CgroupSystem } from './cgroups.js';
+import { tlsCertPath, tlsKeyPath } from '../../core/model.js';
+import { readFile } from 'node:fs/promises';
+import type { WebPorts } from './proxy/protocol.js';
+import { checkCertificate } from './tls/cert-files.js';
+import { CertificateManager, type CertificateManagerOptions } from './tls/certificates.js';
 
 export interface LocalTargetOptions {
   stateDir: string;
@@ -37,6 +42,10 @@ export interface LocalTargetOptions {
   isolation?: IsolationPolicy;
   /** The machine's cgroups (default: detected on first use). */
   cgroups?: () => Promise<CgroupSystem>;
+  /** The proxy's public side: listen address, web ports of apps with `hosts`, trusted proxies. */
+  proxy?: { listenHost?: string; web?: WebPorts; trustedProxies?: string[] };
+  /** ACME timing (tests: short renewal threshold and retries). */
+  acme?: Pick<CertificateManagerOptions, 'renewBeforeMs' | 'retryBaseMs' | 'retryMaxMs'>;
 }
 
 /**
@@ -54,8 +63,13 @@ export class LocalTarget implements Target {
   /** Progressive rollouts under way, kept in the store so that a restarted engine resumes them. */
   readonly rollouts: RolloutStates;
 
+  /** HTTPS certificates of the apps' hosts (files of the ops repository, or ACME). */
+  readonly tls: CertificateManager;
+
   constructor(private readonly o: LocalTargetOptions) {
-    this.proxy = new ProxyManager({ stateDir: o.stateDir, log: o.log, bus: o.bus });
+    this.proxy = new ProxyManager({ stateDir: o.stateDir, log: o.log, bus: o.bus, ...o.proxy });
+    this.tls = new CertificateManager({ stateDir: o.stateDir, log: o.log.child({ component: 'tls' }), bus: o.bus, publish: () => this.proxy.refresh(), ...o.acme });
+    this.proxy.tls = this.tls;
     this.secrets = new LocalSecrets({ stateDir: o.stateDir });
     this.rollouts = new RolloutStates(o.store);
     const secretEnv = async (spec: DesiredApp, template: string) => {
@@ -69,11 +83,22 @@ export class LocalTarget implements Target {
   }
 
   async start(): Promise<void> {
+    // Certificates first: the supervisor's first route publish must already carry them.
+    await this.tls.restore().catch((err) => this.o.log.error({ err: errorMessage(err) }, 'certificate index unreadable'));
     await this.supervisor.start(this.rollouts.all());
     for (const r of this.rollouts.all()) if (!this.supervisor.runOf(r.env, r.app)) this.rollouts.forget(r.env, r.app);
     this.rotateTimer = setInterval(() => void this.rotateLogs(), 10_000);
     this.rotateTimer.unref();
     for (const s of this.supervisor.status()) this.watchRelease(s.env, s.app, s.release);
+    // Certificates of adopted apps: from disk, so nothing is ordered again while a valid one is there.
+    const live = new Set(this.supervisor.status().filter((s) => s.spec.hosts && s.spec.tls).map((s) => `${s.env}/${s.app}`));
+    await this.tls.retain((env, app) => live.has(`${env}/${app}`));
+    for (const s of this.supervisor.status()) {
+      const { hosts, tls } = s.spec;
+      if (!hosts || !tls) continue;
+      if (tls.acme) await this.tls.useAcme(s.env, s.app, hosts, tls.acme);
+      else if (tls.certificate && !this.tls.has(s.env, s.app)) await this.tls.adoptFile(s.env, s.app, hosts);
+    }
     // A modified release is only trusted after a re-hash: check the adopted ones once at start.
     await Promise.all(
       this.supervisor.status().map(async (s) => {
@@ -87,6 +112,7 @@ export class LocalTarget implements Target {
     if (this.rotateTimer) clearInterval(this.rotateTimer);
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
+    this.tls.close();
     await this.supervisor.detach();
     this.proxy.close();
   }
@@ -109,7 +135,13 @@ export class LocalTarget implements Target {
       instances: s.instances,
       intact: !this.modified.has(s.release.dir),
       releaseDir: s.release.dir,
+      ...this.certificatesOf(s.env, s.app),
     }));
+  }
+
+  private certificatesOf(env: string, app: string): { certificates?: CertificateStatus[] } {
+    const certificates = this.tls.views().filter((v) => v.env === env && v.app === app).map(({ env: _e, app: _a, ...c }) => c);
+    return certificates.length ? { certificates } : {};
   }
 
   async apply(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome> {
@@ -137,6 +169,27 @@ export class LocalTarget implements Target {
     } catch (err) {
       return { ok: false, message: `secrets of ${app.name} ${app.version} could not be prepared: ${errorMessage(err)}`, rolledBack: false, logTail: [] };
     }
+    // A certificate of the ops repository must match its key, be current and name the hosts before anything changes.
+    let staticCert: { cert: string; key: string } | undefined;
+    if (app.tls?.certificate && app.hosts) {
+      try {
+        const cert = await this.secrets.readFile(app, templateHash(app), tlsCertPath);
+        const key = await this.secrets.readFile(app, templateHash(app), tlsKeyPath);
+        checkCertificate(cert, key, `certificate ${app.tls.certificate.cert}`, app.hosts);
+        staticCert = { cert, key };
+      } catch (err) {
+        return { ok: false, message: `TLS of ${app.name} ${app.version}: ${errorMessage(err)}`, rolledBack: false, logTail: [] };
+      }
+    }
+    // The CA of a private ACME directory, read from this revision now: a missing file fails the apply, not the order.
+    let acmeCa: string | undefined;
+    if (app.tls?.acme?.caFile !== undefined) {
+      try {
+        acmeCa = await readFile(join(ctx.checkoutDir, app.tls.acme.caFile), 'utf8');
+      } catch (err) {
+        return { ok: false, message: `TLS of ${app.name} ${app.version}: caFile ${app.tls.acme.caFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, rolledBack: false, logTail: [] };
+      }
+    }
     const wasModified = this.modified.delete(release.dir);
     const restartAll = ctx.restartAll || wasModified;
     const progressive: ProgressiveDeps = { supervisor: this.supervisor, bus: this.o.bus, stats: () => this.proxy.stats(), states: this.rollouts };
@@ -147,13 +200,31 @@ export class LocalTarget implements Target {
     if (!result.ok) {
       return { ok: false, message: result.message, rolledBack: result.rolledBack, logTail: result.logTail, ...(result.interrupted ? { interrupted: true } : {}) };
     }
+    await this.useCertificates(app, staticCert, acmeCa);
     await this.secrets.keepOnly(app.env, app.name, templateHash(app)).catch(() => undefined);
     this.watchRelease(app.env, app.name, release);
     await this.pruneOldReleases(app);
     return { ok: true, action: existed ? 'configured' : 'created', message: result.message };
   }
 
+  /** After a successful rollout: the app's certificate from the repository, or its ACME order, or none. */
+  private async useCertificates(app: DesiredApp, staticCert: { cert: string; key: string } | undefined, acmeCa: string | undefined): Promise<void> {
+    const { hosts, tls } = app;
+    try {
+      if (hosts && staticCert) {
+        await this.tls.useFile(app.env, app.name, hosts, staticCert.cert, staticCert.key, `certificate ${tls!.certificate!.cert}`);
+      } else if (hosts && tls?.acme) {
+        await this.tls.useAcme(app.env, app.name, hosts, tls.acme, acmeCa);
+      } else if (this.tls.has(app.env, app.name)) {
+        await this.tls.forget(app.env, app.name);
+      }
+    } catch (err) {
+      this.o.log.error({ env: app.env, app: app.name, err: errorMessage(err) }, 'certificate setup failed');
+    }
+  }
+
   async delete(env: string, app: string): Promise<void> {
+    await this.tls.forget(env, app).catch(() => undefined);
     await this.supervisor.remove(env, app);
     this.rollouts.forget(env, app);
     await this.secrets.remove(env, app);

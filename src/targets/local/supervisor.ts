@@ -27,7 +27,16 @@ export interface RouteSink {
 }
 
 export interface RouteTable {
-  routes: { key: string; port: number; host?: string; backends: { id: string; url: string; version: string; group?: string }[]; split?: TrafficSplit }[];
+  routes: {
+    key: string;
+    port?: number;
+    host?: string;
+    /** Public names on the proxy's web ports, and whether they want HTTPS (see proxy/protocol.ts). */
+    hosts?: string[];
+    tls?: { hstsMaxAgeSeconds?: number };
+    backends: { id: string; url: string; version: string; group?: string }[];
+    split?: TrafficSplit;
+  }[];
 }
 
 export interface ReleaseRef {
@@ -895,13 +904,22 @@ export class Supervisor {
   routeTable(): RouteTable {
     const routes: RouteTable['routes'] = [];
     for (const run of this.apps.values()) {
-      if (run.spec.port === undefined) continue;
+      if (run.spec.port === undefined && run.spec.hosts === undefined) continue;
       const backends = this.replicasOf(appKey(run.env, run.app))
         .filter((r) => r.ready && !r.draining && r.state === 'running')
         .map((r) => ({ id: r.id, url: `http://127.0.0.1:${r.port}`, version: r.spec.version, group: groupOf(r.template) }));
       const split = this.traffic.get(appKey(run.env, run.app));
       // Host-routed apps (app.env.localhost) share the port with its default route.
-      routes.push({ key: appKey(run.env, run.app), port: run.spec.port, ...(run.spec.host ? { host: run.spec.host } : {}), backends, ...(split ? { split } : {}) });
+      const { port, host, hosts, tls } = run.spec;
+      routes.push({
+        key: appKey(run.env, run.app),
+        ...(port !== undefined ? { port } : {}),
+        ...(host ? { host } : {}),
+        ...(hosts ? { hosts } : {}),
+        ...(tls ? { tls: tls.hstsMaxAgeSeconds === undefined ? {} : { hstsMaxAgeSeconds: tls.hstsMaxAgeSeconds } } : {}),
+        backends,
+        ...(split ? { split } : {}),
+      });
     }
     return { routes };
   }

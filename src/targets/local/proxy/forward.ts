@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../../log.js';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { downstreamResponseHeaders, upstreamRequestHeaders, type TrustPeer } from './headers.js';
 import type { Backend, Route } from './routes.js';
 
 export interface ForwarderOptions {
@@ -21,6 +21,10 @@ export interface Ingress {
   readonly closing: boolean;
   /** Upgraded (WebSocket) sockets, which the HTTP server no longer tracks; destroyed on forced close. */
   readonly tunnels: Set<Duplex>;
+  /** What the client spoke: `X-Forwarded-Proto`, and HSTS on https. */
+  readonly proto: 'http' | 'https';
+  /** Whose `X-Forwarded-For` is kept. */
+  readonly trust: TrustPeer;
 }
 
 const idempotent = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
@@ -81,7 +85,7 @@ class Exchange {
     private readonly req: http.IncomingMessage,
     private readonly res: http.ServerResponse,
   ) {
-    const h = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, 'http', false);
+    const h = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, ingress.proto, false, ingress.trust);
     this.headers = h.headers;
     this.hasBody = h.hasBody;
     const split = route.split;
@@ -159,8 +163,10 @@ class Exchange {
       const headers = downstreamResponseHeaders(ur.rawHeaders, this.ingress.closing);
       const cookie = route.split?.stickyCookie;
       if (cookie !== undefined && b.group !== undefined && b.group !== this.stickyGroup) {
-        headers.push('Set-Cookie', `${cookie}=${b.group}; Path=/; HttpOnly; SameSite=Lax`);
+        headers.push('Set-Cookie', `${cookie}=${b.group}; Path=/; HttpOnly; SameSite=Lax${this.ingress.proto === 'https' ? '; Secure' : ''}`);
       }
+      const hsts = route.tls?.hstsMaxAgeSeconds;
+      if (hsts !== undefined && this.ingress.proto === 'https') headers.push('Strict-Transport-Security', `max-age=${hsts}`);
       res.writeHead(status, ur.statusMessage, headers);
       ur.pipe(res);
       ur.on('close', () => {
@@ -219,7 +225,7 @@ class Tunnel {
     private readonly socket: Duplex,
     private readonly head: Buffer,
   ) {
-    this.headers = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, 'http', true).headers;
+    this.headers = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, ingress.proto, true, ingress.trust).headers;
   }
 
   attempt(tried: Backend[] | null): void {

@@ -21,24 +21,44 @@ describe('upstreamRequestHeaders', () => {
       ['Cookie', 'a=1'],
       ['Cookie', 'b=2'],
       ['X-Forwarded-For', '127.0.0.1'],
+      ['X-Real-IP', '127.0.0.1'],
       ['X-Forwarded-Proto', 'http'],
       ['X-Forwarded-Host', 'shop.example'],
     ]);
     expect(hasBody).toBe(false);
   });
 
-  test('appends the client to an existing X-Forwarded-For and replaces proto and host', () => {
+  test('replaces what an untrusted client says about itself: X-Forwarded-*, X-Real-IP, Forwarded', () => {
     const { headers } = upstreamRequestHeaders(
-      ['x-forwarded-for', '10.0.0.1', 'X-Forwarded-For', '10.0.0.2', 'x-forwarded-proto', 'https', 'host', 'a:1'],
-      '::1',
+      ['x-forwarded-for', '10.0.0.1', 'X-Forwarded-For', '10.0.0.2', 'x-forwarded-proto', 'https', 'host', 'a:1',
+        'X-Real-IP', '6.6.6.6', 'Forwarded', 'for=6.6.6.6;proto=https', 'X-Forwarded-Host', 'evil.example'],
+      '::ffff:192.0.2.7',
       'http',
       false,
     );
     expect(pairs(headers)).toEqual([
       ['host', 'a:1'],
-      ['X-Forwarded-For', '10.0.0.1, 10.0.0.2, ::1'],
+      ['X-Forwarded-For', '192.0.2.7'],
+      ['X-Real-IP', '192.0.2.7'],
       ['X-Forwarded-Proto', 'http'],
       ['X-Forwarded-Host', 'a:1'],
+    ]);
+  });
+
+  test('appends the peer to the X-Forwarded-For of a trusted previous hop, whose last entry is the real client', () => {
+    const { headers } = upstreamRequestHeaders(
+      ['x-forwarded-for', '10.0.0.1', 'X-Forwarded-For', '10.0.0.2', 'host', 'a'],
+      '10.1.1.1',
+      'https',
+      false,
+      (peer) => peer === '10.1.1.1',
+    );
+    expect(pairs(headers)).toEqual([
+      ['host', 'a'],
+      ['X-Forwarded-For', '10.0.0.1, 10.0.0.2, 10.1.1.1'],
+      ['X-Real-IP', '10.0.0.2'],
+      ['X-Forwarded-Proto', 'https'],
+      ['X-Forwarded-Host', 'a'],
     ]);
   });
 

@@ -6,7 +6,16 @@
 // Hop-by-hop headers (RFC 9110 7.6.1): never forwarded either way.
 const hopByHop = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
 // Plus, on requests, the ones the proxy sets itself or has already handled.
-const requestDropped = new Set([...hopByHop, 'expect' /* Node has already answered `100-continue` */, 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+// Client-sent forwarding headers are never passed on as they came: the proxy sets its own (see `ForwardedFor`).
+const requestDropped = new Set([
+  ...hopByHop,
+  'expect' /* Node has already answered `100-continue` */,
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-real-ip',
+  'forwarded',
+]);
 const responseDropped = new Set(hopByHop);
 const lengths = new Set([...requestDropped, 'host', 'content-length'].map((n) => n.length));
 
@@ -24,6 +33,19 @@ function connectionTokens(raw: string[]): Set<string> | null {
   return extra;
 }
 
+/**
+ * Which previous hops may speak for the client: when the connecting peer is trusted (another proxy of the operator),
+ * the `X-Forwarded-For` it sent is kept and the peer appended; otherwise the header is replaced by the peer alone.
+ */
+export type TrustPeer = (address: string) => boolean;
+
+export const trustNone: TrustPeer = () => false;
+
+/** `::ffff:127.0.0.1` → `127.0.0.1`, so IPv4 clients of a dual-stack socket compare as IPv4. */
+export function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
 export interface RequestHeaders {
   headers: string[];
   /** Whether a body follows the headers (content-length > 0 or a transfer-encoding). */
@@ -31,14 +53,15 @@ export interface RequestHeaders {
 }
 
 /**
- * Headers to send upstream: hop-by-hop headers removed, `X-Forwarded-*` set, Host kept.
- * With `upgrade`, `Connection: upgrade` and `Upgrade` are passed on.
+ * Headers to send upstream: hop-by-hop headers removed, `X-Forwarded-For/Proto/Host` and `X-Real-IP` set by the
+ * proxy, a client's `Forwarded` dropped, Host kept. With `upgrade`, `Connection: upgrade` and `Upgrade` are passed on.
  */
 export function upstreamRequestHeaders(
   raw: string[],
   remoteAddress: string | undefined,
   proto: string,
   upgrade: boolean,
+  trust: TrustPeer = trustNone,
 ): RequestHeaders {
   const extra = connectionTokens(raw);
   const out: string[] = [];
@@ -61,14 +84,24 @@ export function upstreamRequestHeaders(
     }
     out.push(name, value);
   }
-  const client = remoteAddress ?? 'unknown';
-  out.push('X-Forwarded-For', forwardedFor === undefined ? client : `${forwardedFor}, ${client}`);
+  const peer = remoteAddress === undefined ? 'unknown' : plainAddress(remoteAddress);
+  // Only a trusted peer's list is kept; the real client is then the last address it names.
+  const chain = forwardedFor !== undefined && trust(peer) ? forwardedFor : undefined;
+  const realIp = chain === undefined ? peer : lastAddress(chain) ?? peer;
+  out.push('X-Forwarded-For', chain === undefined ? peer : `${chain}, ${peer}`);
+  out.push('X-Real-IP', realIp);
   out.push('X-Forwarded-Proto', proto);
   if (host !== undefined) out.push('X-Forwarded-Host', host);
   // Node re-frames the body it streams; say so, or it would send a body without framing for GET.
   if (chunked) out.push('Transfer-Encoding', 'chunked');
   if (upgrade && upgradeValue !== undefined) out.push('Connection', 'upgrade', 'Upgrade', upgradeValue);
   return { headers: out, hasBody };
+}
+
+function lastAddress(list: string): string | undefined {
+  const parts = list.split(',');
+  const last = parts[parts.length - 1].trim();
+  return last === '' ? undefined : last;
 }
 
 /** Headers to send back to the client: hop-by-hop headers removed; `Connection: close` when closing. */

@@ -28,30 +28,70 @@ export interface TrafficSplit {
 export interface RouteSpec {
   /** `env/app`. */
   key: string;
-  /** Public port the proxy listens on. */
-  port: number;
+  /** Public port the proxy listens on; absent for a route reached only by its `hosts` on the web ports. */
+  port?: number;
   /** Optional virtual host: requests whose Host header matches go here; without it the route is the port's default. */
   host?: string;
+  /** Public names routed on the shared web ports (`RouteTable.web`): HTTP, and HTTPS for names with a certificate. */
+  hosts?: string[];
+  /** The route's hosts are meant for HTTPS: HTTP requests for a host with a certificate are redirected (308). */
+  tls?: { hstsMaxAgeSeconds?: number };
   backends: BackendSpec[];
   /** Without it, every backend takes an equal share. */
   split?: TrafficSplit;
 }
 
+/** The shared ports of host-routed apps (80/443 unless the engine says otherwise). */
+export interface WebPorts {
+  http: number;
+  https: number;
+}
+
+/** A certificate and its key, PEM files in the state dir that the proxy reads; served for `hosts` by SNI. */
+export interface CertificateSpec {
+  hosts: string[];
+  certFile: string;
+  keyFile: string;
+}
+
 /** The full desired routing table; every PUT replaces the previous one. */
 export interface RouteTable {
   routes: RouteSpec[];
+  web?: WebPorts;
+  certificates?: CertificateSpec[];
+  /** ACME HTTP-01 answers: token → key authorization, served on every HTTP port at `/.well-known/acme-challenge/`. */
+  challenges?: Record<string, string>;
+  /**
+   * ACME TLS-ALPN-01 answers: host → the challenge certificate and its (throwaway) key, PEM, served on the HTTPS web
+   * port to clients that ask for the `acme-tls/1` protocol.
+   */
+  alpnChallenges?: Record<string, { cert: string; key: string }>;
+  /** Peer addresses whose `X-Forwarded-For` is kept (appended to); from everyone else it is replaced. */
+  trustedProxies?: string[];
 }
 
 export interface RouteStatus {
   key: string;
-  port: number;
+  port?: number;
   listening: boolean;
   error?: string;
 }
 
-/** Answer to `PUT /routes`: every route of the new table with its listener's state. */
+export interface CertificateStatus {
+  hosts: string[];
+  certFile: string;
+  /** Loaded and served (a previous version may still be served when a new file failed to load: see `error`). */
+  loaded: boolean;
+  notAfter?: string;
+  issuer?: string;
+  serial?: string;
+  error?: string;
+}
+
+/** Answer to `PUT /routes`: every route of the new table with its listener's state, and the certificates. */
 export interface TableStatus {
   routes: RouteStatus[];
+  certificates?: CertificateStatus[];
 }
 
 export interface BackendCounters {
@@ -66,12 +106,14 @@ export interface BackendView extends BackendSpec, BackendCounters {
 
 export interface RouteView extends RouteStatus {
   host?: string;
+  hosts?: string[];
   /** Active backends first, then those draining (removed but with requests still in flight). */
   backends: BackendView[];
 }
 
 export interface RoutesView {
   routes: RouteView[];
+  certificates?: CertificateStatus[];
 }
 
 export interface DrainResult {
@@ -137,16 +179,33 @@ const splitSchema = z.object({
   stickyCookie: z.string().regex(cookieName, { message: 'must be a cookie name (letters, digits, -_.)' }).optional(),
 });
 
+const portSchema = z.number().int().min(1).max(65535);
+
 const routeSchema = z.object({
   key: z.string().min(1),
-  port: z.number().int().min(1).max(65535),
+  port: portSchema.optional(),
   host: z.string().min(1).optional(),
+  hosts: z.array(z.string().min(1)).optional(),
+  tls: z.object({ hstsMaxAgeSeconds: z.number().int().min(0).optional() }).optional(),
   backends: z.array(backendSchema),
   split: splitSchema.optional(),
 });
 
+const certificateSchema = z.object({
+  hosts: z.array(z.string().min(1)).min(1),
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+});
+
 export const routeTableSchema = z
-  .object({ routes: z.array(routeSchema) })
+  .object({
+    routes: z.array(routeSchema),
+    web: z.object({ http: portSchema, https: portSchema }).optional(),
+    certificates: z.array(certificateSchema).optional(),
+    challenges: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/), z.string()).optional(),
+    alpnChallenges: z.record(z.string().min(1), z.object({ cert: z.string().min(1), key: z.string().min(1) })).optional(),
+    trustedProxies: z.array(z.string().min(1)).optional(),
+  })
   .superRefine((table, ctx) => {
     const keys = new Set<string>();
     const ids = new Set<string>();

@@ -97,7 +97,9 @@ describe('data plane', () => {
       headers: { Host: 'shop.example:8080', Connection: 'keep-alive, x-private', 'x-private': 'secret', 'x-forwarded-for': '10.0.0.9', 'x-app': 'kept' },
     });
     const seen = JSON.parse(r.body).headers;
-    expect(seen['x-forwarded-for']).toBe('10.0.0.9, 127.0.0.1');
+    // An untrusted client's X-Forwarded-For is replaced, not appended to.
+    expect(seen['x-forwarded-for']).toBe('127.0.0.1');
+    expect(seen['x-real-ip']).toBe('127.0.0.1');
     expect(seen['x-forwarded-proto']).toBe('http');
     expect(seen['x-forwarded-host']).toBe('shop.example:8080');
     expect(seen.host).toBe('shop.example:8080');

@@ -107,9 +107,14 @@ export class Route {
   split: Split | undefined;
   private cursor = 0;
 
+  /** Names routed on the web ports (lower-case). */
+  hosts: readonly string[] = [];
+  /** HTTPS is wanted for `hosts`: redirect HTTP when a certificate is there; HSTS max-age when set. */
+  tls: { hstsMaxAgeSeconds?: number } | undefined;
+
   constructor(
     readonly key: string,
-    public port: number,
+    public port: number | undefined,
     public host: string | undefined,
   ) {}
 
@@ -179,11 +184,26 @@ export class RoutingTable {
     const conflicts = new Map<string, string>();
     const specs = [...table.routes].sort((a, b) => a.key.localeCompare(b.key));
 
+    const claim = (port: number, host: string | undefined, route: Route): void => {
+      let p = ports.get(port);
+      if (!p) ports.set(port, (p = { fallback: undefined, byHost: undefined }));
+      const holder = host === undefined ? p.fallback : p.byHost?.get(host);
+      if (holder && holder !== route) {
+        conflicts.set(route.key, `port ${port}${host ? ` host ${host}` : ''} is already routed to ${holder.key}`);
+      } else if (host === undefined) {
+        p.fallback = route;
+      } else {
+        (p.byHost ??= new Map()).set(host, route);
+      }
+    };
+
     for (const spec of specs) {
       const host = spec.host === undefined ? undefined : normalizeHost(spec.host);
       const route = this.routes.get(spec.key) ?? new Route(spec.key, spec.port, host);
       route.port = spec.port;
       route.host = host;
+      route.hosts = (spec.hosts ?? []).map(normalizeHost);
+      route.tls = spec.tls;
 
       const old = new Map(route.backends.map((b) => [b.id, b]));
       route.backends = spec.backends.map((s) => {
@@ -200,15 +220,12 @@ export class RoutingTable {
       for (const b of old.values()) this.retire(b);
       next.set(spec.key, route);
 
-      let p = ports.get(spec.port);
-      if (!p) ports.set(spec.port, (p = { fallback: undefined, byHost: undefined }));
-      const holder = host === undefined ? p.fallback : p.byHost?.get(host);
-      if (holder) {
-        conflicts.set(spec.key, `port ${spec.port}${host ? ` host ${host}` : ''} is already routed to ${holder.key}`);
-      } else if (host === undefined) {
-        p.fallback = route;
-      } else {
-        (p.byHost ??= new Map()).set(host, route);
+      if (spec.port !== undefined) claim(spec.port, host, route);
+      if (table.web !== undefined) {
+        for (const h of route.hosts) {
+          claim(table.web.http, h, route);
+          claim(table.web.https, h, route);
+        }
       }
     }
 
@@ -233,7 +250,7 @@ export class RoutingTable {
     return this.all().map((r) => {
       const backends = r.backends.map((b) => b.view());
       for (const b of this.draining) if (b.routeKey === r.key) backends.push(b.view());
-      return { ...statusOf(r), ...(r.host === undefined ? {} : { host: r.host }), backends };
+      return { ...statusOf(r), ...(r.host === undefined ? {} : { host: r.host }), ...(r.hosts.length ? { hosts: [...r.hosts] } : {}), backends };
     });
   }
 

@@ -4,11 +4,14 @@
  */
 import fs from 'node:fs/promises';
 import http from 'node:http';
+import tls from 'node:tls';
 import type { Logger } from '../../../log.js';
+import { CertificateStore } from './certs.js';
 import { createControlHandler, listenControl } from './control.js';
 import { Forwarder } from './forward.js';
-import { PortListener } from './listeners.js';
-import type { DrainResult, RouteStatus, RoutesView, RouteTable, StatsView, TableStatus } from './protocol.js';
+import { plainAddress, trustNone } from './headers.js';
+import { PortListener, type Edge } from './listeners.js';
+import type { CertificateStatus, DrainResult, RouteStatus, RoutesView, RouteTable, StatsView, TableStatus } from './protocol.js';
 import { RoutingTable, type Route } from './routes.js';
 
 export interface ProxyOptions {
@@ -21,6 +24,18 @@ export interface ProxyOptions {
   upstreamTimeoutMs?: number;
   /** How long a closing port (route removed, or shutdown) waits for in-flight requests before cutting them. */
   closeGraceMs?: number;
+}
+
+function alpnContexts(answers: Record<string, { cert: string; key: string }>, log: Logger): Map<string, tls.SecureContext> {
+  const out = new Map<string, tls.SecureContext>();
+  for (const [host, pair] of Object.entries(answers)) {
+    try {
+      out.set(host.toLowerCase(), tls.createSecureContext({ cert: pair.cert, key: pair.key }));
+    } catch (err) {
+      log.error({ host, error: (err as Error).message }, 'TLS-ALPN-01 challenge certificate not loaded');
+    }
+  }
+  return out;
 }
 
 export function defaultProxyOptions(): Required<Omit<ProxyOptions, 'socketPath' | 'log'>> {
@@ -62,6 +77,8 @@ class ProxyServer implements Proxy {
   private readonly forwarder: Forwarder;
   private readonly control: http.Server;
   private conflicts = new Map<string, string>();
+  private readonly edge: Edge = { certs: new CertificateStore(), challenges: new Map(), alpn: new Map(), web: undefined, trust: trustNone };
+  private certificates: CertificateStatus[] = [];
   // Table updates run one at a time, in arrival order.
   private updates: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
@@ -87,24 +104,52 @@ class ProxyServer implements Proxy {
 
   private async applyTable(table: RouteTable): Promise<TableStatus> {
     if (this.closing) throw new Error('proxy is shutting down; retry when it is back');
+    // Certificates first: a route whose host gets its first certificate redirects only once it can be served.
+    const certificates = await this.edge.certs.update(table.certificates ?? []);
+    for (const c of certificates) {
+      const previous = this.certificates.find((p) => p.certFile === c.certFile);
+      if (c.error !== undefined) this.log.error({ hosts: c.hosts, file: c.certFile, error: c.error }, 'certificate not loaded');
+      else if (previous?.serial !== c.serial) this.log.info({ hosts: c.hosts, notAfter: c.notAfter, serial: c.serial }, 'certificate loaded');
+    }
+    this.certificates = certificates;
+    const web = table.web;
+    const trusted = new Set((table.trustedProxies ?? []).map(plainAddress));
+    this.edge.web = web;
+    this.edge.challenges = new Map(Object.entries(table.challenges ?? {}));
+    this.edge.alpn = alpnContexts(table.alpnChallenges ?? {}, this.log);
+    this.edge.trust = trusted.size === 0 ? trustNone : (peer) => trusted.has(peer);
+
     const { ports, conflicts } = this.table.apply(table);
     this.conflicts = conflicts;
+    // ACME challenges are answered on the web HTTP port even before a route uses it.
+    if (web !== undefined && this.edge.challenges.size > 0 && !ports.has(web.http)) {
+      ports.set(web.http, { fallback: undefined, byHost: undefined });
+    }
+    if (web !== undefined && this.edge.alpn.size > 0 && !ports.has(web.https)) {
+      ports.set(web.https, { fallback: undefined, byHost: undefined });
+    }
 
     const binding: Promise<void>[] = [];
     for (const [port, routes] of ports) {
+      const secure = web !== undefined && port === web.https;
       let l = this.listeners.get(port);
-      if (!l) this.listeners.set(port, (l = new PortListener(port, this.opts.listenHost, this.forwarder)));
+      if (l && (l.proto === 'https') !== secure) {
+        this.retire(port, l);
+        l = undefined;
+      }
+      if (!l) this.listeners.set(port, (l = new PortListener(port, this.opts.listenHost, this.forwarder, this.edge, secure)));
       l.routes = routes;
       if (!l.listening) binding.push(this.bind(l));
     }
-    for (const [port, l] of this.listeners) {
-      if (ports.has(port)) continue;
-      this.listeners.delete(port);
-      void l.close(this.opts.closeGraceMs).then(() => this.log.info({ port }, 'listener closed'));
-    }
+    for (const [port, l] of this.listeners) if (!ports.has(port)) this.retire(port, l);
     await Promise.all(binding);
     this.log.debug({ routes: table.routes.length, ports: ports.size }, 'routes applied');
-    return { routes: this.table.all().map((r) => this.statusOf(r)) };
+    return { routes: this.table.all().map((r) => this.statusOf(r)), certificates };
+  }
+
+  private retire(port: number, l: PortListener): void {
+    this.listeners.delete(port);
+    void l.close(this.opts.closeGraceMs).then(() => this.log.info({ port }, 'listener closed'));
   }
 
   private async bind(l: PortListener): Promise<void> {
@@ -114,16 +159,26 @@ class ProxyServer implements Proxy {
   }
 
   private statusOf(r: Route): RouteStatus {
+    const at = r.port === undefined ? {} : { port: r.port };
     const conflict = this.conflicts.get(r.key);
-    if (conflict !== undefined) return { key: r.key, port: r.port, listening: false, error: conflict };
-    const l = this.listeners.get(r.port);
-    const listening = l?.listening ?? false;
-    const error = l?.error ?? (listening ? undefined : `port ${r.port} is not bound yet`);
-    return { key: r.key, port: r.port, listening, ...(error === undefined ? {} : { error }) };
+    if (conflict !== undefined) return { key: r.key, ...at, listening: false, error: conflict };
+    // A route reached by its hosts only listens where the web ports do.
+    const ports = r.port !== undefined ? [r.port] : this.edge.web && r.hosts.length > 0 ? [this.edge.web.http, this.edge.web.https] : [];
+    let error: string | undefined;
+    for (const port of ports) {
+      const l = this.listeners.get(port);
+      error ??= l?.error ?? (l?.listening ? undefined : `port ${port} is not bound yet`);
+    }
+    if (ports.length === 0) error = 'the route has neither a port nor hosts on the web ports';
+    return { key: r.key, ...at, listening: error === undefined, ...(error === undefined ? {} : { error }) };
+  }
+
+  certificateStatus(): CertificateStatus[] {
+    return this.certificates;
   }
 
   routes(): RoutesView {
-    return { routes: this.table.view((r) => this.statusOf(r)) };
+    return { routes: this.table.view((r) => this.statusOf(r)), certificates: this.certificates };
   }
 
   stats(): StatsView {

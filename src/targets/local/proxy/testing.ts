@@ -141,3 +141,65 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+export interface TestCertificate {
+  certFile: string;
+  keyFile: string;
+  /** The certificate's PEM (self-signed: a client trusts it as its own CA). */
+  pem: string;
+}
+
+/**
+ * A self-signed certificate for `hosts` made by the real `openssl` CLI (argv, no shell), written to `dir/name.{crt,key}`.
+ * `days` may be negative-free only: use `expired` for a certificate whose validity ended yesterday.
+ */
+export async function selfSignedCertificate(dir: string, name: string, hosts: string[], opts: { expired?: boolean } = {}): Promise<TestCertificate> {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const run = promisify(execFile);
+  const certFile = path.join(dir, `${name}.crt`);
+  const keyFile = path.join(dir, `${name}.key`);
+  const san = hosts.map((h) => `DNS:${h}`).join(',');
+  const base = ['-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-subj', `/CN=${hosts[0]}`, '-addext', `subjectAltName=${san}`];
+  if (opts.expired) {
+    // `openssl req` cannot backdate; sign with `openssl x509` and a validity that ended a day ago.
+    const csr = path.join(dir, `${name}.csr`);
+    await run('openssl', ['req', ...base, '-out', csr]);
+    await run('openssl', ['x509', '-req', '-in', csr, '-signkey', keyFile, '-out', certFile, '-days', '-1', '-copy_extensions', 'copy']);
+  } else {
+    await run('openssl', ['req', '-x509', ...base, '-out', certFile, '-days', '2']);
+  }
+  return { certFile, keyFile, pem: await fs.readFile(certFile, 'utf8') };
+}
+
+export interface TlsReply extends Reply {
+  /** Serial number of the certificate the server presented. */
+  serial: string;
+  /** Whether the TLS socket had served a request before (keep-alive). */
+  reused: boolean;
+}
+
+/** An HTTPS request to 127.0.0.1:`port` for `host` (SNI and Host header), trusting `ca`. */
+export async function httpsRequest(
+  port: number,
+  host: string,
+  ca: string | string[],
+  opts: { path?: string; agent?: import('node:https').Agent; headers?: http.OutgoingHttpHeaders } = {},
+): Promise<TlsReply> {
+  const https = await import('node:https');
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      { host: '127.0.0.1', port, servername: host, path: opts.path ?? '/', ca, agent: opts.agent ?? false, headers: { host, ...opts.headers } },
+      (res) => {
+        const socket = res.socket as import('node:tls').TLSSocket;
+        const serial = socket.getPeerCertificate().serialNumber;
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString(), serial, reused: req.reusedSocket }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
