@@ -5,7 +5,6 @@
  */
 import type { DesiredApp, IgnoreDifference } from '../../core/model.js';
 import { errorMessage, TerminalError } from '../../core/errors.js';
-import type { HealthCode } from '../../core/types.js';
 import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
@@ -14,10 +13,13 @@ import { apiMessage, connect, isNotFound, isTransient, statusCode, type Cluster 
 import { leftExtraneous, pruneObjects, staleObjects, type Extraneous } from './delete.js';
 import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
-import { hookPhasesOf, hookRunSelector, hookState, isGeneratedHook, runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
+import { hookPhasesOf, hookState, isGeneratedHook, runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
 import { InventoryStore, type AppInventory, type KvStore } from './inventory.js';
-import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, hashOf, identity, ignoresExtraneous, refOf, syncOption, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
+import { RolloutCheckpoints } from './checkpoints.js';
+import { ANNOTATION_APPLIED, formatKey, hashOf, identity, ignoresExtraneous, refOf, syncOption, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups } from './order.js';
+import { hookRunner } from './hook-runner.js';
+import { waitHealthy } from './wait-healthy.js';
 import { renderApp } from './render.js';
 import { clusterCapabilities } from './helm.js';
 import { translateHelmHooks } from './helm-hooks.js';
@@ -440,7 +442,7 @@ export class KubernetesTarget implements Target {
     let recordedNew = false;
     try {
       const timeoutMs = (app.progressDeadlineSeconds + 15) * 1000;
-      const runner = this.hookRunner(cluster, watch);
+      const runner = hookRunner(cluster, watch);
       const results: ObjectResult[] = [];
       const pre = await runHookPhase('PreSync', hooks.PreSync, runner, timeoutMs);
       results.push(...pre.results);
@@ -470,7 +472,7 @@ export class KubernetesTarget implements Target {
           break;
         }
         if (i < waves.length - 1 && wave.objects.length) {
-          const h = await this.waitHealthy(watch, wave.objects, timeoutMs);
+          const h = await waitHealthy(watch, wave.objects, timeoutMs);
           if (h.health !== 'Healthy') {
             failure = `wave ${wave.wave} did not become healthy: ${h.message}`;
             break;
@@ -494,7 +496,7 @@ export class KubernetesTarget implements Target {
         if (pruned.extraneous) record.extraneous = pruned.extraneous;
         this.putInventory(record);
         recordedNew = true;
-        const h = await this.waitHealthy(watch, resources, timeoutMs);
+        const h = await waitHealthy(watch, resources, timeoutMs);
         if (h.health !== 'Healthy') failure = `${app.name} ${app.version} did not become healthy: ${h.message}`;
       }
       if (!failure) {
@@ -560,7 +562,7 @@ export class KubernetesTarget implements Target {
     const template = this.templateOf(app);
     const stored = this.checkpoints.get(app.env, app.name);
     const saved = stored?.template === template ? stored : undefined;
-    const save = (s: SavedRollout) => this.checkpoints.save(app.env, app.name, { template, ...s });
+    const save = (s: SavedRollout) => this.checkpoints.save({ env: app.env, app: app.name, template, strategy: app.rollout?.strategy, revision: ctx.revision, ...s });
     const rollBack = async (message: string, objects: ObjectResult[]): Promise<ApplyOutcome> => {
       this.checkpoints.clear(app.env, app.name);
       objects.push(...(await runHookPhase('SyncFail', h.hooks.SyncFail, h.runner, h.timeoutMs)).results);
@@ -631,7 +633,7 @@ export class KubernetesTarget implements Target {
     // The stable set is gone after a promotion: bring it back and wait until it is ready before the Service returns.
     const stableSets = previous.objects.filter((o) => o.kind === 'Deployment');
     await this.applyAll(cluster, watch, stableSets, { force: true, ...applyRules(previous.spec) });
-    await this.waitHealthy(watch, stableSets, h.timeoutMs);
+    await waitHealthy(watch, stableSets, h.timeoutMs);
     this.o.bus.publish({ type: 'app.rolledBack', env: app.env, app: app.name, revision: previous.revision, message: `${failure}; rolled back to ${previous.version}` });
     return rollBack(`${failure}; rolled back to ${previous.version}`, results);
   }
@@ -666,7 +668,7 @@ export class KubernetesTarget implements Target {
       if (!pod || !container) return undefined;
       return cluster.api.podLog(ns, pod.metadata.name, container).catch((err) => `(the log of pod ${ns}/${pod.metadata.name} is not available: ${apiMessage(err)})`);
     };
-    return runHelmTests(tests, this.hookRunner(cluster, watch), logOf, timeoutMs);
+    return runHelmTests(tests, hookRunner(cluster, watch), logOf, timeoutMs);
   }
 
   /**
@@ -710,7 +712,7 @@ export class KubernetesTarget implements Target {
         if (live && result.action !== 'unchanged') watch.saw(live);
         if (o.kind === 'CustomResourceDefinition' && result.action !== 'unchanged') cluster.api.forget(`${(o as any).spec?.group}/${(o as any).spec?.versions?.[0]?.name}`);
       });
-      if (group[0]?.kind === 'CustomResourceDefinition') await this.waitHealthy(watch, group, 30_000);
+      if (group[0]?.kind === 'CustomResourceDefinition') await waitHealthy(watch, group, 30_000);
     }
     return results;
   }
@@ -729,92 +731,6 @@ export class KubernetesTarget implements Target {
     this.owners = owners;
   }
 
-  /** Resolves when every object is Healthy, or one is Degraded, or the time is up (then the worst state). */
-  private waitHealthy(watch: ObjectWatch, objects: KObject[], timeoutMs: number): Promise<{ health: HealthCode; message: string }> {
-    const evaluate = () => combinedHealth(objects.map((d) => ({ key: formatKey(d), ...objectHealth(d.kind, watch.get(d) as never) })));
-    return new Promise((resolve) => {
-      const check = () => {
-        const h = evaluate();
-        if (h.health === 'Healthy' || h.health === 'Degraded') done(h);
-      };
-      const done = (h: { health: HealthCode; message: string }) => {
-        clearTimeout(timer);
-        off();
-        resolve(h);
-      };
-      const timer = setTimeout(() => {
-        const h = evaluate();
-        done(h.health === 'Healthy' ? h : { health: 'Degraded', message: `not healthy within ${Math.round(timeoutMs / 1000)}s: ${h.message}` });
-      }, timeoutMs);
-      const off = watch.onObjects(objects, check);
-      check();
-    });
-  }
-
-  private hookRunner(cluster: Cluster, watch: ObjectWatch): HookRunner {
-    const gone = (o: KObject, timeoutMs: number) =>
-      new Promise<void>((resolve) => {
-        if (!watch.get(o)) return resolve();
-        const timer = setTimeout(finish, timeoutMs);
-        const off = watch.onObjects([o], () => !watch.get(o) && finish());
-        function finish() {
-          clearTimeout(timer);
-          off();
-          resolve();
-        }
-      });
-    return {
-      apply: async (o) => {
-        await watch.ensure(o.apiVersion, o.kind);
-        if (!isGeneratedHook(o)) return { result: (await applyObject(cluster.api, o, watch.get(o), { force: true })).result };
-        // generateName: created, never applied (server-side apply needs a name); the server's name is the run's.
-        try {
-          const created = await cluster.api.create(o, FIELD_MANAGER);
-          watch.saw(created);
-          return { result: { key: formatKey(created), action: 'created' }, created };
-        } catch (err) {
-          if (isTransient(err)) throw err;
-          return { result: { key: formatKey(o), action: 'failed', message: `${formatKey(o)} create failed: ${apiMessage(err)}` } };
-        }
-      },
-      deleteRuns: async (o) => {
-        await watch.ensure(o.apiVersion, o.kind);
-        const runs = await cluster.api.list(o.apiVersion, o.kind, { namespace: o.metadata.namespace, labelSelector: hookRunSelector(o) });
-        await Promise.all(
-          runs.map(async (run) => {
-            await cluster.api.delete(run, 'Foreground').catch((err) => {
-              if (!isNotFound(err)) throw err;
-            });
-            await gone(run, 60_000);
-          }),
-        );
-      },
-      deleteAndWait: async (o) => {
-        await watch.ensure(o.apiVersion, o.kind);
-        if (!watch.get(o)) return;
-        await cluster.api.delete(o, 'Foreground').catch((err) => {
-          if (!isNotFound(err)) throw err;
-        });
-        await gone(o, 60_000);
-      },
-      waitFor: (o, timeoutMs) =>
-        new Promise((resolve) => {
-          const check = () => {
-            const s = hookState(watch.get(o));
-            if (s !== 'running') finish(s);
-          };
-          const timer = setTimeout(() => finish('timeout'), timeoutMs);
-          const off = watch.onObjects([o], check);
-          function finish(s: 'succeeded' | 'failed' | 'timeout') {
-            clearTimeout(timer);
-            off();
-            resolve(s);
-          }
-          check();
-        }),
-    };
-  }
-
   async delete(env: string, app: string): Promise<void> {
     const { cluster, watch } = await this.connected();
     const inv = this.inventory.get(env, app);
@@ -824,7 +740,7 @@ export class KubernetesTarget implements Target {
     try {
       if (inv.preDelete?.length) {
         // A Helm chart's pre-delete hooks run before its objects go; one that fails keeps them (and is retried).
-        const pre = await runHookPhase('PreSync', inv.preDelete, this.hookRunner(cluster, watch), (inv.spec.progressDeadlineSeconds + 15) * 1000);
+        const pre = await runHookPhase('PreSync', inv.preDelete, hookRunner(cluster, watch), (inv.spec.progressDeadlineSeconds + 15) * 1000);
         if (!pre.ok) throw new Error(`pre-delete hook: ${pre.message.replace(/^PreSync hook /, '')}; the app's objects are kept`);
       }
       // Deleting the app deletes what waits for prune confirmation too (Argo CD's Prune=confirm is about pruning).
@@ -972,40 +888,4 @@ function sameObjects(a: KObject[], b: KObject[]): boolean {
   if (a.length !== b.length) return false;
   const keys = new Set(a.map(key));
   return b.every((o) => keys.has(key(o)));
-}
-
-/**
- * Each app's running rollout checkpoint (see `progressive`), kept in the store and memoized: drift checks ask for it on
- * every watch event of the app's objects.
- */
-class RolloutCheckpoints {
-  private readonly memo = new Map<string, (SavedRollout & { template: string }) | null>();
-
-  constructor(private readonly kv: KvStore) {}
-
-  private key(env: string, app: string): string {
-    return `kubernetes.rollout/${env}/${app}`;
-  }
-
-  get(env: string, app: string): (SavedRollout & { template: string }) | undefined {
-    const k = this.key(env, app);
-    if (!this.memo.has(k)) {
-      const raw = this.kv.getKv(k);
-      this.memo.set(k, raw ? JSON.parse(raw) : null);
-    }
-    return this.memo.get(k) ?? undefined;
-  }
-
-  save(env: string, app: string, s: SavedRollout & { template: string }): void {
-    const k = this.key(env, app);
-    this.kv.setKv(k, JSON.stringify(s));
-    this.memo.set(k, s);
-  }
-
-  clear(env: string, app: string): void {
-    if (this.get(env, app) === undefined) return;
-    const k = this.key(env, app);
-    this.kv.setKv(k, '');
-    this.memo.set(k, null);
-  }
 }
