@@ -24,7 +24,7 @@ import { renderApp } from './render.js';
 import { clusterCapabilities } from './helm.js';
 import { translateHelmHooks } from './helm-hooks.js';
 import { runHelmTests, type HelmTestReport } from './helm-tests.js';
-import { asSets, kubernetesRollout, progressivePlan, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
+import { asSets, kubernetesRollout, progressivePlan, scaleBackFailed, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
 import { hookJob } from './hook-job.js';
 import type { RunResult, RunSink } from '../../run/one-off.js';
 import { podExit, runJob, runnableWorkload } from './run-job.js';
@@ -564,6 +564,17 @@ export class KubernetesTarget implements Target {
     const saved = stored?.template === template ? stored : undefined;
     const save = (s: SavedRollout) => this.checkpoints.save({ env: app.env, app: app.name, template, strategy: app.rollout?.strategy, revision: ctx.revision, ...s });
     const rollBack = async (message: string, objects: ObjectResult[]): Promise<ApplyOutcome> => {
+      // Never below the stable set's capacity: it is back to its size and ready before the new set goes. If it cannot
+      // be (a refused write, pods that do not start), the new set keeps serving and the abort is finished by a retry.
+      const why = await this.stableBack(cluster, watch, previous, h.timeoutMs);
+      if (why) {
+        const last = this.checkpoints.get(app.env, app.name);
+        const checkpoint = { ...(last?.checkpoint ?? { step: 0, weight: 0, full: false }), aborting: last?.checkpoint.aborting ?? message };
+        this.checkpoints.save({ env: app.env, app: app.name, template, strategy: app.rollout?.strategy, revision: ctx.revision, plan: last?.plan ?? '', checkpoint });
+        const reason = `${message}; ${scaleBackFailed(plan, app.manifests ? ((plan.stable as any).spec?.replicas ?? 1) : app.replicas)}: ${why}`;
+        this.o.log.warn({ env: app.env, app: app.name, err: why }, 'rollout abort waits for the stable set');
+        return { ok: false, message: reason, rolledBack: false, logTail: [], objects, transient: true };
+      }
       this.checkpoints.clear(app.env, app.name);
       objects.push(...(await runHookPhase('SyncFail', h.hooks.SyncFail, h.runner, h.timeoutMs)).results);
       const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others]);
@@ -630,12 +641,27 @@ export class KubernetesTarget implements Target {
       return { ok: false, message: `${app.name}: ${errorMessage(err)}`, rolledBack: false, logTail: [], objects: results, transient: true };
     }
     if (!failure) return { ok: true, action: 'configured', message: withPruneNote(r.outcome.message, results, app), objects: results };
-    // The stable set is gone after a promotion: bring it back and wait until it is ready before the Service returns.
-    const stableSets = previous.objects.filter((o) => o.kind === 'Deployment');
-    await this.applyAll(cluster, watch, stableSets, { force: true, ...applyRules(previous.spec) });
-    await waitHealthy(watch, stableSets, h.timeoutMs);
+    // The stable set is gone after a promotion: rollBack brings it back and waits until it is ready before the Service
+    // returns to it and the new set goes.
     this.o.bus.publish({ type: 'app.rolledBack', env: app.env, app: app.name, revision: previous.revision, message: `${failure}; rolled back to ${previous.version}` });
     return rollBack(`${failure}; rolled back to ${previous.version}`, results);
+  }
+
+  /**
+   * The stable set(s) of a progressive app back to their recorded size and ready (a canary abort, a rollback after a
+   * promotion); why not, when they are not: the new set must keep serving then.
+   */
+  private async stableBack(cluster: Cluster, watch: ObjectWatch, previous: AppInventory, timeoutMs: number): Promise<string | undefined> {
+    const sets = previous.objects.filter((o) => o.kind === 'Deployment');
+    if (!sets.length) return undefined;
+    try {
+      const failed = (await this.applyAll(cluster, watch, sets, { force: true, ...applyRules(previous.spec) })).filter((r) => r.action === 'failed');
+      if (failed.length) return failed.map((f) => f.message).join('; ');
+    } catch (err) {
+      return apiMessage(err);
+    }
+    const ready = await waitHealthy(watch, sets, timeoutMs);
+    return ready.health === 'Healthy' ? undefined : ready.message;
   }
 
   /** A deploy hook's `exec` step as a Job (hook-job.ts): from the template being deployed when given, else the live app's. */
