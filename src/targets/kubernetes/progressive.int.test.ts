@@ -500,6 +500,8 @@ spec: { selector: { app: api }, ports: [{ port: 80 }] }
     const bad = newTarget('k-hookfail');
     kubectl('create', 'namespace', bad.namespace);
     kubectlWithInput(`apiVersion: v1\nkind: ResourceQuota\nmetadata: { name: no-pods }\nspec: { hard: { pods: "0" } }\n`, '-n', bad.namespace, 'apply', '-f', '-');
+    // Admission enforces a quota once the quota controller has computed its status.
+    await waitFor('quota in force', () => kubectl('-n', bad.namespace, 'get', 'resourcequota/no-pods', '-o', 'jsonpath={.status.hard.pods}') === '0', 20_000);
     const desired2 = app(bad.env, '1.0.0', rolling);
     const from2 = events.length;
     const r2 = await applyWithHooks(deps(bad.t), { app: desired2, hooks: hooks(2), revision: 'a'.repeat(40), checkoutDir: tmp.dir, apply: () => bad.t.apply(desired2, ctx('a')) });
