@@ -547,6 +547,8 @@ export class Engine {
     this.unreachable.delete(appKey(env, app.name));
     if (outcome.ok) {
       this.store.putInventory({ env, app: app.name, revision: good.revision, specHash: this.target.templateOf(app), version: app.version, appliedAt: new Date().toISOString(), spec: app });
+      // Only now is the sync done: a target that marked it unfinished (crash safety) may forget the marker.
+      this.target.synced?.(env, app.name);
       this.store.clearFailure(env, app.name);
       this.bus.publish({ type: 'app.changed', env, app: app.name, action: outcome.action, revision: good.revision, message: outcome.message });
       return { change: { app: app.name, action: outcome.action, from: step.from, to: step.to, message: outcome.message } };

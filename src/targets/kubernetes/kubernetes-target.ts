@@ -14,7 +14,7 @@ import { leftExtraneous, pruneObjects, staleObjects, type Extraneous } from './d
 import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
 import { hookPhasesOf, hookState, isGeneratedHook, runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
-import { InventoryStore, type AppInventory, type KvStore } from './inventory.js';
+import { InventoryStore, type AppInventory, type KvStore, type PendingSync } from './inventory.js';
 import { RolloutCheckpoints } from './checkpoints.js';
 import { ANNOTATION_APPLIED, formatKey, hashOf, identity, ignoresExtraneous, refOf, syncOption, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups } from './order.js';
@@ -198,6 +198,7 @@ export class KubernetesTarget implements Target {
       }
       const outOfSync = this.extraneousMessage(inv, watch);
       return {
+        ...(inv.pending ? { unfinishedSync: unfinishedMessage(inv.pending) } : {}),
         ...(outOfSync ? { outOfSync: outOfSync.message, ...(outOfSync.pendingPrune.length ? { pendingPrune: outOfSync.pendingPrune } : {}) } : {}),
         name: inv.app,
         spec: inv.spec,
@@ -437,7 +438,14 @@ export class KubernetesTarget implements Target {
     // What a failure rolls back to: the last record, unless it holds these very objects (a retry of a failed first
     // deploy, or a re-apply): rolling back to them would only claim a rollback that changed nothing.
     const recorded = this.inventory.get(app.env, app.name);
-    const previous = recorded && !sameObjects(recorded.objects, resources) ? recorded : undefined;
+    const same = !!recorded && sameObjects(recorded.objects, resources);
+    // A sync of these very objects that an engine stop left unfinished (see AppInventory.pending): one stopped before
+    // its PostSync hooks is finished with the record before it as what a failure rolls back to; one that had finished
+    // here and was only not recorded by the engine is done when every object is still as applied.
+    const previous = !recorded ? undefined : !same ? withoutPending(recorded) : recorded.pending?.phase === 'hooks' ? recorded.pending.previous : undefined;
+    if (same && recorded.pending?.phase === 'engine' && resources.every((o) => this.intact(o, watch.get(o), app.ignoreDifferences))) {
+      return { ok: true, action: 'configured', message: `${resources.length} objects unchanged; the sync of ${recorded.pending.revision.slice(0, 7)} had finished here before the engine stopped`, objects: [] };
+    }
     this.applying.add(app.name);
     let recordedNew = false;
     try {
@@ -494,8 +502,9 @@ export class KubernetesTarget implements Target {
         const pruned = await this.pruneStale(cluster, watch, app, previous, recorded, resources, ctx.confirmPrune ?? false);
         results.push(...pruned.results);
         if (pruned.extraneous) record.extraneous = pruned.extraneous;
-        this.putInventory(record);
+        this.putInventory({ ...record, pending: { revision: ctx.revision, phase: 'hooks', ...(previous ? { previous } : {}) } });
         recordedNew = true;
+        killPoint('recorded');
         const h = await waitHealthy(watch, resources, timeoutMs);
         if (h.health !== 'Healthy') failure = `${app.name} ${app.version} did not become healthy: ${h.message}`;
       }
@@ -511,6 +520,8 @@ export class KubernetesTarget implements Target {
         if (!report.ok) failure = report.message;
       }
       if (!failure) {
+        this.putInventory({ ...record, pending: { revision: ctx.revision, phase: 'engine' } });
+        killPoint('applied');
         const written = results.filter((r) => r.action !== 'unchanged');
         return { ok: true, action: recorded ? 'configured' : 'created', message: withPruneNote(summarize(results, written.length === 0), results, app), objects: results };
       }
@@ -617,6 +628,7 @@ export class KubernetesTarget implements Target {
     // Argo CD's hooks keep their meaning: the rollout is the sync, so Sync hooks run once it completed and PostSync
     // after them; a failure of either rolls back to the previous revision (as after a plain apply).
     let failure: string | undefined;
+    let done = () => undefined as void;
     try {
       const sync = await runHookPhase('Sync', h.hooks.Sync, h.runner, h.timeoutMs);
       results.push(...sync.results);
@@ -624,7 +636,10 @@ export class KubernetesTarget implements Target {
       if (!failure) {
         const pruned = await this.pruneStale(cluster, watch, app, previous, recorded, r.objects, ctx.confirmPrune ?? false);
         results.push(...pruned.results);
-        this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString(), ...(pruned.extraneous ? { extraneous: pruned.extraneous } : {}), ...(h.preDelete.length ? { preDelete: h.preDelete } : {}) });
+        const record: AppInventory = { env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString(), ...(pruned.extraneous ? { extraneous: pruned.extraneous } : {}), ...(h.preDelete.length ? { preDelete: h.preDelete } : {}) };
+        this.putInventory({ ...record, pending: { revision: ctx.revision, phase: 'hooks', previous } });
+        killPoint('recorded');
+        done = () => this.putInventory({ ...record, pending: { revision: ctx.revision, phase: 'engine' } });
         const post = await runHookPhase('PostSync', h.hooks.PostSync, h.runner, h.timeoutMs);
         results.push(...post.results);
         if (!post.ok) failure = post.message;
@@ -640,7 +655,11 @@ export class KubernetesTarget implements Target {
       this.putInventory(recorded);
       return { ok: false, message: `${app.name}: ${errorMessage(err)}`, rolledBack: false, logTail: [], objects: results, transient: true };
     }
-    if (!failure) return { ok: true, action: 'configured', message: withPruneNote(r.outcome.message, results, app), objects: results };
+    if (!failure) {
+      done();
+      killPoint('applied');
+      return { ok: true, action: 'configured', message: withPruneNote(r.outcome.message, results, app), objects: results };
+    }
     // The stable set is gone after a promotion: rollBack brings it back and waits until it is ready before the Service
     // returns to it and the new set goes.
     this.o.bus.publish({ type: 'app.rolledBack', env: app.env, app: app.name, revision: previous.revision, message: `${failure}; rolled back to ${previous.version}` });
@@ -782,6 +801,12 @@ export class KubernetesTarget implements Target {
     }
   }
 
+  /** The engine recorded the app's sync: the record's pending marker goes (see AppInventory.pending). */
+  synced(env: string, app: string): void {
+    const inv = this.inventory.get(env, app);
+    if (inv?.pending?.phase === 'engine') this.putInventory(withoutPending(inv));
+  }
+
   /** Server-side dry-run of every object against live, managed fields and defaults normalised away. */
   async diff(app: DesiredApp, ctx: ApplyContext): Promise<ObjectDiff[]> {
     const { cluster, watch } = await this.connected();
@@ -860,6 +885,27 @@ export class KubernetesTarget implements Target {
       state.timer.unref();
     }
   }
+}
+
+/** A record as the sync that wrote it left it, finished. */
+function withoutPending(inv: AppInventory): AppInventory {
+  const { pending: _p, ...rest } = inv;
+  return rest;
+}
+
+function unfinishedMessage(p: PendingSync): string {
+  const rev = p.revision.slice(0, 7);
+  return p.phase === 'hooks'
+    ? `the sync of ${rev} stopped before its PostSync hooks ran (the engine stopped); the next sync finishes it`
+    : `the sync of ${rev} finished here but the engine stopped before recording it; the next sync finishes it`;
+}
+
+/**
+ * Crash tests only: `KEELSON_TEST_KILL_AT=recorded|applied` kills the engine process (SIGKILL) when an apply reaches
+ * that point: its record written before PostSync hooks, or its apply done before the engine recorded it.
+ */
+function killPoint(point: 'recorded' | 'applied'): void {
+  if (process.env.KEELSON_TEST_KILL_AT === point) process.kill(process.pid, 'SIGKILL');
 }
 
 /** A chart's test results among an apply's object results. */
