@@ -612,10 +612,11 @@ export class Engine {
             // Whether rolled back or left running (a first deploy has nothing to roll back to), the desired spec failed.
             sync = 'Failed';
             message = `${f.message}\nTo retry: commit a fix, or run \`keelson sync --env ${env} --app ${name}\`.`;
-          } else if (l && l.template === this.target.templateOf(d) && l.spec.replicas === d.replicas && l.spec.port === d.port && l.intact && !l.outOfSync) sync = 'Synced';
+          } else if (l && l.template === this.target.templateOf(d) && l.spec.replicas === d.replicas && l.spec.port === d.port && l.intact && !l.outOfSync && !l.unfinishedSync) sync = 'Synced';
           else {
             sync = 'OutOfSync';
             if (l?.outOfSync && l.template === this.target.templateOf(d)) message = l.outOfSync;
+            if (l?.unfinishedSync && l.template === this.target.templateOf(d)) message = l.unfinishedSync;
             const unreachable = this.unreachable.get(appKey(env, name));
             if (unreachable) message = unreachable;
           }
