@@ -439,13 +439,10 @@ export class KubernetesTarget implements Target {
     // deploy, or a re-apply): rolling back to them would only claim a rollback that changed nothing.
     const recorded = this.inventory.get(app.env, app.name);
     const same = !!recorded && sameObjects(recorded.objects, resources);
-    // A sync of these very objects that an engine stop left unfinished (see AppInventory.pending): one stopped before
-    // its PostSync hooks is finished with the record before it as what a failure rolls back to; one that had finished
-    // here and was only not recorded by the engine is done when every object is still as applied.
+    // A sync of these very objects that an engine stop left unfinished before its PostSync hooks (see
+    // AppInventory.pending) is finished with the record before it as what a failure rolls back to. One that finished
+    // here and was only not recorded by the engine is synced again as it is (its hooks run again, as in a re-sync).
     const previous = !recorded ? undefined : !same ? withoutPending(recorded) : recorded.pending?.phase === 'hooks' ? recorded.pending.previous : undefined;
-    if (same && recorded.pending?.phase === 'engine' && resources.every((o) => this.intact(o, watch.get(o), app.ignoreDifferences))) {
-      return { ok: true, action: 'configured', message: `${resources.length} objects unchanged; the sync of ${recorded.pending.revision.slice(0, 7)} had finished here before the engine stopped`, objects: [] };
-    }
     this.applying.add(app.name);
     let recordedNew = false;
     try {
