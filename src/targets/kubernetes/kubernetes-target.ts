@@ -2,13 +2,17 @@
  * The Kubernetes target: one environment's apps as objects in a cluster. Server-side apply (field manager
  * `keelson`) of what differs, inventory-based prune, health per kind, automatic rollback to the previous
  * revision's objects, drift healed from watch events, Argo CD waves and hooks.
+ *
+ * Beside it: the record of what each app applied (inventory.ts, with the pending marker of an unfinished sync),
+ * rollout checkpoints (checkpoints.ts), blue/green and canary (progressive.ts), how hooks run (hook-runner.ts), health
+ * waits (wait-healthy.ts) and drift healing (drift-heal.ts).
  */
 import type { DesiredApp, IgnoreDifference } from '../../core/model.js';
 import { errorMessage, TerminalError } from '../../core/errors.js';
 import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
-import { applyObject, ssa, withManagedFields, type ApplyOptions, type ObjectResult } from './apply.js';
+import { applyObject, type ApplyOptions, type ObjectResult } from './apply.js';
 import { apiMessage, connect, isNotFound, isTransient, statusCode, type Cluster } from './client.js';
 import { leftExtraneous, pruneObjects, staleObjects, type Extraneous } from './delete.js';
 import { diffObject } from './diff.js';
@@ -16,7 +20,9 @@ import { combinedHealth, objectHealth } from './health/index.js';
 import { hookPhasesOf, hookState, isGeneratedHook, runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
 import { InventoryStore, type AppInventory, type KvStore, type PendingSync } from './inventory.js';
 import { RolloutCheckpoints } from './checkpoints.js';
-import { ANNOTATION_APPLIED, formatKey, hashOf, identity, ignoresExtraneous, refOf, syncOption, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
+import { DriftHealer, type Owner } from './drift-heal.js';
+export { healDelayMs } from './drift-heal.js';
+import { ANNOTATION_APPLIED, formatKey, hashOf, identity, ignoresExtraneous, refOf, syncOption, LABEL_MANAGED_BY, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups } from './order.js';
 import { hookRunner } from './hook-runner.js';
 import { waitHealthy } from './wait-healthy.js';
@@ -28,9 +34,9 @@ import { asSets, kubernetesRollout, progressivePlan, scaleBackFailed, setOf, typ
 import { hookJob } from './hook-job.js';
 import type { RunResult, RunSink } from '../../run/one-off.js';
 import { podExit, runJob, runnableWorkload } from './run-job.js';
-import { injectSecrets, isSecret, redactChanges, secretObject, withoutData } from './secrets.js';
+import { injectSecrets, isSecret, secretObject, withoutData } from './secrets.js';
 import { ObjectWatch, type WatchEvent } from './watch.js';
-import { comparable, forApply, rulesFor } from './ignore.js';
+import { comparable, rulesFor } from './ignore.js';
 
 export interface KubernetesTargetOptions {
   env: string;
@@ -60,29 +66,7 @@ interface Prepared {
   preDelete: KObject[];
 }
 
-/** Which app applied a live object, as what, and the fields of it that app leaves to others (`ignoreDifferences`). */
-interface Owner {
-  app: string;
-  desired: KObject;
-  ignore?: IgnoreDifference[];
-  /** The app's `syncOptions` (`Replace=true` heals with a replace too). */
-  syncOptions?: string[];
-}
-
 const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'PriorityClass', 'IngressClass']);
-
-interface HealState {
-  count: number;
-  lastAt: number;
-  timer?: NodeJS.Timeout;
-}
-
-/** Argo CD's self-heal backoff: 2 s × 3ⁿ, at most 5 minutes, forgotten after quiet for longer than that. */
-export function healDelayMs(previousHeals: number): number {
-  if (previousHeals === 0) return 0;
-  return Math.min(2000 * 3 ** (previousHeals - 1), 300_000);
-}
-const HEAL_COOLDOWN_MS = 330_000;
 
 export class KubernetesTarget implements Target {
   readonly name = 'kubernetes';
@@ -93,14 +77,24 @@ export class KubernetesTarget implements Target {
   private ready?: Promise<void>;
   /** Apps being applied: their objects change on purpose, so drift is not healed meanwhile. */
   private readonly applying = new Set<string>();
-  private readonly heals = new Map<string, HealState>();
   /** Live object identity → the app and desired object Keelson applied. */
   private owners = new Map<string, Owner>();
-  private closed = false;
+  private readonly drift: DriftHealer;
 
   constructor(private readonly o: KubernetesTargetOptions) {
     this.inventory = new InventoryStore(o.store);
     this.checkpoints = new RolloutCheckpoints(o.store);
+    this.drift = new DriftHealer({
+      env: o.env,
+      bus: o.bus,
+      log: o.log,
+      requeue: o.requeue,
+      ownerOf: (id) => this.owners.get(id),
+      // An interrupted rollout owns both sets' replica counts until the next apply resumes or aborts it.
+      leftAlone: (app) => this.applying.has(app) || this.checkpoints.get(o.env, app) !== undefined,
+      api: () => this.cluster!.api,
+      live: (obj) => this.watch?.get(obj),
+    });
   }
 
   get namespace(): string {
@@ -137,7 +131,7 @@ export class KubernetesTarget implements Target {
       throw err;
     }
     // Drift while nobody watched (engine down): check every object once now.
-    for (const { desired } of this.owners.values()) this.checkDrift(desired, watch.get(desired));
+    for (const { desired } of this.owners.values()) this.drift.check(desired, watch.get(desired));
   }
 
   private async connected(): Promise<{ cluster: Cluster; watch: ObjectWatch }> {
@@ -152,8 +146,7 @@ export class KubernetesTarget implements Target {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    for (const h of this.heals.values()) if (h.timer) clearTimeout(h.timer);
+    this.drift.close();
     await this.watch?.close();
     this.cluster?.release();
   }
@@ -821,67 +814,9 @@ export class KubernetesTarget implements Target {
   private onWatchEvent(type: WatchEvent, obj: KObject): void {
     const owner = this.owners.get(identity(obj));
     if (!owner) return;
-    this.checkDrift(owner.desired, type === 'delete' ? undefined : obj);
+    this.drift.check(owner.desired, type === 'delete' ? undefined : obj);
   }
 
-  private checkDrift(desired: KObject, live: KObject | undefined): void {
-    if (this.closed) return;
-    const owner = this.owners.get(identity(desired));
-    if (!owner || this.applying.has(owner.app)) return;
-    // An interrupted rollout owns both sets' replica counts until the next apply resumes or aborts it.
-    if (this.checkpoints.get(this.o.env, owner.app)) return;
-    if (live && (live.metadata as { deletionTimestamp?: string }).deletionTimestamp) return; // wait for the delete event
-    const compared = comparable(desired, live, owner.ignore);
-    if (matchesDesired(compared, live)) return;
-    const key = formatKey(desired);
-    const id = identity(desired);
-    let state = this.heals.get(id);
-    if (state && Date.now() - state.lastAt > HEAL_COOLDOWN_MS) state = undefined;
-    state ??= { count: 0, lastAt: 0 };
-    this.heals.set(id, state);
-    if (state.timer) return; // a heal is already scheduled
-    const changes = live ? redactChanges(desired, subsetDiffs(compared, live, '', [], 10).map((c) => ({ field: c.path, old: c.desired, new: c.live }))) : [];
-    const message = live
-      ? `${key} changed outside Keelson: ${changes.map((c) => `${c.field} ${JSON.stringify(c.old)} → ${JSON.stringify(c.new)}`).join(', ') || 'applied hash differs'}`
-      : `${key} was deleted outside Keelson`;
-    this.o.bus.publish({ type: 'drift.detected', env: this.o.env, app: owner.app, kind: live ? 'object-modified' : 'object-deleted', message, object: key, changes });
-    const delayMs = healDelayMs(state.count);
-    this.o.log.info({ env: this.o.env, app: owner.app, object: key, delayms: delayMs }, 'drift detected');
-    const heal = async () => {
-      state!.timer = undefined;
-      if (this.closed) return;
-      state!.count++;
-      state!.lastAt = Date.now();
-      const current = this.owners.get(id);
-      if (!current || this.applying.has(current.app)) return;
-      if (isSecret(current.desired) && !('data' in current.desired) && !('stringData' in current.desired)) {
-        // Its values are not kept (read from the store after a restart): the engine decrypts and applies again.
-        this.o.requeue(this.o.env);
-        return;
-      }
-      try {
-        // Reverting drift takes back the fields `kubectl edit/scale` took: that is the point of self-heal.
-        // Fields left to other managers (ignoreDifferences) stay theirs.
-        const api = this.cluster!.api;
-        if (syncOption(current.desired, 'Replace', current.syncOptions) === 'true') {
-          const { result } = await applyObject(api, current.desired, this.watch?.get(current.desired), { force: true, ignore: current.ignore, syncOptions: current.syncOptions });
-          if (result.action === 'failed') throw new Error(result.message);
-        } else {
-          const live = await withManagedFields(api, current.desired, this.watch?.get(current.desired), current.ignore);
-          await ssa(api, forApply(current.desired, live, current.ignore), true, false);
-        }
-        this.o.log.info({ env: this.o.env, app: current.app, object: key }, 'drift healed');
-      } catch (err) {
-        this.o.log.warn({ env: this.o.env, app: current.app, object: key, err: apiMessage(err) }, 'drift heal failed');
-        this.o.requeue(this.o.env);
-      }
-    };
-    if (delayMs === 0) void heal();
-    else {
-      state.timer = setTimeout(() => void heal(), delayMs);
-      state.timer.unref();
-    }
-  }
 }
 
 /** A record as the sync that wrote it left it, finished. */
