@@ -552,6 +552,8 @@ export class Engine {
     this.unreachable.delete(appKey(env, app.name));
     if (outcome.ok) {
       this.store.putInventory({ env, app: app.name, revision: good.revision, specHash: this.target.templateOf(app), version: app.version, appliedAt: new Date().toISOString(), spec: app });
+      // Only now is the sync done: a target that marked it unfinished (crash safety) may forget the marker.
+      this.target.synced?.(env, app.name);
       this.store.clearFailure(env, app.name);
       this.bus.publish({ type: 'app.changed', env, app: app.name, action: outcome.action, revision: good.revision, message: outcome.message });
       return { change: { app: app.name, action: outcome.action, from: step.from, to: step.to, message: outcome.message } };
@@ -615,10 +617,11 @@ export class Engine {
             // Whether rolled back or left running (a first deploy has nothing to roll back to), the desired spec failed.
             sync = 'Failed';
             message = `${f.message}\nTo retry: commit a fix, or run \`keelson sync --env ${env} --app ${name}\`.`;
-          } else if (l && l.template === this.target.templateOf(d) && l.spec.replicas === d.replicas && l.spec.port === d.port && l.intact && !l.outOfSync) sync = 'Synced';
+          } else if (l && l.template === this.target.templateOf(d) && l.spec.replicas === d.replicas && l.spec.port === d.port && l.intact && !l.outOfSync && !l.unfinishedSync) sync = 'Synced';
           else {
             sync = 'OutOfSync';
             if (l?.outOfSync && l.template === this.target.templateOf(d)) message = l.outOfSync;
+            if (l?.unfinishedSync && l.template === this.target.templateOf(d)) message = l.unfinishedSync;
             const unreachable = this.unreachable.get(appKey(env, name));
             if (unreachable) message = unreachable;
           }

@@ -93,6 +93,7 @@ function compare(app: DesiredApp, l: LiveApp | undefined, templateOf: (a: Desire
     return { action: 'update', reason: changes.length ? `changed: ${changes.map((c) => c.path).join(', ')}` : 'artifact content changed', changes };
   }
   // The same template as live, so the interrupted rollout is no longer desired: the apply aborts it.
+  if (l.unfinishedSync) return { action: 'update', reason: l.unfinishedSync, changes };
   if (l.interruptedRollout) return { action: 'update', reason: `the rollout to ${l.interruptedRollout} an engine restart interrupted is no longer desired; aborting it`, changes };
   if (!l.intact) return { action: 'update', reason: 'files of the live release were modified; restoring it', changes };
   if (l.spec.replicas !== app.replicas || l.spec.port !== app.port) return { action: 'scale', reason: `changed: ${changes.map((c) => c.path).join(', ')}`, changes };

@@ -95,6 +95,10 @@ class LazyTarget implements Target {
     return this.inner?.logs(env, app) ?? [];
   }
 
+  synced(env: string, app: string): void {
+    this.inner?.synced?.(env, app);
+  }
+
   concurrencyOf(env: string): number | undefined {
     return this.inner?.concurrencyOf?.(env);
   }

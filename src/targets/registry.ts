@@ -118,6 +118,10 @@ export class TargetRegistry implements Target {
     return this.targetOf(env).logs(env, app);
   }
 
+  synced(env: string, app: string): void {
+    this.targetOf(env).synced?.(env, app);
+  }
+
   concurrencyOf(env: string): number | undefined {
     return this.targetOf(env).concurrencyOf?.(env);
   }

@@ -35,6 +35,11 @@ export interface LiveApp {
   outOfSync?: string;
   /** Objects whose prune waits for confirmation (`keelson sync --confirm-prune`). */
   pendingPrune?: string[];
+  /**
+   * Why the last sync of this very spec is unfinished (Kubernetes: the engine stopped after the target recorded the
+   * objects, before PostSync hooks ran or before the engine recorded the sync): the next sync finishes it.
+   */
+  unfinishedSync?: string;
   /** HTTPS certificates of the app's hosts (local target). */
   certificates?: CertificateStatus[];
 }
@@ -129,6 +134,11 @@ export interface Target {
   /** Creates or updates one app and resolves when it is rolled out, or rolled back. */
   apply(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome>;
   delete(env: string, app: string): Promise<void>;
+  /**
+   * The engine recorded the app's successful sync (after its postSync delivery hooks and inventory row). A target that
+   * marks a sync unfinished until then (Kubernetes, see `LiveApp.unfinishedSync`) clears the mark.
+   */
+  synced?(env: string, app: string): void;
   logs(env: string, app: string): { replica: string; path: string }[];
   /** Runs a one-off command with the app's current release and environment (`keelson run`); absent when unsupported. */
   runOnce?(env: string, app: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult>;

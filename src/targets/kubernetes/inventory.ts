@@ -30,6 +30,27 @@ export interface AppInventory {
    * for prune confirmation (`Prune=confirm`). Absent when none. Never healed; the status reports them.
    */
   extraneous?: Extraneous[];
+  /**
+   * The sync that wrote this record has not finished (crash safety): the record is written as soon as its objects are
+   * applied (prune and drift healing need to know them), before PostSync hooks, chart tests and the engine's own
+   * record. A record left with this marker by an engine that stopped there makes `observe` report the app OutOfSync,
+   * and the next apply of the same spec finishes the sync instead of concluding that there is nothing to do. Cleared
+   * when the engine has recorded the sync (`synced`).
+   */
+  pending?: PendingSync;
+}
+
+export interface PendingSync {
+  /** The ops-repository revision of the unfinished sync. */
+  revision: string;
+  /**
+   * How far it got: `hooks`: objects applied, pruned and recorded; health, PostSync hooks and chart tests not yet
+   * done. `engine`: everything done here; the engine has not recorded the sync yet (its postSync delivery hooks and
+   * inventory row).
+   */
+  phase: 'hooks' | 'engine';
+  /** The record before this sync (phase `hooks`): what a failure of the finishing apply rolls back to. */
+  previous?: AppInventory;
 }
 
 export interface KvStore {
@@ -68,9 +89,7 @@ export class InventoryStore {
 
   put(inv: AppInventory): void {
     const k = this.key(inv.env, inv.app);
-    const secrets = inv.objects.filter(isSecret);
-    const stored: AppInventory = secrets.length ? { ...inv, objects: inv.objects.map(withoutData), redacted: secrets.map((o) => identity(o)) } : inv;
-    this.kv.setKv(k, JSON.stringify(stored));
+    this.kv.setKv(k, JSON.stringify(storedForm(inv)));
     this.memo.set(k, inv);
     const names = this.names(inv.env);
     if (!names.includes(inv.app)) this.kv.setKv(`kubernetes.inventory/${inv.env}`, JSON.stringify([...names, inv.app].sort()));
@@ -82,4 +101,12 @@ export class InventoryStore {
     this.memo.set(k, null);
     this.kv.setKv(`kubernetes.inventory/${env}`, JSON.stringify(this.names(env).filter((n) => n !== app)));
   }
+}
+
+/** A record as stored: Secrets without their values (the previous record of a pending sync too). */
+function storedForm(inv: AppInventory): AppInventory {
+  const secrets = inv.objects.filter(isSecret);
+  let out: AppInventory = secrets.length ? { ...inv, objects: inv.objects.map(withoutData), redacted: [...new Set([...(inv.redacted ?? []), ...secrets.map((o) => identity(o))])] } : inv;
+  if (inv.pending?.previous) out = { ...out, pending: { ...inv.pending, previous: storedForm(inv.pending.previous) } };
+  return out;
 }

@@ -2,35 +2,43 @@
  * The Kubernetes target: one environment's apps as objects in a cluster. Server-side apply (field manager
  * `keelson`) of what differs, inventory-based prune, health per kind, automatic rollback to the previous
  * revision's objects, drift healed from watch events, Argo CD waves and hooks.
+ *
+ * Beside it: the record of what each app applied (inventory.ts, with the pending marker of an unfinished sync),
+ * rollout checkpoints (checkpoints.ts), blue/green and canary (progressive.ts), how hooks run (hook-runner.ts), health
+ * waits (wait-healthy.ts) and drift healing (drift-heal.ts).
  */
 import type { DesiredApp, IgnoreDifference, KubernetesTargetSpec } from '../../core/model.js';
 import type { ObjectPolicy } from '../../policy/policy.js';
 import { objectViolation } from '../../policy/objects.js';
 import { errorMessage, TerminalError } from '../../core/errors.js';
-import type { HealthCode } from '../../core/types.js';
 import type { EventBus } from '../../engine/events.js';
 import type { Logger } from '../../log.js';
 import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
-import { applyObject, ssa, withManagedFields, type ApplyOptions, type ObjectResult } from './apply.js';
+import { applyObject, type ApplyOptions, type ObjectResult } from './apply.js';
 import { apiMessage, connect, isNotFound, isTransient, statusCode, type Cluster } from './client.js';
 import { leftExtraneous, pruneObjects, staleObjects, type Extraneous } from './delete.js';
 import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
-import { hookPhasesOf, hookRunSelector, hookState, isGeneratedHook, runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
-import { InventoryStore, type AppInventory, type KvStore } from './inventory.js';
-import { ANNOTATION_APPLIED, FIELD_MANAGER, formatKey, hashOf, identity, ignoresExtraneous, refOf, syncOption, LABEL_MANAGED_BY, subsetDiffs, matchesDesired, withOwnership, type KObject } from './objects.js';
+import { hookPhasesOf, hookState, isGeneratedHook, runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
+import { InventoryStore, type AppInventory, type KvStore, type PendingSync } from './inventory.js';
+import { RolloutCheckpoints } from './checkpoints.js';
+import { DriftHealer, type Owner } from './drift-heal.js';
+export { healDelayMs } from './drift-heal.js';
+import { ANNOTATION_APPLIED, formatKey, hashOf, identity, ignoresExtraneous, refOf, syncOption, LABEL_MANAGED_BY, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups } from './order.js';
+import { hookRunner } from './hook-runner.js';
+import { waitHealthy } from './wait-healthy.js';
 import { renderApp } from './render.js';
 import { clusterCapabilities } from './helm.js';
 import { translateHelmHooks } from './helm-hooks.js';
 import { runHelmTests, type HelmTestReport } from './helm-tests.js';
-import { asSets, kubernetesRollout, progressivePlan, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
+import { asSets, kubernetesRollout, progressivePlan, scaleBackFailed, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
 import { hookJob } from './hook-job.js';
 import type { RunResult, RunSink } from '../../run/one-off.js';
 import { podExit, runJob, runnableWorkload } from './run-job.js';
-import { injectSecrets, isSecret, redactChanges, secretObject, withoutData } from './secrets.js';
+import { injectSecrets, isSecret, secretObject, withoutData } from './secrets.js';
 import { ObjectWatch, type WatchEvent } from './watch.js';
-import { comparable, forApply, rulesFor } from './ignore.js';
+import { comparable, rulesFor } from './ignore.js';
 
 export interface KubernetesTargetOptions {
   env: string;
@@ -60,29 +68,7 @@ interface Prepared {
   preDelete: KObject[];
 }
 
-/** Which app applied a live object, as what, and the fields of it that app leaves to others (`ignoreDifferences`). */
-interface Owner {
-  app: string;
-  desired: KObject;
-  ignore?: IgnoreDifference[];
-  /** The app's `syncOptions` (`Replace=true` heals with a replace too). */
-  syncOptions?: string[];
-}
-
 const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'PriorityClass', 'IngressClass']);
-
-interface HealState {
-  count: number;
-  lastAt: number;
-  timer?: NodeJS.Timeout;
-}
-
-/** Argo CD's self-heal backoff: 2 s × 3ⁿ, at most 5 minutes, forgotten after quiet for longer than that. */
-export function healDelayMs(previousHeals: number): number {
-  if (previousHeals === 0) return 0;
-  return Math.min(2000 * 3 ** (previousHeals - 1), 300_000);
-}
-const HEAL_COOLDOWN_MS = 330_000;
 
 export class KubernetesTarget implements Target {
   readonly name = 'kubernetes';
@@ -93,14 +79,24 @@ export class KubernetesTarget implements Target {
   private ready?: Promise<void>;
   /** Apps being applied: their objects change on purpose, so drift is not healed meanwhile. */
   private readonly applying = new Set<string>();
-  private readonly heals = new Map<string, HealState>();
   /** Live object identity → the app and desired object Keelson applied. */
   private owners = new Map<string, Owner>();
-  private closed = false;
+  private readonly drift: DriftHealer;
 
   constructor(private readonly o: KubernetesTargetOptions) {
     this.inventory = new InventoryStore(o.store);
     this.checkpoints = new RolloutCheckpoints(o.store);
+    this.drift = new DriftHealer({
+      env: o.env,
+      bus: o.bus,
+      log: o.log,
+      requeue: o.requeue,
+      ownerOf: (id) => this.owners.get(id),
+      // An interrupted rollout owns both sets' replica counts until the next apply resumes or aborts it.
+      leftAlone: (app) => this.applying.has(app) || this.checkpoints.get(o.env, app) !== undefined,
+      api: () => this.cluster!.api,
+      live: (obj) => this.watch?.get(obj),
+    });
   }
 
   get namespace(): string {
@@ -137,7 +133,7 @@ export class KubernetesTarget implements Target {
       throw err;
     }
     // Drift while nobody watched (engine down): check every object once now.
-    for (const { desired } of this.owners.values()) this.checkDrift(desired, watch.get(desired));
+    for (const { desired } of this.owners.values()) this.drift.check(desired, watch.get(desired));
   }
 
   private async connected(): Promise<{ cluster: Cluster; watch: ObjectWatch }> {
@@ -152,8 +148,7 @@ export class KubernetesTarget implements Target {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    for (const h of this.heals.values()) if (h.timer) clearTimeout(h.timer);
+    this.drift.close();
     await this.watch?.close();
     this.cluster?.release();
   }
@@ -198,6 +193,7 @@ export class KubernetesTarget implements Target {
       }
       const outOfSync = this.extraneousMessage(inv, watch);
       return {
+        ...(inv.pending ? { unfinishedSync: unfinishedMessage(inv.pending) } : {}),
         ...(outOfSync ? { outOfSync: outOfSync.message, ...(outOfSync.pendingPrune.length ? { pendingPrune: outOfSync.pendingPrune } : {}) } : {}),
         name: inv.app,
         spec: inv.spec,
@@ -451,12 +447,16 @@ export class KubernetesTarget implements Target {
     // What a failure rolls back to: the last record, unless it holds these very objects (a retry of a failed first
     // deploy, or a re-apply): rolling back to them would only claim a rollback that changed nothing.
     const recorded = this.inventory.get(app.env, app.name);
-    const previous = recorded && !sameObjects(recorded.objects, resources) ? recorded : undefined;
+    const same = !!recorded && sameObjects(recorded.objects, resources);
+    // A sync of these very objects that an engine stop left unfinished before its PostSync hooks (see
+    // AppInventory.pending) is finished with the record before it as what a failure rolls back to. One that finished
+    // here and was only not recorded by the engine is synced again as it is (its hooks run again, as in a re-sync).
+    const previous = !recorded ? undefined : !same ? withoutPending(recorded) : recorded.pending?.phase === 'hooks' ? recorded.pending.previous : undefined;
     this.applying.add(app.name);
     let recordedNew = false;
     try {
       const timeoutMs = (app.progressDeadlineSeconds + 15) * 1000;
-      const runner = this.hookRunner(cluster, watch);
+      const runner = hookRunner(cluster, watch);
       const results: ObjectResult[] = [];
       const pre = await runHookPhase('PreSync', hooks.PreSync, runner, timeoutMs);
       results.push(...pre.results);
@@ -486,7 +486,7 @@ export class KubernetesTarget implements Target {
           break;
         }
         if (i < waves.length - 1 && wave.objects.length) {
-          const h = await this.waitHealthy(watch, wave.objects, timeoutMs);
+          const h = await waitHealthy(watch, wave.objects, timeoutMs);
           if (h.health !== 'Healthy') {
             failure = `wave ${wave.wave} did not become healthy: ${h.message}`;
             break;
@@ -508,9 +508,10 @@ export class KubernetesTarget implements Target {
         const pruned = await this.pruneStale(cluster, watch, app, previous, recorded, resources, ctx.confirmPrune ?? false);
         results.push(...pruned.results);
         if (pruned.extraneous) record.extraneous = pruned.extraneous;
-        this.putInventory(record);
+        this.putInventory({ ...record, pending: { revision: ctx.revision, phase: 'hooks', ...(previous ? { previous } : {}) } });
         recordedNew = true;
-        const h = await this.waitHealthy(watch, resources, timeoutMs);
+        killPoint('recorded');
+        const h = await waitHealthy(watch, resources, timeoutMs);
         if (h.health !== 'Healthy') failure = `${app.name} ${app.version} did not become healthy: ${h.message}`;
       }
       if (!failure) {
@@ -525,6 +526,8 @@ export class KubernetesTarget implements Target {
         if (!report.ok) failure = report.message;
       }
       if (!failure) {
+        this.putInventory({ ...record, pending: { revision: ctx.revision, phase: 'engine' } });
+        killPoint('applied');
         const written = results.filter((r) => r.action !== 'unchanged');
         return { ok: true, action: recorded ? 'configured' : 'created', message: withPruneNote(summarize(results, written.length === 0), results, app), objects: results };
       }
@@ -576,8 +579,19 @@ export class KubernetesTarget implements Target {
     const template = this.templateOf(app);
     const stored = this.checkpoints.get(app.env, app.name);
     const saved = stored?.template === template ? stored : undefined;
-    const save = (s: SavedRollout) => this.checkpoints.save(app.env, app.name, { template, ...s });
+    const save = (s: SavedRollout) => this.checkpoints.save({ env: app.env, app: app.name, template, strategy: app.rollout?.strategy, revision: ctx.revision, ...s });
     const rollBack = async (message: string, objects: ObjectResult[]): Promise<ApplyOutcome> => {
+      // Never below the stable set's capacity: it is back to its size and ready before the new set goes. If it cannot
+      // be (a refused write, pods that do not start), the new set keeps serving and the abort is finished by a retry.
+      const why = await this.stableBack(cluster, watch, previous, h.timeoutMs);
+      if (why) {
+        const last = this.checkpoints.get(app.env, app.name);
+        const checkpoint = { ...(last?.checkpoint ?? { step: 0, weight: 0, full: false }), aborting: last?.checkpoint.aborting ?? message };
+        this.checkpoints.save({ env: app.env, app: app.name, template, strategy: app.rollout?.strategy, revision: ctx.revision, plan: last?.plan ?? '', checkpoint });
+        const reason = `${message}; ${scaleBackFailed(plan, app.manifests ? ((plan.stable as any).spec?.replicas ?? 1) : app.replicas)}: ${why}`;
+        this.o.log.warn({ env: app.env, app: app.name, err: why }, 'rollout abort waits for the stable set');
+        return { ok: false, message: reason, rolledBack: false, logTail: [], objects, transient: true };
+      }
       this.checkpoints.clear(app.env, app.name);
       objects.push(...(await runHookPhase('SyncFail', h.hooks.SyncFail, h.runner, h.timeoutMs)).results);
       const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others]);
@@ -620,6 +634,7 @@ export class KubernetesTarget implements Target {
     // Argo CD's hooks keep their meaning: the rollout is the sync, so Sync hooks run once it completed and PostSync
     // after them; a failure of either rolls back to the previous revision (as after a plain apply).
     let failure: string | undefined;
+    let done = () => undefined as void;
     try {
       const sync = await runHookPhase('Sync', h.hooks.Sync, h.runner, h.timeoutMs);
       results.push(...sync.results);
@@ -627,7 +642,10 @@ export class KubernetesTarget implements Target {
       if (!failure) {
         const pruned = await this.pruneStale(cluster, watch, app, previous, recorded, r.objects, ctx.confirmPrune ?? false);
         results.push(...pruned.results);
-        this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString(), ...(pruned.extraneous ? { extraneous: pruned.extraneous } : {}), ...(h.preDelete.length ? { preDelete: h.preDelete } : {}) });
+        const record: AppInventory = { env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: r.objects, appliedAt: new Date().toISOString(), ...(pruned.extraneous ? { extraneous: pruned.extraneous } : {}), ...(h.preDelete.length ? { preDelete: h.preDelete } : {}) };
+        this.putInventory({ ...record, pending: { revision: ctx.revision, phase: 'hooks', previous } });
+        killPoint('recorded');
+        done = () => this.putInventory({ ...record, pending: { revision: ctx.revision, phase: 'engine' } });
         const post = await runHookPhase('PostSync', h.hooks.PostSync, h.runner, h.timeoutMs);
         results.push(...post.results);
         if (!post.ok) failure = post.message;
@@ -643,13 +661,32 @@ export class KubernetesTarget implements Target {
       this.putInventory(recorded);
       return { ok: false, message: `${app.name}: ${errorMessage(err)}`, rolledBack: false, logTail: [], objects: results, transient: true };
     }
-    if (!failure) return { ok: true, action: 'configured', message: withPruneNote(r.outcome.message, results, app), objects: results };
-    // The stable set is gone after a promotion: bring it back and wait until it is ready before the Service returns.
-    const stableSets = previous.objects.filter((o) => o.kind === 'Deployment');
-    await this.applyAll(cluster, watch, stableSets, { force: true, ...applyRules(previous.spec) });
-    await this.waitHealthy(watch, stableSets, h.timeoutMs);
+    if (!failure) {
+      done();
+      killPoint('applied');
+      return { ok: true, action: 'configured', message: withPruneNote(r.outcome.message, results, app), objects: results };
+    }
+    // The stable set is gone after a promotion: rollBack brings it back and waits until it is ready before the Service
+    // returns to it and the new set goes.
     this.o.bus.publish({ type: 'app.rolledBack', env: app.env, app: app.name, revision: previous.revision, message: `${failure}; rolled back to ${previous.version}` });
     return rollBack(`${failure}; rolled back to ${previous.version}`, results);
+  }
+
+  /**
+   * The stable set(s) of a progressive app back to their recorded size and ready (a canary abort, a rollback after a
+   * promotion); why not, when they are not: the new set must keep serving then.
+   */
+  private async stableBack(cluster: Cluster, watch: ObjectWatch, previous: AppInventory, timeoutMs: number): Promise<string | undefined> {
+    const sets = previous.objects.filter((o) => o.kind === 'Deployment');
+    if (!sets.length) return undefined;
+    try {
+      const failed = (await this.applyAll(cluster, watch, sets, { force: true, ...applyRules(previous.spec) })).filter((r) => r.action === 'failed');
+      if (failed.length) return failed.map((f) => f.message).join('; ');
+    } catch (err) {
+      return apiMessage(err);
+    }
+    const ready = await waitHealthy(watch, sets, timeoutMs);
+    return ready.health === 'Healthy' ? undefined : ready.message;
   }
 
   /** A deploy hook's `exec` step as a Job (hook-job.ts): from the template being deployed when given, else the live app's. */
@@ -682,7 +719,7 @@ export class KubernetesTarget implements Target {
       if (!pod || !container) return undefined;
       return cluster.api.podLog(ns, pod.metadata.name, container).catch((err) => `(the log of pod ${ns}/${pod.metadata.name} is not available: ${apiMessage(err)})`);
     };
-    return runHelmTests(tests, this.hookRunner(cluster, watch), logOf, timeoutMs);
+    return runHelmTests(tests, hookRunner(cluster, watch), logOf, timeoutMs);
   }
 
   /**
@@ -726,7 +763,7 @@ export class KubernetesTarget implements Target {
         if (live && result.action !== 'unchanged') watch.saw(live);
         if (o.kind === 'CustomResourceDefinition' && result.action !== 'unchanged') cluster.api.forget(`${(o as any).spec?.group}/${(o as any).spec?.versions?.[0]?.name}`);
       });
-      if (group[0]?.kind === 'CustomResourceDefinition') await this.waitHealthy(watch, group, 30_000);
+      if (group[0]?.kind === 'CustomResourceDefinition') await waitHealthy(watch, group, 30_000);
     }
     return results;
   }
@@ -745,92 +782,6 @@ export class KubernetesTarget implements Target {
     this.owners = owners;
   }
 
-  /** Resolves when every object is Healthy, or one is Degraded, or the time is up (then the worst state). */
-  private waitHealthy(watch: ObjectWatch, objects: KObject[], timeoutMs: number): Promise<{ health: HealthCode; message: string }> {
-    const evaluate = () => combinedHealth(objects.map((d) => ({ key: formatKey(d), ...objectHealth(d.kind, watch.get(d) as never) })));
-    return new Promise((resolve) => {
-      const check = () => {
-        const h = evaluate();
-        if (h.health === 'Healthy' || h.health === 'Degraded') done(h);
-      };
-      const done = (h: { health: HealthCode; message: string }) => {
-        clearTimeout(timer);
-        off();
-        resolve(h);
-      };
-      const timer = setTimeout(() => {
-        const h = evaluate();
-        done(h.health === 'Healthy' ? h : { health: 'Degraded', message: `not healthy within ${Math.round(timeoutMs / 1000)}s: ${h.message}` });
-      }, timeoutMs);
-      const off = watch.onObjects(objects, check);
-      check();
-    });
-  }
-
-  private hookRunner(cluster: Cluster, watch: ObjectWatch): HookRunner {
-    const gone = (o: KObject, timeoutMs: number) =>
-      new Promise<void>((resolve) => {
-        if (!watch.get(o)) return resolve();
-        const timer = setTimeout(finish, timeoutMs);
-        const off = watch.onObjects([o], () => !watch.get(o) && finish());
-        function finish() {
-          clearTimeout(timer);
-          off();
-          resolve();
-        }
-      });
-    return {
-      apply: async (o) => {
-        await watch.ensure(o.apiVersion, o.kind);
-        if (!isGeneratedHook(o)) return { result: (await applyObject(cluster.api, o, watch.get(o), { force: true })).result };
-        // generateName: created, never applied (server-side apply needs a name); the server's name is the run's.
-        try {
-          const created = await cluster.api.create(o, FIELD_MANAGER);
-          watch.saw(created);
-          return { result: { key: formatKey(created), action: 'created' }, created };
-        } catch (err) {
-          if (isTransient(err)) throw err;
-          return { result: { key: formatKey(o), action: 'failed', message: `${formatKey(o)} create failed: ${apiMessage(err)}` } };
-        }
-      },
-      deleteRuns: async (o) => {
-        await watch.ensure(o.apiVersion, o.kind);
-        const runs = await cluster.api.list(o.apiVersion, o.kind, { namespace: o.metadata.namespace, labelSelector: hookRunSelector(o) });
-        await Promise.all(
-          runs.map(async (run) => {
-            await cluster.api.delete(run, 'Foreground').catch((err) => {
-              if (!isNotFound(err)) throw err;
-            });
-            await gone(run, 60_000);
-          }),
-        );
-      },
-      deleteAndWait: async (o) => {
-        await watch.ensure(o.apiVersion, o.kind);
-        if (!watch.get(o)) return;
-        await cluster.api.delete(o, 'Foreground').catch((err) => {
-          if (!isNotFound(err)) throw err;
-        });
-        await gone(o, 60_000);
-      },
-      waitFor: (o, timeoutMs) =>
-        new Promise((resolve) => {
-          const check = () => {
-            const s = hookState(watch.get(o));
-            if (s !== 'running') finish(s);
-          };
-          const timer = setTimeout(() => finish('timeout'), timeoutMs);
-          const off = watch.onObjects([o], check);
-          function finish(s: 'succeeded' | 'failed' | 'timeout') {
-            clearTimeout(timer);
-            off();
-            resolve(s);
-          }
-          check();
-        }),
-    };
-  }
-
   async delete(env: string, app: string): Promise<void> {
     const { cluster, watch } = await this.connected();
     const inv = this.inventory.get(env, app);
@@ -840,7 +791,7 @@ export class KubernetesTarget implements Target {
     try {
       if (inv.preDelete?.length) {
         // A Helm chart's pre-delete hooks run before its objects go; one that fails keeps them (and is retried).
-        const pre = await runHookPhase('PreSync', inv.preDelete, this.hookRunner(cluster, watch), (inv.spec.progressDeadlineSeconds + 15) * 1000);
+        const pre = await runHookPhase('PreSync', inv.preDelete, hookRunner(cluster, watch), (inv.spec.progressDeadlineSeconds + 15) * 1000);
         if (!pre.ok) throw new Error(`pre-delete hook: ${pre.message.replace(/^PreSync hook /, '')}; the app's objects are kept`);
       }
       // Deleting the app deletes what waits for prune confirmation too (Argo CD's Prune=confirm is about pruning).
@@ -854,6 +805,12 @@ export class KubernetesTarget implements Target {
     } finally {
       this.applying.delete(app);
     }
+  }
+
+  /** The engine recorded the app's sync: the record's pending marker goes (see AppInventory.pending). */
+  synced(env: string, app: string): void {
+    const inv = this.inventory.get(env, app);
+    if (inv?.pending?.phase === 'engine') this.putInventory(withoutPending(inv));
   }
 
   /** Server-side dry-run of every object against live, managed fields and defaults normalised away. */
@@ -873,67 +830,30 @@ export class KubernetesTarget implements Target {
   private onWatchEvent(type: WatchEvent, obj: KObject): void {
     const owner = this.owners.get(identity(obj));
     if (!owner) return;
-    this.checkDrift(owner.desired, type === 'delete' ? undefined : obj);
+    this.drift.check(owner.desired, type === 'delete' ? undefined : obj);
   }
 
-  private checkDrift(desired: KObject, live: KObject | undefined): void {
-    if (this.closed) return;
-    const owner = this.owners.get(identity(desired));
-    if (!owner || this.applying.has(owner.app)) return;
-    // An interrupted rollout owns both sets' replica counts until the next apply resumes or aborts it.
-    if (this.checkpoints.get(this.o.env, owner.app)) return;
-    if (live && (live.metadata as { deletionTimestamp?: string }).deletionTimestamp) return; // wait for the delete event
-    const compared = comparable(desired, live, owner.ignore);
-    if (matchesDesired(compared, live)) return;
-    const key = formatKey(desired);
-    const id = identity(desired);
-    let state = this.heals.get(id);
-    if (state && Date.now() - state.lastAt > HEAL_COOLDOWN_MS) state = undefined;
-    state ??= { count: 0, lastAt: 0 };
-    this.heals.set(id, state);
-    if (state.timer) return; // a heal is already scheduled
-    const changes = live ? redactChanges(desired, subsetDiffs(compared, live, '', [], 10).map((c) => ({ field: c.path, old: c.desired, new: c.live }))) : [];
-    const message = live
-      ? `${key} changed outside Keelson: ${changes.map((c) => `${c.field} ${JSON.stringify(c.old)} → ${JSON.stringify(c.new)}`).join(', ') || 'applied hash differs'}`
-      : `${key} was deleted outside Keelson`;
-    this.o.bus.publish({ type: 'drift.detected', env: this.o.env, app: owner.app, kind: live ? 'object-modified' : 'object-deleted', message, object: key, changes });
-    const delayMs = healDelayMs(state.count);
-    this.o.log.info({ env: this.o.env, app: owner.app, object: key, delayms: delayMs }, 'drift detected');
-    const heal = async () => {
-      state!.timer = undefined;
-      if (this.closed) return;
-      state!.count++;
-      state!.lastAt = Date.now();
-      const current = this.owners.get(id);
-      if (!current || this.applying.has(current.app)) return;
-      if (isSecret(current.desired) && !('data' in current.desired) && !('stringData' in current.desired)) {
-        // Its values are not kept (read from the store after a restart): the engine decrypts and applies again.
-        this.o.requeue(this.o.env);
-        return;
-      }
-      try {
-        // Reverting drift takes back the fields `kubectl edit/scale` took: that is the point of self-heal.
-        // Fields left to other managers (ignoreDifferences) stay theirs.
-        const api = this.cluster!.api;
-        if (syncOption(current.desired, 'Replace', current.syncOptions) === 'true') {
-          const { result } = await applyObject(api, current.desired, this.watch?.get(current.desired), { force: true, ignore: current.ignore, syncOptions: current.syncOptions });
-          if (result.action === 'failed') throw new Error(result.message);
-        } else {
-          const live = await withManagedFields(api, current.desired, this.watch?.get(current.desired), current.ignore);
-          await ssa(api, forApply(current.desired, live, current.ignore), true, false);
-        }
-        this.o.log.info({ env: this.o.env, app: current.app, object: key }, 'drift healed');
-      } catch (err) {
-        this.o.log.warn({ env: this.o.env, app: current.app, object: key, err: apiMessage(err) }, 'drift heal failed');
-        this.o.requeue(this.o.env);
-      }
-    };
-    if (delayMs === 0) void heal();
-    else {
-      state.timer = setTimeout(() => void heal(), delayMs);
-      state.timer.unref();
-    }
-  }
+}
+
+/** A record as the sync that wrote it left it, finished. */
+function withoutPending(inv: AppInventory): AppInventory {
+  const { pending: _p, ...rest } = inv;
+  return rest;
+}
+
+function unfinishedMessage(p: PendingSync): string {
+  const rev = p.revision.slice(0, 7);
+  return p.phase === 'hooks'
+    ? `the sync of ${rev} stopped before its PostSync hooks ran (the engine stopped); the next sync finishes it`
+    : `the sync of ${rev} finished here but the engine stopped before recording it; the next sync finishes it`;
+}
+
+/**
+ * Crash tests only: `KEELSON_TEST_KILL_AT=recorded|applied` kills the engine process (SIGKILL) when an apply reaches
+ * that point: its record written before PostSync hooks, or its apply done before the engine recorded it.
+ */
+function killPoint(point: 'recorded' | 'applied'): void {
+  if (process.env.KEELSON_TEST_KILL_AT === point) process.kill(process.pid, 'SIGKILL');
 }
 
 /** A chart's test results among an apply's object results. */
@@ -988,40 +908,4 @@ function sameObjects(a: KObject[], b: KObject[]): boolean {
   if (a.length !== b.length) return false;
   const keys = new Set(a.map(key));
   return b.every((o) => keys.has(key(o)));
-}
-
-/**
- * Each app's running rollout checkpoint (see `progressive`), kept in the store and memoized: drift checks ask for it on
- * every watch event of the app's objects.
- */
-class RolloutCheckpoints {
-  private readonly memo = new Map<string, (SavedRollout & { template: string }) | null>();
-
-  constructor(private readonly kv: KvStore) {}
-
-  private key(env: string, app: string): string {
-    return `kubernetes.rollout/${env}/${app}`;
-  }
-
-  get(env: string, app: string): (SavedRollout & { template: string }) | undefined {
-    const k = this.key(env, app);
-    if (!this.memo.has(k)) {
-      const raw = this.kv.getKv(k);
-      this.memo.set(k, raw ? JSON.parse(raw) : null);
-    }
-    return this.memo.get(k) ?? undefined;
-  }
-
-  save(env: string, app: string, s: SavedRollout & { template: string }): void {
-    const k = this.key(env, app);
-    this.kv.setKv(k, JSON.stringify(s));
-    this.memo.set(k, s);
-  }
-
-  clear(env: string, app: string): void {
-    if (this.get(env, app) === undefined) return;
-    const k = this.key(env, app);
-    this.kv.setKv(k, '');
-    this.memo.set(k, null);
-  }
 }

@@ -338,6 +338,84 @@ kubernetesSuite('kubernetes target: progressive rollouts and hook Jobs', () => {
     await waitFor('back on stable', () => Object.keys(deployments(namespace)).join() === stable, 20_000);
   });
 
+  it('a canary abort whose scale-back of the stable set is refused keeps the canary serving, says why, and finishes on the retry', async () => {
+    const { t, env, namespace } = newTarget('k-abort-cap');
+    const spec: RolloutSpec = { strategy: 'canary', canary: { stickySessions: false, steps: [{ setWeight: 50 }, { pause: {} }, { analysis: { metrics: [metric('errors')] } }] } };
+    expect((await t.apply(app(env, '1.0.0', spec, { replicas: 2 }), ctx('a'))).ok).toBe(true);
+    const [stable] = Object.keys(deployments(namespace));
+    // A real refusal by the API server: a ValidatingAdmissionPolicy that denies scale-ups in this namespace.
+    const policy = `${namespace}-no-scale-up`;
+    const freeze = `apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: { name: ${policy} }
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules: [{ apiGroups: [apps], apiVersions: [v1], operations: [UPDATE], resources: [deployments] }]
+  validations: [{ expression: "object.spec.replicas <= oldObject.spec.replicas", message: "scale-ups are frozen in this namespace" }]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: { name: ${policy} }
+spec:
+  policyName: ${policy}
+  validationActions: [Deny]
+  matchResources: { namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: ${namespace} } } }
+`;
+    const refused = () => {
+      try {
+        kubectl('-n', namespace, 'patch', `deployment/${stable}`, '--dry-run=server', '--type=merge', '-p', '{"spec":{"replicas":9}}');
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    try {
+      // At the pause (1 stable + 1 canary ready): scale-ups are frozen, then the analysis fails and the canary aborts.
+      const off = bus.subscribe((e) => {
+        if (e.type !== 'rollout.paused' || e.env !== env) return;
+        void (async () => {
+          kubectlWithInput(freeze, 'apply', '-f', '-');
+          await waitFor('policy in force', refused, 20_000);
+          status = 500;
+          bus.publish({ type: 'rollout.promoteRequested', env, app: 'web', full: false });
+        })();
+      });
+      const first = await t.apply(app(env, '2.0.0', spec, { replicas: 2 }), ctx('b'));
+      off();
+      status = 200;
+      expect(first).toMatchObject({ ok: false, rolledBack: false, transient: true });
+      expect(first.ok === false && first.message).toMatch(new RegExp(`the stable set ${stable} could not be brought back to 2 ready replicas, so web-[0-9a-f]{10} is kept \\(serving\\) until it is; retrying.*scale-ups are frozen`));
+      // Capacity kept: the canary set still runs beside the stable one, 2 ready replicas in all.
+      const during = deployments(namespace);
+      expect(Object.keys(during)).toHaveLength(2);
+      expect(Object.values(during).reduce((n, [, ready]) => n + ready, 0)).toBe(2);
+      expect(during[stable]).toEqual([1, 1]);
+      const canary = Object.keys(during).find((n) => n !== stable)!;
+      // Drift healing stays off while the abort is pending (the checkpoint says "aborting").
+      expect(JSON.parse(store.getKv(`kubernetes.rollout/${env}/web`) ?? '{}').checkpoint?.aborting).toMatch(/analysis failed: metric "errors" failed/);
+
+      // The retry (the next reconcile) with the policy still in force changes nothing.
+      const again = await t.apply(app(env, '2.0.0', spec, { replicas: 2 }), ctx('b'));
+      expect(again).toMatchObject({ ok: false, transient: true });
+      expect(deployments(namespace)[canary]).toEqual([1, 1]);
+
+      // Scale-ups allowed again: the retry finishes the abort, stable back to 2 ready before the canary goes.
+      kubectl('delete', 'validatingadmissionpolicybinding', policy, '--ignore-not-found');
+      kubectl('delete', 'validatingadmissionpolicy', policy, '--ignore-not-found');
+      await waitFor('policy gone', () => !refused(), 20_000);
+      const finished = await t.apply(app(env, '2.0.0', spec, { replicas: 2 }), ctx('b'));
+      expect(finished).toMatchObject({ ok: false, rolledBack: true });
+      expect(finished.ok === false && finished.message).toMatch(/analysis failed: metric "errors" failed/);
+      await waitFor('canary deleted', () => Object.keys(deployments(namespace)).join() === stable, 20_000);
+      expect(deployments(namespace)[stable]).toEqual([2, 2]);
+      expect(store.getKv(`kubernetes.rollout/${env}/web`) ?? '').toBe('');
+    } finally {
+      kubectl('delete', 'validatingadmissionpolicybinding', policy, '--ignore-not-found');
+      kubectl('delete', 'validatingadmissionpolicy', policy, '--ignore-not-found');
+    }
+  });
+
   it('rejects request metrics on Kubernetes before anything changes', async () => {
     const { t, env } = newTarget('k-req');
     const spec: RolloutSpec = {
@@ -422,6 +500,8 @@ spec: { selector: { app: api }, ports: [{ port: 80 }] }
     const bad = newTarget('k-hookfail');
     kubectl('create', 'namespace', bad.namespace);
     kubectlWithInput(`apiVersion: v1\nkind: ResourceQuota\nmetadata: { name: no-pods }\nspec: { hard: { pods: "0" } }\n`, '-n', bad.namespace, 'apply', '-f', '-');
+    // Admission enforces a quota once the quota controller has computed its status.
+    await waitFor('quota in force', () => kubectl('-n', bad.namespace, 'get', 'resourcequota/no-pods', '-o', 'jsonpath={.status.hard.pods}') === '0', 20_000);
     const desired2 = app(bad.env, '1.0.0', rolling);
     const from2 = events.length;
     const r2 = await applyWithHooks(deps(bad.t), { app: desired2, hooks: hooks(2), revision: 'a'.repeat(40), checkoutDir: tmp.dir, apply: () => bad.t.apply(desired2, ctx('a')) });

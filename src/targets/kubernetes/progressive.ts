@@ -8,7 +8,7 @@
  */
 import type { DesiredApp } from '../../core/model.js';
 import { strategyOf, type AnalysisSpec } from '../../core/rollout.js';
-import { TerminalError, TransientError } from '../../core/errors.js';
+import { errorMessage, TerminalError, TransientError } from '../../core/errors.js';
 import type { EventBus } from '../../engine/events.js';
 import { httpMeasurement } from '../../rollout/checks.js';
 import { runRollout, type RolloutCheckpoint, type RolloutDriver, type RolloutOutcome } from '../../rollout/runner.js';
@@ -239,11 +239,16 @@ export async function kubernetesRollout(
       await d.remove(plan.stable);
     },
     async abort() {
-      // Stable first: back to its full size and all traffic, then the new set goes.
+      // Stable first: back to its full size and all traffic, and ready, before the new set goes; never fewer ready
+      // replicas than the stable set had. A scale-back that fails keeps the new set (the checkpoint says "aborting"):
+      // the retry finishes the abort.
       stableDesired = withReplicas(plan.stable, total, env, name);
-      await apply([stableDesired, ...(stableService ? [stableService] : [])]).catch(() => undefined);
+      await apply([stableDesired, ...(stableService ? [stableService] : [])]).catch((err) => {
+        throw new TransientError(`${scaleBackFailed(plan, total)}: ${errorMessage(err)}`, { cause: err });
+      });
+      const ready = await waitReady(d.watch, stableDesired, total, Date.now() + app.progressDeadlineSeconds * 1000, new AbortController().signal);
+      if (!ready.ok) throw new TransientError(`${scaleBackFailed(plan, total)}: ${ready.message}`);
       await d.remove(plan.next);
-      await waitReady(d.watch, stableDesired, total, Date.now() + app.progressDeadlineSeconds * 1000, new AbortController().signal);
     },
   };
 
@@ -267,6 +272,11 @@ export async function kubernetesRollout(
     ? [...plan.others, ...(nextService ? [nextService] : []), withReplicas(plan.next, total, env, name)]
     : [...plan.others, ...(stableService ? [stableService] : []), withReplicas(plan.stable, total, env, name)];
   return { outcome, objects, results };
+}
+
+/** Why an abort keeps the new set: the stable one is not back to its size (and the retry finishes the abort). */
+export function scaleBackFailed(plan: Pick<ProgressivePlan, 'stable' | 'next'>, total: number): string {
+  return `the stable set ${plan.stable.metadata.name} could not be brought back to ${total} ready replicas, so ${plan.next.metadata.name} is kept (serving) until it is; retrying`;
 }
 
 /** A Kubernetes rollout's last checkpoint, kept in the store so that the next engine resumes it at the same step. */

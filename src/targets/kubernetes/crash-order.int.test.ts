@@ -1,0 +1,141 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { bin, commitAll, freePort, gitInit, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
+import { kubectl, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
+
+/**
+ * Crash-safe inventory order on Kubernetes: a real `keelson up` is killed (SIGKILL) exactly where an apply has
+ * written the target's record but not finished the sync (`KEELSON_TEST_KILL_AT`, kubernetes-target.ts): once before
+ * the PostSync hooks ran, once after the target finished but before the engine recorded the sync. The next engine
+ * must converge: PostSync runs, and an app the engine had not recorded is pruned when it is no longer declared.
+ */
+kubernetesSuite('kubernetes: an engine killed between the target record and the engine record converges', () => {
+  const tmp = tempDir('keelson-k8s-crash-');
+  const ops = join(tmp.dir, 'ops');
+  const state = join(tmp.dir, 'state');
+  const namespace = uniqueNamespace('k-crash');
+  const token = 'kls_operator_token_for_crash_order_0123456';
+  let api: string;
+  let keelson: ChildProcess | undefined;
+  let starts = 0;
+
+  const files = (apps: string[]) => ({
+    'apps/shop.yaml': `apiVersion: keelson.dev/v1alpha1
+kind: App
+metadata: { name: shop }
+spec:
+  version: "1"
+  manifests: ../manifests/shop
+  rollout: { progressDeadlineSeconds: 20 }
+---
+apiVersion: keelson.dev/v1alpha1
+kind: App
+metadata: { name: extra }
+spec:
+  version: "1"
+  manifests: ../manifests/extra
+`,
+    'manifests/shop/config.yaml': `apiVersion: v1
+kind: ConfigMap
+metadata: { name: shop-config }
+data: { greeting: hello }
+`,
+    'manifests/shop/smoke.yaml': `apiVersion: batch/v1
+kind: Job
+metadata:
+  name: smoke
+  annotations: { argocd.argoproj.io/hook: PostSync, argocd.argoproj.io/hook-delete-policy: BeforeHookCreation }
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{ name: c, image: registry.example/smoke:1 }]
+`,
+    'manifests/extra/config.yaml': `apiVersion: v1
+kind: ConfigMap
+metadata: { name: extra-config }
+data: { a: b }
+`,
+    'envs/dev.yaml': `apiVersion: keelson.dev/v1alpha1
+kind: Environment
+metadata: { name: dev }
+spec:
+  target: { kubernetes: { namespace: ${namespace} } }
+  apps:
+${apps.map((a) => `    ${a}: {}\n`).join('')}`,
+  });
+
+  /** Starts `keelson up`; `killAt` makes it SIGKILL itself at that point of an apply. */
+  const up = (killAt?: 'recorded' | 'applied') => {
+    const { KEELSON_TEST_KILL_AT: _drop, ...env } = process.env;
+    const child = spawn(process.execPath, [bin, 'up', '--repo', ops, '--state-dir', state, '--listen', api.slice('http://'.length), '--poll', '1s'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...env, KEELSON_LOG_LEVEL: 'debug', KEELSON_TOKEN_OPERATOR: token, ...(killAt ? { KEELSON_TEST_KILL_AT: killAt } : {}) },
+    });
+    const chunks: Buffer[] = [];
+    child.stdout!.on('data', (c) => chunks.push(c));
+    child.stderr!.on('data', (c) => chunks.push(c));
+    const log = join(tmp.dir, `keelson-${starts++}.log`);
+    const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => {
+      writeFileSync(log, Buffer.concat(chunks));
+      resolve(signal ?? code);
+    }));
+    keelson = child;
+    return exited;
+  };
+  const stop = async (exited: Promise<unknown>) => {
+    keelson!.kill('SIGTERM');
+    await exited;
+    keelson = undefined;
+  };
+  const appOf = async (name: string) => {
+    const res = await fetch(`${api}/api/v1/status`, { headers: { authorization: `Bearer ${token}` } }).catch(() => undefined);
+    if (!res?.ok) return undefined;
+    return (await res.json()).environments?.find((e: { name: string }) => e.name === 'dev')?.apps.find((a: { name: string }) => a.name === name);
+  };
+  const exists = (kind: string, name: string) => kubectl('-n', namespace, 'get', kind, name, '--ignore-not-found', '-o', 'name') !== '';
+  const jobSucceeded = (name: string) => kubectl('-n', namespace, 'get', 'job', name, '--ignore-not-found', '-o', 'jsonpath={.status.succeeded}') === '1';
+
+  beforeAll(async () => {
+    api = `http://127.0.0.1:${await freePort()}`;
+    writeTree(ops, files(['shop']));
+    gitInit(ops);
+    commitAll(ops, 'shop');
+  });
+  afterAll(async () => {
+    keelson?.kill('SIGKILL');
+    kubectl('delete', 'namespace', namespace, '--wait=false', '--ignore-not-found');
+    tmp.cleanup();
+  });
+
+  it('killed after the record, before PostSync: the next engine runs PostSync; killed before the engine recorded a new app: it is recorded and pruned later', async () => {
+    // 1. Killed right after the target recorded shop's objects, before its PostSync hook ran.
+    expect(await up('recorded')).toBe('SIGKILL');
+    expect(exists('configmap', 'shop-config')).toBe(true);
+    expect(exists('job', 'smoke')).toBe(false);
+
+    // The next engine sees the unfinished sync and finishes it: the PostSync hook runs, the app is Synced.
+    let exited = up();
+    await waitFor('PostSync hook ran', () => jobSucceeded('smoke'), 90_000);
+    await waitFor('shop synced', async () => (await appOf('shop'))?.sync === 'Synced', 60_000);
+    await stop(exited);
+
+    // 2. A new app: killed after the target finished it, before the engine recorded the sync.
+    writeTree(ops, files(['shop', 'extra']));
+    commitAll(ops, 'extra');
+    expect(await up('applied')).toBe('SIGKILL');
+    expect(exists('configmap', 'extra-config')).toBe(true);
+
+    // The next engine finishes the sync (records the app), so that removing it from the environment prunes it.
+    exited = up();
+    await waitFor('extra synced', async () => (await appOf('extra'))?.sync === 'Synced', 90_000);
+    writeTree(ops, files(['shop']));
+    commitAll(ops, 'extra removed');
+    await waitFor('extra pruned', () => !exists('configmap', 'extra-config'), 90_000);
+    expect(exists('configmap', 'shop-config')).toBe(true);
+    await stop(exited);
+  }, 300_000);
+});
