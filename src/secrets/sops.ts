@@ -142,6 +142,13 @@ function parseMetadata(meta: Branch): SopsMetadata {
   const rules = RULE_KEYS.filter((k) => str(meta.get(k)));
   if (rules.length > 1) throw new SopsError(`the sops metadata sets ${rules.join(' and ')}; only one rule is allowed`, 'format');
   const rule: SopsRule = rules.length ? { kind: rules[0], value: str(meta.get(rules[0]))! } : { kind: 'unencrypted_suffix', value: '_unencrypted' };
+  if (rule.kind.endsWith('_regex')) {
+    try {
+      new RegExp(rule.value);
+    } catch {
+      throw new SopsError(`the sops metadata ${rule.kind} is not a valid regular expression; the file was modified or is corrupt`, 'format');
+    }
+  }
   const lastmodified = str(meta.get('lastmodified'));
   const mac = str(meta.get('mac'));
   if (!lastmodified) throw new SopsError('the sops metadata has no lastmodified', 'format');
