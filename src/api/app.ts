@@ -105,7 +105,8 @@ export function createApi(d: ApiDeps): Hono {
   app.post('/api/v1/environments/:env/sync', async (c) => {
     const env = c.req.param('env');
     knownEnv(env);
-    const body = (await c.req.json().catch(() => ({}))) as { app?: string; force?: boolean; confirmPrune?: boolean };
+    const body = (await c.req.json().catch(() => ({}))) as { app?: string; force?: boolean; confirmPrune?: boolean } | null;
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw problem(400, 'the body must be a JSON object, e.g. {"app": "web"}, or empty');
     if (body.app !== undefined && typeof body.app !== 'string') throw problem(400, '"app" must be a string');
     if (body.force !== undefined && typeof body.force !== 'boolean') throw problem(400, '"force" must be a boolean');
     if (body.confirmPrune !== undefined && typeof body.confirmPrune !== 'boolean') throw problem(400, '"confirmPrune" must be a boolean');
