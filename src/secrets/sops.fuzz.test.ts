@@ -257,7 +257,33 @@ describe('SOPS decryption fuzz', () => {
   });
 });
 
+describe('SOPS dotenv metadata fuzz', () => {
+  it('flattened sops_* keys of any shape added to a real file are refused or ignored quickly, never a crash or a hang', async () => {
+    const token = fc.oneof(
+      fc.constantFrom('age', 'enc', 'recipient', 'mac', 'lastmodified', 'version', 'key_groups', 'kms', 'pgp', '', '__proto__', 'constructor'),
+      fc.string({ maxLength: 6 }).map((x) => x.replace(/[=\n]/g, '')),
+    );
+    const index = fc.oneof(fc.nat(5), fc.constantFrom(999, 1000, 4_000_000_000, 2 ** 32 - 2, 1e15, -1, 1.5), fc.string({ maxLength: 3 }).map((x) => x.replace(/[=\n]/g, '')));
+    const flatKey = fc
+      .array(fc.oneof(token.map((t) => `__map_${t}`), index.map((i) => `__list_${i}`)), { minLength: 1, maxLength: 4 })
+      .chain((parts) => token.map((head) => `sops_${head}${parts.join('')}`));
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(flatKey, fc.string({ maxLength: 8 }).map((x) => x.replace(/\n/g, ''))), { minLength: 1, maxLength: 3 }), async (extra) => {
+        const text = read('year.env') + extra.map(([k, v]) => `${k}=${v}\n`).join('');
+        await check('year.env', text);
+      }),
+      fuzzParams(),
+    );
+  });
+});
+
 describe('SOPS decryption fuzz: regressions', () => {
+  it('a huge list index in a flattened dotenv metadata key is refused at once (it made a sparse list walked for minutes)', async () => {
+    const err = await decryptSops(`${read('year.env')}sops_age__list_4000000000__map_enc=x\n`, { format: 'dotenv', keyring, name: 'year.env' }).catch((e) => e);
+    expect(err).toBeInstanceOf(SopsError);
+    expect(err.message).toBe('year.env: the sops metadata key sops_age__list_4000000000__map_enc has a list index that is not a number below 1000');
+  });
+
   it('an invalid encrypted_regex in the metadata is a SopsError, not a SyntaxError', async () => {
     await check('secret.age.yaml', read('secret.age.yaml').replace('^(data|stringData)$', '('));
     // seed -1027886124: replaceMeta(unencrypted_suffix, "encrypted_regex", "(") on types.age.json

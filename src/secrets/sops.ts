@@ -101,6 +101,10 @@ function unflatten(items: TreeItem[]): Branch {
         else node[k as number] = container;
       }
       node = container;
+      if (tokens[t] === '__list_' && !/^\d{1,3}$/.test(tokens[t + 1])) {
+        // A huge index would make a sparse list that takes minutes to walk; sops writes 0, 1, 2… for a few keys.
+        throw new SopsError(`the sops metadata key sops_${key} has a list index that is not a number below 1000`, 'format');
+      }
       k = tokens[t] === '__list_' ? Number(tokens[t + 1]) : tokens[t + 1];
     }
     if (node instanceof Branch) node.items.push({ key: k as string, value });
