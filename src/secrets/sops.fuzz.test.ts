@@ -277,7 +277,33 @@ describe('SOPS dotenv metadata fuzz', () => {
   });
 });
 
+describe('SOPS YAML aliases fuzz', () => {
+  it('anchors and aliases of any nesting added to a real file are refused with a SopsError or decrypted, quickly', async () => {
+    // level i is a list of `width` aliases of level i-1: width^depth leaves when expanded
+    const laughs = fc.tuple(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 12 }), fc.boolean()).map(([depth, width, cyclic]) => {
+      const lines = ['l0: &l0 [lol]'];
+      for (let i = 1; i <= depth; i++) lines.push(`l${i}: &l${i} [${Array.from({ length: width }, () => `*l${i - 1}`).join(', ')}]`);
+      if (cyclic) lines.push('cyc: &cyc [*cyc]');
+      return `${lines.join('\n')}\n`;
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('secret.age.yaml', 'types.age.yaml'), laughs, async (file, extra) => {
+        await check(file, extra + read(file));
+      }),
+      fuzzParams(100),
+    );
+  });
+});
+
 describe('SOPS decryption fuzz: regressions', () => {
+  it('a "billion laughs" YAML file is refused at once, not expanded (9 levels of 9 aliases)', async () => {
+    const lines = ['l0: &l0 [lol]'];
+    for (let i = 1; i <= 9; i++) lines.push(`l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`);
+    const err = await decryptSops(`${lines.join('\n')}\n${read('secret.age.yaml')}`, { format: 'yaml', keyring, name: 'laughs.yaml' }).catch((e) => e);
+    expect(err).toBeInstanceOf(SopsError);
+    expect(err.message).toBe('laughs.yaml: the YAML resolves more than 1000 aliases; write the values out instead');
+  });
+
   it('a huge list index in a flattened dotenv metadata key is refused at once (it made a sparse list walked for minutes)', async () => {
     const err = await decryptSops(`${read('year.env')}sops_age__list_4000000000__map_enc=x\n`, { format: 'dotenv', keyring, name: 'year.env' }).catch((e) => e);
     expect(err).toBeInstanceOf(SopsError);
