@@ -224,6 +224,17 @@ spec:
     );
   }, 180_000);
 
+  it('random query strings on every GET route, as admin', async () => {
+    const gets = routeDocs.filter((r) => r.method === 'GET' && r.path !== '/api/v1/events').map((r) => r.path);
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...gets), fc.constantFrom('dev', 'nope'), fc.constantFrom('tick', 'leaky', 'nope', 'app.js'), query, async (p, env, app, q) => {
+        const url = `${p.replace(':env', env).replace(':app', app).replace(':file', app)}${q}`;
+        expectSafe(await send('GET', url, { headers: { authorization: `Bearer ${tokens.admin}` } }), `GET ${url}`);
+      }),
+      fuzzParams(fuzzRuns(300)),
+    );
+  }, 180_000);
+
   it('webhooks: a bad signature is always refused, a good one accepted', async () => {
     await fc.assert(
       fc.asyncProperty(fc.string({ unit: 'binary', maxLength: 200 }), fc.boolean(), async (text, good) => {
@@ -237,6 +248,16 @@ spec:
   });
 
   describe('regressions', () => {
+    // seed -1789874046: GET /api/v1/history?limit=tick answered 500 "datatype mismatch" (NaN reached SQLite)
+    it.each(['tick', 'NaN', '1.5', '1e400', '0x'])('GET /api/v1/history?limit=%s is a 400 with a message, not a 500', async (limit) => {
+      const a = await send('GET', `/api/v1/history?limit=${limit}`, { headers: { authorization: `Bearer ${tokens.viewer}` } });
+      expect(a.status).toBe(400);
+      expect(JSON.parse(a.text).message).toMatch(/^"limit" must be a whole number \(1 to 1000\)/);
+    });
+    it('GET /api/v1/history with an empty or large limit still answers', async () => {
+      for (const q of ['?limit=', '?limit=99999', '?limit=-5', '']) expect((await send('GET', `/api/v1/history${q}`, { headers: { authorization: `Bearer ${tokens.viewer}` } })).status).toBe(200);
+    });
+
     // seed 1022972046: POST /api/v1/environments/dev/sync with the JSON body `null` answered 500 (TypeError)
     it.each([
       ['/api/v1/environments/dev/sync', 'null'],

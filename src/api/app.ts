@@ -114,7 +114,9 @@ export function createApi(d: ApiDeps): Hono {
   });
 
   app.get('/api/v1/history', (c) => {
-    const limit = Number(c.req.query('limit') ?? 50);
+    const raw = c.req.query('limit');
+    const limit = raw === undefined || raw === '' ? 50 : Number(raw);
+    if (!Number.isInteger(limit)) throw problem(400, `"limit" must be a whole number (1 to 1000), not ${JSON.stringify(raw).slice(0, 40)}`);
     return c.json({ syncs: d.store.history({ env: c.req.query('env') || undefined, app: c.req.query('app') || undefined, limit: Math.min(Math.max(limit, 1), 1000) }) });
   });
 

@@ -135,7 +135,7 @@ export const routeDocs: RouteDoc[] = [
     access: 'viewer',
     summary: 'Sync history, newest first',
     query: z.object({ env: z.string().optional(), app: z.string().optional(), limit: z.coerce.number().int().optional() }),
-    responses: { 200: { description: 'syncs', schema: s.historySchema }, ...denied },
+    responses: { 200: { description: 'syncs', schema: s.historySchema }, 400: problem('invalid limit'), ...denied },
   },
   {
     method: 'GET',
