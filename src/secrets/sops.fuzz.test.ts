@@ -3,10 +3,13 @@
  * tampered, truncated or malformed file is refused with a SopsError whose message names no plaintext; it never
  * crashes with another error and never yields values that differ from what was encrypted.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { renderRepository } from '../render/render.js';
+import { checkSecrets } from './resolve.js';
 import { fuzzParams, fuzzRuns } from '../../test/fuzz.js';
 import { Keyring, parseIdentities } from './age-keys.js';
 import { decryptSops, formatOf, SopsError, type Decrypted, type SopsFormat } from './sops.js';
@@ -251,6 +254,64 @@ describe('SOPS decryption fuzz', () => {
           return;
         }
         throw new Error('a file without a fitting age recipient decrypted');
+      }),
+      fuzzParams(),
+    );
+  });
+});
+
+describe('keelson validate on tampered secret files', () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'keelson-sops-fuzz-'));
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+  const KEYS: Record<string, string> = { 'secret.age.yaml': 'stringData', 'year.env': 'year', 'types.age.json': 'db', 'types.age.yaml': 'db' };
+  let seq = 0;
+
+  it('every issue is at file:line:col (1-based) with a message, and names no plaintext', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...Object.keys(KEYS)), fc.array(mutation, { minLength: 1, maxLength: 2 }), async (file, ms) => {
+        let text = read(file);
+        for (const m of ms) {
+          try {
+            text = m(text, file);
+          } catch {
+            // not applicable to this text
+          }
+        }
+        const root = join(scratch, `r${seq++}`);
+        mkdirSync(join(root, 'secrets'), { recursive: true });
+        mkdirSync(join(root, 'bin'));
+        writeFileSync(join(root, 'secrets', file), text);
+        writeFileSync(
+          join(root, 'app.yaml'),
+          `apiVersion: keelson.dev/v1alpha1
+kind: App
+metadata: { name: web }
+spec:
+  version: "1"
+  artifact: { path: bin }
+  run: { command: [node] }
+  secrets:
+    env: [{ name: S, file: secrets/${file}, key: ${KEYS[file]} }]
+    files: [{ file: secrets/${file}, path: all }]
+---
+apiVersion: keelson.dev/v1alpha1
+kind: Environment
+metadata: { name: dev }
+spec:
+  target: { local: {} }
+  apps: { web: {} }
+`,
+        );
+        const rendered = await renderRepository({ root });
+        expect(rendered.issues).toEqual([]);
+        const issues = await checkSecrets(rendered.desired, root, keyring);
+        for (const i of issues) {
+          expect(i.file.length).toBeGreaterThan(0);
+          expect(Number.isInteger(i.line) && i.line >= 1, JSON.stringify(i)).toBe(true);
+          expect(Number.isInteger(i.col) && i.col >= 1, JSON.stringify(i)).toBe(true);
+          expect(i.message).toMatch(/\S/);
+          for (const p of PLAINTEXTS) expect(i.message).not.toContain(p);
+        }
       }),
       fuzzParams(),
     );
