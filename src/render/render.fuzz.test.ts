@@ -34,9 +34,14 @@ async function writeRepo(files: Record<string, string | Uint8Array>, withExample
   return root;
 }
 
-/** Every issue names its file and a 1-based position and says something. */
-function expectWellFormed(res: RenderResult): void {
+/** Every issue names its file and a 1-based position (inside the file, when it is one we wrote) and says something. */
+function expectWellFormed(res: RenderResult, files: Record<string, string | Uint8Array> = {}): void {
   for (const i of res.issues as Issue[]) {
+    const content = files[i.file];
+    if (content !== undefined) {
+      const lines = Buffer.from(content).toString('utf8').split(/\r\n|\r|\n/).length;
+      expect(i.line, `line of ${JSON.stringify(i)} in a file of ${lines} lines`).toBeLessThanOrEqual(lines);
+    }
     expect(typeof i.file).toBe('string');
     expect(i.file.length).toBeGreaterThan(0);
     expect(Number.isInteger(i.line) && i.line >= 1, `line of ${JSON.stringify(i)}`).toBe(true);
@@ -189,7 +194,7 @@ describe('renderRepository fuzz', () => {
       fc.asyncProperty(repository, fc.boolean(), async (files, withExamples) => {
         const root = await writeRepo(files, withExamples);
         const res = await renderRepository({ root });
-        expectWellFormed(res);
+        expectWellFormed(res, files);
         expectUsable(res);
       }),
       fuzzParams(),
@@ -298,9 +303,9 @@ describe('renderRepository fuzz', () => {
   it('a valid repository with one random mutation is still usable or reports at least one issue', async () => {
     await fc.assert(
       fc.asyncProperty(lineMutation, async ([file, n, m]) => {
-        const root = await writeRepo({ ...BASE, [file]: mutate(BASE[file], n, m) }, true);
-        const res = await renderRepository({ root });
-        expectWellFormed(res);
+        const files = { ...BASE, [file]: mutate(BASE[file], n, m) };
+        const res = await renderRepository({ root: await writeRepo(files, true) });
+        expectWellFormed(res, files);
         expectUsable(res);
       }),
       fuzzParams(),
