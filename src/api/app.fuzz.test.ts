@@ -122,11 +122,11 @@ describe('API fuzz', () => {
     return secrets.filter((s) => text.includes(s));
   };
 
-  async function send(m: string, url: string, init: { body?: string; headers?: Record<string, string | undefined> }): Promise<Answer> {
+  async function send(m: string, url: string, init: { body?: string; headers?: Record<string, string | undefined> }, readMs = 300): Promise<Answer> {
     const hdrs = Object.fromEntries(Object.entries(init.headers ?? {}).filter((e): e is [string, string] => e[1] !== undefined));
     const withBody = m !== 'GET' && m !== 'HEAD' && init.body !== undefined;
     const res = await api.request(url, { method: m, headers: hdrs, ...(withBody ? { body: init.body } : {}) });
-    return { status: res.status, type: res.headers.get('content-type') ?? '', text: await readSome(res) };
+    return { status: res.status, type: res.headers.get('content-type') ?? '', text: await readSome(res, readMs) };
   }
 
   function expectSafe(a: Answer, what: string): void {
@@ -247,7 +247,31 @@ spec:
     );
   });
 
+  it('a one-off run with any timeoutSeconds runs to its end (a huge one used to kill it at once)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(fc.double({ min: 30, max: 1e300, noNaN: true }), fc.constantFrom(2_147_484, 1e7, Number.MAX_VALUE)), async (t) => {
+        const a = await send('POST', '/api/v1/environments/dev/apps/tick/run', {
+          body: JSON.stringify({ argv: ['node', '-e', 'setTimeout(() => console.log("ran to the end"), 200)'], timeoutSeconds: t }),
+          headers: { authorization: `Bearer ${tokens.admin}`, 'content-type': 'application/json' },
+        }, 20_000);
+        expect(a.status).toBe(200);
+        const frames = a.text.trim().split('\n').map((l) => JSON.parse(l));
+        expect(frames.at(-1), `timeoutSeconds ${t}: ${a.text}`).toMatchObject({ exit: { code: 0, signal: null } });
+        expect(a.text).toContain('ran to the end');
+      }),
+      fuzzParams(5),
+    );
+  }, 120_000);
+
   describe('regressions', () => {
+    // seed -1847058996: timeoutSeconds 2147484 (just above 2^31-1 ms) killed the run after 8 ms (SIGTERM)
+    it('a one-off run with timeoutSeconds 2147484 exits 0 instead of being killed at once', async () => {
+      const a = await send('POST', '/api/v1/environments/dev/apps/tick/run', {
+        body: JSON.stringify({ argv: ['node', '-e', 'setTimeout(() => console.log("ran to the end"), 200)'], timeoutSeconds: 2147484 }),
+        headers: { authorization: `Bearer ${tokens.admin}`, 'content-type': 'application/json' },
+      }, 20_000);
+      expect(a.text.trim().split('\n').map((l) => JSON.parse(l)).at(-1)).toMatchObject({ exit: { code: 0, signal: null } });
+    });
     // seed -1789874046: GET /api/v1/history?limit=tick answered 500 "datatype mismatch" (NaN reached SQLite)
     it.each(['tick', 'NaN', '1.5', '1e400', '0x'])('GET /api/v1/history?limit=%s is a 400 with a message, not a 500', async (limit) => {
       const a = await send('GET', `/api/v1/history?limit=${limit}`, { headers: { authorization: `Bearer ${tokens.viewer}` } });
