@@ -165,6 +165,12 @@ const damage = fc.oneof(
     (t: string) => `${t}\n!!binary x: !!int y\n`,
     (t: string) => `${t}\ntag: !custom { a: 1 }\n`,
     (t: string) => `${t}\nnum: 123456789012345678901234567890123456789\n`,
+    (t: string) => {
+      // a "billion laughs": 9 levels of 9 aliases
+      const lines = ['l0: &l0 [lol]'];
+      for (let i = 1; i <= 9; i++) lines.push(`l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`);
+      return `${t}\n${lines.join('\n')}\n`;
+    },
   ),
 );
 
