@@ -11,7 +11,9 @@ export function fuzzRuns(dflt = 200): number {
   return Number.isInteger(n) && n > 0 ? Math.max(n, 1) : dflt;
 }
 
-export function fuzzParams<T>(numRuns = fuzzRuns()): Parameters<T> {
+/** `dflt` runs, or KEELSON_FUZZ_RUNS when set; the seed and path to replay from the environment. */
+export function fuzzParams<T>(dflt = 200): Parameters<T> {
+  const numRuns = fuzzRuns(dflt);
   const seed = process.env.KEELSON_FUZZ_SEED === undefined ? undefined : Number(process.env.KEELSON_FUZZ_SEED);
   const path = process.env.KEELSON_FUZZ_PATH;
   return { numRuns, verbose: 1, ...(seed === undefined ? {} : { seed }), ...(path === undefined ? {} : { path }) };

@@ -7,7 +7,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEngine, tickRepo, type EngineHarness } from '../../test/engine-harness.js';
-import { fuzzParams, fuzzRuns } from '../../test/fuzz.js';
+import { fuzzParams } from '../../test/fuzz.js';
 import { commitAll, waitFor, writeTree } from '../../test/helpers.js';
 import { silentLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
@@ -207,7 +207,7 @@ spec:
         }
         expectSafe(await send(m, url, { body: b, headers: hd }), `${m} ${url} ${b ?? ''}`);
       }),
-      fuzzParams(fuzzRuns(300)),
+      fuzzParams(300),
     );
   }, 180_000);
 
@@ -220,7 +220,7 @@ spec:
         const ans = await send('POST', url, { body: b, headers: hdrs });
         expectSafe(ans, `POST ${url} ${b ?? ''}`);
       }),
-      fuzzParams(fuzzRuns(200)),
+      fuzzParams(200),
     );
   }, 180_000);
 
@@ -231,7 +231,7 @@ spec:
         const url = `${p.replace(':env', env).replace(':app', app).replace(':file', app)}${q}`;
         expectSafe(await send('GET', url, { headers: { authorization: `Bearer ${tokens.admin}` } }), `GET ${url}`);
       }),
-      fuzzParams(fuzzRuns(300)),
+      fuzzParams(300),
     );
   }, 180_000);
 
@@ -243,7 +243,7 @@ spec:
         expect(a.status).toBe(good ? 202 : 403);
         expectSafe(a, 'POST webhook');
       }),
-      fuzzParams(fuzzRuns(50)),
+      fuzzParams(50),
     );
   });
 
@@ -259,7 +259,7 @@ spec:
         expect(frames.at(-1), `timeoutSeconds ${t}: ${a.text}`).toMatchObject({ exit: { code: 0, signal: null } });
         expect(a.text).toContain('ran to the end');
       }),
-      fuzzParams(5),
+      { ...fuzzParams(), numRuns: 5 }, // each run spawns a process; a few values cover the overflow
     );
   }, 120_000);
 
