@@ -105,7 +105,8 @@ export function createApi(d: ApiDeps): Hono {
   app.post('/api/v1/environments/:env/sync', async (c) => {
     const env = c.req.param('env');
     knownEnv(env);
-    const body = (await c.req.json().catch(() => ({}))) as { app?: string; force?: boolean; confirmPrune?: boolean };
+    const body = (await c.req.json().catch(() => ({}))) as { app?: string; force?: boolean; confirmPrune?: boolean } | null;
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw problem(400, 'the body must be a JSON object, e.g. {"app": "web"}, or empty');
     if (body.app !== undefined && typeof body.app !== 'string') throw problem(400, '"app" must be a string');
     if (body.force !== undefined && typeof body.force !== 'boolean') throw problem(400, '"force" must be a boolean');
     if (body.confirmPrune !== undefined && typeof body.confirmPrune !== 'boolean') throw problem(400, '"confirmPrune" must be a boolean');
@@ -113,7 +114,9 @@ export function createApi(d: ApiDeps): Hono {
   });
 
   app.get('/api/v1/history', (c) => {
-    const limit = Number(c.req.query('limit') ?? 50);
+    const raw = c.req.query('limit');
+    const limit = raw === undefined || raw === '' ? 50 : Number(raw);
+    if (!Number.isInteger(limit)) throw problem(400, `"limit" must be a whole number (1 to 1000), not ${JSON.stringify(raw).slice(0, 40)}`);
     return c.json({ syncs: d.store.history({ env: c.req.query('env') || undefined, app: c.req.query('app') || undefined, limit: Math.min(Math.max(limit, 1), 1000) }) });
   });
 

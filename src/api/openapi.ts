@@ -66,7 +66,7 @@ export const routeDocs: RouteDoc[] = [
     action: 'sync',
     summary: 'Sync the environment (or one app) now; answers when the sync has finished',
     body: s.syncRequestSchema,
-    responses: { 200: { description: 'the outcome', schema: s.syncResponseSchema }, 404: problem('unknown environment'), ...denied },
+    responses: { 200: { description: 'the outcome', schema: s.syncResponseSchema }, 400: problem('invalid body'), 404: problem('unknown environment'), ...denied },
   },
   {
     method: 'POST',
@@ -135,7 +135,7 @@ export const routeDocs: RouteDoc[] = [
     access: 'viewer',
     summary: 'Sync history, newest first',
     query: z.object({ env: z.string().optional(), app: z.string().optional(), limit: z.coerce.number().int().optional() }),
-    responses: { 200: { description: 'syncs', schema: s.historySchema }, ...denied },
+    responses: { 200: { description: 'syncs', schema: s.historySchema }, 400: problem('invalid limit'), ...denied },
   },
   {
     method: 'GET',
@@ -194,7 +194,7 @@ export const routeDocs: RouteDoc[] = [
     access: 'operator',
     action: 'promote-rollout',
     summary: 'Promote a progressive rollout past its pause ({full: true} skips every remaining pause and analysis)',
-    responses: { 200: { description: 'promotion requested' }, 404: problem('unknown environment'), 409: problem('no rollout under way'), ...denied },
+    responses: { 200: { description: 'promotion requested' }, 400: problem('invalid body'), 404: problem('unknown environment'), 409: problem('no rollout under way'), ...denied },
   },
   {
     method: 'GET',

@@ -23,7 +23,10 @@ export function rolloutRoutes(app: Hono, d: RolloutRouteDeps): RolloutTracker {
   app.post('/api/v1/environments/:env/apps/:app/rollout/promote', async (c) => {
     const { env, app: name } = c.req.param();
     d.knownEnv(env);
-    const body = (await c.req.json().catch(() => ({}))) as { full?: unknown };
+    const body = (await c.req.json().catch(() => ({}))) as { full?: unknown } | null;
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      return c.json({ error: 'BadRequest', message: 'the body must be a JSON object, e.g. {"full": true}, or empty' }, 400);
+    }
     if (body.full !== undefined && typeof body.full !== 'boolean') return c.json({ error: 'BadRequest', message: '"full" must be a boolean' }, 400);
     if (!tracker.isActive(env, name)) {
       const s = tracker.get(env, name);

@@ -6,6 +6,9 @@
 import { spawn } from 'node:child_process';
 import { redact } from '../source/git.js';
 
+
+/** The longest delay setTimeout honours (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 export interface RunSink {
   stdout(chunk: Buffer): void;
   stderr(chunk: Buffer): void;
@@ -52,7 +55,8 @@ export function runProcess(spec: RunSpec): Promise<RunResult> {
         }
       }, 5000).unref();
     };
-    const timer = spec.timeoutMs ? setTimeout(kill, spec.timeoutMs) : undefined;
+    // Node fires a timer above 2^31-1 ms after 1 ms (TimeoutOverflowWarning): a long timeout would kill at once.
+    const timer = spec.timeoutMs ? setTimeout(kill, Math.min(spec.timeoutMs, MAX_TIMER_MS)) : undefined;
     spec.signal?.addEventListener('abort', kill, { once: true });
     child.stdout.on('data', (b: Buffer) => spec.sink.stdout(b));
     child.stderr.on('data', (b: Buffer) => spec.sink.stderr(b));

@@ -103,6 +103,17 @@ function loadYaml(text: string): Branch[] {
   return out;
 }
 
+/** Aliases one document may resolve: an alias of an alias of… expands exponentially (a "billion laughs" file). */
+const MAX_YAML_ALIASES = 1000;
+const aliasCounts = new WeakMap<Document.Parsed, number>();
+
+function resolveAlias(node: Node, doc: Document.Parsed): Node | null {
+  const n = (aliasCounts.get(doc) ?? 0) + 1;
+  if (n > MAX_YAML_ALIASES) throw new FormatError(`the YAML resolves more than ${MAX_YAML_ALIASES} aliases; write the values out instead`);
+  aliasCounts.set(doc, n);
+  return ((node as unknown as { resolve(d: Document.Parsed): Node | undefined }).resolve(doc) ?? null) as Node | null;
+}
+
 function yamlMapInto(map: YAMLMap, branch: Branch, doc: Document.Parsed): void {
   const push = (cs: Comment[]) => branch.items.push(...cs.map((c) => ({ key: c, value: null })));
   push(commentLines(map.commentBefore));
@@ -112,7 +123,7 @@ function yamlMapInto(map: YAMLMap, branch: Branch, doc: Document.Parsed): void {
     const key = isScalar(keyNode) ? keyNode.value : keyNode;
     if (typeof key !== 'string') throw new FormatError(`only string keys are supported, found ${JSON.stringify(String(key))}`);
     let valueNode = pair.value as Node | null;
-    if (isAlias(valueNode)) valueNode = valueNode.resolve(doc) as Node | null;
+    if (isAlias(valueNode)) valueNode = resolveAlias(valueNode, doc);
     const scalarLike = valueNode === null || isScalar(valueNode);
     if (scalarLike) {
       push(commentLines(valueNode?.commentBefore));
@@ -125,7 +136,7 @@ function yamlMapInto(map: YAMLMap, branch: Branch, doc: Document.Parsed): void {
 
 function yamlValue(node: Node | null, doc: Document.Parsed): TreeValue {
   if (node === null) return null;
-  if (isAlias(node)) return yamlValue(node.resolve(doc) as Node | null, doc);
+  if (isAlias(node)) return yamlValue(resolveAlias(node, doc), doc);
   if (isMap(node)) {
     const b = new Branch();
     yamlMapInto(node, b, doc);

@@ -101,6 +101,10 @@ function unflatten(items: TreeItem[]): Branch {
         else node[k as number] = container;
       }
       node = container;
+      if (tokens[t] === '__list_' && !/^\d{1,3}$/.test(tokens[t + 1])) {
+        // A huge index would make a sparse list that takes minutes to walk; sops writes 0, 1, 2… for a few keys.
+        throw new SopsError(`the sops metadata key sops_${key} has a list index that is not a number below 1000`, 'format');
+      }
       k = tokens[t] === '__list_' ? Number(tokens[t + 1]) : tokens[t + 1];
     }
     if (node instanceof Branch) node.items.push({ key: k as string, value });
@@ -142,6 +146,13 @@ function parseMetadata(meta: Branch): SopsMetadata {
   const rules = RULE_KEYS.filter((k) => str(meta.get(k)));
   if (rules.length > 1) throw new SopsError(`the sops metadata sets ${rules.join(' and ')}; only one rule is allowed`, 'format');
   const rule: SopsRule = rules.length ? { kind: rules[0], value: str(meta.get(rules[0]))! } : { kind: 'unencrypted_suffix', value: '_unencrypted' };
+  if (rule.kind.endsWith('_regex')) {
+    try {
+      new RegExp(rule.value);
+    } catch {
+      throw new SopsError(`the sops metadata ${rule.kind} is not a valid regular expression; the file was modified or is corrupt`, 'format');
+    }
+  }
   const lastmodified = str(meta.get('lastmodified'));
   const mac = str(meta.get('mac'));
   if (!lastmodified) throw new SopsError('the sops metadata has no lastmodified', 'format');
