@@ -17,6 +17,10 @@ import { isLoopback, parse, parseDuration, parseListen } from './args.js';
 import { resolveUpConfig } from './config.js';
 import { AutoUpdater } from '../automation/auto-update.js';
 import { EngineWriter, parseAuthor } from '../opsrepo/engine-writer.js';
+import { ClaimKeeper } from '../claims/keeper.js';
+import { claimBackends } from '../claims/backends.js';
+import { defaultClaimsDir } from '../claims/file-claims.js';
+import { engineIdentity } from '../claims/identity.js';
 
 /** `keelson up`: the engine, the API and the supervisor until SIGINT/SIGTERM. Apps keep running after it stops. */
 export async function up(argv: string[]): Promise<void> {
@@ -34,6 +38,7 @@ export async function up(argv: string[]): Promise<void> {
     'auto-update-interval': { type: 'string' },
     'commit-author': { type: 'string' },
     'allow-host': { type: 'string', multiple: true },
+    'claims-dir': { type: 'string' },
   });
   const cfg = resolveUpConfig({
     repo: values.repo,
@@ -66,7 +71,16 @@ export async function up(argv: string[]): Promise<void> {
   const target = new LocalTarget({ stateDir: cfg.stateDir, store, bus, log, requeue: (env) => engine?.requeue(env) });
   // Each environment's spec.target picks its target; the engine talks to the registry only.
   const targets = createTargetRegistry({ local: target, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), stateDir: cfg.stateDir });
-  engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target: targets });
+  // Each environment is run by one engine at a time: the one holding its claim (README: "Several engines on one ops
+  // repository"); the others stand by.
+  const claimsDir = values['claims-dir'] ?? (process.env.KEELSON_CLAIMS_DIR || defaultClaimsDir());
+  const claims = new ClaimKeeper({
+    identity: engineIdentity(cfg.stateDir),
+    backendFor: claimBackends({ claimsDir, specOf: (env) => engine?.targetSpecOf(env) }),
+    log,
+    onAcquired: (env) => engine?.requeue(env),
+  });
+  engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target: targets, claims });
   const metrics = new Metrics(bus, {
     processes: () => target.supervisor.status().reduce((n, a) => n + a.instances.length, 0),
     health: () => target.supervisor.status().map((a) => ({ env: a.env, app: a.app, status: engine!.pauses.isPaused(a.env, a.app) ? 'Suspended' : a.health })),
@@ -95,7 +109,7 @@ export async function up(argv: string[]): Promise<void> {
     s.once('error', (err) => reject(new ExitError(1, `cannot listen on ${cfg.listen}: ${errorMessage(err)}`)));
   });
   hosts.port = (server.address() as { port: number }).port; // --listen 127.0.0.1:0 picks one
-  log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs }, 'keelson started');
+  log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs, identity: claims.identity, claimsdir: claimsDir }, 'keelson started');
   if (!cfg.webhookSecret) log.info({}, 'webhook accepts unsigned requests: no secret configured');
   if (!auth.enabled) log.warn({ listen: cfg.listen }, 'api is read-only: no tokens configured, so sync, pause and resume are disabled; configure tokens to enable them');
   log.info({ url: `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${(server.address() as { port: number }).port}/` }, 'dashboard ready');
