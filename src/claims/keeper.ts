@@ -190,7 +190,7 @@ export class ClaimKeeper {
         c.held = true;
         c.loggedStandby = undefined;
         c.lost = new AbortController();
-        this.o.log.info({ env: c.env, identity: this.identity, where: c.backend.where, transitions: written.transitions }, 'environment claimed; this engine runs it');
+        this.o.log.info({ env: c.env, engine: this.identity, where: c.backend.where, transitions: written.transitions }, 'environment claimed; this engine runs it');
         this.o.onAcquired?.(c.env);
       }
     } catch (err) {

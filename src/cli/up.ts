@@ -68,9 +68,6 @@ export async function up(argv: string[]): Promise<void> {
     store.addEvent({ time, type, env: data.env || undefined, app: data.app || undefined, data });
   });
   let engine: Engine | undefined;
-  const target = new LocalTarget({ stateDir: cfg.stateDir, store, bus, log, requeue: (env) => engine?.requeue(env) });
-  // Each environment's spec.target picks its target; the engine talks to the registry only.
-  const targets = createTargetRegistry({ local: target, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), stateDir: cfg.stateDir });
   // Each environment is run by one engine at a time: the one holding its claim (README: "Several engines on one ops
   // repository"); the others stand by.
   const claimsDir = values['claims-dir'] ?? (process.env.KEELSON_CLAIMS_DIR || defaultClaimsDir());
@@ -80,6 +77,9 @@ export async function up(argv: string[]): Promise<void> {
     log,
     onAcquired: (env) => engine?.requeue(env),
   });
+  const target = new LocalTarget({ stateDir: cfg.stateDir, store, bus, log, requeue: (env) => engine?.requeue(env) });
+  // Each environment's spec.target picks its target; the engine talks to the registry only.
+  const targets = createTargetRegistry({ local: target, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), stateDir: cfg.stateDir, mayWrite: (env) => claims.holds(env) });
   engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target: targets, claims });
   const metrics = new Metrics(bus, {
     processes: () => target.supervisor.status().reduce((n, a) => n + a.instances.length, 0),
@@ -109,7 +109,7 @@ export async function up(argv: string[]): Promise<void> {
     s.once('error', (err) => reject(new ExitError(1, `cannot listen on ${cfg.listen}: ${errorMessage(err)}`)));
   });
   hosts.port = (server.address() as { port: number }).port; // --listen 127.0.0.1:0 picks one
-  log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs, identity: claims.identity, claimsdir: claimsDir }, 'keelson started');
+  log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs, engine: claims.identity, claimsdir: claimsDir }, 'keelson started');
   if (!cfg.webhookSecret) log.info({}, 'webhook accepts unsigned requests: no secret configured');
   if (!auth.enabled) log.warn({ listen: cfg.listen }, 'api is read-only: no tokens configured, so sync, pause and resume are disabled; configure tokens to enable them');
   log.info({ url: `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${(server.address() as { port: number }).port}/` }, 'dashboard ready');

@@ -40,6 +40,11 @@ export interface KubernetesTargetOptions {
   requeue: (env: string) => void;
   /** Where remote Helm charts and resolved chart dependencies are cached (`<state>/charts`). */
   chartCacheDir?: string;
+  /**
+   * Whether this engine may write to the environment now (it holds the environment's claim, src/claims): drift is
+   * healed here only then; another engine holding the claim heals it. Absent: always.
+   */
+  mayWrite?: (env: string) => boolean;
   /** Objects applied to the server at once. Default 16. */
   concurrency?: number;
   /**
@@ -861,7 +866,7 @@ export class KubernetesTarget implements Target {
   }
 
   private checkDrift(desired: KObject, live: KObject | undefined): void {
-    if (this.closed) return;
+    if (this.closed || this.o.mayWrite?.(this.o.env) === false) return;
     const owner = this.owners.get(identity(desired));
     if (!owner || this.applying.has(owner.app)) return;
     // An interrupted rollout owns both sets' replica counts until the next apply resumes or aborts it.
@@ -885,7 +890,7 @@ export class KubernetesTarget implements Target {
     this.o.log.info({ env: this.o.env, app: owner.app, object: key, delayms: delayMs }, 'drift detected');
     const heal = async () => {
       state!.timer = undefined;
-      if (this.closed) return;
+      if (this.closed || this.o.mayWrite?.(this.o.env) === false) return;
       state!.count++;
       state!.lastAt = Date.now();
       const current = this.owners.get(id);
