@@ -66,6 +66,8 @@ describe('several engines on one ops repository (local environments)', () => {
     expect(text.stdout).toMatch(new RegExp(`Standby: claimed by ${activeA.claim.holder.replace('/', '\\/')} \\(pid \\d+\\) since \\S+, expires in \\d+s`));
 
     // The first engine dies without a word.
+    const pidsOfA: number[] = activeA.apps[0].instances.map((i: any) => i.pid);
+    expect(pidsOfA.length).toBeGreaterThan(0);
     a.child.kill('SIGKILL');
     const takenOver = await waitFor('b takes over and runs dev', async () => {
       const env = await dev(b.api);
@@ -73,6 +75,13 @@ describe('several engines on one ops repository (local environments)', () => {
     }, 60_000);
     expect(takenOver.claim.holder).toBe(standby.claim.identity);
     expect(claimFile()).toMatchObject({ holder: standby.claim.identity, transitions: 1 });
+    // Another state dir, another store: b does not adopt a's replicas; it starts its own, and a's keep running until
+    // `keelson down --state-dir <a's state dir>` (README: "Several engines on one ops repository").
+    const pidsOfB: number[] = takenOver.apps[0].instances.map((i: any) => i.pid);
+    expect(pidsOfB.filter((p) => pidsOfA.includes(p))).toEqual([]);
+    for (const pid of pidsOfA) expect(() => process.kill(pid, 0)).not.toThrow();
+    expect(runCli(['down', '--state-dir', a.state]).code).toBe(0);
+    await waitFor('a\'s replicas stopped', () => pidsOfA.every((pid) => { try { process.kill(pid, 0); return false; } catch { return true; } }), 30_000);
 
     // A third engine stands by; b stops cleanly (SIGTERM) and releases: c takes over before b's claim could expire.
     const c = await start('c');
