@@ -4,6 +4,7 @@ import { silentLogger } from '../log.js';
 import { tempDir, waitFor } from '../../test/helpers.js';
 import { FileClaims } from './file-claims.js';
 import { ClaimKeeper } from './keeper.js';
+import { repoScope } from './backends.js';
 import type { ClaimWrite } from './claim.js';
 
 const fast = { durationMs: 2_000, renewMs: 400, retryMs: 200, marginMs: 500 };
@@ -49,7 +50,7 @@ describe('claims on the host (claim files)', () => {
     expect(bEvents).toEqual(['acquired dev']);
     expect(b.view('dev')!.state).toBe('Active');
     // One claim file: the newest generation, held by b, one transition.
-    const files = readdirSync(dir).filter((f) => f.startsWith('dev@'));
+    const files = readdirSync(dir).filter((f) => f.startsWith('default.dev@'));
     expect(files).toHaveLength(1);
     expect(JSON.parse(readFileSync(`${dir}/${files[0]}`, 'utf8'))).toMatchObject({ holder: 'host/bbbb', transitions: 1 });
   });
@@ -102,6 +103,20 @@ describe('claims on the host (claim files)', () => {
     expect(a.holds('dev')).toBe(false);
     expect(signal.aborted).toBe(true);
     expect(events).toEqual(['lost dev']);
+  });
+
+  it('engines of two different ops repositories on one host both run their own `dev`', async () => {
+    const dir = tmp();
+    const scoped = (identity: string, scope: string) => {
+      const k = new ClaimKeeper({ identity, backendFor: () => new FileClaims(dir, scope), log: silentLogger(), ...fast });
+      cleanups.push(() => k.stop({ release: false }));
+      return k;
+    };
+    const a = scoped('host/aaaa', repoScope({ repo: '/srv/shop-ops', path: '.' }));
+    const b = scoped('host/bbbb', repoScope({ repo: '/srv/blog-ops', path: '.' }));
+    a.track('dev');
+    b.track('dev');
+    await waitFor('both hold their dev', () => a.holds('dev') && b.holds('dev'));
   });
 
   it('of many engines taking over one expired claim at once, exactly one wins', async () => {

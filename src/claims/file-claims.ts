@@ -1,7 +1,7 @@
 /**
  * Claims of local environments: files in a directory every engine of the host shares (`--claims-dir`).
  *
- * An environment's claim is a sequence of generations, `<env>@<n>.json`; the highest one is the claim. Taking a claim
+ * An environment's claim is a sequence of generations, `<scope>.<env>@<n>.json` (scope: the ops repository); the highest one is the claim. Taking a claim
  * (the first one, or over an expired or released one) creates generation n+1 with `link(2)` from a complete temp
  * file: link fails with EEXIST when the name exists, so of several standbys that saw generation n expire exactly one
  * creates n+1 and wins, and nobody ever sees a half-written claim. Only the holder of generation n rewrites it (renewal,
@@ -34,8 +34,16 @@ export class FileClaims implements ClaimBackend {
   readonly where: string;
   private ready?: Promise<unknown>;
 
-  constructor(private readonly dir: string) {
+  /** `scope`: which ops repository (see backends.ts); claim files are named `<scope>.<env>@<n>.json`. */
+  constructor(
+    private readonly dir: string,
+    private readonly scope = 'default',
+  ) {
     this.where = dir;
+  }
+
+  private name(env: string): string {
+    return `${this.scope}.${encodeURIComponent(env)}`;
   }
 
   async read(env: string): Promise<ClaimRecord | undefined> {
@@ -82,7 +90,7 @@ export class FileClaims implements ClaimBackend {
   }
 
   private file(env: string, gen: number): string {
-    return join(this.dir, `${encodeURIComponent(env)}@${gen}.json`);
+    return join(this.dir, `${this.name(env)}@${gen}.json`);
   }
 
   private async replace(env: string, gen: number, data: ClaimWrite): Promise<void> {
@@ -99,13 +107,13 @@ export class FileClaims implements ClaimBackend {
   private async temp(env: string, gen: number, data: ClaimWrite): Promise<string> {
     this.ready ??= mkdir(this.dir, { recursive: true, mode: 0o700 });
     await this.ready;
-    const tmp = join(this.dir, `.${encodeURIComponent(env)}@${gen}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    const tmp = join(this.dir, `.${this.name(env)}@${gen}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     await writeFile(tmp, `${JSON.stringify(data)}\n`, { mode: 0o600, flag: 'wx' });
     return tmp;
   }
 
   private async generations(env: string): Promise<number[]> {
-    const prefix = `${encodeURIComponent(env)}@`;
+    const prefix = `${this.name(env)}@`;
     let names: string[];
     try {
       names = await readdir(this.dir);

@@ -32,7 +32,7 @@ kubernetesSuite('claims of Kubernetes environments (Lease)', () => {
     const store = new Store(state);
     let engine: Engine | undefined;
     const local = new LocalTarget({ stateDir: state, store, bus, log, requeue: () => undefined });
-    const claims = new ClaimKeeper({ identity: `test/${name}`, backendFor: claimBackends({ claimsDir: join(tmp.dir, 'claims'), specOf: (env) => engine?.targetSpecOf(env) }), log, onAcquired: (env) => engine?.requeue(env), ...timings });
+    const claims = new ClaimKeeper({ identity: `test/${name}`, backendFor: claimBackends({ claimsDir: join(tmp.dir, 'claims'), scope: () => ({ repo: ops, path: '' }), specOf: (env) => engine?.targetSpecOf(env) }), log, onAcquired: (env) => engine?.requeue(env), ...timings });
     const targets = createTargetRegistry({ local, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), mayWrite: (env) => claims.holds(env) });
     engine = new Engine({ repo: ops, stateDir: state, log, store, bus, target: targets, pollMs: 600_000, claims });
     const changed: Booted['changed'] = [];

@@ -73,7 +73,7 @@ export async function up(argv: string[]): Promise<void> {
   const claimsDir = values['claims-dir'] ?? (process.env.KEELSON_CLAIMS_DIR || defaultClaimsDir());
   const claims = new ClaimKeeper({
     identity: engineIdentity(cfg.stateDir),
-    backendFor: claimBackends({ claimsDir, specOf: (env) => engine?.targetSpecOf(env) }),
+    backendFor: claimBackends({ claimsDir, scope: () => ({ repo: engine!.source.repo, path: engine!.source.path }), specOf: (env) => engine?.targetSpecOf(env) }),
     log,
     onAcquired: (env) => engine?.requeue(env),
   });

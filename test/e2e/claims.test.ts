@@ -26,7 +26,7 @@ describe('several engines on one ops repository (local environments)', () => {
   };
   const dev = async (api: string) => (await getJson(`${api}/api/v1/status`)).environments.find((e: any) => e.name === 'dev');
   const claimFile = () => {
-    const [f] = readdirSync(claimsDir).filter((n) => n.startsWith('dev@'));
+    const [f] = readdirSync(claimsDir).filter((n) => /^[0-9a-f]{12}\.dev@\d+\.json$/.test(n));
     return JSON.parse(readFileSync(join(claimsDir, f), 'utf8'));
   };
 
