@@ -44,6 +44,9 @@ interface EnvClaim {
   busy?: Promise<void>;
   /** Holder last logged as standing by for, so the log says it once. */
   loggedStandby?: string;
+  /** Resolved once the first attempt was made. */
+  first: Promise<void>;
+  firstDone?: () => void;
 }
 
 export class ClaimKeeper {
@@ -65,7 +68,9 @@ export class ClaimKeeper {
   /** Starts claiming `env` (idempotent): the first attempt is made at once. */
   track(env: string): void {
     if (this.stopped || this.envs.has(env)) return;
-    const c: EnvClaim = { env, backend: this.o.backendFor(env), held: false, validUntil: 0, lost: new AbortController() };
+    let firstDone!: () => void;
+    const first = new Promise<void>((resolve) => (firstDone = resolve));
+    const c: EnvClaim = { env, backend: this.o.backendFor(env), held: false, validUntil: 0, lost: new AbortController(), first, firstDone };
     c.lost.abort();
     this.envs.set(env, c);
     this.schedule(c, 0);
@@ -82,9 +87,9 @@ export class ClaimKeeper {
     return this.envs.get(env)?.lost.signal ?? AbortSignal.abort();
   }
 
-  /** Resolves once the first attempt on `env` has been made (tests, and status right after start). */
+  /** Resolves once the first attempt on `env` has been made: whether this engine holds it is known then. */
   async settled(env: string): Promise<void> {
-    await this.envs.get(env)?.busy;
+    await this.envs.get(env)?.first;
   }
 
   view(env: string): ClaimView | undefined {
@@ -105,6 +110,7 @@ export class ClaimKeeper {
   async stop(opts: { release: boolean } = { release: true }): Promise<void> {
     this.stopped = true;
     for (const c of this.envs.values()) {
+      c.firstDone?.();
       if (c.timer) clearTimeout(c.timer);
       if (c.expiry) clearTimeout(c.expiry);
     }
@@ -132,6 +138,8 @@ export class ClaimKeeper {
     c.timer = setTimeout(() => {
       c.busy = this.attempt(c).finally(() => {
         c.busy = undefined;
+        c.firstDone?.();
+        c.firstDone = undefined;
         this.schedule(c, c.held ? this.t.renewMs : this.t.retryMs);
       });
     }, ms);

@@ -441,7 +441,7 @@ export class Engine {
     const good = this.good;
     const resync = this.o.resyncMs ?? this.pollMs;
     if (!good) return { outcome: { result: 'Unchanged', message: 'no revision of the ops repository has rendered cleanly yet' }, requeueAfterMs: resync };
-    const standby = this.standbyReason(env);
+    const standby = await this.standbyReason(env);
     if (standby) return { outcome: { result: 'Unchanged', message: standby }, requeueAfterMs: resync };
     if (this.pauses.isPaused(env)) return { outcome: { result: 'Unchanged', message: `environment ${env} is paused; resume it to sync` }, requeueAfterMs: resync };
     const desired = this.desiredEnv(env);
@@ -463,10 +463,11 @@ export class Engine {
    * Why this engine must not write to `env` now (another engine holds its claim, or it is not taken yet); undefined
    * when it may. Taking the claim requeues the environment.
    */
-  private standbyReason(env: string): string | undefined {
+  private async standbyReason(env: string): Promise<string | undefined> {
     const claims = this.o.claims;
     if (!claims) return undefined;
     claims.track(env);
+    await claims.settled(env); // the first look at the claim: right after start, a sync need not wait for a requeue
     if (claims.holds(env)) return undefined;
     return claims.view(env)?.message ?? 'claiming the environment';
   }
