@@ -52,7 +52,7 @@ export class FileClaims implements ClaimBackend {
       if (gen === 0) return undefined;
       try {
         const data = JSON.parse(await readFile(this.file(env, gen), 'utf8')) as ClaimWrite;
-        return { ...data, version: String(gen) };
+        return { ...data, version: versionOf(gen, data) };
       } catch (err) {
         // Cleaned up between readdir and read (a newer generation exists): read again.
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || tries > 3) throw err;
@@ -61,12 +61,12 @@ export class FileClaims implements ClaimBackend {
   }
 
   async write(env: string, current: ClaimRecord | undefined, next: ClaimWrite, mode: 'renew' | 'take'): Promise<ClaimRecord | undefined> {
-    const have = current ? Number(current.version) : 0;
+    const have = current ? generationOf(current) : 0;
     if (mode === 'renew') {
       if (!current || (await this.highest(env)) !== have) return undefined;
       await this.replace(env, have, next);
       // A standby may only create n+1 once n expired; if it did, this renewal came too late and counts for nothing.
-      return (await this.highest(env)) === have ? { ...next, version: String(have) } : undefined;
+      return (await this.highest(env)) === have ? { ...next, version: versionOf(have, next) } : undefined;
     }
     const gen = have + 1;
     const tmp = await this.temp(env, gen, next);
@@ -80,11 +80,11 @@ export class FileClaims implements ClaimBackend {
     }
     // Older generations are history now.
     for (const g of await this.generations(env)) if (g < gen) await unlink(this.file(env, g)).catch(() => {});
-    return { ...next, version: String(gen) };
+    return { ...next, version: versionOf(gen, next) };
   }
 
   async release(env: string, current: ClaimRecord): Promise<void> {
-    const gen = Number(current.version);
+    const gen = generationOf(current);
     if ((await this.highest(env)) !== gen) return;
     await this.replace(env, gen, { ...current, holder: '', renewedAt: new Date().toISOString() });
   }
@@ -127,4 +127,16 @@ export class FileClaims implements ClaimBackend {
   private async highest(env: string): Promise<number> {
     return Math.max(0, ...(await this.generations(env)));
   }
+}
+
+/**
+ * A record's version: its generation and renewal time, so that every renewal is a new version (a standby that sees
+ * the same version for a whole duration knows the holder stopped renewing).
+ */
+function versionOf(gen: number, data: ClaimWrite): string {
+  return `${gen}/${data.renewedAt}`;
+}
+
+function generationOf(r: ClaimRecord): number {
+  return Number.parseInt(r.version, 10);
 }
