@@ -159,7 +159,7 @@ export const matrixSchema = z
   .object({
     revision: z.string().nullable(),
     commit: commit.nullable(),
-    environments: z.array(z.object({ name: z.string(), target: z.string(), paused: z.boolean(), syncing: z.boolean(), error: z.string().nullable() })),
+    environments: z.array(z.object({ name: z.string(), target: z.string(), paused: z.boolean(), syncing: z.boolean(), error: z.string().nullable(), standby: z.string().nullable().optional() })),
     /** Apps matching the filters, before pagination. */
     total: z.number().int(),
     offset: z.number().int(),
