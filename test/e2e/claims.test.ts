@@ -61,6 +61,9 @@ describe('several engines on one ops repository (local environments)', () => {
     // b runs nothing of dev: its target has no replica of tick, and no sync of dev in its history.
     expect(standby.apps.every((app: any) => app.instances.length === 0)).toBe(true);
     expect((await getJson(`${b.api}/api/v1/history?env=dev`)).syncs).toEqual([]);
+    // The dashboard's matrix says so too.
+    const matrix = await getJson(`${b.api}/api/v1/matrix`);
+    expect(matrix.environments.find((e: any) => e.name === 'dev').standby).toMatch(/^Standby: claimed by /);
     // `keelson status` on b says who runs it.
     const text = runCli(['status', '--server', b.api]);
     expect(text.stdout).toMatch(new RegExp(`Standby: claimed by ${activeA.claim.holder.replace('/', '\\/')} \\(pid \\d+\\) since \\S+, expires in \\d+s`));
