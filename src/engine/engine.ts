@@ -472,9 +472,9 @@ export class Engine {
     return claims.view(env)?.message ?? 'claiming the environment';
   }
 
-  /** Whether a reconcile under way may go on writing to `env`. */
+  /** Whether a reconcile under way may go on writing to `env`: it holds the claim (claims are released after it ends). */
   private mayWrite(env: string): boolean {
-    return !this.stopped && (!this.o.claims || this.o.claims.holds(env));
+    return !this.o.claims || this.o.claims.holds(env);
   }
 
   /** Aborted when the engine stops or loses the claim of `env`: a rollout under way stops waiting. */
