@@ -163,7 +163,6 @@ export class ClaimKeeper {
     try {
       const r = await c.backend.read(c.env);
       if (r && c.seen?.version !== r.version) c.seen = { version: r.version, at: performance.now() };
-      const prev = c.record;
       c.record = r;
       c.error = undefined;
       if (this.stopped) return;
@@ -178,7 +177,9 @@ export class ClaimKeeper {
         transitions: (r?.transitions ?? 0) + (r && r.holder !== this.identity ? 1 : 0),
       });
       let mode: 'renew' | 'take' | undefined;
-      if (c.held && r && r.pid === process.pid && r.holder === this.identity && r.version === prev?.version) mode = 'renew';
+      // Only this process writes records with its identity and pid: one is still ours (also when the answer to our
+      // last write was lost and `prev` is older).
+      if (c.held && r && r.pid === process.pid && r.holder === this.identity && r.host === hostname()) mode = 'renew';
       else if (!r || (r && this.isMine(r)) || this.expired(c, r)) mode = 'take';
       if (c.held && mode !== 'renew') this.drop(c, `another engine (${r?.holder || 'none'}) changed the claim`);
       if (!mode) return this.standby(c, r!);

@@ -11,6 +11,9 @@ import type { ClaimBackend, ClaimRecord, ClaimWrite } from './claim.js';
 const HOST = 'keelson.dev/claim-host';
 const PID = 'keelson.dev/claim-pid';
 const FIELD_MANAGER = 'keelson';
+/** A claim request that takes longer is given up (and retried): an API server that does not answer must not stall renewals. */
+const REQUEST_TIMEOUT_MS = 5_000;
+const timeout = () => AbortSignal.timeout(REQUEST_TIMEOUT_MS);
 
 export function leaseName(env: string): string {
   return `keelson-env-${env}`.slice(0, 253);
@@ -40,7 +43,7 @@ export class LeaseClaims implements ClaimBackend {
   async read(): Promise<ClaimRecord | undefined> {
     let lease: Lease;
     try {
-      lease = await this.api.request<Lease>('GET', this.path());
+      lease = await this.api.request<Lease>('GET', this.path(), { signal: timeout() });
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -51,15 +54,15 @@ export class LeaseClaims implements ClaimBackend {
   async write(_env: string, current: ClaimRecord | undefined, next: ClaimWrite): Promise<ClaimRecord | undefined> {
     const lease = this.leaseOf(next, current?.version);
     try {
-      if (current) return recordOf(await this.api.request<Lease>('PUT', this.path(), { body: lease }));
+      if (current) return recordOf(await this.api.request<Lease>('PUT', this.path(), { body: lease, signal: timeout() }));
       try {
-        return recordOf(await this.api.request<Lease>('POST', this.path().replace(/\/[^/]+$/, ''), { body: lease }));
+        return recordOf(await this.api.request<Lease>('POST', this.path().replace(/\/[^/]+$/, ''), { body: lease, signal: timeout() }));
       } catch (err) {
         if (!isNotFound(err)) throw err;
         await this.api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: this.namespace, labels: { [LABEL_MANAGED_BY]: 'keelson' } } }, FIELD_MANAGER).catch((e) => {
           if (statusCode(e) !== 409) throw e;
         });
-        return recordOf(await this.api.request<Lease>('POST', this.path().replace(/\/[^/]+$/, ''), { body: lease }));
+        return recordOf(await this.api.request<Lease>('POST', this.path().replace(/\/[^/]+$/, ''), { body: lease, signal: timeout() }));
       }
     } catch (err) {
       if (statusCode(err) === 409) return undefined; // a stale resourceVersion, or created meanwhile: another engine won
@@ -70,7 +73,7 @@ export class LeaseClaims implements ClaimBackend {
   async release(_env: string, current: ClaimRecord): Promise<void> {
     // As client-go does: no holder and a 1 s duration, so a standby takes over at its next look.
     const lease = this.leaseOf({ ...current, holder: '', renewedAt: new Date().toISOString(), durationMs: 1000 }, current.version);
-    await this.api.request('PUT', this.path(), { body: lease }).catch((err) => {
+    await this.api.request('PUT', this.path(), { body: lease, signal: timeout() }).catch((err) => {
       if (statusCode(err) !== 409 && !isNotFound(err)) throw err;
     });
   }
