@@ -151,7 +151,7 @@ export function installDashboardApi(app: Hono, d: DashboardApiDeps): void {
     const body: Matrix = {
       revision: snap.status.revision,
       commit: snap.status.commit,
-      environments: envs.map((e) => ({ name: e.name, target: e.target, paused: engine.pauses.isPaused(e.name), syncing: e.syncing, error: e.error?.message ?? null })),
+      environments: envs.map((e) => ({ name: e.name, target: e.target, paused: engine.pauses.isPaused(e.name), syncing: e.syncing, error: e.error?.message ?? null, standby: e.claim?.state === 'Standby' ? e.claim.message : null })),
       total: matching.length,
       offset,
       limit,

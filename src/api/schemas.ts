@@ -57,6 +57,20 @@ export const appStatusSchema = z
   })
   .meta({ id: 'AppStatus' });
 
+/** Which engine runs an environment (README: "Several engines on one ops repository"). */
+export const claimSchema = z
+  .object({
+    state: z.enum(['Active', 'Standby', 'Unknown']),
+    holder: z.string().nullable(),
+    identity: z.string(),
+    since: z.string().nullable(),
+    expiresAt: z.string().nullable(),
+    where: z.string(),
+    error: z.string().nullable(),
+    message: z.string(),
+  })
+  .meta({ id: 'Claim' });
+
 export const environmentStatusSchema = z
   .object({
     name: z.string(),
@@ -64,6 +78,7 @@ export const environmentStatusSchema = z
     revision: z.string().nullable(),
     syncing: z.boolean(),
     error: z.object({ revision: z.string(), message: z.string(), issues: z.array(z.string()) }).nullable(),
+    claim: claimSchema.nullable().optional(),
     apps: z.array(appStatusSchema),
   })
   .meta({ id: 'EnvironmentStatus' });
@@ -161,7 +176,7 @@ export const matrixSchema = z
   .object({
     revision: z.string().nullable(),
     commit: commit.nullable(),
-    environments: z.array(z.object({ name: z.string(), target: z.string(), paused: z.boolean(), syncing: z.boolean(), error: z.string().nullable() })),
+    environments: z.array(z.object({ name: z.string(), target: z.string(), paused: z.boolean(), syncing: z.boolean(), error: z.string().nullable(), standby: z.string().nullable().optional() })),
     /** Apps matching the filters, before pagination. */
     total: z.number().int(),
     offset: z.number().int(),

@@ -73,6 +73,7 @@ export function formatStatus(s: StatusView): string {
     out.push('', `ENVIRONMENT ${env.name} (${env.target})${env.phase === 'Expired' ? ` Expired ${env.expiresAt}` : env.expiresAt ? ` expires ${env.expiresAt}` : ''}${env.syncing ? ' syncing…' : ''}`);
     if (env.error) out.push(`  error: ${env.error.message}`);
     if (env.syncWindow) out.push(`  ${env.syncWindow}`);
+    if (env.claim && env.claim.state !== 'Active') out.push(`  ${env.claim.message}`);
     const rows = [['APP', 'VERSION', 'SYNC', 'HEALTH', 'READY', 'REVISION', 'MESSAGE']];
     for (const a of env.apps) {
       const version = a.version && a.desiredVersion && a.version !== a.desiredVersion ? `${a.version}→${a.desiredVersion}` : a.version ?? a.desiredVersion ?? '-';

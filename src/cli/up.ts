@@ -20,6 +20,10 @@ import { resolveUpConfig } from './config.js';
 import { describePolicy } from '../policy/policy.js';
 import { AutoUpdater } from '../automation/auto-update.js';
 import { EngineWriter, parseAuthor } from '../opsrepo/engine-writer.js';
+import { ClaimKeeper } from '../claims/keeper.js';
+import { claimBackends } from '../claims/backends.js';
+import { defaultClaimsDir } from '../claims/file-claims.js';
+import { engineIdentity } from '../claims/identity.js';
 
 /** `keelson up`: the engine, the API and the supervisor until SIGINT/SIGTERM. Apps keep running after it stops. */
 export async function up(argv: string[]): Promise<void> {
@@ -44,6 +48,7 @@ export async function up(argv: string[]): Promise<void> {
     'proxy-listen-host': { type: 'string' },
     'trusted-proxy': { type: 'string', multiple: true },
     'log-format': { type: 'string' },
+    'claims-dir': { type: 'string' },
   });
   const cfg = resolveUpConfig({
     repo: values.repo,
@@ -85,6 +90,15 @@ export async function up(argv: string[]): Promise<void> {
     store.addEvent({ time, type, env: data.env || undefined, app: data.app || undefined, data });
   });
   let engine: Engine | undefined;
+  // Each environment is run by one engine at a time: the one holding its claim (README: "Several engines on one ops
+  // repository"); the others stand by.
+  const claimsDir = values['claims-dir'] ?? (process.env.KEELSON_CLAIMS_DIR || defaultClaimsDir());
+  const claims = new ClaimKeeper({
+    identity: engineIdentity(cfg.stateDir),
+    backendFor: claimBackends({ claimsDir, scope: () => ({ repo: engine!.source.repo, path: engine!.source.path }), specOf: (env) => engine?.targetSpecOf(env) }),
+    log,
+    onAcquired: (env) => engine?.requeue(env),
+  });
   const isolation = { allowRootApps: cfg.allowRootApps, ...(cfg.defaultUser ? { defaultUser: cfg.defaultUser } : {}) };
   const renewBefore = process.env.KEELSON_ACME_RENEW_BEFORE;
   const target = new LocalTarget({
@@ -101,8 +115,8 @@ export async function up(argv: string[]): Promise<void> {
     },
   });
   // Each environment's spec.target picks its target; the engine talks to the registry only.
-  const targets = createTargetRegistry({ local: target, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), stateDir: cfg.stateDir });
-  engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target: targets, policy: cfg.policy });
+  const targets = createTargetRegistry({ local: target, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), stateDir: cfg.stateDir, mayWrite: (env) => claims.holds(env) });
+  engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target: targets, policy: cfg.policy, claims });
   const metrics = new Metrics(bus, {
     processes: () => target.supervisor.status().reduce((n, a) => n + a.instances.length, 0),
     health: () => target.supervisor.status().map((a) => ({ env: a.env, app: a.app, status: engine!.pauses.isPaused(a.env, a.app) ? 'Suspended' : a.health })),
@@ -132,7 +146,7 @@ export async function up(argv: string[]): Promise<void> {
     s.once('error', (err) => reject(new ExitError(1, `cannot listen on ${cfg.listen}: ${errorMessage(err)}`)));
   });
   hosts.port = (server.address() as { port: number }).port; // --listen 127.0.0.1:0 picks one
-  log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs }, 'keelson started');
+  log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs, engine: claims.identity, claimsdir: claimsDir }, 'keelson started');
   log.info({ policy: describeIsolation(isolation) }, 'app isolation');
   for (const line of describePolicy(cfg.policy)) log.info({}, line);
   if (!cfg.webhookSecret) log.info({}, 'webhook accepts unsigned requests: no secret configured');

@@ -26,6 +26,8 @@ import { PauseSet } from './pause.js';
 import { Reconciler } from './reconciler.js';
 import { applyWithHooks, forgetHooks, runPreDelete, type SyncHookDeps } from '../hooks/around-apply.js';
 import { WindowGate } from '../windows/gate.js';
+import type { ClaimView } from '../claims/claim.js';
+import type { ClaimKeeper } from '../claims/keeper.js';
 
 export interface EngineOptions {
   repo: string;
@@ -49,6 +51,11 @@ export interface EngineOptions {
   render?: typeof renderRepository;
   /** The operator's policy from the engine configuration (never git); default: none configured (unrestricted). */
   policy?: EnginePolicy;
+  /**
+   * Claims (src/claims): the engine reconciles an environment only while it holds its claim, and stands by while
+   * another engine does. Absent: every environment is run without claiming it.
+   */
+  claims?: ClaimKeeper;
 }
 
 /** The last revision that rendered cleanly: what environments run. */
@@ -104,6 +111,8 @@ export interface EnvironmentStatusView {
   syncWindow: string | null;
   /** `keelson chaos` refuses to run here without --force. */
   protected?: boolean;
+  /** Which engine runs this environment (engines with claims): `Active` here, or `Standby` and who holds it. */
+  claim?: ClaimView | null;
   error: { revision: string; message: string; issues: string[] } | null;
   apps: AppStatusView[];
 }
@@ -198,6 +207,8 @@ export class Engine {
     this.stopping.abort();
     if (this.pollTimer) clearTimeout(this.pollTimer);
     await this.reconciler.stop();
+    // After the last write: a standby takes over at once.
+    await this.o.claims?.stop({ release: true });
     this.manual.cancelAll('the engine stopped before this sync ran; run it again');
     await this.target.close();
   }
@@ -435,6 +446,8 @@ export class Engine {
     const good = this.good;
     const resync = this.o.resyncMs ?? this.pollMs;
     if (!good) return { outcome: { result: 'Unchanged', message: 'no revision of the ops repository has rendered cleanly yet' }, requeueAfterMs: resync };
+    const standby = await this.standbyReason(env);
+    if (standby) return { outcome: { result: 'Unchanged', message: standby }, requeueAfterMs: resync };
     if (this.pauses.isPaused(env)) return { outcome: { result: 'Unchanged', message: `environment ${env} is paused; resume it to sync` }, requeueAfterMs: resync };
     const desired = this.desiredEnv(env);
     const live = await this.target.observe(env);
@@ -449,6 +462,29 @@ export class Engine {
     if (!gate.allowed) return { outcome: { result: 'Unchanged', message: this.windows.waiting(env) ?? 'waiting for a sync window' }, requeueAfterMs: gate.requeueAfterMs };
     const outcome = await this.execute(plan, desired, good, { takeover: manual?.force ?? new Set(), confirmPrune: manual?.confirmPrune ?? new Set() });
     return { outcome, requeueAfterMs };
+  }
+
+  /**
+   * Why this engine must not write to `env` now (another engine holds its claim, or it is not taken yet); undefined
+   * when it may. Taking the claim requeues the environment.
+   */
+  private async standbyReason(env: string): Promise<string | undefined> {
+    const claims = this.o.claims;
+    if (!claims) return undefined;
+    claims.track(env);
+    await claims.settled(env); // the first look at the claim: right after start, a sync need not wait for a requeue
+    if (claims.holds(env)) return undefined;
+    return claims.view(env)?.message ?? 'claiming the environment';
+  }
+
+  /** Whether a reconcile under way may go on writing to `env`: it holds the claim (claims are released after it ends). */
+  private mayWrite(env: string): boolean {
+    return !this.o.claims || this.o.claims.holds(env);
+  }
+
+  /** Aborted when the engine stops or loses the claim of `env`: a rollout under way stops waiting. */
+  private interruptOf(env: string): AbortSignal {
+    return this.o.claims ? AbortSignal.any([this.stopping.signal, this.o.claims.signal(env)]) : this.stopping.signal;
   }
 
   /** Apps already equal to desired now trace back to this revision too. */
@@ -484,7 +520,7 @@ export class Engine {
     for (const wave of waves(applySteps, byName)) {
       await mapLimit(wave, this.target.concurrencyOf?.(env) ?? concurrency, async (step) => {
         const app = byName.get(step.app)!;
-        if (app.dependsOn.some((d) => interrupted.includes(d))) return void interrupted.push(step.app);
+        if (app.dependsOn.some((d) => interrupted.includes(d)) || !this.mayWrite(env)) return void interrupted.push(step.app);
         const blockedBy = app.dependsOn.find((d) => failed.has(d));
         if (blockedBy) {
           failed.add(step.app);
@@ -498,12 +534,18 @@ export class Engine {
         if (change.change.action === 'failed') failed.add(step.app);
       });
     }
-    if (interrupted.length > 0) {
+    const interruptedBy = () => {
       // Not a result: this sync goes on in the next engine, which records it.
-      this.log.info({ env, revision: good.revision, apps: interrupted.join(', ') }, 'sync interrupted by the engine stopping');
-      return { result: 'Unchanged', message: `interrupted by the engine stopping (${interrupted.join(', ')}); the next engine finishes it` };
-    }
+      const why = this.stopped ? 'the engine stopping' : 'the loss of the claim on the environment';
+      this.log.info({ env, revision: good.revision, apps: interrupted.join(', ') }, `sync interrupted by ${why}`);
+      return { result: 'Unchanged' as const, message: `interrupted by ${why} (${interrupted.join(', ')}); the next engine finishes it` };
+    };
+    if (interrupted.length > 0) return interruptedBy();
     for (const step of plan.steps.filter((s) => s.action === 'delete').reverse()) {
+      if (!this.mayWrite(env)) {
+        interrupted.push(step.app);
+        continue;
+      }
       try {
         await runPreDelete(this.hookDeps(), env, step.app, good.revision);
         await this.target.delete(env, step.app);
@@ -517,6 +559,7 @@ export class Engine {
         changes.push({ app: step.app, action: 'failed', from: step.from, message: this.secrets.mask(`prune failed: ${errorMessage(err)}`) });
       }
     }
+    if (interrupted.length > 0) return interruptedBy();
     for (const step of plan.steps.filter((s) => s.action === 'blocked')) changes.push({ app: step.app, action: 'skipped', to: step.to, message: step.reason });
 
     const result = failed.size > 0 ? 'Failed' : 'Succeeded';
@@ -537,7 +580,7 @@ export class Engine {
       // Cancelled when a newer revision changes this app while the rollout still waits (see inflight.ts).
       const inflight = this.inflight.begin(env, app.name, this.target.templateOf(app));
       try {
-        return await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir, signal: inflight.signal, interrupt: this.stopping.signal, ...(opts.force ? { force: true } : {}), ...(opts.confirmPrune ? { confirmPrune: true } : {}) });
+        return await this.target.apply(app, { revision: good.revision, checkoutDir: good.checkoutDir, signal: inflight.signal, interrupt: this.interruptOf(env), ...(opts.force ? { force: true } : {}), ...(opts.confirmPrune ? { confirmPrune: true } : {}) });
       } finally {
         inflight.end();
       }
@@ -649,6 +692,7 @@ export class Engine {
         syncing: this.reconciler.isRunning(env),
         syncWindow: this.windows.waiting(env),
         protected: desired.protected ?? false,
+        ...(this.o.claims ? { claim: this.o.claims.view(env) ?? null } : {}),
         phase: phaseOf(desired),
         expiresAt: desired.expiresAt ?? null,
         error: this.renderError ? { revision: this.renderError.revision, message: this.renderError.message, issues: this.renderError.issues.map(formatIssue) } : null,

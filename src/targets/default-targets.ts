@@ -20,6 +20,8 @@ export interface DefaultTargetsOptions {
   specOf: (env: string) => TargetSpec | undefined;
   /** The engine's state directory: Kubernetes targets cache remote Helm charts in `<stateDir>/charts`. */
   stateDir?: string;
+  /** Whether this engine may write to an environment now (its claim): Kubernetes targets heal drift only then. */
+  mayWrite?: (env: string) => boolean;
 }
 
 export function createTargetRegistry(o: DefaultTargetsOptions): TargetRegistry {
@@ -36,7 +38,7 @@ export function createTargetRegistry(o: DefaultTargetsOptions): TargetRegistry {
             'kubernetes',
             async () => {
               const { KubernetesTarget } = await import('./kubernetes/kubernetes-target.js');
-              return new KubernetesTarget({ env, spec: k8s, store: o.store, bus: o.bus, log: o.log.child({ target: 'kubernetes', env }), requeue: o.requeue, chartCacheDir: o.stateDir ? join(o.stateDir, 'charts') : undefined });
+              return new KubernetesTarget({ env, spec: k8s, store: o.store, bus: o.bus, log: o.log.child({ target: 'kubernetes', env }), requeue: o.requeue, mayWrite: o.mayWrite, chartCacheDir: o.stateDir ? join(o.stateDir, 'charts') : undefined });
             },
             (app) => kubernetesTemplateOf(app, k8s.namespace),
           );

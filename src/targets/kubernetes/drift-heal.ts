@@ -45,6 +45,8 @@ export interface DriftDeps {
   leftAlone(app: string): boolean;
   api(): Cluster['api'];
   live(o: KObject): KObject | undefined;
+  /** Whether this engine may write to the environment now (it holds the environment's claim; src/claims). */
+  mayWrite(): boolean;
 }
 
 export class DriftHealer {
@@ -59,7 +61,8 @@ export class DriftHealer {
   }
 
   check(desired: KObject, live: KObject | undefined): void {
-    if (this.closed) return;
+    // An engine that lost the environment's claim heals nothing: the drift may be the new holder's apply.
+    if (this.closed || !this.d.mayWrite()) return;
     const owner = this.d.ownerOf(identity(desired));
     if (!owner || this.d.leftAlone(owner.app)) return;
     if (live && (live.metadata as { deletionTimestamp?: string }).deletionTimestamp) return; // wait for the delete event
@@ -81,7 +84,7 @@ export class DriftHealer {
     this.d.log.info({ env: this.d.env, app: owner.app, object: key, delayms: delayMs }, 'drift detected');
     const heal = async () => {
       state!.timer = undefined;
-      if (this.closed) return;
+      if (this.closed || !this.d.mayWrite()) return;
       state!.count++;
       state!.lastAt = Date.now();
       const current = this.d.ownerOf(id);

@@ -50,6 +50,11 @@ export interface KubernetesTargetOptions {
   requeue: (env: string) => void;
   /** Where remote Helm charts and resolved chart dependencies are cached (`<state>/charts`). */
   chartCacheDir?: string;
+  /**
+   * Whether this engine may write to the environment now (it holds the environment's claim, src/claims): drift is
+   * healed here only then; another engine holding the claim heals it. Absent: always.
+   */
+  mayWrite?: (env: string) => boolean;
   /** Objects applied to the server at once. Default 16. */
   concurrency?: number;
   /**
@@ -96,6 +101,7 @@ export class KubernetesTarget implements Target {
       leftAlone: (app) => this.applying.has(app) || this.checkpoints.get(o.env, app) !== undefined,
       api: () => this.cluster!.api,
       live: (obj) => this.watch?.get(obj),
+      mayWrite: () => o.mayWrite?.(o.env) !== false,
     });
   }
 

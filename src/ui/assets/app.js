@@ -199,6 +199,8 @@ function matrixView() {
       }
     }
     banner.replaceChildren(...m.environments.filter((e) => e.error).map((e) => h('p', { class: 'error', role: 'alert' }, `${e.name}: ${e.error}`)));
+    // Another engine runs these environments (README: "Several engines on one ops repository").
+    for (const e of m.environments.filter((x) => x.standby)) banner.append(h('p', { class: 'notice' }, `${e.name}: ${e.standby}`));
     if (state.who?.anonymous) banner.append(h('p', { class: 'notice' }, 'Read-only: no API tokens are configured, so actions are disabled.'));
     const from = m.total === 0 ? 0 : m.offset + 1;
     pageText.textContent = `apps ${from}–${m.offset + m.rows.length} of ${m.total}`;

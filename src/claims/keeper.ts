@@ -1,0 +1,236 @@
+/**
+ * The claims of one engine: per environment, take the claim when it is free or expired, renew it while held, stand
+ * by while another engine holds it, and stop writing before it could expire in the eyes of the others.
+ *
+ * Guarantee: an engine counts as holder (`holds`) only until `start of its last successful write + duration − margin`
+ * (its own monotonic clock); another engine takes over only once the claim is expired by the holder's times (plus the
+ * backend's clock skew allowance) or it saw the record unchanged for a whole duration. So the old holder has stopped
+ * writing at least `margin` before anyone else may start.
+ */
+import { hostname } from 'node:os';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../log.js';
+import { claimDefaults, type ClaimBackend, type ClaimRecord, type ClaimView, type ClaimWrite } from './claim.js';
+
+export interface ClaimKeeperOptions {
+  /** This engine's identity (see identity.ts): the same engine restarted has the same one. */
+  identity: string;
+  /** Where an environment's claim is kept (asked once per environment, when it is first tracked). */
+  backendFor: (env: string) => ClaimBackend;
+  log: Logger;
+  /** The claim of `env` was taken: reconcile it now. */
+  onAcquired?: (env: string) => void;
+  /** The claim of `env` was lost (or given up): writes to it have stopped. */
+  onLost?: (env: string, why: string) => void;
+  durationMs?: number;
+  renewMs?: number;
+  retryMs?: number;
+  marginMs?: number;
+}
+
+interface EnvClaim {
+  env: string;
+  backend: ClaimBackend;
+  record?: ClaimRecord;
+  /** The record version last seen, and when (monotonic) it was first seen. */
+  seen?: { version: string; at: number };
+  held: boolean;
+  /** Monotonic time until which this engine may write (held only). */
+  validUntil: number;
+  lost: AbortController;
+  error?: string;
+  timer?: NodeJS.Timeout;
+  expiry?: NodeJS.Timeout;
+  busy?: Promise<void>;
+  /** Holder last logged as standing by for, so the log says it once. */
+  loggedStandby?: string;
+  /** Resolved once the first attempt was made. */
+  first: Promise<void>;
+  firstDone?: () => void;
+}
+
+export class ClaimKeeper {
+  readonly identity: string;
+  private readonly envs = new Map<string, EnvClaim>();
+  private readonly t: typeof claimDefaults;
+  private stopped = false;
+
+  constructor(private readonly o: ClaimKeeperOptions) {
+    this.identity = o.identity;
+    this.t = {
+      durationMs: o.durationMs ?? claimDefaults.durationMs,
+      renewMs: o.renewMs ?? claimDefaults.renewMs,
+      retryMs: o.retryMs ?? claimDefaults.retryMs,
+      marginMs: o.marginMs ?? Math.min(claimDefaults.marginMs, Math.floor((o.durationMs ?? claimDefaults.durationMs) / 5)),
+    };
+  }
+
+  /** Starts claiming `env` (idempotent): the first attempt is made at once. */
+  track(env: string): void {
+    if (this.stopped || this.envs.has(env)) return;
+    let firstDone!: () => void;
+    const first = new Promise<void>((resolve) => (firstDone = resolve));
+    const c: EnvClaim = { env, backend: this.o.backendFor(env), held: false, validUntil: 0, lost: new AbortController(), first, firstDone };
+    c.lost.abort();
+    this.envs.set(env, c);
+    this.schedule(c, 0);
+  }
+
+  /** Whether this engine may write to `env` now. */
+  holds(env: string): boolean {
+    const c = this.envs.get(env);
+    return !!c && c.held && performance.now() < c.validUntil;
+  }
+
+  /** Aborted when this engine's hold on `env` ends (lost, released, or the keeper stopped). */
+  signal(env: string): AbortSignal {
+    return this.envs.get(env)?.lost.signal ?? AbortSignal.abort();
+  }
+
+  /** Resolves once the first attempt on `env` has been made: whether this engine holds it is known then. */
+  async settled(env: string): Promise<void> {
+    await this.envs.get(env)?.first;
+  }
+
+  view(env: string): ClaimView | undefined {
+    const c = this.envs.get(env);
+    if (!c) return undefined;
+    const r = c.record;
+    const expiresAt = r && r.holder ? new Date(Date.parse(r.renewedAt) + r.durationMs).toISOString() : null;
+    const base = { identity: this.identity, holder: r?.holder || null, since: r?.holder ? r.acquiredAt : null, expiresAt, where: c.backend.where, error: c.error ?? null };
+    if (this.holds(env)) return { ...base, state: 'Active', message: `Active: this engine (${this.identity}) holds the claim since ${r?.acquiredAt}` };
+    if (r?.holder && !this.isMine(r)) {
+      const inS = Math.max(0, Math.round((Date.parse(r.renewedAt) + r.durationMs - Date.now()) / 1000));
+      return { ...base, state: 'Standby', message: `Standby: claimed by ${r.holder} (pid ${r.pid}) since ${r.acquiredAt}, expires in ${inS}s; this engine takes over if it expires` };
+    }
+    return { ...base, state: 'Unknown', message: c.error ? `claim unknown: ${c.error}; this engine does not write to the environment until it holds the claim` : 'claiming the environment' };
+  }
+
+  /** Stops renewing; `release` gives held claims up so a standby takes over at once (a clean stop). */
+  async stop(opts: { release: boolean } = { release: true }): Promise<void> {
+    this.stopped = true;
+    for (const c of this.envs.values()) {
+      c.firstDone?.();
+      if (c.timer) clearTimeout(c.timer);
+      if (c.expiry) clearTimeout(c.expiry);
+    }
+    await Promise.allSettled([...this.envs.values()].map((c) => c.busy));
+    await Promise.allSettled(
+      [...this.envs.values()].map(async (c) => {
+        const wasHeld = c.held;
+        this.drop(c, 'the engine stopped');
+        if (!opts.release || !wasHeld || !c.record) return c.backend.close?.();
+        try {
+          await c.backend.release(c.env, c.record);
+          this.o.log.info({ env: c.env, where: c.backend.where }, 'claim released');
+        } catch (err) {
+          this.o.log.warn({ env: c.env, err: errorMessage(err) }, 'claim could not be released; a standby takes over once it expires');
+        } finally {
+          c.backend.close?.();
+        }
+      }),
+    );
+  }
+
+  private schedule(c: EnvClaim, ms: number): void {
+    if (this.stopped) return;
+    if (c.timer) clearTimeout(c.timer);
+    c.timer = setTimeout(() => {
+      c.busy = this.attempt(c).finally(() => {
+        c.busy = undefined;
+        c.firstDone?.();
+        c.firstDone = undefined;
+        this.schedule(c, c.held ? this.t.renewMs : this.t.retryMs);
+      });
+    }, ms);
+    c.timer.unref();
+  }
+
+  /** The holder's claim when it is this engine's: same identity, and the same process or one that is gone. */
+  private isMine(r: ClaimRecord): boolean {
+    if (r.holder !== this.identity) return false;
+    return r.pid === process.pid || r.host !== hostname() || !pidAlive(r.pid);
+  }
+
+  private expired(c: EnvClaim, r: ClaimRecord): boolean {
+    if (!r.holder) return true; // released
+    if (Date.now() > Date.parse(r.renewedAt) + r.durationMs + c.backend.clockSkewMs) return true;
+    return c.seen !== undefined && c.seen.version === r.version && performance.now() - c.seen.at > r.durationMs;
+  }
+
+  private async attempt(c: EnvClaim): Promise<void> {
+    const start = performance.now();
+    try {
+      const r = await c.backend.read(c.env);
+      if (r && c.seen?.version !== r.version) c.seen = { version: r.version, at: performance.now() };
+      c.record = r;
+      c.error = undefined;
+      if (this.stopped) return;
+      const now = new Date().toISOString();
+      const next = (mode: 'renew' | 'take'): ClaimWrite => ({
+        holder: this.identity,
+        host: hostname(),
+        pid: process.pid,
+        acquiredAt: mode === 'renew' && r ? r.acquiredAt : now,
+        renewedAt: now,
+        durationMs: this.t.durationMs,
+        transitions: (r?.transitions ?? 0) + (r && r.holder !== this.identity ? 1 : 0),
+      });
+      let mode: 'renew' | 'take' | undefined;
+      // Only this process writes records with its identity and pid: one is still ours (also when the answer to our
+      // last write was lost and `prev` is older).
+      if (c.held && r && r.pid === process.pid && r.holder === this.identity && r.host === hostname()) mode = 'renew';
+      else if (!r || (r && this.isMine(r)) || this.expired(c, r)) mode = 'take';
+      if (c.held && mode !== 'renew') this.drop(c, `another engine (${r?.holder || 'none'}) changed the claim`);
+      if (!mode) return this.standby(c, r!);
+      const written = await c.backend.write(c.env, r, next(mode), mode);
+      if (!written) {
+        if (c.held) this.drop(c, 'another engine took the claim');
+        return;
+      }
+      c.record = written;
+      c.seen = { version: written.version, at: performance.now() };
+      if (this.stopped) return;
+      c.validUntil = start + this.t.durationMs - this.t.marginMs;
+      if (c.expiry) clearTimeout(c.expiry);
+      c.expiry = setTimeout(() => this.drop(c, `the claim could not be renewed for ${Math.round((this.t.durationMs - this.t.marginMs) / 1000)}s`), Math.max(0, c.validUntil - performance.now()));
+      c.expiry.unref();
+      if (!c.held) {
+        c.held = true;
+        c.loggedStandby = undefined;
+        c.lost = new AbortController();
+        this.o.log.info({ env: c.env, engine: this.identity, where: c.backend.where, transitions: written.transitions }, 'environment claimed; this engine runs it');
+        this.o.onAcquired?.(c.env);
+      }
+    } catch (err) {
+      c.error = errorMessage(err);
+      this.o.log.warn({ env: c.env, where: c.backend.where, err: c.error, held: c.held }, 'claim could not be read or renewed; retrying');
+      // Still held until validUntil: the expiry timer drops it if no renewal gets through by then.
+    }
+  }
+
+  private standby(c: EnvClaim, r: ClaimRecord): void {
+    if (c.loggedStandby === r.holder) return;
+    c.loggedStandby = r.holder;
+    this.o.log.info({ env: c.env, holder: r.holder, pid: r.pid, since: r.acquiredAt, where: c.backend.where }, 'environment claimed by another engine; standing by');
+  }
+
+  private drop(c: EnvClaim, why: string): void {
+    if (c.expiry) clearTimeout(c.expiry);
+    c.validUntil = 0;
+    if (!c.held) return;
+    c.held = false;
+    c.lost.abort(new Error(why));
+    if (!this.stopped) this.o.log.warn({ env: c.env, why }, 'claim lost; this engine stopped writing to the environment');
+    this.o.onLost?.(c.env, why);
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
