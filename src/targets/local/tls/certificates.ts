@@ -12,6 +12,7 @@
  * when less than a third of the lifetime, at most 30 days, remains. A failed order is retried with exponential
  * backoff; the previous certificate stays in service meanwhile (or plain HTTP for a first issue, logged loudly).
  */
+import type { CertificateStatus } from '../../target.js';
 import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,21 +25,10 @@ import { checkCertificate, pemPaths, privateDir, readPemPair, writePemPair, writ
 
 const day = 86_400_000;
 
-export interface CertificateView {
+/** A certificate as `keelson status` shows it (target.ts), with the app it belongs to. */
+export interface CertificateView extends CertificateStatus {
   env: string;
   app: string;
-  hosts: string[];
-  source: 'acme' | 'file';
-  /** `Ready`: served and current; `Pending`: first ACME order not done yet (plain HTTP meanwhile); `Failed`: the last
-   *  order failed (a previous certificate, if any, is still served until it expires). */
-  state: 'Ready' | 'Pending' | 'Failed';
-  serving: boolean;
-  issuer: string | null;
-  notAfter: string | null;
-  serial: string | null;
-  lastRenewal: string | null;
-  lastError: string | null;
-  nextAttemptAt: string | null;
 }
 
 export interface CertificateManagerOptions {
