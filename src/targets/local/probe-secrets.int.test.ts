@@ -141,6 +141,19 @@ spec:
     expect(probeLines(before.id).filter((l) => l.endsWith('no-secret'))).toEqual([]);
   });
 
+  it('runs no more probes of the replicas a stopped engine leaves running', async () => {
+    const { id } = (await appState('db-client'))!.instances[0] as { id: string };
+    await engine.stop();
+    // Probes under way when it stopped end within their timeout (1 s); none may start after that.
+    await new Promise((r) => setTimeout(r, 2000));
+    writeFileSync(probeLog, '');
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(probeLines(id)).toEqual([]);
+    store.close();
+    await startEngine();
+    await waitFor('probed again by the new engine', () => probeLines(`${id} liveness secret`).length > 0);
+  });
+
   it('keeps probing a serving replica, without its secrets, when they cannot be decrypted', async () => {
     writeFileSync(join(ops, 'apps/plain.yaml'), app('plain', 'any'));
     writeFileSync(join(ops, 'environments/dev.yaml'), env(['db-client', 'wrong', 'plain']));

@@ -519,6 +519,8 @@ export class Supervisor {
    */
   private async probe(r: Replica, probe: Probe): Promise<ProbeResult> {
     const env = probe.exec ? await this.probeEnv(r) : {};
+    // Detached meanwhile: the replica is the next engine's to probe.
+    if (this.closed) return { ok: false, message: 'not supervised any more' };
     const ids = r.runAs ? { uid: r.runAs.uid, gid: r.runAs.gid } : {};
     return runProbe(probe, { port: r.port, cwd: r.release.dir, env, ...ids });
   }
