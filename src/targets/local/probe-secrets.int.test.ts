@@ -38,6 +38,9 @@ describe('exec probes with secret env vars (local target)', () => {
   let target: LocalTarget;
   let engine: Engine;
 
+  // Node takes well over the default second to start on a loaded 2-core CI machine: a probe killed by its timeout
+  // three times in a row would end the replica (liveness), which is not what these tests are about.
+  const probeTimeoutSeconds = 5;
   const app = (name: string, expectedSha: string) => `apiVersion: keelson.dev/v1alpha1
 kind: App
 metadata: { name: ${name} }
@@ -50,9 +53,11 @@ spec:
   readiness:
     exec: { command: ["node", "probe.js", "readiness", "${expectedSha}"] }
     periodSeconds: 1
+    timeoutSeconds: ${probeTimeoutSeconds}
   liveness:
     exec: { command: ["node", "probe.js", "liveness", "${expectedSha}"] }
     periodSeconds: 1
+    timeoutSeconds: ${probeTimeoutSeconds}
   rollout: { progressDeadlineSeconds: 3 }
   terminationGracePeriodSeconds: 1
   secrets:
@@ -139,6 +144,19 @@ spec:
     expect(after.instances.map((i) => (i as { pid: number }).pid)).toEqual([before.pid]);
     expect(after.health).toBe('Healthy');
     expect(probeLines(before.id).filter((l) => l.endsWith('no-secret'))).toEqual([]);
+  });
+
+  it('runs no more probes of the replicas a stopped engine leaves running', async () => {
+    const { id } = (await appState('db-client'))!.instances[0] as { id: string };
+    await engine.stop();
+    // Probes under way when it stopped end within their timeout; none may start after that.
+    await new Promise((r) => setTimeout(r, probeTimeoutSeconds * 1000 + 500));
+    writeFileSync(probeLog, '');
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(probeLines(id)).toEqual([]);
+    store.close();
+    await startEngine();
+    await waitFor('probed again by the new engine', () => probeLines(`${id} liveness secret`).length > 0);
   });
 
   it('keeps probing a serving replica, without its secrets, when they cannot be decrypted', async () => {

@@ -528,6 +528,8 @@ export class Supervisor {
    */
   private async probe(r: Replica, probe: Probe): Promise<ProbeResult> {
     const env = probe.exec ? await this.probeEnv(r) : {};
+    // Detached meanwhile: the replica is the next engine's to probe.
+    if (this.closed) return { ok: false, message: 'not supervised any more' };
     const ids = r.runAs ? { uid: r.runAs.uid, gid: r.runAs.gid } : {};
     return runProbe(probe, { port: r.port, cwd: r.release.dir, env, ...ids });
   }
@@ -692,7 +694,9 @@ export class Supervisor {
     this.after(r, delayMs, () => void this.launch(r));
   }
 
+  /** Runs `fn` later, unless the supervisor has been detached or stopped by then (its timers are cleared). */
   private after(r: Replica, ms: number, fn: () => void): void {
+    if (this.closed) return;
     const t = setTimeout(() => {
       r.timers.delete(t);
       fn();
@@ -716,14 +720,17 @@ export class Supervisor {
 
   private scheduleProbes(r: Replica, delayMs: number): void {
     const readiness = this.readinessProbe(r);
+    // A detached supervisor (the engine stopped or restarted) leaves the replicas to the next one: a probe still
+    // under way when it detached neither acts on its result nor schedules another.
+    const supervising = () => !this.closed && r.state === 'running';
     const probeReadiness = async () => {
-      if (r.state !== 'running') return;
+      if (!supervising()) return;
       if (!readiness) {
         this.setReady(r, true);
         return;
       }
       const res = await this.probe(r, readiness);
-      if (r.state !== 'running') return;
+      if (!supervising()) return;
       r.lastProbe = res.ok ? undefined : `readiness: ${res.message}`;
       if (res.ok) {
         r.readinessFailures = 0;
@@ -739,10 +746,10 @@ export class Supervisor {
     };
     const liveness = r.spec.liveness;
     const probeLiveness = async () => {
-      if (r.state !== 'running' || !liveness) return;
+      if (!supervising() || !liveness) return;
       if (r.everReady) {
         const res = await this.probe(r, liveness);
-        if (r.state !== 'running') return;
+        if (!supervising()) return;
         if (res.ok) r.livenessFailures = 0;
         else if (++r.livenessFailures >= liveness.failureThreshold) {
           r.lastExit = `liveness probe failed ${r.livenessFailures} times: ${res.message}`;
