@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Engine, type EngineOptions } from '../src/engine/engine.js';
-import { EventBus } from '../src/engine/events.js';
+import { EventBus } from '../src/core/events.js';
 import { silentLogger } from '../src/log.js';
 import { Store } from '../src/store/store.js';
 import { LocalTarget } from '../src/targets/local/local-target.js';

@@ -1,7 +1,7 @@
 /** API of the GitOps rollback done by the engine: what a rollback would restore, and the rollback itself. */
 import type { Hono } from 'hono';
 import { errorMessage } from '../core/errors.js';
-import type { EventBus } from '../engine/events.js';
+import type { EventBus } from '../core/events.js';
 import { OpsWriteError, type EngineWriter } from '../opsrepo/engine-writer.js';
 import { RollbackRefused, rollbackThroughGit, suggestedTarget } from '../rollback/engine-rollback.js';
 import type { Store } from '../store/store.js';

@@ -1,6 +1,6 @@
 /** API of progressive rollouts: the state of an app's rollout, and promote-rollout. */
 import type { Hono } from 'hono';
-import type { EventBus } from '../engine/events.js';
+import type { EventBus } from '../core/events.js';
 import { RolloutTracker } from '../rollout/tracker.js';
 
 export interface RolloutRouteDeps {

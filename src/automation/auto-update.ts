@@ -6,7 +6,7 @@
 import { relative } from 'node:path';
 import { ExitError, errorMessage } from '../core/errors.js';
 import { formatIssue } from '../core/types.js';
-import type { EventBus } from '../engine/events.js';
+import type { EventBus } from '../core/events.js';
 import type { Logger } from '../log.js';
 import type { EditContext, EngineWriter } from '../opsrepo/engine-writer.js';
 import { WorkingCopy } from '../opsrepo/working-copy.js';

@@ -2,7 +2,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { Engine } from '../engine/engine.js';
-import { EventBus } from '../engine/events.js';
+import { EventBus } from '../core/events.js';
 import { silentLogger } from '../log.js';
 import { Store } from '../store/store.js';
 import { LocalTarget } from '../targets/local/local-target.js';

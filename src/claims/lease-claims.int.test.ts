@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Engine } from '../engine/engine.js';
-import { EventBus } from '../engine/events.js';
+import { EventBus } from '../core/events.js';
 import { createLogger, silentLogger } from '../log.js';
 import { Store } from '../store/store.js';
 import { commitAll, gitInit, tempDir, waitFor, writeTree } from '../../test/helpers.js';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { DesiredApp } from '../core/model.js';
 import { Engine, type Preview } from '../engine/engine.js';
-import { EventBus } from '../engine/events.js';
+import { EventBus } from '../core/events.js';
 import { createLogger } from '../log.js';
 import { Store } from '../store/store.js';
 import { createTargetRegistry } from '../targets/default-targets.js';

@@ -6,7 +6,7 @@ import { registerCertificateMetrics } from '../metrics/certificate-metrics.js';
 import { version } from './version.js';
 import { ExitError, errorMessage } from '../core/errors.js';
 import { Engine } from '../engine/engine.js';
-import { EventBus } from '../engine/events.js';
+import { EventBus } from '../core/events.js';
 import { createLogger, parseLogFormat } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
 import { Notifier } from '../notify/notifier.js';

@@ -7,7 +7,7 @@ import { createApi } from '../api/app.js';
 import { silentLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
 import { processStartTime } from '../targets/local/process.js';
-import type { Stamped } from './events.js';
+import type { Stamped } from '../core/events.js';
 
 /** A brand-new app: its version 1 never gets ready (its /healthz answers 503), version 2 does. */
 const webApp = (version: string) => `apiVersion: keelson.dev/v1alpha1

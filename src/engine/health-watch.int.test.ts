@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEngine, type EngineHarness } from '../../test/engine-harness.js';
 import { appServer, commitAll } from '../../test/helpers.js';
-import type { Stamped } from './events.js';
+import type { Stamped } from '../core/events.js';
 import { HealthWatch } from './health-watch.js';
 
 const repo = (release: string) => ({

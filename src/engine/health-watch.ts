@@ -5,7 +5,7 @@
  * dashboard subscribe to that; nothing polls the targets for it.
  */
 import type { HealthCode } from '../core/types.js';
-import type { EventBus, Stamped } from './events.js';
+import type { EventBus, Stamped } from '../core/events.js';
 
 export interface HealthSource {
   status(): Promise<{ environments: { name: string; apps: { name: string; health: HealthCode; message: string }[] }[] }>;

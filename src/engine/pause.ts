@@ -1,6 +1,6 @@
 import type { Plan } from '../plan/plan.js';
 import type { Store } from '../store/store.js';
-import type { EventBus } from './events.js';
+import type { EventBus } from '../core/events.js';
 
 const kvKey = 'paused';
 

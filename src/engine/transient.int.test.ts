@@ -7,7 +7,7 @@ import * as tar from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEngine, type EngineHarness } from '../../test/engine-harness.js';
 import { commitAll, tempDir, waitFor } from '../../test/helpers.js';
-import type { Stamped } from './events.js';
+import type { Stamped } from '../core/events.js';
 
 /**
  * A target that cannot be reached is not a bad spec: the app is not held as Failed until the next commit, the

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HookStep } from '../core/delivery.js';
-import { EventBus, type Stamped } from '../engine/events.js';
+import { EventBus, type Stamped } from '../core/events.js';
 import { createLogger } from '../log.js';
 import { freePort, tempDir } from '../../test/helpers.js';
 import { runPhase, type HookContext } from './runner.js';

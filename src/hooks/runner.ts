@@ -7,7 +7,7 @@ import { redactUrl } from '../source/redact.js';
 import { spawn } from 'node:child_process';
 import type { HookPhase, HookStep } from '../core/delivery.js';
 import { errorMessage } from '../core/errors.js';
-import type { EventBus } from '../engine/events.js';
+import type { EventBus } from '../core/events.js';
 import type { Logger } from '../log.js';
 import { backupPostgres } from '../backup/postgres.js';
 

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { EventBus } from '../engine/events.js';
+import type { EventBus } from '../core/events.js';
 
 /** Prometheus metrics, fed only by the event bus (plus gauges read at scrape time). */
 export class Metrics {

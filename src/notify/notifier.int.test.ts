@@ -2,7 +2,7 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NotificationSpec } from '../core/delivery.js';
 import type { DesiredEnvironment } from '../core/model.js';
-import { EventBus, type Stamped } from '../engine/events.js';
+import { EventBus, type Stamped } from '../core/events.js';
 import { createLogger } from '../log.js';
 import { Notifier } from './notifier.js';
 

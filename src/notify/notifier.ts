@@ -6,7 +6,7 @@
 import type { NotificationSpec, NotificationTrigger } from '../core/delivery.js';
 import type { DesiredEnvironment } from '../core/model.js';
 import { errorMessage } from '../core/errors.js';
-import type { EventBus, Stamped } from '../engine/events.js';
+import type { EventBus, Stamped } from '../core/events.js';
 import type { Logger } from '../log.js';
 
 export interface NotificationBody {

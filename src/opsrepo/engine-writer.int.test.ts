@@ -5,7 +5,7 @@ import { commitAll, git, gitInit, tempDir, waitFor, writeTree } from '../../test
 import { createApi } from '../api/app.js';
 import { AutoUpdater } from '../automation/auto-update.js';
 import { Engine } from '../engine/engine.js';
-import { EventBus, type Stamped } from '../engine/events.js';
+import { EventBus, type Stamped } from '../core/events.js';
 import { silentLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
 import { Store } from '../store/store.js';

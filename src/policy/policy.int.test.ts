@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { DesiredApp, KubernetesTargetSpec } from '../core/model.js';
-import { EventBus } from '../engine/events.js';
+import { EventBus } from '../core/events.js';
 import { silentLogger } from '../log.js';
 import { Store } from '../store/store.js';
 import { tempDir, writeTree } from '../../test/helpers.js';

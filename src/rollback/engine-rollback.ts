@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errorMessage } from '../core/errors.js';
-import type { EventBus } from '../engine/events.js';
+import type { EventBus } from '../core/events.js';
 import type { CommitResult, EngineWriter } from '../opsrepo/engine-writer.js';
 import type { Store } from '../store/store.js';
 import { git, planRestore, type RestorePlan } from './declaration.js';

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { EventBus, type Stamped } from '../engine/events.js';
+import { EventBus, type Stamped } from '../core/events.js';
 import { runRollout, type RolloutCheckpoint, type RolloutDriver } from './runner.js';
 import { planRollout } from './steps.js';
 

@@ -6,7 +6,7 @@
  */
 import type { AnalysisMetric, AnalysisSpec } from '../core/rollout.js';
 import { errorMessage, TransientError } from '../core/errors.js';
-import type { EventBus, KeelsonEvent } from '../engine/events.js';
+import type { EventBus, KeelsonEvent } from '../core/events.js';
 import type { RequestStats } from '../targets/local/proxy/protocol.js';
 import { analysisPhase, describeMetric, measureRequests, metricPhase, statsDelta, type AnalysisPhase, type Measurement } from './analysis.js';
 import { describeStep, type RolloutStep } from './steps.js';

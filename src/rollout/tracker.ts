@@ -1,6 +1,6 @@
 /** The state of each app's latest progressive rollout, folded from rollout events on the bus (for the API and CLI). */
 import { appKey } from '../core/types.js';
-import type { EventBus, RolloutEvent, Stamped } from '../engine/events.js';
+import type { EventBus, RolloutEvent, Stamped } from '../core/events.js';
 
 export type RolloutPhase = 'Progressing' | 'Paused' | 'Completed' | 'Failed';
 

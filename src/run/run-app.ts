@@ -1,6 +1,6 @@
 /** The engine side of `keelson run`: checks, runs through the target, records the run in history and events. */
 import { TerminalError } from '../core/errors.js';
-import type { EventBus } from '../engine/events.js';
+import type { EventBus } from '../core/events.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import type { Target } from '../targets/target.js';

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SyncResult } from '../engine/events.js';
+import type { SyncResult } from '../core/events.js';
 import type { Logger } from '../log.js';
 import { databaseFiles, securePrivateFile, secureStateDir } from './state-dir.js';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitAll, gitInit, tempDir, waitFor, writeTree } from '../../test/helpers.js';
 import { Engine } from '../engine/engine.js';
-import { EventBus, type Stamped } from '../engine/events.js';
+import { EventBus, type Stamped } from '../core/events.js';
 import { silentLogger, type Logger } from '../log.js';
 import { Store } from '../store/store.js';
 import type { Target } from './target.js';

@@ -1,7 +1,7 @@
 /** The targets `keelson up` offers: `local` (one instance for every local environment) and `kubernetes` (one per environment). */
 import { join } from 'node:path';
 import type { DesiredApp, TargetSpec } from '../core/model.js';
-import type { EventBus } from '../engine/events.js';
+import type { EventBus } from '../core/events.js';
 import type { Logger } from '../log.js';
 import type { RunResult, RunSink } from '../run/one-off.js';
 import { TerminalError } from '../core/errors.js';

@@ -3,7 +3,7 @@
  * status) and publishes `sync.waiting` when that reason changes or a manual sync is refused.
  */
 import type { DesiredEnvironment } from '../core/model.js';
-import type { EventBus } from '../engine/events.js';
+import type { EventBus } from '../core/events.js';
 import { checkWindows } from './windows.js';
 
 export interface GateResult {

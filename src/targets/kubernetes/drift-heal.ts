@@ -4,7 +4,7 @@
  * backoff; an object whose heal needs the engine (a Secret whose values are not kept) requeues the environment.
  */
 import type { IgnoreDifference } from '../../core/model.js';
-import type { EventBus } from '../../engine/events.js';
+import type { EventBus } from '../../core/events.js';
 import type { Logger } from '../../log.js';
 import { applyObject, ssa, withManagedFields } from './apply.js';
 import { apiMessage, type Cluster } from './client.js';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Authenticator, hashToken } from '../../api/auth.js';
 import { createApi } from '../../api/app.js';
 import { Engine } from '../../engine/engine.js';
-import { EventBus, type Stamped } from '../../engine/events.js';
+import { EventBus, type Stamped } from '../../core/events.js';
 import { silentLogger } from '../../log.js';
 import { Metrics } from '../../metrics/metrics.js';
 import { Store } from '../../store/store.js';

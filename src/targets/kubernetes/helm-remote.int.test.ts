@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { DesiredApp } from '../../core/model.js';
-import { EventBus } from '../../engine/events.js';
+import { EventBus } from '../../core/events.js';
 import { silentLogger } from '../../log.js';
 import { renderRepository } from '../../render/render.js';
 import { Store } from '../../store/store.js';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { DesiredApp } from '../../core/model.js';
-import { EventBus, type Stamped } from '../../engine/events.js';
+import { EventBus, type Stamped } from '../../core/events.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
 import { tempDir, waitFor, writeTree } from '../../../test/helpers.js';

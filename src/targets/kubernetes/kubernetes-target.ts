@@ -11,7 +11,7 @@ import type { DesiredApp, IgnoreDifference, KubernetesTargetSpec } from '../../c
 import type { ObjectPolicy } from '../../policy/policy.js';
 import { objectViolation } from '../../policy/objects.js';
 import { errorMessage, TerminalError } from '../../core/errors.js';
-import type { EventBus } from '../../engine/events.js';
+import type { EventBus } from '../../core/events.js';
 import type { Logger } from '../../log.js';
 import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
 import { applyObject, type ApplyOptions, type ObjectResult } from './apply.js';

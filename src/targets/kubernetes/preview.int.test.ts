@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Engine } from '../../engine/engine.js';
-import { EventBus } from '../../engine/events.js';
+import { EventBus } from '../../core/events.js';
 import { formatPreviewMarkdown, previewHasChanges } from '../../diff/preview-format.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';

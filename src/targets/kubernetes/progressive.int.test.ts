@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { HookSet } from '../../core/delivery.js';
 import type { DesiredApp } from '../../core/model.js';
 import type { AnalysisMetric, RolloutSpec } from '../../core/rollout.js';
-import { EventBus, type Stamped } from '../../engine/events.js';
+import { EventBus, type Stamped } from '../../core/events.js';
 import { applyWithHooks } from '../../hooks/around-apply.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';

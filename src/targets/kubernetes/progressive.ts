@@ -9,7 +9,7 @@
 import type { DesiredApp } from '../../core/model.js';
 import { strategyOf, type AnalysisSpec } from '../../core/rollout.js';
 import { errorMessage, TerminalError, TransientError } from '../../core/errors.js';
-import type { EventBus } from '../../engine/events.js';
+import type { EventBus } from '../../core/events.js';
 import { httpMeasurement } from '../../rollout/checks.js';
 import { runRollout, type RolloutCheckpoint, type RolloutDriver, type RolloutOutcome } from '../../rollout/runner.js';
 import { canaryReplicas, planDigest, planRollout } from '../../rollout/steps.js';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import type { DesiredApp } from '../../core/model.js';
-import { EventBus, type Stamped } from '../../engine/events.js';
+import { EventBus, type Stamped } from '../../core/events.js';
 import { silentLogger } from '../../log.js';
 import { generateKey } from '../../secrets/age-keys.js';
 import { encryptSops, parsePlain } from '../../secrets/sops.js';

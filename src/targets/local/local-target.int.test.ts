@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appServer, commitAll, freePort, gitInit, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
 import { Engine } from '../../engine/engine.js';
-import { EventBus, type Stamped } from '../../engine/events.js';
+import { EventBus, type Stamped } from '../../core/events.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
 import { LocalTarget } from './local-target.js';

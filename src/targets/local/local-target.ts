@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { DesiredApp } from '../../core/model.js';
 import { errorMessage, TransientError } from '../../core/errors.js';
-import type { EventBus } from '../../engine/events.js';
+import type { EventBus } from '../../core/events.js';
 import type { Logger } from '../../log.js';
 import type { Store } from '../../store/store.js';
 import { runArgv } from '../../hooks/runner.js';

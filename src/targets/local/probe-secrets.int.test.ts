@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitAll, gitInit, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
 import { Engine } from '../../engine/engine.js';
-import { EventBus, type Stamped } from '../../engine/events.js';
+import { EventBus, type Stamped } from '../../core/events.js';
 import { silentLogger } from '../../log.js';
 import { generateKey } from '../../secrets/age-keys.js';
 import { encryptSops, parsePlain } from '../../secrets/sops.js';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitAll, freePort, gitInit, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
 import { rolloutRoutes } from '../../api/rollout-routes.js';
 import { Engine } from '../../engine/engine.js';
-import { EventBus, type Stamped } from '../../engine/events.js';
+import { EventBus, type Stamped } from '../../core/events.js';
 import { silentLogger } from '../../log.js';
 import type { RolloutTracker } from '../../rollout/tracker.js';
 import { Store } from '../../store/store.js';

@@ -7,7 +7,7 @@
 import type { DesiredApp } from '../../core/model.js';
 import { strategyOf } from '../../core/rollout.js';
 import { appKey } from '../../core/types.js';
-import type { EventBus } from '../../engine/events.js';
+import type { EventBus } from '../../core/events.js';
 import { execMeasurement, httpMeasurement } from '../../rollout/checks.js';
 import { runRollout, type RolloutDriver } from '../../rollout/runner.js';
 import { planRollout } from '../../rollout/steps.js';

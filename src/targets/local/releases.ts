@@ -9,12 +9,13 @@
  * Each release has a manifest (`<releasesDir>/<app>/.meta/<id>.json`, per-file fingerprints) so drift can be
  * reported file by file.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { chmod, cp, lstat, mkdir, readFile, readdir, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, cp, lstat, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { TerminalError } from '../../core/errors.js';
+import { hashDirectory, manifestDirectory, digestManifest, type Manifest } from '../../source/content-digest.js';
+
+export { hashDirectory, manifestDirectory, digestManifest, type Manifest };
 
 export interface Release {
   /** `${version}-${hash.slice(0, 12)}` */
@@ -30,7 +31,6 @@ export interface ListedRelease extends Release {
 }
 
 /** Relative path (posix separators) → fingerprint: `d`, `l:<target>`, `f-:<sha256>` or `fx:<sha256>` (executable). */
-export type Manifest = Map<string, string>;
 
 interface ReleaseMeta {
   version: string;
@@ -40,66 +40,8 @@ interface ReleaseMeta {
 
 const metaDirName = '.meta';
 const tmpPrefix = '.tmp-';
-const hashConcurrency = 32;
-const inlineReadLimit = 1024 * 1024;
 // Temp copies older than this are left over from a crash; younger ones may belong to a copy in progress.
 const staleTmpMs = 60 * 60_000;
-
-/**
- * sha256 over the sorted relative paths with their type, exec bit and content (symlinks by their target text).
- * Ownership, timestamps and other mode bits do not count.
- */
-export async function hashDirectory(dir: string): Promise<string> {
-  return digestManifest(await manifestDirectory(dir));
-}
-
-export async function manifestDirectory(dir: string): Promise<Manifest> {
-  const entries: { rel: string; abs: string; exec: boolean; size: number }[] = [];
-  const manifest: Manifest = new Map();
-  const walk = async (absDir: string, relDir: string): Promise<void> => {
-    const dirents = await readdir(absDir, { withFileTypes: true });
-    await Promise.all(
-      dirents.map(async (d) => {
-        const abs = path.join(absDir, d.name);
-        const rel = relDir ? `${relDir}/${d.name}` : d.name;
-        if (d.isDirectory()) {
-          manifest.set(rel, 'd');
-          await walk(abs, rel);
-        } else if (d.isSymbolicLink()) {
-          manifest.set(rel, `l:${await readlink(abs)}`);
-        } else if (d.isFile()) {
-          const st = await lstat(abs);
-          entries.push({ rel, abs, exec: (st.mode & 0o111) !== 0, size: st.size });
-        } else {
-          throw new TerminalError(`${abs} is not a file, directory or symlink; releases may only contain those`);
-        }
-      }),
-    );
-  };
-  await walk(dir, '');
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < entries.length) {
-      const e = entries[next++];
-      manifest.set(e.rel, `f${e.exec ? 'x' : '-'}:${await sha256Of(e.abs, e.size)}`);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(hashConcurrency, entries.length) }, worker));
-  return manifest;
-}
-
-export function digestManifest(manifest: Manifest): string {
-  const hash = createHash('sha256');
-  for (const rel of [...manifest.keys()].sort()) hash.update(`${rel}\0${manifest.get(rel)}\0`);
-  return hash.digest('hex');
-}
-
-async function sha256Of(file: string, size: number): Promise<string> {
-  const hash = createHash('sha256');
-  if (size <= inlineReadLimit) hash.update(await readFile(file));
-  else await pipeline(createReadStream(file), hash);
-  return hash.digest('hex');
-}
 
 /**
  * Copies `sourceDir` to `<releasesDir>/<app>/<id>` unless that release already exists, and makes it read-only.

@@ -2,7 +2,7 @@ import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startEngine, type EngineHarness } from '../../../test/engine-harness.js';
 import { appServer, commitAll, freePort, waitFor, writeTree } from '../../../test/helpers.js';
-import type { Stamped } from '../../engine/events.js';
+import type { Stamped } from '../../core/events.js';
 
 /**
  * A rollout an engine restart interrupted is taken up by the next engine's first apply of the app: resumed when the

@@ -7,7 +7,7 @@
  */
 import type { DesiredApp } from '../../core/model.js';
 import { appKey } from '../../core/types.js';
-import type { EventBus } from '../../engine/events.js';
+import type { EventBus } from '../../core/events.js';
 import type { RolloutCheckpoint } from '../../rollout/runner.js';
 import { planDigest, planRollout } from '../../rollout/steps.js';
 import type { Store } from '../../store/store.js';

@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { DesiredApp, Probe } from '../../core/model.js';
 import { appKey, type HealthCode } from '../../core/types.js';
-import type { EventBus } from '../../engine/events.js';
+import type { EventBus } from '../../core/events.js';
 import type { Logger } from '../../log.js';
 import type { ReplicaRow, Store } from '../../store/store.js';
 import { openLogFd, tailLines } from './logs.js';

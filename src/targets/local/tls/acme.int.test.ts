@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { appServer, commitAll, freePort, gitInit, tempDir, waitFor, writeTree } from '../../../../test/helpers.js';
 import { pebbleCertsDir, pebbleSuite, startLoopbackDns, startPebble, type Pebble } from '../../../../test/pebble.js';
 import { Engine } from '../../../engine/engine.js';
-import { EventBus, type Stamped } from '../../../engine/events.js';
+import { EventBus, type Stamped } from '../../../core/events.js';
 import { silentLogger } from '../../../log.js';
 import { registerCertificateMetrics } from '../../../metrics/certificate-metrics.js';
 import { Store } from '../../../store/store.js';

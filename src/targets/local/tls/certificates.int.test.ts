@@ -6,7 +6,7 @@ import { copyFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, onTestFinished, test } from 'vitest';
 import { freePort, tempDir, waitFor } from '../../../../test/helpers.js';
-import { EventBus, type Stamped } from '../../../engine/events.js';
+import { EventBus, type Stamped } from '../../../core/events.js';
 import { silentLogger } from '../../../log.js';
 import { selfSignedCertificate } from '../proxy/testing.js';
 import { CertificateManager, type CertificateManagerOptions } from './certificates.js';

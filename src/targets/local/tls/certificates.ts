@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../../../core/errors.js';
-import type { EventBus } from '../../../engine/events.js';
+import type { EventBus } from '../../../core/events.js';
 import type { Logger } from '../../../log.js';
 import type { CertificateSpec } from '../proxy/protocol.js';
 import { AcmeIssuer, type AcmeChallenge, type ChallengeSink } from './acme.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { appServer, commitAll, freePort, gitInit, tempDir, waitFor, writeTree } from '../../../../test/helpers.js';
 import { Engine } from '../../../engine/engine.js';
-import { EventBus } from '../../../engine/events.js';
+import { EventBus } from '../../../core/events.js';
 import { silentLogger } from '../../../log.js';
 import { generateKey } from '../../../secrets/age-keys.js';
 import { encryptSops, parsePlain } from '../../../secrets/sops.js';

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { HookPhase } from '../core/delivery.js';
-import type { Action, HealthCode } from '../core/types.js';
+import type { HookPhase } from './delivery.js';
+import type { Action, HealthCode } from './types.js';
 
 /**
  * Everything that happens is one typed event on the bus. History, metrics, the API's event stream and the CLI's
