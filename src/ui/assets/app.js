@@ -61,6 +61,16 @@ const canOperate = () => state.who && (state.who.role === 'operator' || state.wh
 
 // ---- login ---------------------------------------------------------------------------------------------------
 
+/** One certificate of an app's hosts: state, expiry, issuer and the last error (never key material). */
+function certificateText(c) {
+  const days = c.notAfter ? Math.floor((Date.parse(c.notAfter) - Date.now()) / 86_400_000) : null;
+  const parts = [c.state, c.serving ? 'served' : 'not served yet (plain HTTP)'];
+  if (c.notAfter) parts.push(`expires ${c.notAfter.slice(0, 10)} (in ${days} days)`);
+  if (c.issuer) parts.push(`issuer ${c.issuer}`);
+  if (c.lastError) parts.push(`last error: ${c.lastError}`);
+  return parts.join(' · ');
+}
+
 function renderLogin(message) {
   document.getElementById('who').textContent = '';
   const input = h('input', { id: 'token', type: 'password', autocomplete: 'current-password', required: true });
@@ -356,6 +366,7 @@ function appView(env, app) {
       ...row('Applied', d.appliedAt ? `${d.appliedAt} (${ago(d.appliedAt)})` : '—'),
       ...row('Replicas', `${a.replicas.ready}/${a.replicas.desired} ready, ${a.replicas.updated} updated`),
       ...row('Message', a.message),
+      ...(a.certificates ?? []).flatMap((c) => row(`HTTPS ${c.hosts.join(', ')}`, certificateText(c))),
     );
     replicas.replaceChildren(
       h('caption', {}, `${a.instances.length} replicas`),
