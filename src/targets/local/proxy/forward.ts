@@ -64,6 +64,18 @@ export class Forwarder {
   }
 }
 
+/**
+ * The backend group (version) a request is meant for under a weighted split: the one its sticky cookie names when
+ * that group still takes traffic, else the split's next pick. Plain HTTP and upgraded connections alike.
+ */
+function groupOf(route: Route, req: http.IncomingMessage): { group?: string; sticky?: string } {
+  const split = route.split;
+  if (split === undefined) return {};
+  const fromCookie = split.stickyCookie === undefined ? undefined : readCookie(req.headers.cookie, split.stickyCookie);
+  const sticky = fromCookie !== undefined && split.admits(fromCookie) ? fromCookie : undefined;
+  return { group: sticky ?? split.next(), sticky };
+}
+
 /** One proxied request/response; at most one upstream attempt is live at a time. */
 class Exchange {
   private readonly started = performance.now();
@@ -88,12 +100,7 @@ class Exchange {
     const h = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, ingress.proto, false, ingress.trust);
     this.headers = h.headers;
     this.hasBody = h.hasBody;
-    const split = route.split;
-    if (split !== undefined) {
-      const fromCookie = split.stickyCookie === undefined ? undefined : readCookie(req.headers.cookie, split.stickyCookie);
-      this.stickyGroup = fromCookie !== undefined && split.admits(fromCookie) ? fromCookie : undefined;
-      this.group = this.stickyGroup ?? split.next();
-    }
+    ({ group: this.group, sticky: this.stickyGroup } = groupOf(route, req));
     req.on('error', noop);
     res.once('close', this.onClose);
   }
@@ -226,11 +233,15 @@ class Tunnel {
     private readonly head: Buffer,
   ) {
     this.headers = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, ingress.proto, true, ingress.trust).headers;
+    // A WebSocket of a client that a canary's cookie keeps on one version stays on that version too.
+    this.group = groupOf(route, req).group;
   }
+
+  private readonly group: string | undefined;
 
   attempt(tried: Backend[] | null): void {
     const { route, socket } = this;
-    const b = route.pick(tried);
+    const b = route.pick(tried, this.group);
     if (b === undefined) {
       const status = tried === null ? '503 Service Unavailable' : '502 Bad Gateway';
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);

@@ -389,6 +389,39 @@ describe('control channel', () => {
 });
 
 describe('weighted traffic split', () => {
+  test('a WebSocket follows the split, and a client with a sticky cookie stays on its version', async () => {
+    const { client } = await setup();
+    const stable = await backend('stable');
+    const canary = await backend('canary');
+    const port = await freePort();
+    await client.putRoutes({
+      routes: [
+        {
+          key: 'prod/web',
+          port,
+          backends: [{ ...spec(stable, '1'), group: 'g1' }, { ...spec(canary, '2'), group: 'g2' }],
+          split: { weights: { g1: 90, g2: 10 }, stickyCookie: 'keelson-web' },
+        },
+      ],
+    });
+    const upgrade = (cookie?: string) =>
+      new Promise<string>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, headers: { Connection: 'Upgrade', Upgrade: 'websocket', ...(cookie ? { cookie } : {}) } });
+        req.on('upgrade', (res, socket) => {
+          socket.destroy();
+          resolve(String(res.headers['x-backend']));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const sticky = [];
+    for (let i = 0; i < 10; i++) sticky.push(await upgrade('keelson-web=g2'));
+    expect(sticky).toEqual(Array(10).fill('canary'));
+    const split = [];
+    for (let i = 0; i < 20; i++) split.push(await upgrade());
+    expect(split.filter((b) => b === 'canary').length).toBe(2);
+  });
+
   test('splits a fixed number of requests by weight and keeps a client with a cookie on its group', async () => {
     const { client } = await setup();
     const stable = await backend('stable');
