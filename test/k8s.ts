@@ -8,7 +8,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { describe, it } from 'vitest';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { EventBus } from '../src/core/events.js';
+import { silentLogger } from '../src/log.js';
+import { Store } from '../src/store/store.js';
+import { KubernetesTarget } from '../src/targets/kubernetes/kubernetes-target.js';
+import { tempDir } from './helpers.js';
 
 export function kubernetesUnavailable(): string | undefined {
   const kubeconfig = process.env.KUBECONFIG;
@@ -71,4 +77,45 @@ ${o.replicas !== undefined ? `  replicas: ${o.replicas}\n` : ''}${o.progressDead
     spec:
       containers: [{ name: ${name}, image: "${o.image}" }]
 ${o.unschedulable ? '      nodeSelector: { keelson.dev/never: "true" }\n' : ''}`;
+}
+
+/**
+ * The Kubernetes targets of one suite, each in a namespace of its own, on one store and bus: `newTarget(prefix)`
+ * makes one; after the suite every target is closed and its namespace (and any in `extraNamespaces`) deleted.
+ * Call it in the suite's body (it registers beforeAll/afterAll).
+ */
+export function suiteTargets(name: string, opts: { chartCache?: boolean } = {}) {
+  const tmp = tempDir(`keelson-${name}-`);
+  const bus = new EventBus();
+  const targets: KubernetesTarget[] = [];
+  const extraNamespaces: string[] = [];
+  let store: Store | undefined;
+  beforeAll(() => {
+    store = new Store(join(tmp.dir, 'state'));
+  });
+  afterAll(async () => {
+    for (const t of targets) {
+      await t.close();
+      kubectl('delete', 'namespace', t.namespace, '--wait=false', '--ignore-not-found');
+    }
+    for (const ns of extraNamespaces) kubectl('delete', 'namespace', ns, '--wait=false', '--ignore-not-found');
+    store?.close();
+    tmp.cleanup();
+  });
+  return {
+    tmp,
+    bus,
+    extraNamespaces,
+    get store(): Store {
+      if (!store) throw new Error('suiteTargets: the store opens in beforeAll');
+      return store;
+    },
+    newTarget(prefix: string): { t: KubernetesTarget; env: string; namespace: string } {
+      const namespace = uniqueNamespace(prefix);
+      const chartCacheDir = opts.chartCache ? join(tmp.dir, 'state', 'charts') : undefined;
+      const t = new KubernetesTarget({ env: namespace, spec: { namespace }, store: this.store, bus, log: silentLogger(), requeue: () => undefined, ...(chartCacheDir ? { chartCacheDir } : {}) });
+      targets.push(t);
+      return { t, env: namespace, namespace };
+    },
+  };
 }

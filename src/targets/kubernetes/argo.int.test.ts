@@ -1,13 +1,13 @@
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { DesiredApp } from '../../core/model.js';
 import { EventBus, type Stamped } from '../../core/events.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
 import { Engine } from '../../engine/engine.js';
-import { commitAll, gitInit, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
-import { kubectl, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
+import { commitAll, gitInit, waitFor, writeTree } from '../../../test/helpers.js';
+import { kubectl, kubernetesSuite, suiteTargets, uniqueNamespace } from '../../../test/k8s.js';
 import { KubernetesTarget } from './kubernetes-target.js';
 
 const FIXTURES = join(import.meta.dirname, '../../../test/fixtures/argo');
@@ -19,33 +19,11 @@ const FIXTURES = join(import.meta.dirname, '../../../test/fixtures/argo');
  * controller that owns replicas.
  */
 kubernetesSuite('kubernetes target: Argo CD compatibility', () => {
-  const tmp = tempDir('keelson-argo-');
+  const suite = suiteTargets('argo');
+  const { tmp, bus, extraNamespaces } = suite;
+  const newTarget = (prefix: string) => suite.newTarget(prefix);
   const events: Stamped[] = [];
-  const bus = new EventBus();
   bus.subscribe((e) => events.push(e));
-  let store: Store;
-  const targets: KubernetesTarget[] = [];
-  const extraNamespaces: string[] = [];
-
-  beforeAll(() => {
-    store = new Store(join(tmp.dir, 'state'));
-  });
-  afterAll(async () => {
-    for (const t of targets) {
-      await t.close();
-      kubectl('delete', 'namespace', t.namespace, '--wait=false', '--ignore-not-found');
-    }
-    for (const ns of extraNamespaces) kubectl('delete', 'namespace', ns, '--wait=false', '--ignore-not-found');
-    store.close();
-    tmp.cleanup();
-  });
-
-  const newTarget = (prefix: string) => {
-    const namespace = uniqueNamespace(prefix);
-    const t = new KubernetesTarget({ env: namespace, spec: { namespace }, store, bus, log: silentLogger(), requeue: () => undefined });
-    targets.push(t);
-    return { t, env: namespace, namespace };
-  };
 
   /** A copy of fixture `name` in the checkout, as `dir`, that the test may change. */
   const checkout = (name: string, dir = name) => {

@@ -2,15 +2,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { DesiredApp } from '../../core/model.js';
-import { EventBus } from '../../core/events.js';
-import { silentLogger } from '../../log.js';
 import { renderRepository } from '../../render/render.js';
-import { Store } from '../../store/store.js';
-import { tempDir, writeTree } from '../../../test/helpers.js';
+import { writeTree } from '../../../test/helpers.js';
 import { isolatedHelm, serveChartRepo, startRegistry, writeChart, type IsolatedHelm, type Registry, type ServedRepo } from '../../../test/chart-repos.js';
-import { deploymentYaml, kubectl, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
+import { deploymentYaml, kubectl, kubernetesSuite, suiteTargets } from '../../../test/k8s.js';
 import { ANNOTATION_HELM_CHART, ANNOTATION_HELM_CHART_DIGEST } from './render.js';
-import { KubernetesTarget } from './kubernetes-target.js';
 
 /**
  * Remote charts end to end: an App that names a chart by version in a real HTTP chart repository or a real OCI
@@ -19,18 +15,15 @@ import { KubernetesTarget } from './kubernetes-target.js';
  * digest pin is refused, and nothing live changes.
  */
 kubernetesSuite('remote helm charts on kubernetes', () => {
-  const tmp = tempDir('keelson-helm-remote-');
+  const suite = suiteTargets('helm-remote', { chartCache: true });
+  const { tmp } = suite;
   const repo = join(tmp.dir, 'ops');
-  const bus = new EventBus();
-  let store: Store;
   let helm: IsolatedHelm;
   let served: ServedRepo;
   let registry: Registry;
   let ociDigest: string;
-  const targets: KubernetesTarget[] = [];
 
   beforeAll(async () => {
-    store = new Store(join(tmp.dir, 'state'));
     helm = await isolatedHelm();
     const charts = join(tmp.dir, 'src');
     const repoDir = join(tmp.dir, 'repo');
@@ -51,23 +44,12 @@ kubernetesSuite('remote helm charts on kubernetes', () => {
     served = await serveChartRepo(repoDir, helm);
   });
   afterAll(async () => {
-    for (const t of targets) {
-      await t.close();
-      kubectl('delete', 'namespace', t.namespace, '--wait=false', '--ignore-not-found');
-    }
     await served?.close();
     await registry?.stop();
     await helm?.cleanup();
-    store.close();
-    tmp.cleanup();
   });
 
-  const newTarget = () => {
-    const namespace = uniqueNamespace('k-helm-remote');
-    const t = new KubernetesTarget({ env: namespace, spec: { namespace }, store, bus, log: silentLogger(), requeue: () => undefined, chartCacheDir: join(tmp.dir, 'state', 'charts') });
-    targets.push(t);
-    return { t, env: namespace, namespace };
-  };
+  const newTarget = () => suite.newTarget('k-helm-remote');
 
   const desired = async (env: string, namespace: string, chart: string, values = ''): Promise<DesiredApp> => {
     writeTree(repo, {

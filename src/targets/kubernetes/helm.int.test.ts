@@ -1,48 +1,27 @@
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import type { DesiredApp } from '../../core/model.js';
-import { EventBus } from '../../core/events.js';
-import { silentLogger } from '../../log.js';
 import { renderRepository } from '../../render/render.js';
-import { Store } from '../../store/store.js';
-import { root, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
-import { kubectl, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
+import { root, waitFor, writeTree } from '../../../test/helpers.js';
+import { kubectl, kubernetesSuite, suiteTargets } from '../../../test/k8s.js';
 import { helmUnavailable } from './helm.js';
-import { KubernetesTarget } from './kubernetes-target.js';
 
 /**
  * Helm charts on the real test control plane with the real Helm: an ops repository with a chart directory, values,
  * values files and per-environment overrides, rendered by Keelson's render and applied by the Kubernetes target.
  */
 kubernetesSuite('helm charts on kubernetes', () => {
-  const tmp = tempDir('keelson-helm-k8s-');
+  const suite = suiteTargets('helm-k8s');
+  const { tmp } = suite;
   const repo = join(tmp.dir, 'ops');
-  const bus = new EventBus();
-  let store: Store;
-  const targets: KubernetesTarget[] = [];
+  const newTarget = (prefix: string) => suite.newTarget(prefix);
 
   beforeAll(() => {
     const why = helmUnavailable();
     if (why) throw new Error(why);
-    store = new Store(join(tmp.dir, 'state'));
     cpSync(join(root, 'test', 'fixtures', 'helm'), join(repo, 'charts'), { recursive: true });
   });
-  afterAll(async () => {
-    for (const t of targets) {
-      await t.close();
-      kubectl('delete', 'namespace', t.namespace, '--wait=false', '--ignore-not-found');
-    }
-    store.close();
-    tmp.cleanup();
-  });
-
-  const newTarget = (prefix: string) => {
-    const namespace = uniqueNamespace(prefix);
-    const t = new KubernetesTarget({ env: namespace, spec: { namespace }, store, bus, log: silentLogger(), requeue: () => undefined });
-    targets.push(t);
-    return { t, env: namespace, namespace };
-  };
 
   /** The ops repository as given, rendered: the desired app `name` of environment `env`. */
   const desired = async (files: Record<string, string>, env: string, name: string): Promise<DesiredApp> => {
