@@ -389,21 +389,17 @@ describe('control channel', () => {
 });
 
 describe('weighted traffic split', () => {
+  /** One route whose backends are a stable (g1) and a canary (g2) group, split by `weights`, sticky by cookie. */
+  const canaryTable = (port: number, stable: TestBackend, canary: TestBackend, weights: { g1: number; g2: number }) => ({
+    routes: [{ key: 'prod/web', port, backends: [{ ...spec(stable, '1'), group: 'g1' }, { ...spec(canary, '2'), group: 'g2' }], split: { weights, stickyCookie: 'keelson-web' } }],
+  });
+
   test('a WebSocket follows the split, and a client with a sticky cookie stays on its version', async () => {
     const { client } = await setup();
     const stable = await backend('stable');
     const canary = await backend('canary');
     const port = await freePort();
-    await client.putRoutes({
-      routes: [
-        {
-          key: 'prod/web',
-          port,
-          backends: [{ ...spec(stable, '1'), group: 'g1' }, { ...spec(canary, '2'), group: 'g2' }],
-          split: { weights: { g1: 90, g2: 10 }, stickyCookie: 'keelson-web' },
-        },
-      ],
-    });
+    await client.putRoutes(canaryTable(port, stable, canary, { g1: 90, g2: 10 }));
     const upgrade = (cookie?: string) =>
       new Promise<string>((resolve, reject) => {
         const req = http.request({ host: '127.0.0.1', port, headers: { Connection: 'Upgrade', Upgrade: 'websocket', ...(cookie ? { cookie } : {}) } });
@@ -427,16 +423,7 @@ describe('weighted traffic split', () => {
     const stable = await backend('stable');
     const canary = await backend('canary');
     const port = await freePort();
-    await client.putRoutes({
-      routes: [
-        {
-          key: 'prod/web',
-          port,
-          backends: [{ ...spec(stable, '1'), group: 'g1' }, { ...spec(canary, '2'), group: 'g2' }],
-          split: { weights: { g1: 75, g2: 25 }, stickyCookie: 'keelson-web' },
-        },
-      ],
-    });
+    await client.putRoutes(canaryTable(port, stable, canary, { g1: 75, g2: 25 }));
     const agent = keepAliveAgent();
     const served = new Map<string, number>();
     const cookies = new Map<string, string>();
@@ -457,16 +444,7 @@ describe('weighted traffic split', () => {
       expect(r.headers['set-cookie']).toBeUndefined();
     }
     // Once the group loses its weight, the cookie no longer binds: the client moves and gets a new cookie.
-    await client.putRoutes({
-      routes: [
-        {
-          key: 'prod/web',
-          port,
-          backends: [{ ...spec(stable, '1'), group: 'g1' }, { ...spec(canary, '2'), group: 'g2' }],
-          split: { weights: { g1: 100, g2: 0 }, stickyCookie: 'keelson-web' },
-        },
-      ],
-    });
+    await client.putRoutes(canaryTable(port, stable, canary, { g1: 100, g2: 0 }));
     const moved = await request(port, { agent, headers: { cookie: cookies.get('canary')! } });
     expect(moved.body).toBe('stable');
     expect(moved.headers['set-cookie']).toEqual(['keelson-web=g1; Path=/; HttpOnly; SameSite=Lax']);
