@@ -32,6 +32,7 @@ const benches = [
         ? undefined
         : 'KUBECONFIG is not set (start the test control plane: `scripts/testenv.sh start && eval "$(scripts/testenv.sh env)"`)',
   },
+  { name: 'claims-failover', title: 'Failover between engines' },
   {
     name: 'helm',
     title: 'Kubernetes target: Helm charts',
