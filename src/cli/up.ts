@@ -24,6 +24,7 @@ import { ClaimKeeper } from '../claims/keeper.js';
 import { claimBackends } from '../claims/backends.js';
 import { defaultClaimsDir } from '../claims/file-claims.js';
 import { engineIdentity } from '../claims/identity.js';
+import { StatusMirror } from '../targets/kubernetes/status-mirror.js';
 
 /** `keelson up`: the engine, the API and the supervisor until SIGINT/SIGTERM. Apps keep running after it stops. */
 export async function up(argv: string[]): Promise<void> {
@@ -125,6 +126,17 @@ export async function up(argv: string[]): Promise<void> {
   registerCertificateMetrics(metrics.registry, () => target.tls.views());
   const notifier = new Notifier({ bus, log, environment: (env) => engine!.desiredEnvironment(env), link: (env) => `http://${cfg.listen}/api/v1/status?env=${encodeURIComponent(env)}` });
   notifier.start();
+  // Each Kubernetes environment's status as a KeelsonEnvironment in its namespace (`kubectl get kenv -A`), written by
+  // the claim holder only.
+  const mirror = new StatusMirror({
+    bus,
+    log,
+    status: async (env) => (await engine!.status(env)).environments[0],
+    specOf: (env) => engine?.targetSpecOf(env),
+    mayWrite: (env) => claims.holds(env),
+    engine: claims.identity,
+  });
+  mirror.start();
   // health.changed events (healthDegraded notifications, the event stream, the dashboard).
   new HealthWatch(bus, engine).start();
   // The engine's own commits to the ops repository: GitOps rollback from the API, version automation.
@@ -160,6 +172,7 @@ export async function up(argv: string[]): Promise<void> {
     log.info({ signal }, 'keelson stopping; supervised apps keep running');
     server.close();
     autoUpdater?.stop();
+    await mirror.stop();
     await engine!.stop().catch((err) => log.error({ err: errorMessage(err) }, 'engine stop failed'));
     store.close();
     process.exit(0);
