@@ -123,6 +123,9 @@ kubernetesSuite('environment status as a KeelsonEnvironment', () => {
     await Promise.all([a.engine.refresh(), b.engine.refresh()]);
     const k3 = await waitFor('kenv follows to shop 3', shows('3'), 60_000);
     expect(k3.status).toMatchObject({ revision: rev3, engine: 'test/a' });
+    // Unchanged content is not written again (observedAt is when it last changed).
+    await a.mirror.flush('prod');
+    expect(kenv().metadata.resourceVersion).toBe(k3.metadata.resourceVersion);
     await b.mirror.flush('prod');
     const managed = JSON.parse(kubectl('get', 'kenv', 'prod', '-n', namespace, '-o', 'json', '--show-managed-fields')).metadata.managedFields;
     expect(new Set(managed.map((f: { manager: string }) => f.manager))).toEqual(new Set(['keelson-status']));
