@@ -91,6 +91,7 @@ export async function up(argv: string[]): Promise<void> {
     store.addEvent({ time, type, env: data.env || undefined, app: data.app || undefined, data });
   });
   let engine: Engine | undefined;
+  let mirror: StatusMirror | undefined;
   // Each environment is run by one engine at a time: the one holding its claim (README: "Several engines on one ops
   // repository"); the others stand by.
   const claimsDir = values['claims-dir'] ?? (process.env.KEELSON_CLAIMS_DIR || defaultClaimsDir());
@@ -98,7 +99,10 @@ export async function up(argv: string[]): Promise<void> {
     identity: engineIdentity(cfg.stateDir),
     backendFor: claimBackends({ claimsDir, scope: () => ({ repo: engine!.source.repo, path: engine!.source.path }), specOf: (env) => engine?.targetSpecOf(env) }),
     log,
-    onAcquired: (env) => engine?.requeue(env),
+    onAcquired: (env) => {
+      engine?.requeue(env);
+      mirror?.schedule(env);
+    },
   });
   const isolation = { allowRootApps: cfg.allowRootApps, ...(cfg.defaultUser ? { defaultUser: cfg.defaultUser } : {}) };
   const renewBefore = process.env.KEELSON_ACME_RENEW_BEFORE;
@@ -128,7 +132,7 @@ export async function up(argv: string[]): Promise<void> {
   notifier.start();
   // Each Kubernetes environment's status as a KeelsonEnvironment in its namespace (`kubectl get kenv -A`), written by
   // the claim holder only.
-  const mirror = new StatusMirror({
+  mirror = new StatusMirror({
     bus,
     log,
     status: async (env) => (await engine!.status(env)).environments[0],
@@ -172,7 +176,7 @@ export async function up(argv: string[]): Promise<void> {
     log.info({ signal }, 'keelson stopping; supervised apps keep running');
     server.close();
     autoUpdater?.stop();
-    await mirror.stop();
+    await mirror!.stop();
     await engine!.stop().catch((err) => log.error({ err: errorMessage(err) }, 'engine stop failed'));
     store.close();
     process.exit(0);

@@ -15,7 +15,8 @@ import { StatusMirror } from './status-mirror.js';
 /**
  * `kubectl get kenv` on the real control plane: two engines on one Kubernetes environment, each with its status
  * mirror. Without the CRD the sync succeeds and the engine says once how to install it; with it, the claim holder's
- * KeelsonEnvironment shows the app, its version, Synced/Healthy, and follows each commit; the standby never writes.
+ * KeelsonEnvironment shows the app, its version, Synced/Healthy, and follows each commit; the standby never writes,
+ * until it takes the claim over.
  */
 kubernetesSuite('environment status as a KeelsonEnvironment', () => {
   const tmp = tempDir('keelson-k8s-kenv-');
@@ -40,7 +41,7 @@ kubernetesSuite('environment status as a KeelsonEnvironment', () => {
     const targets = createTargetRegistry({ local, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), mayWrite: (env) => claims.holds(env) });
     engine = new Engine({ repo: ops, stateDir: state, log, store, bus, target: targets, pollMs: 600_000, claims });
     const e = engine;
-    const mirror = new StatusMirror({ bus, log, status: async (env) => (await e.status(env)).environments[0], specOf: (env) => e.targetSpecOf(env), mayWrite: (env) => claims.holds(env), engine: claims.identity, debounceMs: 200 });
+    const mirror = new StatusMirror({ bus, log, status: async (env) => (await e.status(env)).environments[0], specOf: (env) => e.targetSpecOf(env), mayWrite: (env) => claims.holds(env), engine: claims.identity, debounceMs: 200, refreshMs: 1_000 });
     mirror.start();
     const b = { engine, claims, store, local, mirror, events, logs };
     booted.push(b);
@@ -130,5 +131,14 @@ kubernetesSuite('environment status as a KeelsonEnvironment', () => {
     const managed = JSON.parse(kubectl('get', 'kenv', 'prod', '-n', namespace, '-o', 'json', '--show-managed-fields')).metadata.managedFields;
     expect(new Set(managed.map((f: { manager: string }) => f.manager))).toEqual(new Set(['keelson-status']));
     expect(kenv().status.engine).toBe('test/a');
+
+    // a stops (releasing its claim): b takes over the environment, and with it the status.
+    await a.mirror.stop();
+    await a.engine.stop();
+    const kb = await waitFor('b writes the status', () => {
+      const k = shows('3')();
+      return k?.status.engine === 'test/b' && k;
+    }, 60_000);
+    expect(kb.status.revision).toBe(rev3);
   }, 180_000);
 });

@@ -46,6 +46,11 @@ export interface StatusMirrorOptions {
   /** A client for the environment's cluster (default: Keelson's own client, loaded on first use). */
   connect?: (spec: { namespace: string; kubeconfig?: string; context?: string; impersonate?: string }) => Promise<Cluster>;
   debounceMs?: number;
+  /**
+   * Every environment seen is looked at again this often (default 30 s): a change no event announces (a takeover with
+   * nothing to sync, an engine restarted on a synced environment) shows within it. Unchanged content is not written.
+   */
+  refreshMs?: number;
 }
 
 const healthOrder: HealthCode[] = ['Degraded', 'Missing', 'Progressing', 'Suspended', 'Unknown', 'Healthy'];
@@ -70,6 +75,9 @@ export class StatusMirror {
   private readonly clusters = new Map<string, { key: string; cluster: Promise<Cluster> }>();
   private readonly warned = new Set<string>();
   private unsubscribe?: () => void;
+  private refresher?: NodeJS.Timeout;
+  /** Kubernetes environments seen: looked at again every `refreshMs`. */
+  private readonly known = new Set<string>();
   private stopped = false;
 
   constructor(private readonly o: StatusMirrorOptions) {
@@ -82,6 +90,10 @@ export class StatusMirror {
       if (typeof env !== 'string' || !env || e.type === 'replica.ready') return;
       this.schedule(env);
     });
+    this.refresher = setInterval(() => {
+      for (const env of this.known) this.schedule(env);
+    }, this.o.refreshMs ?? 30_000);
+    this.refresher.unref();
   }
 
   /** Writes the environment's status soon (debounced). */
@@ -89,6 +101,7 @@ export class StatusMirror {
     if (this.stopped || this.timers.has(env)) return;
     const spec = this.o.specOf(env);
     if (!spec || !('kubernetes' in spec)) return;
+    this.known.add(env);
     const wait = Math.max(0, (this.lastAt.get(env) ?? 0) + this.debounceMs - Date.now());
     const timer = setTimeout(() => {
       this.timers.delete(env);
@@ -115,6 +128,7 @@ export class StatusMirror {
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
+    clearInterval(this.refresher);
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     await Promise.allSettled([...this.running.values()]);
@@ -127,7 +141,7 @@ export class StatusMirror {
     const spec = this.o.specOf(env);
     if (!spec || !('kubernetes' in spec)) return;
     const view = await this.o.status(env);
-    if (!view) return;
+    if (!view || (!view.revision && !view.error)) return; // nothing known yet (not rendered since the engine started)
     const content = mirrorStatusOf(view);
     const namespace = spec.kubernetes.namespace;
     const key = JSON.stringify([namespace, content]);
