@@ -101,7 +101,7 @@ export async function up(argv: string[]): Promise<void> {
     log,
     onAcquired: (env) => {
       engine?.requeue(env);
-      mirror?.schedule(env);
+      mirror?.claimed(env);
     },
   });
   const isolation = { allowRootApps: cfg.allowRootApps, ...(cfg.defaultUser ? { defaultUser: cfg.defaultUser } : {}) };

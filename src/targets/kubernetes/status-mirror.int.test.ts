@@ -36,12 +36,13 @@ kubernetesSuite('environment status as a KeelsonEnvironment', () => {
     bus.subscribe((e) => events.push(e));
     const store = new Store(state);
     let engine: Engine | undefined;
+    let mirror: StatusMirror | undefined;
     const local = new LocalTarget({ stateDir: state, store, bus, log, requeue: () => undefined });
-    const claims = new ClaimKeeper({ identity: `test/${name}`, backendFor: claimBackends({ claimsDir: join(tmp.dir, 'claims'), scope: () => ({ repo: ops, path: '' }), specOf: (env) => engine?.targetSpecOf(env) }), log, onAcquired: (env) => engine?.requeue(env), ...timings });
+    const claims = new ClaimKeeper({ identity: `test/${name}`, backendFor: claimBackends({ claimsDir: join(tmp.dir, 'claims'), scope: () => ({ repo: ops, path: '' }), specOf: (env) => engine?.targetSpecOf(env) }), log, onAcquired: (env) => (engine?.requeue(env), mirror?.claimed(env)), ...timings });
     const targets = createTargetRegistry({ local, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), mayWrite: (env) => claims.holds(env) });
     engine = new Engine({ repo: ops, stateDir: state, log, store, bus, target: targets, pollMs: 600_000, claims });
     const e = engine;
-    const mirror = new StatusMirror({ bus, log, status: async (env) => (await e.status(env)).environments[0], specOf: (env) => e.targetSpecOf(env), mayWrite: (env) => claims.holds(env), engine: claims.identity, debounceMs: 200, refreshMs: 1_000 });
+    mirror = new StatusMirror({ bus, log, status: async (env) => (await e.status(env)).environments[0], specOf: (env) => e.targetSpecOf(env), mayWrite: (env) => claims.holds(env), engine: claims.identity, debounceMs: 200, refreshMs: 1_000 });
     mirror.start();
     const b = { engine, claims, store, local, mirror, events, logs };
     booted.push(b);

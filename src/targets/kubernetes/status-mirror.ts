@@ -96,6 +96,15 @@ export class StatusMirror {
     this.refresher.unref();
   }
 
+  /**
+   * This engine just took the environment's claim: write its status soon even if this engine wrote the same content
+   * before (another engine may have written since).
+   */
+  claimed(env: string): void {
+    this.written.delete(env);
+    this.schedule(env);
+  }
+
   /** Writes the environment's status soon (debounced). */
   schedule(env: string): void {
     if (this.stopped || this.timers.has(env)) return;
@@ -137,7 +146,11 @@ export class StatusMirror {
   }
 
   private async write(env: string): Promise<void> {
-    if (this.stopped || !this.o.mayWrite(env)) return; // only the claim holder writes
+    if (this.stopped) return;
+    if (!this.o.mayWrite(env)) {
+      this.written.delete(env); // only the claim holder writes; the next holder may write something else
+      return;
+    }
     const spec = this.o.specOf(env);
     if (!spec || !('kubernetes' in spec)) return;
     const view = await this.o.status(env);
