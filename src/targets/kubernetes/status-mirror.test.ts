@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import type { AppStatusView, EnvironmentStatusView } from '../../engine/engine.js';
+import { root } from '../../../test/helpers.js';
 import { mirrorStatusOf } from './status-mirror.js';
 
 const app = (name: string, o: Partial<AppStatusView> = {}): AppStatusView => ({
@@ -48,4 +51,9 @@ it('an environment is Synced when every app is, and as healthy as its least heal
 it('a render error makes the environment Failed; before the first good render it is Unknown', () => {
   expect(mirrorStatusOf(env([app('web')], { error: { revision: 'r', message: 'bad', issues: [] } })).sync).toBe('Failed');
   expect(mirrorStatusOf(env([], { revision: null }))).toMatchObject({ sync: 'Unknown', revision: '', shortRevision: '', appsReady: '0/0' });
+});
+
+it('the Helm chart ships the same CRD as the kustomize base', () => {
+  const read = (...p: string[]) => readFileSync(join(root, 'deploy', ...p), 'utf8');
+  expect(read('helm', 'keelson', 'crds', 'keelsonenvironment.yaml')).toBe(read('kubernetes', 'keelsonenvironment-crd.yaml'));
 });
