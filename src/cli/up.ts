@@ -24,6 +24,7 @@ import { ClaimKeeper } from '../claims/keeper.js';
 import { claimBackends } from '../claims/backends.js';
 import { defaultClaimsDir } from '../claims/file-claims.js';
 import { engineIdentity } from '../claims/identity.js';
+import { StatusMirror } from '../targets/kubernetes/status-mirror.js';
 
 /** `keelson up`: the engine, the API and the supervisor until SIGINT/SIGTERM. Apps keep running after it stops. */
 export async function up(argv: string[]): Promise<void> {
@@ -90,6 +91,7 @@ export async function up(argv: string[]): Promise<void> {
     store.addEvent({ time, type, env: data.env || undefined, app: data.app || undefined, data });
   });
   let engine: Engine | undefined;
+  let mirror: StatusMirror | undefined;
   // Each environment is run by one engine at a time: the one holding its claim (README: "Several engines on one ops
   // repository"); the others stand by.
   const claimsDir = values['claims-dir'] ?? (process.env.KEELSON_CLAIMS_DIR || defaultClaimsDir());
@@ -97,7 +99,10 @@ export async function up(argv: string[]): Promise<void> {
     identity: engineIdentity(cfg.stateDir),
     backendFor: claimBackends({ claimsDir, scope: () => ({ repo: engine!.source.repo, path: engine!.source.path }), specOf: (env) => engine?.targetSpecOf(env) }),
     log,
-    onAcquired: (env) => engine?.requeue(env),
+    onAcquired: (env) => {
+      engine?.requeue(env);
+      mirror?.claimed(env);
+    },
   });
   const isolation = { allowRootApps: cfg.allowRootApps, ...(cfg.defaultUser ? { defaultUser: cfg.defaultUser } : {}) };
   const renewBefore = process.env.KEELSON_ACME_RENEW_BEFORE;
@@ -125,6 +130,17 @@ export async function up(argv: string[]): Promise<void> {
   registerCertificateMetrics(metrics.registry, () => target.tls.views());
   const notifier = new Notifier({ bus, log, environment: (env) => engine!.desiredEnvironment(env), link: (env) => `http://${cfg.listen}/api/v1/status?env=${encodeURIComponent(env)}` });
   notifier.start();
+  // Each Kubernetes environment's status as a KeelsonEnvironment in its namespace (`kubectl get kenv -A`), written by
+  // the claim holder only.
+  mirror = new StatusMirror({
+    bus,
+    log,
+    status: async (env) => (await engine!.status(env)).environments[0],
+    specOf: (env) => engine?.targetSpecOf(env),
+    mayWrite: (env) => claims.holds(env),
+    engine: claims.identity,
+  });
+  mirror.start();
   // health.changed events (healthDegraded notifications, the event stream, the dashboard).
   new HealthWatch(bus, engine).start();
   // The engine's own commits to the ops repository: GitOps rollback from the API, version automation.
@@ -160,6 +176,7 @@ export async function up(argv: string[]): Promise<void> {
     log.info({ signal }, 'keelson stopping; supervised apps keep running');
     server.close();
     autoUpdater?.stop();
+    await mirror!.stop();
     await engine!.stop().catch((err) => log.error({ err: errorMessage(err) }, 'engine stop failed'));
     store.close();
     process.exit(0);

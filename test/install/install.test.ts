@@ -205,6 +205,9 @@ configMapGenerator:
         expect(can('watch', 'services', '--all-namespaces')).toBe('yes');
         expect(can('get', 'pods/log', '-n', 'shop')).toBe('yes');
         expect(can('create', 'namespaces')).toBe('yes');
+        // The environment status mirror (`kubectl get kenv -A`).
+        expect(can('patch', 'keelsonenvironments.keelson.dev', '--subresource=status', '-n', 'shop')).toBe('yes');
+        expect(can('delete', 'keelsonenvironments.keelson.dev', '-n', 'shop')).toBe('no');
         expect(can('delete', 'namespaces')).toBe('no');
         expect(can('patch', 'poddisruptionbudgets', '-n', 'shop')).toBe('no');
         expect(can('create', 'clusterroles')).toBe('no');
