@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Engine } from '../../engine/engine.js';
@@ -22,7 +23,18 @@ kubernetesSuite('environment status as a KeelsonEnvironment', () => {
   const tmp = tempDir('keelson-k8s-kenv-');
   const ops = join(tmp.dir, 'ops');
   const namespace = uniqueNamespace('k-kenv');
-  const crd = join(root, 'deploy', 'kubernetes', 'keelsonenvironment-crd.yaml');
+  // The shipped CRD under a group of this run's own: other suites may install the real one on the shared cluster at
+  // any time, and this suite needs a cluster where its resource is first missing, then installed.
+  const group = `${uniqueNamespace('kenv')}.test.keelson.dev`;
+  const resource = `keelsonenvironments.${group}`;
+  const crd = join(tmp.dir, 'crd.yaml');
+  writeFileSync(
+    crd,
+    readFileSync(join(root, 'deploy', 'kubernetes', 'keelsonenvironment-crd.yaml'), 'utf8')
+      .replace('name: keelsonenvironments.keelson.dev', `name: ${resource}`)
+      .replace('group: keelson.dev', `group: ${group}`)
+      .replace(/\n\s*shortNames: \[kenv\]/, ''),
+  );
   const timings = { durationMs: 6_000, renewMs: 1_000, retryMs: 500, marginMs: 1_500 };
   type Booted = { engine: Engine; claims: ClaimKeeper; store: Store; local: LocalTarget; mirror: StatusMirror; events: Stamped[]; logs: string[] };
   const booted: Booted[] = [];
@@ -42,7 +54,7 @@ kubernetesSuite('environment status as a KeelsonEnvironment', () => {
     const targets = createTargetRegistry({ local, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), mayWrite: (env) => claims.holds(env) });
     engine = new Engine({ repo: ops, stateDir: state, log, store, bus, target: targets, pollMs: 600_000, claims });
     const e = engine;
-    mirror = new StatusMirror({ bus, log, status: async (env) => (await e.status(env)).environments[0], specOf: (env) => e.targetSpecOf(env), mayWrite: (env) => claims.holds(env), engine: claims.identity, debounceMs: 200, refreshMs: 1_000 });
+    mirror = new StatusMirror({ bus, log, status: async (env) => (await e.status(env)).environments[0], specOf: (env) => e.targetSpecOf(env), mayWrite: (env) => claims.holds(env), engine: claims.identity, debounceMs: 200, refreshMs: 1_000, apiVersion: `${group}/v1alpha1` });
     mirror.start();
     const b = { engine, claims, store, local, mirror, events, logs };
     booted.push(b);
@@ -55,7 +67,7 @@ kubernetesSuite('environment status as a KeelsonEnvironment', () => {
   });
   const kenv = (): any => {
     try {
-      return JSON.parse(kubectl('get', 'kenv', 'prod', '-n', namespace, '-o', 'json'));
+      return JSON.parse(kubectl('get', resource, 'prod', '-n', namespace, '-o', 'json'));
     } catch {
       return undefined;
     }
@@ -67,8 +79,7 @@ kubernetesSuite('environment status as a KeelsonEnvironment', () => {
   };
 
   beforeAll(() => {
-    // The CRD is cluster-wide: this suite installs it itself, after checking that a sync without it succeeds.
-    kubectl('delete', '-f', crd, '--ignore-not-found', '--wait=true');
+    // This suite installs its CRD itself, after checking that a sync without it succeeds.
     writeTree(ops, files('1'));
     gitInit(ops);
     commitAll(ops, 'shop 1');
@@ -83,6 +94,7 @@ kubernetesSuite('environment status as a KeelsonEnvironment', () => {
       b.store.close();
     }
     kubectl('delete', 'namespace', namespace, '--wait=false', '--ignore-not-found');
+    kubectl('delete', '-f', crd, '--ignore-not-found', '--wait=false');
     tmp.cleanup();
   }, 60_000);
 
@@ -100,7 +112,7 @@ kubernetesSuite('environment status as a KeelsonEnvironment', () => {
   it('with the CRD, the claim holder mirrors the status, it follows each commit, and the standby never writes', async () => {
     const [a] = booted;
     kubectl('apply', '-f', crd);
-    kubectl('wait', '--for=condition=Established', '--timeout=30s', 'crd/keelsonenvironments.keelson.dev');
+    kubectl('wait', '--for=condition=Established', '--timeout=30s', `crd/${resource}`);
 
     writeTree(ops, files('2'));
     const rev2 = commitAll(ops, 'shop 2');
@@ -110,7 +122,7 @@ kubernetesSuite('environment status as a KeelsonEnvironment', () => {
     expect(k2.status).toMatchObject({ revision: rev2, shortRevision: rev2.slice(0, 12), appsReady: '1/1', engine: 'test/a', apps: [{ name: 'shop', version: '2', sync: 'Synced', health: 'Healthy' }] });
     expect(Date.parse(k2.status.observedAt)).not.toBeNaN();
     // The printer columns, as `kubectl get kenv` shows them.
-    const table = kubectl('get', 'kenv', '-n', namespace);
+    const table = kubectl('get', resource, '-n', namespace);
     expect(table.split('\n')[0]).toMatch(/^NAME\s+REVISION\s+SYNC\s+HEALTH\s+APPS\s+AGE$/);
     expect(table.split('\n')[1]).toMatch(new RegExp(`^prod\\s+${rev2.slice(0, 12)}\\s+Synced\\s+Healthy\\s+1/1\\s+\\S+$`));
 
@@ -129,7 +141,7 @@ kubernetesSuite('environment status as a KeelsonEnvironment', () => {
     await a.mirror.flush('prod');
     expect(kenv().metadata.resourceVersion).toBe(k3.metadata.resourceVersion);
     await b.mirror.flush('prod');
-    const managed = JSON.parse(kubectl('get', 'kenv', 'prod', '-n', namespace, '-o', 'json', '--show-managed-fields')).metadata.managedFields;
+    const managed = JSON.parse(kubectl('get', resource, 'prod', '-n', namespace, '-o', 'json', '--show-managed-fields')).metadata.managedFields;
     expect(new Set(managed.map((f: { manager: string }) => f.manager))).toEqual(new Set(['keelson-status']));
     expect(kenv().status.engine).toBe('test/a');
 

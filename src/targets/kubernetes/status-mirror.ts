@@ -51,6 +51,8 @@ export interface StatusMirrorOptions {
    * nothing to sync, an engine restarted on a synced environment) shows within it. Unchanged content is not written.
    */
   refreshMs?: number;
+  /** The resource's group/version (default `keelson.dev/v1alpha1`; tests use a group of their own). */
+  apiVersion?: string;
 }
 
 const healthOrder: HealthCode[] = ['Degraded', 'Missing', 'Progressing', 'Suspended', 'Unknown', 'Healthy'];
@@ -160,14 +162,15 @@ export class StatusMirror {
     const key = JSON.stringify([namespace, content]);
     if (this.written.get(env) === key) return;
     const api = (await this.clusterFor(env, spec.kubernetes)).api;
-    if (!(await api.resourceOf(MIRROR_API_VERSION, MIRROR_KIND))) {
-      api.forget(MIRROR_API_VERSION); // looked up again next time: the CRD may be installed meanwhile
+    const apiVersion = this.o.apiVersion ?? MIRROR_API_VERSION;
+    if (!(await api.resourceOf(apiVersion, MIRROR_KIND))) {
+      api.forget(apiVersion); // looked up again next time: the CRD may be installed meanwhile
       this.warnOnce(`crd\0${api.conn.server}`, { env, server: api.conn.server }, `the KeelsonEnvironment CRD is not installed; environment status is not mirrored to the cluster: ${CRD_INSTALL_HINT}`);
       return;
     }
     if (!this.o.mayWrite(env)) return; // the claim may have gone while status was gathered
     const status: MirrorStatus = { ...content, observedAt: new Date().toISOString(), engine: this.o.engine };
-    await applyMirror(api, namespace, env, status);
+    await applyMirror(api, apiVersion, namespace, env, status);
     this.written.set(env, key);
     this.o.log.debug({ env, namespace, sync: status.sync, health: status.health }, 'environment status mirrored');
   }
@@ -192,9 +195,9 @@ export class StatusMirror {
 }
 
 /** Server-side applies the KeelsonEnvironment (spec `{}`) and then its status subresource. */
-async function applyMirror(api: KubeClient, namespace: string, env: string, status: MirrorStatus): Promise<void> {
+async function applyMirror(api: KubeClient, apiVersion: string, namespace: string, env: string, status: MirrorStatus): Promise<void> {
   const obj: KObject = {
-    apiVersion: MIRROR_API_VERSION,
+    apiVersion,
     kind: MIRROR_KIND,
     metadata: { name: env, namespace, labels: { [LABEL_MANAGED_BY]: 'keelson', 'keelson.dev/environment': env } },
     spec: {},
@@ -204,11 +207,11 @@ async function applyMirror(api: KubeClient, namespace: string, env: string, stat
   const patch = (p: string, body: unknown) =>
     api.request('PATCH', p, { body, contentType: 'application/apply-patch+yaml', query: { fieldManager: FIELD_MANAGER, force: true }, signal: signal() });
   try {
-    await patch(`${path}/status`, { apiVersion: MIRROR_API_VERSION, kind: MIRROR_KIND, metadata: { name: env, namespace }, status });
+    await patch(`${path}/status`, { apiVersion, kind: MIRROR_KIND, metadata: { name: env, namespace }, status });
   } catch (err) {
     if ((err as { code?: unknown }).code !== 404) throw err;
     // Not there yet: create it, then its status (a status apply never creates the object).
     await patch(path, obj);
-    await patch(`${path}/status`, { apiVersion: MIRROR_API_VERSION, kind: MIRROR_KIND, metadata: { name: env, namespace }, status });
+    await patch(`${path}/status`, { apiVersion, kind: MIRROR_KIND, metadata: { name: env, namespace }, status });
   }
 }
