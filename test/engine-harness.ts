@@ -64,7 +64,7 @@ function boot(ops: string, state: string, overrides: EngineOverrides = {}): Boot
  */
 export async function startEngine(
   files: Record<string, string> = tickRepo,
-  opts: { prefix?: string; beforeStart?: (h: Omit<EngineHarness, 'stop' | 'restart'>) => void; engine?: EngineOverrides; healthyTimeoutMs?: number } = {},
+  opts: { prefix?: string; beforeStart?: (h: Omit<EngineHarness, 'stop' | 'restart'>) => void; engine?: EngineOverrides } = {},
 ): Promise<EngineHarness> {
   const prefix = opts.prefix ?? 'keelson-engine-';
   const tmp = tempDir(prefix);
@@ -79,7 +79,7 @@ export async function startEngine(
   await waitFor('apps healthy', async () => {
     const apps = (await first.engine.status()).environments[0]?.apps ?? [];
     return apps.length > 0 && apps.every((a) => a.health === 'Healthy');
-  }, opts.healthyTimeoutMs);
+  });
   const h: EngineHarness = {
     dir: tmp.dir,
     ops,
