@@ -37,7 +37,6 @@ spec:
   async function interruptedRolling() {
     const port = await freePort();
     const events: Stamped[] = [];
-    const gateDir: { path?: string } = {};
     h = await startEngine(
       {
         'apps/web.yaml': `apiVersion: keelson.dev/v1alpha1
@@ -56,11 +55,10 @@ spec:
         'environments/dev.yaml': envYaml('1.0.0'),
         'releases/1.0.0/server.js': appServer('1.0.0'),
       },
-      { prefix: 'keelson-rolling-', beforeStart: (x) => x.bus.subscribe((e) => { events.push(e); if (process.env.DEBUG_ROLLING) console.log(JSON.stringify(e)); }) },
+      { prefix: 'keelson-rolling-', beforeStart: (x) => x.bus.subscribe((e) => events.push(e)) },
     );
     const harness = h;
     const gate = join(harness.dir, 'gate');
-    gateDir.path = gate;
     writeTree(harness.dir, { gate: '' });
     // The first replica of 2.0.0 may become ready; the second one is held back, so the engine stops mid-update.
     harness.bus.subscribe((e) => {
@@ -85,7 +83,7 @@ spec:
     return { port, events, gate, deploy, web, instances };
   }
 
-  const restart = (whileStopped: () => unknown, events: Stamped[]) => h!.restart({ whileStopped: async () => void (await whileStopped()), beforeStart: (x) => x.bus.subscribe((e) => { events.push(e); if (process.env.DEBUG_ROLLING) console.log(JSON.stringify(e)); }) });
+  const restart = (whileStopped: () => unknown, events: Stamped[]) => h!.restart({ whileStopped: async () => void (await whileStopped()), beforeStart: (x) => x.bus.subscribe((e) => events.push(e)) });
 
   it('the same version still desired: the next engine finishes it, every replica on 2.0.0', async () => {
     const c = await interruptedRolling();
