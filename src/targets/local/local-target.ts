@@ -13,10 +13,10 @@ import { rotateIfNeeded } from './logs.js';
 import { isProgressive, progressiveRollout, type ProgressiveDeps } from './progressive.js';
 import { ProxyManager } from './proxy-manager.js';
 import { materializeRelease, pruneReleases, verifyRelease, type Release } from './releases.js';
-import { RolloutStates, takeOverInterrupted } from './rollout-state.js';
+import { RolloutStates, rollingRecord, takeOverInterrupted } from './rollout-state.js';
 import { runProcess, type RunResult, type RunSink } from '../../run/one-off.js';
 import { templateHash } from './spec-hash.js';
-import { Supervisor } from './supervisor.js';
+import { Supervisor, type AppRun, type RolloutResult } from './supervisor.js';
 import { LocalSecrets, SECRETS_DIR_VAR } from '../../secrets/local-runtime.js';
 import { grantSecretFiles, identityEnv, IsolationError, prepareDataDir, restrictReleases, type IsolationPolicy } from './isolation.js';
 import type { CgroupSystem } from './cgroups.js';
@@ -193,10 +193,11 @@ export class LocalTarget implements Target {
     const wasModified = this.modified.delete(release.dir);
     const restartAll = ctx.restartAll || wasModified;
     const progressive: ProgressiveDeps = { supervisor: this.supervisor, bus: this.o.bus, stats: () => this.proxy.stats(), states: this.rollouts };
-    const resume = await takeOverInterrupted(progressive, app, release, ctx.revision, restartAll);
-    const result = resume || isProgressive(this.supervisor, app, templateHash(app), restartAll)
+    const taken = await takeOverInterrupted(progressive, app, release, ctx.revision, restartAll);
+    const resume = taken?.strategy === 'rolling' ? undefined : taken;
+    const result = resume || (!taken && isProgressive(this.supervisor, app, templateHash(app), restartAll))
       ? await progressiveRollout(progressive, app, release, ctx.revision, { signal: ctx.signal, interrupt: ctx.interrupt, resume })
-      : await this.supervisor.rollout(app, release, ctx.revision, { restartAll, signal: ctx.signal });
+      : await this.rolling(app, release, ctx, restartAll);
     if (!result.ok) {
       return { ok: false, message: result.message, rolledBack: result.rolledBack, logTail: result.logTail, ...(result.interrupted ? { interrupted: true } : {}) };
     }
@@ -205,6 +206,22 @@ export class LocalTarget implements Target {
     this.watchRelease(app.env, app.name, release);
     await this.pruneOldReleases(app);
     return { ok: true, action: existed ? 'configured' : 'created', message: result.message };
+  }
+
+  /**
+   * A rolling update, recorded while it replaces replicas: an engine stopped in the middle leaves the record, and the
+   * next engine's apply finishes the update or puts every replica back on one version (takeOverInterrupted).
+   */
+  private async rolling(app: DesiredApp, release: Release, ctx: ApplyContext, restartAll: boolean): Promise<RolloutResult> {
+    const onReplace = (previous: AppRun) => {
+      // A resumed update keeps its record: its stable set is the one it started from.
+      if (previous.template !== templateHash(app) || previous.release.id !== release.id) {
+        if (this.rollouts.get(app.env, app.name)?.strategy !== 'rolling') this.rollouts.save(rollingRecord(previous, app, release, ctx.revision));
+      }
+    };
+    const result = await this.supervisor.rollout(app, release, ctx.revision, { restartAll, signal: ctx.signal, interrupt: ctx.interrupt, onReplace });
+    if (!(!result.ok && result.interrupted)) this.rollouts.forget(app.env, app.name);
+    return result;
   }
 
   /** After a successful rollout: the app's certificate from the repository, or its ACME order, or none. */

@@ -221,7 +221,8 @@ export class Supervisor {
   async start(interrupted: RolloutRecord[] = []): Promise<void> {
     const inventory = new Map(this.o.store.inventory().map((r) => [appKey(r.env, r.app), r]));
     const rollouts = new Map(interrupted.map((r) => [appKey(r.env, r.app), r]));
-    for (const row of this.o.store.replicas()) {
+    const rows = this.o.store.replicas();
+    for (const row of rows) {
       const inv = inventory.get(appKey(row.env, row.app));
       if (!inv) {
         // Recorded but no longer in the inventory: a prune that did not finish. Stop it.
@@ -232,12 +233,16 @@ export class Supervisor {
       const spec = inv.spec as DesiredApp;
       const key = appKey(row.env, row.app);
       if (!this.apps.has(key)) {
+        // The app's release is that of its replicas of the inventory's spec (a rolling update the engine stopped in
+        // the middle of leaves replicas of the new release too).
+        const template = templateHash(spec);
+        const own = rows.find((x) => x.env === row.env && x.app === row.app && x.specHash === template) ?? row;
         this.apps.set(key, {
           env: row.env,
           app: row.app,
           spec,
-          template: templateHash(spec),
-          release: { id: row.releaseId, dir: row.releaseDir, hash: row.releaseHash },
+          template,
+          release: { id: own.releaseId, dir: own.releaseDir, hash: own.releaseHash },
           revision: inv.revision,
           rollingOut: false,
         });
@@ -270,7 +275,7 @@ export class Supervisor {
         void this.launch(r);
       }
     }
-    for (const [key, r] of rollouts) if (this.apps.get(key)?.template === r.stable.template) this.traffic.set(key, r.split);
+    for (const [key, r] of rollouts) if (r.strategy !== 'rolling' && this.apps.get(key)?.template === r.stable.template) this.traffic.set(key, r.split);
     this.tick = setInterval(() => this.heal(), this.tickMs);
     this.tick.unref();
     this.requestPublish();
@@ -307,7 +312,17 @@ export class Supervisor {
    * Rolls `spec` out: start a new replica, wait until it is ready, put it into rotation, drain and stop an old one,
    * repeat. If a new replica is not ready within the deadline the previous spec is restored and the result says why.
    */
-  async rollout(spec: DesiredApp, release: ReleaseRef, revision: string, opts: { restartAll?: boolean; signal?: AbortSignal } = {}): Promise<RolloutResult> {
+  /**
+   * `onReplace`: called once, before the first replica is replaced (to record the rolling update, rollout-state.ts).
+   * `interrupt` (the engine stops): the update stops where it is, nothing rolled back, for the next engine to finish
+   * or revert (outcome `interrupted`).
+   */
+  async rollout(
+    spec: DesiredApp,
+    release: ReleaseRef,
+    revision: string,
+    opts: { restartAll?: boolean; signal?: AbortSignal; interrupt?: AbortSignal; onReplace?: (previous: AppRun) => void } = {},
+  ): Promise<RolloutResult> {
     const key = appKey(spec.env, spec.name);
     const template = templateHash(spec);
     const previous = this.apps.get(key);
@@ -331,12 +346,16 @@ export class Supervisor {
       previous.stalled = this.notReadyMessage(previous);
       return { ok: false, message: previous.stalled, rolledBack: false, logTail: await this.lastLogLines(spec.env, spec.name) };
     }
+    if (previous) opts.onReplace?.(previous);
     this.apps.set(key, run);
     const deadline = Date.now() + spec.progressDeadlineSeconds * 1000;
     const isNew = (r: Replica) => r.template === template && r.release.id === release.id && !opts.restartAll;
     const fresh: Replica[] = [];
+    const waitSignal = opts.interrupt ? (opts.signal ? AbortSignal.any([opts.signal, opts.interrupt]) : opts.interrupt) : opts.signal;
+    const interrupted = (): RolloutResult => ({ ok: false, message: `the engine stopped during the rolling update to ${spec.version}; the next engine finishes or reverts it`, rolledBack: false, logTail: [], interrupted: true });
     try {
       for (;;) {
+        if (opts.interrupt?.aborted) return interrupted();
         const mine = this.replicasOf(key).filter((r) => r.state !== 'stopping' && r.state !== 'stopped');
         const current = mine.filter((r) => isNew(r) || fresh.includes(r));
         const old = mine.filter((r) => !current.includes(r));
@@ -348,7 +367,7 @@ export class Supervisor {
         if (current.length < spec.replicas) {
           const r = await this.startNew(run);
           fresh.push(r);
-          if (!(await this.waitReady(r, deadline, opts.signal))) throw new NotReady(r);
+          if (!(await this.waitReady(r, deadline, waitSignal))) throw new NotReady(r);
           this.requestPublish();
           await this.publishing;
         }
@@ -357,6 +376,7 @@ export class Supervisor {
       }
     } catch (err) {
       if (!(err instanceof NotReady)) throw err;
+      if (opts.interrupt?.aborted) return interrupted();
       const message = this.notReadyMessage(run, err.replica);
       const logTail = await tailLines(err.replica.logPath, 10).catch(() => []);
       if (!previous) {
@@ -366,8 +386,10 @@ export class Supervisor {
         this.scaleTo(run);
         return { ok: false, message, rolledBack: false, logTail };
       }
-      for (const r of fresh) await this.stopReplica(r);
-      // Roll back: the previous spec and release, whose replicas may have been partly replaced.
+      // Roll back: the previous spec and release, whose replicas may have been partly replaced. Every other replica
+      // goes, those of a rolling update an engine restart interrupted too: one version alone serves.
+      const other = this.replicasOf(key).filter((r) => !(r.template === previous.template && r.release.id === previous.release.id) && r.state !== 'stopping' && r.state !== 'stopped');
+      for (const r of other) await this.stopReplica(r);
       this.apps.set(key, previous);
       previous.rollingOut = false;
       this.scaleTo(previous);
