@@ -1,0 +1,31 @@
+/** Types of test/crash-driver.mjs (the crash driver, shared with bench/crash-driver.mjs). */
+export type Strategy = 'rolling' | 'blueGreen' | 'canary';
+export interface Divergence {
+  kill: number;
+  app?: string;
+  check: string;
+  detail: string;
+}
+export interface CrashDriverResult {
+  seed: number;
+  kills: number;
+  survived: number;
+  divergences: Divergence[];
+  requests: number;
+  failedRequests: number;
+  failures: { app: string; at: number; error: string }[];
+  convergenceMs: number[];
+  stateDir: string;
+  tmp: string;
+}
+export function prng(seed: number): () => number;
+export function runCrashDriver(o?: {
+  seed?: number;
+  kills?: number;
+  strategies?: Strategy[];
+  maxDelayMs?: number;
+  convergeMs?: number;
+  keepGoing?: boolean;
+  keepTmp?: boolean;
+  log?: (line: string) => void;
+}): Promise<CrashDriverResult>;
