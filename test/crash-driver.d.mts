@@ -25,6 +25,7 @@ export function runCrashDriver(o?: {
   strategies?: Strategy[];
   maxDelayMs?: number;
   convergeMs?: number;
+  settleMs?: number;
   keepGoing?: boolean;
   keepTmp?: boolean;
   log?: (line: string) => void;

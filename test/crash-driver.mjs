@@ -241,7 +241,10 @@ ${rollout[a.strategy]}`;
   };
   let completedSyncs = new Set();
 
-  const check = async (kill, env) => {
+  /** The checks once; returns what diverged (nothing recorded yet). */
+  const checkOnce = async (kill, env) => {
+    const found = [];
+    const diverged = (kill, check, detail, app) => found.push({ kill, app, check, detail });
     // One version per app, as many replicas as asked.
     for (const a of apps) {
       const s = env.apps.find((x) => x.name === a.name);
@@ -287,7 +290,25 @@ ${rollout[a.strategy]}`;
     const ids = new Set(syncs.map((s) => s.id));
     const lost = [...completedSyncs].filter((id) => !ids.has(id));
     if (lost.length) diverged(kill, 'history intact', `completed syncs ${lost.join(', ')} no longer listed`);
-    completedSyncs = ids;
+    else completedSyncs = ids;
+    return found;
+  };
+  /**
+   * The checks until they pass or `settleMs` passed (the engine may say Synced a moment before it writes its
+   * inventory, or while an old blue/green set waits out its scale-down delay): what remains is a divergence.
+   */
+  const check = async (kill, env) => {
+    const until = Date.now() + (o.settleMs ?? 10_000);
+    for (;;) {
+      const found = await checkOnce(kill, env);
+      if (!found.length) return;
+      if (Date.now() > until) {
+        for (const d of found) diverged(d.kill, d.check, d.detail, d.app);
+        return;
+      }
+      await sleep(500);
+      env = (await converged().catch(() => undefined)) || env;
+    }
   };
 
   const loops = apps.map((a) => ({ app: a.name, loop: undefined }));
