@@ -25,7 +25,7 @@ await main(
     ].filter((p) => p.kills > 0);
     for (const p of plan) {
       const r = await runCrashDriver({ seed, kills: p.kills, strategies: p.strategies, keepGoing: true });
-      runs.push({ name: p.name, seed, kills: p.kills, survived: r.survived, divergences: r.divergences, requests: r.requests, failedRequests: r.failedRequests, failureKinds: [...new Set(r.failures.map((f) => f.error))].slice(0, 5), convergence: stats(r.convergenceMs) });
+      runs.push({ name: p.name, seed, kills: p.kills, survived: r.survived, midRollout: r.midRollout, divergences: r.divergences, requests: r.requests, failedRequests: r.failedRequests, failureKinds: [...new Set(r.failures.map((f) => f.error))].slice(0, 5), convergence: stats(r.convergenceMs) });
     }
     return { seed, runs };
   },
@@ -33,7 +33,7 @@ await main(
 );
 
 function section(r) {
-  const rows = r.runs.map((x) => `| ${x.name} | ${x.survived} of ${x.kills} | ${x.divergences.length} | ${x.failedRequests} of ${x.requests}${x.failureKinds.length ? ` (${x.failureKinds.join('; ')})` : ''} | ${md.cells(x.convergence)} |`);
+  const rows = r.runs.map((x) => `| ${x.name} | ${x.survived} of ${x.kills} | ${x.midRollout} | ${x.divergences.length} | ${x.failedRequests} of ${x.requests}${x.failureKinds.length ? ` (${x.failureKinds.join('; ')})` : ''} | ${md.cells(x.convergence)} |`);
   const found = r.runs.flatMap((x) => x.divergences.map((d) => `- ${x.name}, kill ${d.kill}${d.app ? `, app \`${d.app}\`` : ''}: ${d.check}: ${d.detail.replace(/\n/g, ' ').slice(0, 300)}`));
   const markdown = [
     '## Crash driver: SIGKILL of the engine at random moments (`crash-driver`)',
@@ -43,11 +43,13 @@ function section(r) {
     'bumps one or more apps, then restarted. After each restart, once the engine says every app is Synced, the driver',
     'checks: one version per app; every replica the store records alive and shown live, no process with its cwd in the',
     'releases that the store does not know; the inventory naming the live version; the store intact and the history',
-    'listing every completed sync. "Converged" is from the restart until every app is Synced and Healthy at its desired',
+    'listing every completed sync. "Kills during a rollout": the status just before the kill still showed a bumped app',
+    'on another version (the others landed after the rollout finished, or before the engine fetched the commit).',
+    '"Converged" is from the restart until every app is Synced and Healthy at its desired',
     `version. Seed ${r.seed} (replay: \`node bench/crash-driver.mjs --seed ${r.seed}\`). Goal (issue 10): 0 divergences, 0 failed requests.`,
     '',
-    '| Rollouts killed | Kills survived | Divergences | Failed requests | Converged: median ms | min | max | n |',
-    '|---|---|---|---|---|---|---|---|',
+    '| Rollouts killed | Kills survived | Kills during a rollout | Divergences | Failed requests | Converged: median ms | min | max | n |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     found.length ? `Divergences found:\n\n${found.slice(0, 20).join('\n')}${found.length > 20 ? `\n- … and ${found.length - 20} more` : ''}` : 'No divergence found.',

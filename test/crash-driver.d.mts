@@ -10,6 +10,8 @@ export interface CrashDriverResult {
   seed: number;
   kills: number;
   survived: number;
+  /** Kills that landed while a bumped app still ran another version. */
+  midRollout: number;
   divergences: Divergence[];
   requests: number;
   failedRequests: number;
@@ -22,6 +24,8 @@ export function prng(seed: number): () => number;
 export function runCrashDriver(o?: {
   seed?: number;
   kills?: number;
+  /** Replicas of every app (default 2). */
+  replicas?: number;
   strategies?: Strategy[];
   maxDelayMs?: number;
   convergeMs?: number;

@@ -166,7 +166,7 @@ export async function runCrashDriver(o = {}) {
   const auth = { authorization: `Bearer ${token}` };
   const names = { rolling: 'rl', blueGreen: 'bg', canary: 'cy' };
   const apps = [];
-  for (const s of strategies) apps.push({ name: names[s], strategy: s, port: await freePort(), version: 1, replicas: 2 });
+  for (const s of strategies) apps.push({ name: names[s], strategy: s, port: await freePort(), version: 1, replicas: o.replicas ?? 2 });
   const rollout = {
     rolling: '    strategy: rolling\n',
     blueGreen: '    strategy: blueGreen\n    blueGreen: { autoPromotionEnabled: true, scaleDownDelaySeconds: 1 }\n',
@@ -234,7 +234,7 @@ ${rollout[a.strategy]}`;
     return env;
   };
 
-  const result = { seed, kills, survived: 0, divergences: [], requests: 0, failedRequests: 0, failures: [], convergenceMs: [], stateDir: state, tmp };
+  const result = { seed, kills, survived: 0, midRollout: 0, divergences: [], requests: 0, failedRequests: 0, failures: [], convergenceMs: [], stateDir: state, tmp };
   const diverged = (kill, check, detail, app) => {
     result.divergences.push({ kill, app, check, detail });
     log(`  DIVERGENCE after kill ${kill}${app ? ` (${app})` : ''}: ${check}: ${detail}`);
@@ -327,8 +327,15 @@ ${rollout[a.strategy]}`;
       git(ops, 'commit', '-q', '-m', `${bump.map((a) => a.name).join(', ')} → ${top}`);
       const delay = Math.floor(rand() * maxDelayMs);
       await sleep(delay);
+      // Where the kill lands: while some bumped app still runs another version (or none yet), a rollout is under way.
+      const before = await status().catch(() => undefined);
+      const moving = bump.filter((a) => {
+        const s = before?.apps.find((x) => x.name === a.name);
+        return !s || s.instances.some((i) => i.version !== String(a.version)) || s.version !== String(a.version);
+      });
       await killEngine();
-      log(`kill ${k}: ${bump.map((a) => `${a.name} (${a.strategy})`).join(', ')} → ${top}, SIGKILL ${delay} ms after the commit`);
+      if (moving.length) result.midRollout++;
+      log(`kill ${k}: ${bump.map((a) => `${a.name} (${a.strategy})`).join(', ')} → ${top}, SIGKILL ${delay} ms after the commit${moving.length ? `, during the rollout of ${moving.map((a) => a.name).join(', ')}` : ', after the rollout'}`);
       const t0 = Date.now();
       up();
       let env;
