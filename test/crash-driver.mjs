@@ -1,7 +1,8 @@
 /**
  * The crash driver (issue 10, item 3): a real `keelson up` is killed with SIGKILL at random moments (a seeded PRNG;
  * the seed is printed) while blue/green and canary rollouts (and a preSync hook) run on the local target; after each
- * kill the engine is restarted and the driver checks, once the engine says every app is Synced:
+ * kill (now and then after a revert committed while the engine is down; some bumps are reverts themselves) the
+ * engine is restarted and the driver checks, once the engine says every app is Synced:
  * - one version per app: every replica of an app runs the desired version, as many as the spec asks;
  * - no orphan process: every replica recorded in the store is alive and shown live; no process runs with its cwd
  *   under the state directory's releases that the store does not know;
@@ -321,10 +322,17 @@ ${rollout[a.strategy]}`;
       const bump = apps.filter(() => rand() < 0.6);
       if (!bump.length) bump.push(apps[Math.floor(rand() * apps.length)]);
       top++;
-      for (const a of bump) a.version = top;
+      // Now and then a revert: back to the version the app ran before (the case issue 10 names for rolling updates).
+      const moves = bump.map((a) => {
+        const revert = a.prev !== undefined && rand() < 0.3;
+        const to = revert ? a.prev : top;
+        a.prev = a.version;
+        a.version = to;
+        return `${a.name} (${a.strategy}) → ${to}${revert ? ' (revert)' : ''}`;
+      });
       write(ops, { 'environments/dev.yaml': envYaml(), [`releases/${top}/server.js`]: server(String(top)) });
       git(ops, 'add', '-A');
-      git(ops, 'commit', '-q', '-m', `${bump.map((a) => a.name).join(', ')} → ${top}`);
+      git(ops, 'commit', '-q', '-m', moves.join(', '));
       const delay = Math.floor(rand() * maxDelayMs);
       await sleep(delay);
       // Where the kill lands: while some bumped app still runs another version (or none yet), a rollout is under way.
@@ -335,7 +343,16 @@ ${rollout[a.strategy]}`;
       });
       await killEngine();
       if (moving.length) result.midRollout++;
-      log(`kill ${k}: ${bump.map((a) => `${a.name} (${a.strategy})`).join(', ')} → ${top}, SIGKILL ${delay} ms after the commit${moving.length ? `, during the rollout of ${moving.map((a) => a.name).join(', ')}` : ', after the rollout'}`);
+      log(`kill ${k}: ${moves.join(', ')}, SIGKILL ${delay} ms after the commit${moving.length ? `, during the rollout of ${moving.map((a) => a.name).join(', ')}` : ', after the rollout'}`);
+      // Now and then the operator reverts while the engine is down: the next engine finds a half-done rollout whose
+      // target is no longer wanted.
+      if (rand() < 0.3) {
+        for (const a of bump) [a.version, a.prev] = [a.prev, a.version];
+        write(ops, { 'environments/dev.yaml': envYaml() });
+        git(ops, 'add', '-A');
+        git(ops, 'commit', '-q', '-m', `revert ${bump.map((a) => a.name).join(', ')}`);
+        log(`  while down: revert ${bump.map((a) => `${a.name} → ${a.version}`).join(', ')}`);
+      }
       const t0 = Date.now();
       up();
       let env;
