@@ -6,13 +6,13 @@
  * inventory equal to live, history intact, no failed request through the proxy). Prints and writes kills survived,
  * divergences found (with the seed to replay them), failed requests and the median time from restart to converged.
  *
- *   npm run build && node bench/crash-driver.mjs [--kills 30] [--rolling-kills 10] [--seed N]
+ *   npm run build && node bench/crash-driver.mjs [--kills 30] [--rolling-kills 12] [--seed N]
  */
 import { parseArgs } from 'node:util';
 import { runCrashDriver } from '../test/crash-driver.mjs';
 import { fmt, main, md, stats } from './lib.mjs';
 
-const { values } = parseArgs({ options: { kills: { type: 'string', default: '30' }, 'rolling-kills': { type: 'string', default: '10' }, seed: { type: 'string' }, out: { type: 'string' }, 'no-write': { type: 'boolean' } } });
+const { values } = parseArgs({ options: { kills: { type: 'string', default: '30' }, 'rolling-kills': { type: 'string', default: '12' }, seed: { type: 'string' }, out: { type: 'string' }, 'no-write': { type: 'boolean' } } });
 const seed = values.seed ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);
 
 await main(
@@ -21,10 +21,10 @@ await main(
     const runs = [];
     const plan = [
       { name: 'blue/green + canary + preSync hook', strategies: ['blueGreen', 'canary'], kills: Number(values.kills) },
-      { name: 'rolling', strategies: ['rolling'], kills: Number(values['rolling-kills']) },
+      { name: 'rolling (4 replicas)', strategies: ['rolling'], replicas: 4, kills: Number(values['rolling-kills']) },
     ].filter((p) => p.kills > 0);
     for (const p of plan) {
-      const r = await runCrashDriver({ seed, kills: p.kills, strategies: p.strategies, keepGoing: true });
+      const r = await runCrashDriver({ seed, kills: p.kills, strategies: p.strategies, replicas: p.replicas, keepGoing: true });
       runs.push({ name: p.name, seed, kills: p.kills, survived: r.survived, midRollout: r.midRollout, divergences: r.divergences, requests: r.requests, failedRequests: r.failedRequests, failureKinds: [...new Set(r.failures.map((f) => f.error))].slice(0, 5), convergence: stats(r.convergenceMs) });
     }
     return { seed, runs };
@@ -38,9 +38,9 @@ function section(r) {
   const markdown = [
     '## Crash driver: SIGKILL of the engine at random moments (`crash-driver`)',
     '',
-    '`keelson up` (a real child process, local target, apps of 2 replicas behind the proxy, a request loop per app on',
+    '`keelson up` (a real child process, local target, apps of 2 replicas (rolling: 4) behind the proxy, a request loop per app on',
     'loopback for the whole run) is killed with SIGKILL at a random moment (seeded PRNG) within 5 s of a commit that',
-    'bumps one or more apps, then restarted. After each restart, once the engine says every app is Synced, the driver',
+    'bumps one or more apps (now and then a revert, or a revert committed while the engine is down), then restarted. After each restart, once the engine says every app is Synced, the driver',
     'checks: one version per app; every replica the store records alive and shown live, no process with its cwd in the',
     'releases that the store does not know; the inventory naming the live version; the store intact and the history',
     'listing every completed sync. "Kills during a rollout": the status just before the kill still showed a bumped app',
