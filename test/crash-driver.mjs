@@ -359,8 +359,9 @@ ${rollout[a.strategy]}`;
       try {
         env = await waitFor(`convergence after kill ${k}`, converged, convergeMs);
       } catch (err) {
-        diverged(k, 'converges', err.message);
         const now = await status().catch(() => undefined);
+        const apps = (now?.apps ?? []).map((s) => `${s.name} ${s.sync}/${s.health} at ${s.version}, instances ${JSON.stringify(s.instances.map((i) => i.version))}`);
+        diverged(k, 'converges', `${err.message.split(';')[0]}; ${apps.join('; ')}`);
         for (const s of now?.apps ?? []) log(`    ${s.name}: ${s.sync}/${s.health} ${s.version} instances ${JSON.stringify(s.instances.map((i) => i.version))} ${s.message ?? ''}`);
         if (!o.keepGoing) break;
         continue;
