@@ -22,6 +22,7 @@ const benches = [
   { name: 'chaos', title: 'Chaos: a replica killed every 2 s' },
   { name: 'restart-under-load', title: 'Engine restarts and an upgrade under load' },
   { name: 'progressive-under-load', title: 'Progressive rollouts under load' },
+  { name: 'crash-driver', title: 'Crash driver: SIGKILL of the engine at random moments' },
   { name: 'dashboard', title: 'Dashboard first paint' },
   { name: 'tls-overhead', title: 'HTTPS through the proxy' },
   {
