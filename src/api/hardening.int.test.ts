@@ -102,6 +102,9 @@ describe('API hardening (real HTTP)', () => {
   // Last: it leaves 127.0.0.1 rate limited.
   it('answers 429 with Retry-After after 10 failed authentications from one address, even to a right token', async () => {
     const host = `127.0.0.1:${port}`;
+    // Asking without a credential (a page load, `curl /metrics`) is not a failed authentication.
+    for (let i = 0; i < 15; i++) expect((await request(port, '/api/v1/status', { host })).status).toBe(401);
+    expect((await request(port, '/api/v1/status', { host, authorization: `Bearer ${adminToken}` })).status).toBe(200);
     const statuses: number[] = [];
     for (let i = 0; i < 10; i++) statuses.push((await request(port, '/api/v1/status', { host, authorization: `Bearer wrong-${i}` })).status);
     expect(statuses).toEqual(Array(10).fill(401));

@@ -73,6 +73,8 @@ export function failedAuthLimit(o: { perMinute: number; keyOf: (c: Context) => s
       return c.json({ error: 'TooManyRequests', message: `too many failed authentications from this address: at most ${o.perMinute} a minute; retry in ${retry} s` }, 429, { 'retry-after': String(retry) });
     }
     await next();
-    if (c.res.status === 401) buckets.take(key);
+    // Only a credential that was refused counts: a request that sent none (a first page load, `curl /metrics`) is
+    // asked to authenticate, not guessing.
+    if (c.res.status === 401 && c.req.header('authorization') !== undefined) buckets.take(key);
   };
 }
