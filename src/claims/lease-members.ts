@@ -40,12 +40,16 @@ export class LeaseMembers implements MemberBackend {
       metadata: { name, namespace: this.namespace, labels: { [LABEL_MANAGED_BY]: 'keelson', [MEMBER_LABEL]: 'true' } },
       spec: { holderIdentity: id, leaseDurationSeconds: Math.max(1, Math.ceil(durationMs / 1000)), renewTime: new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z') },
     };
+    const path = `${this.collection()}/${name}`;
+    let current: Lease | undefined;
     try {
-      await this.api.request('PUT', `${this.collection()}/${name}`, { body: lease, signal: timeout() });
+      current = await this.api.request<Lease>('GET', path, { signal: timeout() });
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      await this.api.request('POST', this.collection(), { body: lease, signal: timeout() });
     }
+    if (!current) return void (await this.api.request('POST', this.collection(), { body: lease, signal: timeout() }));
+    lease.metadata.resourceVersion = current.metadata.resourceVersion;
+    await this.api.request('PUT', path, { body: lease, signal: timeout() });
   }
 
   async list(): Promise<MemberRecord[]> {
