@@ -22,7 +22,7 @@ import { AutoUpdater } from '../automation/auto-update.js';
 import { EngineWriter, parseAuthor } from '../opsrepo/engine-writer.js';
 import { ClaimKeeper } from '../claims/keeper.js';
 import { claimBackends, repoScope } from '../claims/backends.js';
-import { memberBackend } from '../claims/member-backends.js';
+import { memberBackend, podNamespace } from '../claims/member-backends.js';
 import { Membership } from '../claims/members.js';
 import { defaultClaimsDir } from '../claims/file-claims.js';
 import { engineIdentity } from '../claims/identity.js';
@@ -52,6 +52,7 @@ export async function up(argv: string[]): Promise<void> {
     'log-format': { type: 'string' },
     'claims-dir': { type: 'string' },
     'membership-namespace': { type: 'string' },
+    shard: { type: 'boolean' },
   });
   const cfg = resolveUpConfig({
     repo: values.repo,
@@ -96,8 +97,11 @@ export async function up(argv: string[]): Promise<void> {
   // Each environment is run by one engine at a time: the one holding its claim (README: "Several engines on one ops
   // repository"); the others stand by.
   const claimsDir = values['claims-dir'] ?? (process.env.KEELSON_CLAIMS_DIR || defaultClaimsDir());
-  // Sharding (README: "Sharding"): engines announce themselves, and each claims the environments assigned to it.
+  // Sharding (README: "Sharding"): engines announce themselves, and each claims the environments assigned to it. On in
+  // a pod or with --membership-namespace (member Leases), with --shard on one host (member files); off otherwise.
   const identity = engineIdentity(cfg.stateDir);
+  const membershipNamespace = values['membership-namespace'] ?? (process.env.KEELSON_MEMBERSHIP_NAMESPACE || podNamespace());
+  const sharding = !!membershipNamespace || values.shard === true;
   let membership: Membership | undefined;
   const syncing = new Set<string>();
   bus.subscribe((e) => {
@@ -106,7 +110,7 @@ export async function up(argv: string[]): Promise<void> {
   });
   const claims = new ClaimKeeper({
     identity,
-    membership: { members: () => membership?.members() ?? [identity] },
+    ...(sharding ? { membership: { members: () => membership?.members() ?? [identity] } } : {}),
     environments: () => engine?.environmentNames() ?? [],
     idle: (env) => !syncing.has(env),
     backendFor: claimBackends({ claimsDir, scope: () => ({ repo: engine!.source.repo, path: engine!.source.path }), specOf: (env) => engine?.targetSpecOf(env) }),
@@ -185,16 +189,18 @@ export async function up(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
 
   try {
-    await engine.source.init(); // the ops repository's top level and path name the member files of a host
-    membership = new Membership({
-      id: identity,
-      backend: await memberBackend({ namespace: values['membership-namespace'] ?? (process.env.KEELSON_MEMBERSHIP_NAMESPACE || undefined), claimsDir, scope: repoScope({ repo: engine.source.repo, path: engine.source.path }) }),
-      log,
-      onChange: () => log.info(claims.engineView(), 'environments assigned to this engine'),
-    });
-    await membership.start();
+    if (sharding) {
+      await engine.source.init(); // the ops repository's top level and path name the member files of a host
+      membership = new Membership({
+        id: identity,
+        backend: await memberBackend({ namespace: membershipNamespace, claimsDir, scope: repoScope({ repo: engine.source.repo, path: engine.source.path }) }),
+        log,
+        onChange: () => log.info(claims.engineView(), 'environments assigned to this engine'),
+      });
+      await membership.start();
+    }
     await engine.start();
-    log.info({ ...claims.engineView(), where: membership.where }, 'environments assigned to this engine');
+    if (membership) log.info({ ...claims.engineView(), where: membership.where }, 'sharding: environments assigned to this engine');
     if (autoUpdater) {
       autoUpdater.start();
       log.info({ intervalms: autoUpdateMs }, 'version automation started');
