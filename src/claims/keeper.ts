@@ -111,18 +111,26 @@ export class ClaimKeeper {
 
   /** The engine this environment is assigned to (this one without sharding). */
   assignedTo(env: string): string {
-    const m = this.o.membership;
-    if (!m) return this.identity;
-    const envs = new Set([...(this.o.environments?.() ?? []), ...this.envs.keys(), env]);
-    return assign([...envs], m.members()).get(env) ?? this.identity;
+    if (!this.o.membership) return this.identity;
+    return this.assignment(env).get(env) ?? this.identity;
   }
 
   /** This engine as sharding sees it: its identity, how many engines share the environments, and its own. */
   engineView(): { id: string; members: number; assigned: string[] } {
-    const envs = [...new Set([...(this.o.environments?.() ?? []), ...this.envs.keys()])];
+    const a = this.assignment();
     const members = this.o.membership?.members() ?? [this.identity];
-    const a = this.o.membership ? assign(envs, members) : new Map(envs.map((e) => [e, this.identity]));
-    return { id: this.identity, members: members.length, assigned: envs.filter((e) => a.get(e) === this.identity).sort() };
+    return { id: this.identity, members: members.length, assigned: [...a].filter(([, m]) => m === this.identity).map(([e]) => e).sort() };
+  }
+
+  private cached?: { key: string; value: Map<string, string> };
+
+  /** The assignment of every known environment (computed again only when the environments or members change). */
+  private assignment(extra?: string): Map<string, string> {
+    const envs = [...new Set([...(this.o.environments?.() ?? []), ...this.envs.keys(), ...(extra ? [extra] : [])])].sort();
+    const members = this.o.membership?.members() ?? [this.identity];
+    const key = `${members.join('\n')}\0${envs.join('\n')}`;
+    if (this.cached?.key !== key) this.cached = { key, value: this.o.membership ? assign(envs, members) : new Map(envs.map((e) => [e, this.identity])) };
+    return this.cached.value;
   }
 
   view(env: string): ClaimView | undefined {
