@@ -128,8 +128,10 @@ export class Membership {
         this.o.onChange?.(next);
       }
     } catch (err) {
+      const was = this.error;
       this.error = errorMessage(err);
-      this.o.log.warn({ err: this.error, where: this.where }, 'membership could not be renewed or read; retrying');
+      // Said once per cause: without membership this engine still runs what it claims (it counts itself alone).
+      if (this.error !== was) this.o.log.warn({ err: this.error, where: this.where }, 'membership could not be renewed or read; retrying');
     }
   }
 }
