@@ -130,7 +130,7 @@ export class Membership {
     } catch (err) {
       const was = this.error;
       this.error = errorMessage(err);
-      // Said once per cause: without membership this engine still runs what it claims (it counts itself alone).
+      // Said once per cause. The last members seen stay meanwhile: balance may suffer, never safety (claims decide).
       if (this.error !== was) this.o.log.warn({ err: this.error, where: this.where }, 'membership could not be renewed or read; retrying');
     }
   }
