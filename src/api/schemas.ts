@@ -89,6 +89,8 @@ export const statusSchema = z
     commit: commit.nullable(),
     source: z.object({ repo: z.string(), ref: z.string().nullable(), path: z.string(), lastFetch: z.string().nullable(), error: z.string().nullable() }),
     environments: z.array(environmentStatusSchema),
+    /** This engine (README "Sharding"): its identity, how many engines share the environments, and which are assigned to it. */
+    engine: z.object({ id: z.string(), members: z.number().int(), assigned: z.array(z.string()) }).optional(),
   })
   .meta({ id: 'Status' });
 

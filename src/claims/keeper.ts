@@ -11,6 +11,7 @@ import { hostname } from 'node:os';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../log.js';
 import { claimDefaults, type ClaimBackend, type ClaimRecord, type ClaimView, type ClaimWrite } from './claim.js';
+import { assign } from './rendezvous.js';
 
 export interface ClaimKeeperOptions {
   /** This engine's identity (see identity.ts): the same engine restarted has the same one. */
@@ -22,6 +23,16 @@ export interface ClaimKeeperOptions {
   onAcquired?: (env: string) => void;
   /** The claim of `env` was lost (or given up): writes to it have stopped. */
   onLost?: (env: string, why: string) => void;
+  /**
+   * Sharding (README: "Sharding"): the live engines. With it, this engine tries to claim only the environments
+   * assigned to it (rendezvous.ts), takes any other one only once it stayed unclaimed for a whole duration, and
+   * hands an environment it holds to the engine it is now assigned to, between reconciles.
+   */
+  membership?: { members(): string[] };
+  /** Every environment the engines share (the assignment is over all of them); the tracked ones when absent. */
+  environments?: () => string[];
+  /** Whether no reconcile of `env` is under way (a safe point to hand it over); always when absent. */
+  idle?: (env: string) => boolean;
   durationMs?: number;
   renewMs?: number;
   retryMs?: number;
@@ -44,6 +55,12 @@ interface EnvClaim {
   busy?: Promise<void>;
   /** Holder last logged as standing by for, so the log says it once. */
   loggedStandby?: string;
+  /** Monotonic time since which this engine saw the claim free or expired while assigned to another engine. */
+  freeSince?: number;
+  /** Taken while assigned to `member` (it did not claim it in time): not handed back to it until `until` or the members change. */
+  kept?: { member: string; members: string; until: number };
+  /** Assigned engine last logged as waited for, so the log says it once. */
+  loggedWaiting?: string;
   /** Resolved once the first attempt was made. */
   first: Promise<void>;
   firstDone?: () => void;
@@ -90,6 +107,30 @@ export class ClaimKeeper {
   /** Resolves once the first attempt on `env` has been made: whether this engine holds it is known then. */
   async settled(env: string): Promise<void> {
     await this.envs.get(env)?.first;
+  }
+
+  /** The engine this environment is assigned to (this one without sharding). */
+  assignedTo(env: string): string {
+    if (!this.o.membership) return this.identity;
+    return this.assignment(env).get(env) ?? this.identity;
+  }
+
+  /** This engine as sharding sees it: its identity, how many engines share the environments, and its own. */
+  engineView(): { id: string; members: number; assigned: string[] } {
+    const a = this.assignment();
+    const members = this.o.membership?.members() ?? [this.identity];
+    return { id: this.identity, members: members.length, assigned: [...a].filter(([, m]) => m === this.identity).map(([e]) => e).sort() };
+  }
+
+  private cached?: { key: string; value: Map<string, string> };
+
+  /** The assignment of every known environment (computed again only when the environments or members change). */
+  private assignment(extra?: string): Map<string, string> {
+    const envs = [...new Set([...(this.o.environments?.() ?? []), ...this.envs.keys(), ...(extra ? [extra] : [])])].sort();
+    const members = this.o.membership?.members() ?? [this.identity];
+    const key = `${members.join('\n')}\0${envs.join('\n')}`;
+    if (this.cached?.key !== key) this.cached = { key, value: this.o.membership ? assign(envs, members) : new Map(envs.map((e) => [e, this.identity])) };
+    return this.cached.value;
   }
 
   view(env: string): ClaimView | undefined {
@@ -176,13 +217,31 @@ export class ClaimKeeper {
         durationMs: this.t.durationMs,
         transitions: (r?.transitions ?? 0) + (r && r.holder !== this.identity ? 1 : 0),
       });
+      const assigned = this.assignedTo(c.env);
+      if (c.held && r && r.pid === process.pid && r.holder === this.identity && this.shouldHandOver(c, assigned)) return await this.handOver(c, r, assigned);
       let mode: 'renew' | 'take' | undefined;
       // Only this process writes records with its identity and pid: one is still ours (also when the answer to our
       // last write was lost and `prev` is older).
       if (c.held && r && r.pid === process.pid && r.holder === this.identity && r.host === hostname()) mode = 'renew';
       else if (!r || (r && this.isMine(r)) || this.expired(c, r)) mode = 'take';
       if (c.held && mode !== 'renew') this.drop(c, `another engine (${r?.holder || 'none'}) changed the claim`);
-      if (!mode) return this.standby(c, r!);
+      if (!mode) {
+        c.freeSince = undefined;
+        return this.standby(c, r!);
+      }
+      if (mode === 'take' && assigned !== this.identity && !(r && r.holder && this.isMine(r))) {
+        // Another engine's to run: taken only once it stayed unclaimed for a whole duration (that engine is starting or stuck).
+        c.freeSince ??= performance.now();
+        if (performance.now() - c.freeSince < this.t.durationMs) {
+          if (c.loggedWaiting !== assigned) {
+            c.loggedWaiting = assigned;
+            this.o.log.info({ env: c.env, assigned, where: c.backend.where }, 'environment assigned to another engine; this engine takes it only if that one has not claimed it within a claim duration');
+          }
+          return;
+        }
+        c.kept = { member: assigned, members: this.membersKey(), until: performance.now() + 10 * this.t.durationMs };
+        this.o.log.warn({ env: c.env, assigned }, 'the engine this environment is assigned to did not claim it in time; this engine runs it');
+      }
       const written = await c.backend.write(c.env, r, next(mode), mode);
       if (!written) {
         if (c.held) this.drop(c, 'another engine took the claim');
@@ -197,6 +256,8 @@ export class ClaimKeeper {
       c.expiry.unref();
       if (!c.held) {
         c.held = true;
+        c.freeSince = undefined;
+        c.loggedWaiting = undefined;
         c.loggedStandby = undefined;
         c.lost = new AbortController();
         this.o.log.info({ env: c.env, engine: this.identity, where: c.backend.where, transitions: written.transitions }, 'environment claimed; this engine runs it');
@@ -207,6 +268,32 @@ export class ClaimKeeper {
       this.o.log.warn({ env: c.env, where: c.backend.where, err: c.error, held: c.held }, 'claim could not be read or renewed; retrying');
       // Still held until validUntil: the expiry timer drops it if no renewal gets through by then.
     }
+  }
+
+  private membersKey(): string {
+    return (this.o.membership?.members() ?? []).join('\n');
+  }
+
+  /** Whether to give a held environment to the engine it is assigned to now: at a safe point, and not back and forth. */
+  private shouldHandOver(c: EnvClaim, assigned: string): boolean {
+    if (!this.o.membership || assigned === this.identity) return false;
+    if (c.kept && c.kept.member === assigned && c.kept.members === this.membersKey() && performance.now() < c.kept.until) return false;
+    return this.o.idle?.(c.env) ?? true;
+  }
+
+  /**
+   * Hands `env` over: this engine stops writing first (holds() is false and the claim's signal aborts), waits the
+   * margin (a write under way finishes, as before an expiry), and only then releases the claim, which the assigned
+   * engine takes at its next look.
+   */
+  private async handOver(c: EnvClaim, r: ClaimRecord, assigned: string): Promise<void> {
+    this.o.log.info({ env: c.env, to: assigned, where: c.backend.where }, 'environment assigned to another engine; handing it over');
+    this.drop(c, `handed over to ${assigned}, the engine it is assigned to`);
+    c.kept = undefined;
+    await new Promise((resolve) => setTimeout(resolve, this.t.marginMs).unref());
+    await c.backend.release(c.env, r); // also when stopping meanwhile: stop() waits for this and releases only held claims
+    c.record = { ...r, holder: '' };
+    c.freeSince = undefined;
   }
 
   private standby(c: EnvClaim, r: ClaimRecord): void {

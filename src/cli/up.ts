@@ -21,7 +21,9 @@ import { describePolicy } from '../policy/policy.js';
 import { AutoUpdater } from '../automation/auto-update.js';
 import { EngineWriter, parseAuthor } from '../opsrepo/engine-writer.js';
 import { ClaimKeeper } from '../claims/keeper.js';
-import { claimBackends } from '../claims/backends.js';
+import { claimBackends, repoScope } from '../claims/backends.js';
+import { memberBackend, podNamespace } from '../claims/member-backends.js';
+import { Membership } from '../claims/members.js';
 import { defaultClaimsDir } from '../claims/file-claims.js';
 import { engineIdentity } from '../claims/identity.js';
 import { StatusMirror } from '../targets/kubernetes/status-mirror.js';
@@ -50,6 +52,8 @@ export async function up(argv: string[]): Promise<void> {
     'trusted-proxy': { type: 'string', multiple: true },
     'log-format': { type: 'string' },
     'claims-dir': { type: 'string' },
+    'membership-namespace': { type: 'string' },
+    shard: { type: 'boolean' },
   });
   const cfg = resolveUpConfig({
     repo: values.repo,
@@ -95,8 +99,22 @@ export async function up(argv: string[]): Promise<void> {
   // Each environment is run by one engine at a time: the one holding its claim (README: "Several engines on one ops
   // repository"); the others stand by.
   const claimsDir = values['claims-dir'] ?? (process.env.KEELSON_CLAIMS_DIR || defaultClaimsDir());
+  // Sharding (README: "Sharding"): engines announce themselves, and each claims the environments assigned to it. On in
+  // a pod or with --membership-namespace (member Leases), with --shard on one host (member files); off otherwise.
+  const identity = engineIdentity(cfg.stateDir);
+  const membershipNamespace = values['membership-namespace'] ?? (process.env.KEELSON_MEMBERSHIP_NAMESPACE || podNamespace());
+  const sharding = !!membershipNamespace || values.shard === true;
+  let membership: Membership | undefined;
+  const syncing = new Set<string>();
+  bus.subscribe((e) => {
+    if (e.type === 'sync.started') syncing.add(e.env);
+    if (e.type === 'sync.completed') syncing.delete(e.env);
+  });
   const claims = new ClaimKeeper({
-    identity: engineIdentity(cfg.stateDir),
+    identity,
+    ...(sharding ? { membership: { members: () => membership?.members() ?? [identity] } } : {}),
+    environments: () => engine?.environmentNames() ?? [],
+    idle: (env) => !syncing.has(env),
     backendFor: claimBackends({ claimsDir, scope: () => ({ repo: engine!.source.repo, path: engine!.source.path }), specOf: (env) => engine?.targetSpecOf(env) }),
     log,
     onAcquired: (env) => {
@@ -178,6 +196,7 @@ export async function up(argv: string[]): Promise<void> {
     autoUpdater?.stop();
     await mirror!.stop();
     await engine!.stop().catch((err) => log.error({ err: errorMessage(err) }, 'engine stop failed'));
+    await membership?.stop({ leave: true });
     store.close();
     process.exit(0);
   };
@@ -187,7 +206,18 @@ export async function up(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
 
   try {
+    if (sharding) {
+      await engine.source.init(); // the ops repository's top level and path name the member files of a host
+      membership = new Membership({
+        id: identity,
+        backend: await memberBackend({ namespace: membershipNamespace, claimsDir, scope: repoScope({ repo: engine.source.repo, path: engine.source.path }) }),
+        log,
+        onChange: () => log.info(claims.engineView(), 'environments assigned to this engine'),
+      });
+      await membership.start();
+    }
     await engine.start();
+    if (membership) log.info({ ...claims.engineView(), where: membership.where }, 'sharding: environments assigned to this engine');
     if (autoUpdater) {
       autoUpdater.start();
       log.info({ intervalms: autoUpdateMs }, 'version automation started');

@@ -122,6 +122,8 @@ export interface StatusView {
   commit: { message: string; author: string; time: string } | null;
   source: { repo: string; ref: string | null; path: string; lastFetch: string | null; error: string | null };
   environments: EnvironmentStatusView[];
+  /** This engine with claims (README "Sharding"): its identity, how many engines share the environments, and which are assigned to it. */
+  engine?: { id: string; members: number; assigned: string[] };
 }
 
 // Apps of one dependency wave applied at once; a rollout mostly waits on readiness, so more than the cores.
@@ -704,6 +706,7 @@ export class Engine {
       commit: this.latest ? { message: this.latest.message, author: this.latest.author, time: this.latest.time } : null,
       source: { repo: this.source.repo, ref: this.source.ref ?? null, path: this.source.path, lastFetch: this.lastFetchAt ?? null, error: this.sourceError ?? null },
       environments,
+      ...(this.o.claims ? { engine: this.o.claims.engineView() } : {}),
     };
   }
 

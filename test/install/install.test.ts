@@ -251,7 +251,7 @@ configMapGenerator:
       if (namespaced) kubectl('create', 'namespace', apps);
       // The chart's identity and RBAC, applied for real; its Deployment's environment is what the engine gets.
       const all = template(release, ns, `repo.url=file://${ops}`, ...(namespaced ? [`rbac.namespaces={${apps}}`] : []));
-      const identity = all.filter((d) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'RoleBinding'].includes(d.kind));
+      const identity = all.filter((d) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(d.kind));
       kubectlWithInput(identity.map((d) => JSON.stringify(d)).join('\n'), 'apply', '--server-side', '-f', '-');
       const secret = find(all, 'Secret')!;
       const secretValue = (key: string) => Buffer.from(secret.data[key], 'base64').toString();
