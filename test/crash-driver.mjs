@@ -12,16 +12,15 @@
  * Used by test/e2e/crash-driver.test.ts (a few kills) and bench/crash-driver.mjs (a longer run).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
+import { freePort, git, sleep, waitFor, writeTree as write } from '../bench/lib.mjs';
 
 const root = resolve(import.meta.dirname, '..');
 const bin = join(root, 'bin', 'keelson');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** mulberry32: a small seeded PRNG, [0, 1). */
 export function prng(seed) {
@@ -33,40 +32,6 @@ export function prng(seed) {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-const freePort = () =>
-  new Promise((res, rej) => {
-    const s = net.createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-
-const write = (dir, files) => {
-  for (const [p, c] of Object.entries(files)) {
-    mkdirSync(dirname(join(dir, p)), { recursive: true });
-    writeFileSync(join(dir, p), c);
-  }
-};
-const git = (dir, ...a) => execFileSync('git', ['-c', 'user.name=crash', '-c', 'user.email=crash@keelson.dev', '-c', 'commit.gpgsign=false', ...a], { cwd: dir, encoding: 'utf8' }).trim();
-
-async function waitFor(what, probe, timeoutMs) {
-  const until = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v) return v;
-      last = v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
-    await sleep(100);
-  }
 }
 
 const server = (version) => `const http = require('node:http');
@@ -315,7 +280,7 @@ ${rollout[a.strategy]}`;
   const loops = apps.map((a) => ({ app: a.name, loop: undefined }));
   try {
     up();
-    await waitFor('the first deploy', converged, convergeMs);
+    await waitFor('the first deploy', converged, { timeoutMs: convergeMs, intervalMs: 100 });
     for (const l of loops) l.loop = requestLoop(apps.find((a) => a.name === l.app).port);
     for (let k = 1; k <= kills; k++) {
       // A new version of one or two apps, then a kill at a random moment of its rollout.
@@ -357,7 +322,7 @@ ${rollout[a.strategy]}`;
       up();
       let env;
       try {
-        env = await waitFor(`convergence after kill ${k}`, converged, convergeMs);
+        env = await waitFor(`convergence after kill ${k}`, converged, { timeoutMs: convergeMs, intervalMs: 100 });
       } catch (err) {
         const now = await status().catch(() => undefined);
         const apps = (now?.apps ?? []).map((s) => `${s.name} ${s.sync}/${s.health} at ${s.version}, instances ${JSON.stringify(s.instances.map((i) => i.version))}`);

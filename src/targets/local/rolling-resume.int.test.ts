@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startEngine, type EngineHarness } from '../../../test/engine-harness.js';
 import { appServer, commitAll, freePort, waitFor, writeTree } from '../../../test/helpers.js';
 import type { Stamped } from '../../core/events.js';
+import { freshBody } from './proxy/testing.js';
 
 /**
  * A rolling update an engine stop interrupted (some replicas replaced, some not) converges to one version with the
@@ -95,7 +95,7 @@ spec:
     expect(a.version).toBe('2.0.0');
     expect((await c.instances()).map((i) => i.version)).toEqual(['2.0.0', '2.0.0', '2.0.0']);
     expect(c.events.some((e) => e.type === 'rollout.aborted')).toBe(false);
-    for (let i = 0; i < 20; i++) expect(await body(c.port)).toBe('version 2.0.0');
+    for (let i = 0; i < 20; i++) expect(await freshBody(c.port)).toBe('version 2.0.0');
   });
 
   it('a revert committed while the engine was stopped: every replica back on 1.0.0, the proxy routes to it alone', async () => {
@@ -111,19 +111,6 @@ spec:
     const table = h!.target.supervisor.routeTable();
     const web = JSON.stringify(table.routes);
     expect(web).not.toContain('2.0.0');
-    for (let i = 0; i < 20; i++) expect(await body(c.port)).toBe('version 1.0.0');
+    for (let i = 0; i < 20; i++) expect(await freshBody(c.port)).toBe('version 1.0.0');
   });
 });
-
-function body(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
-        let b = '';
-        res.setEncoding('utf8');
-        res.on('data', (c) => (b += c));
-        res.on('end', () => resolve(b.trim()));
-      })
-      .on('error', reject);
-  });
-}

@@ -1,8 +1,8 @@
-import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startEngine, type EngineHarness } from '../../../test/engine-harness.js';
 import { appServer, commitAll, freePort, waitFor, writeTree } from '../../../test/helpers.js';
 import type { Stamped } from '../../core/events.js';
+import { freshBody } from './proxy/testing.js';
 
 /**
  * A rollout an engine restart interrupted is taken up by the next engine's first apply of the app: resumed when the
@@ -111,19 +111,6 @@ spec:
     expect(await c.pids('1.0.0')).toEqual(c.stable);
     expect(h!.store.rollouts()).toEqual([]);
     // No weights left behind: every new client lands on 1.0.0.
-    for (let i = 0; i < 20; i++) expect(await body(c.port)).toBe('version 1.0.0');
+    for (let i = 0; i < 20; i++) expect(await freshBody(c.port)).toBe('version 1.0.0');
   });
 });
-
-function body(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
-        let b = '';
-        res.setEncoding('utf8');
-        res.on('data', (c) => (b += c));
-        res.on('end', () => resolve(b.trim()));
-      })
-      .on('error', reject);
-  });
-}

@@ -203,3 +203,17 @@ export async function httpsRequest(
     req.end();
   });
 }
+
+/** The trimmed body of `GET /` on a fresh connection (no keep-alive): what a new client is served. */
+export function freshBody(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+        let b = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (b += c));
+        res.on('end', () => resolve(b.trim()));
+      })
+      .on('error', reject);
+  });
+}
