@@ -1,6 +1,6 @@
 /**
- * Failover between engines (README: "Several engines on one ops repository"), with the default claim timings (15 s
- * lease, renewed every 5 s, retried every 2 s): the engine holding an environment's claim "crashes" (stops renewing,
+ * Failover between engines (README: "Several engines on one ops repository"), with the default claim timings (10 s
+ * lease, renewed every 3 s, retried every 1 s, writes stopped 3 s before expiry): the engine holding an environment's claim "crashes" (stops renewing,
  * releases nothing) at a random point of its renewal period; measured is the time until the standby engine holds the
  * claim, and so may reconcile. For the two kinds of claim: a file on the host (local environments) and a
  * coordination.k8s.io Lease (Kubernetes environments, on the test control plane when KUBECONFIG is set).
@@ -69,10 +69,13 @@ main(
     const lines = [
       '## Failover between engines (`claims-failover`)',
       '',
-      'Two engines on one environment with the default claim timings (lease 15 s, renewed every 5 s, retried every 2 s).',
-      'The holder "crashes" (stops renewing, releases nothing) at a random point of its renewal period; measured is the',
-      'time until the standby holds the claim and may reconcile. Bounds by design: at most the lease duration plus one retry',
-      'period after the last renewal (a clean stop releases the claim: the standby takes over on its next look, ≤ 2 s).',
+      'Two engines on one environment with the default claim timings (lease 10 s, renewed every 3 s, retried every 1 s;',
+      '`keelson up --claim-duration/--claim-renew/--claim-retry`). The holder "crashes" (stops renewing, releases nothing)',
+      'at a random point of its renewal period; measured is the time until the standby holds the claim and may reconcile.',
+      'Bounds by design: a claim file is taken at most the duration plus one retry period after the last renewal (11 s); a',
+      'Lease once the standby saw it unchanged for a whole duration, at most the duration plus two retry periods after the',
+      'last renewal (12 s, plus the API round trips). A clean stop releases the claim: the standby takes over on its next',
+      'look (≤ 1 s).',
       '',
       '| claim | median | p95 | min | max | n |',
       '|---|---|---|---|---|---|',

@@ -22,6 +22,7 @@ import { TerminalError } from '../core/errors.js';
 import { GitError } from '../source/git.js';
 import { BoundedSink } from './bounded-sink.js';
 import type { HostCheckOptions } from './host-check.js';
+import { Peers } from './peers.js';
 
 export interface ApiDeps {
   engine: Engine;
@@ -42,6 +43,8 @@ export interface ApiDeps {
   authFailuresPerMinute?: number;
   /** Bytes an event stream or log follow may fall behind before the slow client is dropped. Default 1 MiB. */
   streamBufferBytes?: number;
+  /** Several engines (claims): requests about environments run by another engine go there (peers.ts). */
+  peers?: Peers;
 }
 
 /** Closes the client's connection at once (a slow stream reader that fell too far behind). */
@@ -69,6 +72,13 @@ export function createApi(d: ApiDeps): Hono {
   const auth = d.auth ?? new Authenticator([]);
   const audit = d.audit ?? new AuditLog(d.store.db);
   installSecurity(app, { auth, audit, log: d.log, webhookRate: d.webhookRate, hosts: d.hosts, authFailuresPerMinute: d.authFailuresPerMinute });
+  const peers = d.peers;
+  if (peers) app.use('/api/*', peers.middleware((env) => engine.environmentNames().includes(env)));
+  /** Every environment's status, each from the engine that runs it (this engine's own when asked by another one). */
+  const statusAll = async (c: Context, env?: string) => {
+    const local = await engine.status(env);
+    return peers && !Peers.forwarded(c) ? peers.mergeStatus(local, c.req.header('authorization')) : local;
+  };
 
   app.get('/healthz', (c) => c.json({ ok: true }));
 
@@ -76,7 +86,10 @@ export function createApi(d: ApiDeps): Hono {
     return c.body(await d.metrics.registry.metrics(), 200, { 'content-type': d.metrics.registry.contentType });
   });
 
-  app.get('/api/v1/status', async (c) => c.json(await engine.status(c.req.query('env') || undefined)));
+  app.get('/api/v1/status', async (c) => {
+    const env = c.req.query('env') || undefined;
+    return c.json(await statusAll(c, env));
+  });
 
   const knownEnv = (env: string) => {
     if (!engine.environmentNames().includes(env)) {
@@ -113,11 +126,15 @@ export function createApi(d: ApiDeps): Hono {
     return c.json(await engine.sync(env, body.app, { force: body.force, confirmPrune: body.confirmPrune }));
   });
 
-  app.get('/api/v1/history', (c) => {
+  app.get('/api/v1/history', async (c) => {
     const raw = c.req.query('limit');
     const limit = raw === undefined || raw === '' ? 50 : Number(raw);
     if (!Number.isInteger(limit)) throw problem(400, `"limit" must be a whole number (1 to 1000), not ${JSON.stringify(raw).slice(0, 40)}`);
-    return c.json({ syncs: d.store.history({ env: c.req.query('env') || undefined, app: c.req.query('app') || undefined, limit: Math.min(Math.max(limit, 1), 1000) }) });
+    const q = { env: c.req.query('env') || undefined, app: c.req.query('app') || undefined, limit: Math.min(Math.max(limit, 1), 1000) };
+    const syncs = d.store.history(q);
+    if (q.env || !peers || Peers.forwarded(c)) return c.json({ syncs });
+    const search = new URLSearchParams({ limit: String(q.limit), ...(q.app ? { app: q.app } : {}) });
+    return c.json({ syncs: await peers.mergeHistory(syncs, engine.environmentNames(), `?${search}`, q.limit, c.req.header('authorization')) });
   });
 
   app.get('/api/v1/environments/:env/apps/:app/revisions', (c) => {
@@ -211,10 +228,10 @@ export function createApi(d: ApiDeps): Hono {
     },
   );
 
-  environmentRoutes(app, { engine, store: d.store });
+  environmentRoutes(app, { engine, store: d.store, statusAll });
   rolloutRoutes(app, { bus: engine.bus, knownEnv });
   rollbackRoutes(app, { writer: d.writer, store: d.store, bus: engine.bus, knownEnv });
-  installDashboardApi(app, { engine, store: d.store, auth, audit, version: d.version ?? '0.0.0' });
+  installDashboardApi(app, { engine, store: d.store, auth, audit, version: d.version ?? '0.0.0', ...(peers ? { peers } : {}) });
   installUi(app);
   app.notFound((c) => c.json({ error: 'NotFound', message: `no route ${c.req.method} ${c.req.path}` }, 404));
   return app;

@@ -6,6 +6,7 @@ import type { Store } from '../store/store.js';
 import type { AuditLog } from './audit.js';
 import { principalOf, type Authenticator } from './auth.js';
 import { openApiDocument } from './openapi.js';
+import { Peers } from './peers.js';
 import { auditQuerySchema, matrixQuerySchema, type matrixCellSchema, type matrixSchema } from './schemas.js';
 
 type Cell = z.infer<typeof matrixCellSchema>;
@@ -17,6 +18,8 @@ export interface DashboardApiDeps {
   auth: Authenticator;
   audit: AuditLog;
   version: string;
+  /** Several engines: the matrix shows each environment as the engine running it sees it (peers.ts). */
+  peers?: Peers;
 }
 
 function notFound(message: string): HTTPException {
@@ -35,14 +38,19 @@ const firstLine = (s: string) => s.split('\n', 1)[0];
  */
 class MatrixSnapshot {
   private current?: Promise<{ status: StatusView; cells: Map<string, Record<string, Cell>>; names: string[] }>;
+  /** Until when (monotonic) a snapshot with other engines' environments is used: their events do not reach this engine. */
+  private freshUntil = Infinity;
   private readonly commitMessages = new Map<string, string | null>();
 
   constructor(private readonly d: DashboardApiDeps) {
     d.engine.bus.subscribe(() => (this.current = undefined));
   }
 
-  get() {
-    this.current ??= this.build().catch((err) => {
+  /** `authorization`: the caller's, passed on to other engines (every viewer sees the same matrix). */
+  get(authorization?: string, forwarded = false) {
+    if (forwarded) return this.build(authorization, true);
+    if (performance.now() > this.freshUntil) this.current = undefined;
+    this.current ??= this.build(authorization).catch((err) => {
       this.current = undefined;
       throw err;
     });
@@ -59,8 +67,10 @@ class MatrixSnapshot {
     return this.commitMessages.get(revision) ?? null;
   }
 
-  private async build() {
-    const status = await this.d.engine.status();
+  private async build(authorization?: string, forwarded = false) {
+    const local = await this.d.engine.status();
+    const status = this.d.peers && !forwarded ? await this.d.peers.mergeStatus(local, authorization) : local;
+    if (!forwarded) this.freshUntil = status.environments.some((e) => e.peer) ? performance.now() + 2_000 : Infinity;
     const applied = new Map(this.d.store.inventory().map((r) => [`${r.env}/${r.app}`, r.appliedAt]));
     const revisions = new Set<string>();
     for (const e of status.environments) for (const a of e.apps) if (a.revision) revisions.add(a.revision);
@@ -70,7 +80,7 @@ class MatrixSnapshot {
       for (const a of e.apps) {
         let row = cells.get(a.name);
         if (!row) cells.set(a.name, (row = {}));
-        row[e.name] = this.cellOf(e.name, a, applied.get(`${e.name}/${a.name}`) ?? null);
+        row[e.name] = this.cellOf(e.name, a, e.peer ? null : (applied.get(`${e.name}/${a.name}`) ?? null));
       }
     }
     const names = [...cells.keys()].sort();
@@ -87,7 +97,7 @@ class MatrixSnapshot {
       commitMessage: a.revision ? (this.commitMessages.get(a.revision) ?? null) : null,
       message: firstLine(a.message),
       since,
-      paused: this.d.engine.pauses.isPaused(env, a.name),
+      paused: a.health === 'Suspended', // paused, as the engine running the environment says
       ready: a.replicas.ready,
       desired: a.replicas.desired,
     };
@@ -122,7 +132,7 @@ export function installDashboardApi(app: Hono, d: DashboardApiDeps): void {
     const parsed = matrixQuerySchema.safeParse(c.req.query());
     if (!parsed.success) throw badRequest(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     const q = parsed.data;
-    const snap = await matrix.get();
+    const snap = await matrix.get(c.req.header('authorization'), Peers.forwarded(c));
     const envs = snap.status.environments.filter((e) => !q.env || e.name === q.env);
     const needle = q.q?.toLowerCase();
     const counts: Matrix['counts'] = { sync: {}, health: {} };
@@ -151,7 +161,7 @@ export function installDashboardApi(app: Hono, d: DashboardApiDeps): void {
     const body: Matrix = {
       revision: snap.status.revision,
       commit: snap.status.commit,
-      environments: envs.map((e) => ({ name: e.name, target: e.target, paused: engine.pauses.isPaused(e.name), syncing: e.syncing, error: e.error?.message ?? null, standby: e.claim?.state === 'Standby' ? e.claim.message : null })),
+      environments: envs.map((e) => ({ name: e.name, target: e.target, paused: e.paused ?? engine.pauses.isPaused(e.name), syncing: e.syncing, error: e.error?.message ?? null, standby: e.claim?.state === 'Standby' ? e.claim.message : null })),
       total: matching.length,
       offset,
       limit,

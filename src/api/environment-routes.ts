@@ -1,16 +1,16 @@
 /** API routes of environments-as-a-feature: `where`, one-off runs (`keelson run`) and Helm tests (`keelson test`). */
-import type { Hono } from 'hono';
+import type { Context, Hono } from 'hono';
 import { stream } from 'hono/streaming';
 import { TerminalError } from '../core/errors.js';
-import type { Engine } from '../engine/engine.js';
+import type { Engine, StatusView } from '../engine/engine.js';
 import { whereIs } from '../environments/where.js';
 import type { RunFrame } from '../run/one-off.js';
 import type { Store } from '../store/store.js';
 
-export function environmentRoutes(app: Hono, d: { engine: Engine; store: Store }): void {
+export function environmentRoutes(app: Hono, d: { engine: Engine; store: Store; statusAll: (c: Context) => Promise<StatusView> }): void {
   const { engine } = d;
 
-  app.get('/api/v1/apps/:app/where', async (c) => c.json(whereIs(c.req.param('app'), await engine.status(), d.store)));
+  app.get('/api/v1/apps/:app/where', async (c) => c.json(whereIs(c.req.param('app'), await d.statusAll(c), d.store)));
 
   /** `keelson test`: runs the app's Helm test hooks against live; answers the report (ok, and each test with its log). */
   app.post('/api/v1/environments/:env/apps/:app/test', async (c) => {

@@ -13,6 +13,11 @@ export interface HostCheckOptions {
   port: number;
   /** Further names (`name` or `name:port`) the API may be reached by, e.g. a reverse proxy's name. */
   allowedHosts?: string[];
+  /**
+   * The `name:port` this engine advertises to the others (`--advertise-url`): answered too, so that requests forwarded
+   * by another engine pass, without turning the check of Host names on (read at each request).
+   */
+  advertised?: string[];
 }
 
 const loopbackNames = ['localhost', '127.0.0.1', '[::1]'];
@@ -45,7 +50,11 @@ export class HostPolicy {
 
   private get allowed(): { name: string; port?: number }[] {
     const self = isLoopbackAddress(this.o.listenHost) ? loopbackNames : [this.o.listenHost.includes(':') ? `[${this.o.listenHost}]` : this.o.listenHost];
-    return [...self.map((name) => ({ name, port: this.o.port })), ...this.listed];
+    const advertised = (this.o.advertised ?? []).flatMap((h) => {
+      const n = normalize(h, 80);
+      return n ? [n] : [];
+    });
+    return [...self.map((name) => ({ name, port: this.o.port })), ...this.listed, ...advertised];
   }
 
   /** Why a request to this Host is refused, or undefined when it is allowed. */

@@ -63,6 +63,7 @@ export const claimSchema = z
     state: z.enum(['Active', 'Standby', 'Unknown']),
     holder: z.string().nullable(),
     identity: z.string(),
+    url: z.string().nullable().optional().describe("the holder's API (--advertise-url), where the other engines forward requests about the environment"),
     since: z.string().nullable(),
     expiresAt: z.string().nullable(),
     where: z.string(),
@@ -79,6 +80,11 @@ export const environmentStatusSchema = z
     syncing: z.boolean(),
     error: z.object({ revision: z.string(), message: z.string(), issues: z.array(z.string()) }).nullable(),
     claim: claimSchema.nullable().optional(),
+    paused: z.boolean().optional().describe('the environment is paused (keelson pause)'),
+    peer: z
+      .object({ engine: z.string(), url: z.string(), error: z.string().nullable() })
+      .optional()
+      .describe('present when the environment is run by another engine: its answer is shown (error null), or this engine\'s own view when it did not answer (error says why)'),
     apps: z.array(appStatusSchema),
   })
   .meta({ id: 'EnvironmentStatus' });

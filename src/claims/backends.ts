@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { TargetSpec } from '../core/model.js';
-import type { ClaimBackend, ClaimRecord, ClaimWrite } from './claim.js';
+import { claimDefaults, requestTimeout, type ClaimBackend, type ClaimRecord, type ClaimTimings, type ClaimWrite } from './claim.js';
 import { FileClaims } from './file-claims.js';
 
 /**
@@ -12,11 +12,12 @@ import { FileClaims } from './file-claims.js';
  * engines of one host on two different ops repositories that both name an environment `dev` run two environments.
  * (A Kubernetes environment's Lease is per namespace: two ops repositories deploying to one namespace do contend.)
  */
-export function claimBackends(o: { claimsDir: string; scope: () => { repo: string; path: string }; specOf: (env: string) => TargetSpec | undefined }): (env: string) => ClaimBackend {
+export function claimBackends(o: { claimsDir: string; scope: () => { repo: string; path: string }; specOf: (env: string) => TargetSpec | undefined; timings?: ClaimTimings }): (env: string) => ClaimBackend {
+  const timeoutMs = requestTimeout(o.timings ?? claimDefaults);
   let files: FileClaims | undefined;
   return (env) => {
     const spec = o.specOf(env);
-    if (spec && 'kubernetes' in spec) return new LazyLease(env, spec.kubernetes);
+    if (spec && 'kubernetes' in spec) return new LazyLease(env, spec.kubernetes, timeoutMs);
     files ??= new FileClaims(o.claimsDir, repoScope(o.scope()));
     return files;
   };
@@ -35,6 +36,7 @@ class LazyLease implements ClaimBackend {
   constructor(
     private readonly env: string,
     private readonly spec: { namespace: string; kubeconfig?: string; context?: string },
+    private readonly timeoutMs: number,
   ) {
     this.where = `Lease ${spec.namespace}/keelson-env-${env}`;
   }
@@ -43,7 +45,7 @@ class LazyLease implements ClaimBackend {
     this.inner ??= (async () => {
       const [{ connect }, { LeaseClaims }] = await Promise.all([import('../targets/kubernetes/client.js'), import('./lease-claims.js')]);
       const cluster = connect(this.spec);
-      return { backend: new LeaseClaims(cluster.api, this.spec.namespace, this.env), release: () => cluster.release() };
+      return { backend: new LeaseClaims(cluster.api, this.spec.namespace, this.env, this.timeoutMs), release: () => cluster.release() };
     })();
     this.inner.catch(() => (this.inner = undefined));
     return this.inner.then((i) => i.backend);

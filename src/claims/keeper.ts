@@ -10,7 +10,7 @@
 import { hostname } from 'node:os';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../log.js';
-import { claimDefaults, type ClaimBackend, type ClaimRecord, type ClaimView, type ClaimWrite } from './claim.js';
+import { claimTimings, type ClaimTimings, type ClaimBackend, type ClaimRecord, type ClaimView, type ClaimWrite } from './claim.js';
 import { assign } from './rendezvous.js';
 
 export interface ClaimKeeperOptions {
@@ -33,6 +33,8 @@ export interface ClaimKeeperOptions {
   environments?: () => string[];
   /** Whether no reconcile of `env` is under way (a safe point to hand it over); always when absent. */
   idle?: (env: string) => boolean;
+  /** This engine's API as the others reach it (`--advertise-url`), written into its claims; read when a claim is written. */
+  advertiseUrl?: () => string | undefined;
   durationMs?: number;
   renewMs?: number;
   retryMs?: number;
@@ -69,17 +71,12 @@ interface EnvClaim {
 export class ClaimKeeper {
   readonly identity: string;
   private readonly envs = new Map<string, EnvClaim>();
-  private readonly t: typeof claimDefaults;
+  private readonly t: ClaimTimings;
   private stopped = false;
 
   constructor(private readonly o: ClaimKeeperOptions) {
     this.identity = o.identity;
-    this.t = {
-      durationMs: o.durationMs ?? claimDefaults.durationMs,
-      renewMs: o.renewMs ?? claimDefaults.renewMs,
-      retryMs: o.retryMs ?? claimDefaults.retryMs,
-      marginMs: o.marginMs ?? Math.min(claimDefaults.marginMs, Math.floor((o.durationMs ?? claimDefaults.durationMs) / 5)),
-    };
+    this.t = claimTimings({ durationMs: o.durationMs, renewMs: o.renewMs, retryMs: o.retryMs, marginMs: o.marginMs });
   }
 
   /** Starts claiming `env` (idempotent): the first attempt is made at once. */
@@ -138,13 +135,32 @@ export class ClaimKeeper {
     if (!c) return undefined;
     const r = c.record;
     const expiresAt = r && r.holder ? new Date(Date.parse(r.renewedAt) + r.durationMs).toISOString() : null;
-    const base = { identity: this.identity, holder: r?.holder || null, since: r?.holder ? r.acquiredAt : null, expiresAt, where: c.backend.where, error: c.error ?? null };
+    const base = { identity: this.identity, holder: r?.holder || null, url: (r?.holder && r.url) || null, since: r?.holder ? r.acquiredAt : null, expiresAt, where: c.backend.where, error: c.error ?? null };
     if (this.holds(env)) return { ...base, state: 'Active', message: `Active: this engine (${this.identity}) holds the claim since ${r?.acquiredAt}` };
     if (r?.holder && !this.isMine(r)) {
       const inS = Math.max(0, Math.round((Date.parse(r.renewedAt) + r.durationMs - Date.now()) / 1000));
       return { ...base, state: 'Standby', message: `Standby: claimed by ${r.holder} (pid ${r.pid}) since ${r.acquiredAt}, expires in ${inS}s; this engine takes over if it expires` };
     }
     return { ...base, state: 'Unknown', message: c.error ? `claim unknown: ${c.error}; this engine does not write to the environment until it holds the claim` : 'claiming the environment' };
+  }
+
+  /**
+   * The other engine that runs `env` and where its API is, when there is one this engine can reach: not when this
+   * engine holds the claim (or nobody does), nor when the holder advertises no API or a loopback one on another host.
+   */
+  peerOf(env: string): { engine: string; url: string; expiresAt: string | null } | undefined {
+    const c = this.envs.get(env);
+    const r = c?.record;
+    if (!c || !r?.holder || !r.url || this.holds(env) || this.isMine(r)) return undefined;
+    if (r.url === this.o.advertiseUrl?.()) return undefined; // two engines advertising one address: answer here
+    let host: string;
+    try {
+      host = new URL(r.url).hostname;
+    } catch {
+      return undefined;
+    }
+    if ((host === 'localhost' || host === '[::1]' || /^127\./.test(host)) && r.host !== hostname()) return undefined;
+    return { engine: r.holder, url: r.url, expiresAt: new Date(Date.parse(r.renewedAt) + r.durationMs).toISOString() };
   }
 
   /** Stops renewing; `release` gives held claims up so a standby takes over at once (a clean stop). */
@@ -181,7 +197,8 @@ export class ClaimKeeper {
         c.busy = undefined;
         c.firstDone?.();
         c.firstDone = undefined;
-        this.schedule(c, c.held ? this.t.renewMs : this.t.retryMs);
+        // A failed renewal is retried sooner than the next renewal: the claim is still held until validUntil.
+        this.schedule(c, c.held && !c.error ? this.t.renewMs : this.t.retryMs);
       });
     }, ms);
     c.timer.unref();
@@ -212,6 +229,7 @@ export class ClaimKeeper {
         holder: this.identity,
         host: hostname(),
         pid: process.pid,
+        ...(this.o.advertiseUrl?.() ? { url: this.o.advertiseUrl() } : {}),
         acquiredAt: mode === 'renew' && r ? r.acquiredAt : now,
         renewedAt: now,
         durationMs: this.t.durationMs,

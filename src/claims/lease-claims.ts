@@ -6,14 +6,12 @@
  */
 import { statusCode, isNotFound, type KubeClient } from '../targets/kubernetes/client.js';
 import { LABEL_MANAGED_BY, type KObject } from '../targets/kubernetes/objects.js';
-import type { ClaimBackend, ClaimRecord, ClaimWrite } from './claim.js';
+import { claimDefaults, requestTimeout, type ClaimBackend, type ClaimRecord, type ClaimWrite } from './claim.js';
 
 const HOST = 'keelson.dev/claim-host';
 const PID = 'keelson.dev/claim-pid';
+const URL_ANNOTATION = 'keelson.dev/claim-url';
 const FIELD_MANAGER = 'keelson';
-/** A claim request that takes longer is given up (and retried): an API server that does not answer must not stall renewals. */
-const REQUEST_TIMEOUT_MS = 5_000;
-const timeout = () => AbortSignal.timeout(REQUEST_TIMEOUT_MS);
 
 export function leaseName(env: string): string {
   return `keelson-env-${env}`.slice(0, 253);
@@ -32,6 +30,11 @@ export class LeaseClaims implements ClaimBackend {
     private readonly api: KubeClient,
     private readonly namespace: string,
     private readonly env: string,
+    /**
+     * A claim request that takes longer is given up (and retried): an API server that does not answer must not stall
+     * renewals past the time the holder stops writing (see `requestTimeout` in claim.ts).
+     */
+    private readonly requestTimeoutMs = requestTimeout(claimDefaults),
   ) {
     this.where = `Lease ${namespace}/${leaseName(env)}`;
   }
@@ -43,7 +46,7 @@ export class LeaseClaims implements ClaimBackend {
   async read(): Promise<ClaimRecord | undefined> {
     let lease: Lease;
     try {
-      lease = await this.api.request<Lease>('GET', this.path(), { signal: timeout() });
+      lease = await this.api.request<Lease>('GET', this.path(), { signal: AbortSignal.timeout(this.requestTimeoutMs) });
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -54,15 +57,15 @@ export class LeaseClaims implements ClaimBackend {
   async write(_env: string, current: ClaimRecord | undefined, next: ClaimWrite): Promise<ClaimRecord | undefined> {
     const lease = this.leaseOf(next, current?.version);
     try {
-      if (current) return recordOf(await this.api.request<Lease>('PUT', this.path(), { body: lease, signal: timeout() }));
+      if (current) return recordOf(await this.api.request<Lease>('PUT', this.path(), { body: lease, signal: AbortSignal.timeout(this.requestTimeoutMs) }));
       try {
-        return recordOf(await this.api.request<Lease>('POST', this.path().replace(/\/[^/]+$/, ''), { body: lease, signal: timeout() }));
+        return recordOf(await this.api.request<Lease>('POST', this.path().replace(/\/[^/]+$/, ''), { body: lease, signal: AbortSignal.timeout(this.requestTimeoutMs) }));
       } catch (err) {
         if (!isNotFound(err)) throw err;
         await this.api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: this.namespace, labels: { [LABEL_MANAGED_BY]: 'keelson' } } }, FIELD_MANAGER).catch((e) => {
           if (statusCode(e) !== 409) throw e;
         });
-        return recordOf(await this.api.request<Lease>('POST', this.path().replace(/\/[^/]+$/, ''), { body: lease, signal: timeout() }));
+        return recordOf(await this.api.request<Lease>('POST', this.path().replace(/\/[^/]+$/, ''), { body: lease, signal: AbortSignal.timeout(this.requestTimeoutMs) }));
       }
     } catch (err) {
       if (statusCode(err) === 409) return undefined; // a stale resourceVersion, or created meanwhile: another engine won
@@ -73,7 +76,7 @@ export class LeaseClaims implements ClaimBackend {
   async release(_env: string, current: ClaimRecord): Promise<void> {
     // As client-go does: no holder and a 1 s duration, so a standby takes over at its next look.
     const lease = this.leaseOf({ ...current, holder: '', renewedAt: new Date().toISOString(), durationMs: 1000 }, current.version);
-    await this.api.request('PUT', this.path(), { body: lease, signal: timeout() }).catch((err) => {
+    await this.api.request('PUT', this.path(), { body: lease, signal: AbortSignal.timeout(this.requestTimeoutMs) }).catch((err) => {
       if (statusCode(err) !== 409 && !isNotFound(err)) throw err;
     });
   }
@@ -86,7 +89,7 @@ export class LeaseClaims implements ClaimBackend {
         name: leaseName(this.env),
         namespace: this.namespace,
         labels: { [LABEL_MANAGED_BY]: 'keelson', 'keelson.dev/environment': this.env },
-        annotations: { [HOST]: w.host, [PID]: String(w.pid) },
+        annotations: { [HOST]: w.host, [PID]: String(w.pid), ...(w.url ? { [URL_ANNOTATION]: w.url } : {}) },
         ...(resourceVersion ? { resourceVersion } : {}),
       },
       spec: {
@@ -107,6 +110,7 @@ function recordOf(lease: Lease): ClaimRecord {
     holder: s.holderIdentity ?? '',
     host: a[HOST] ?? '',
     pid: Number(a[PID] ?? 0),
+    ...(a[URL_ANNOTATION] ? { url: a[URL_ANNOTATION] } : {}),
     acquiredAt: s.acquireTime ?? new Date(0).toISOString(),
     renewedAt: s.renewTime ?? new Date(0).toISOString(),
     durationMs: (s.leaseDurationSeconds ?? 15) * 1000,

@@ -12,7 +12,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../log.js';
-import { claimDefaults } from './claim.js';
+import { claimTimings } from './claim.js';
 
 /** A member's announcement as read back. */
 export interface MemberRecord {
@@ -63,8 +63,9 @@ export class Membership {
   constructor(private readonly o: MembershipOptions) {
     this.id = o.id;
     this.live = [o.id];
-    this.durationMs = o.durationMs ?? claimDefaults.durationMs;
-    this.renewMs = o.renewMs ?? claimDefaults.renewMs;
+    const t = claimTimings({ durationMs: o.durationMs, renewMs: o.renewMs });
+    this.durationMs = t.durationMs;
+    this.renewMs = t.renewMs;
   }
 
   get where(): string {

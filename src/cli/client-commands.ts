@@ -74,6 +74,7 @@ export function formatStatus(s: StatusView): string {
     if (env.error) out.push(`  error: ${env.error.message}`);
     if (env.syncWindow) out.push(`  ${env.syncWindow}`);
     if (env.claim && env.claim.state !== 'Active') out.push(`  ${env.claim.message}`);
+    if (env.peer) out.push(env.peer.error ? `  ${env.peer.error}` : `  run by engine ${env.peer.engine} (${env.peer.url})`);
     const rows = [['APP', 'VERSION', 'SYNC', 'HEALTH', 'READY', 'REVISION', 'MESSAGE']];
     for (const a of env.apps) {
       const version = a.version && a.desiredVersion && a.version !== a.desiredVersion ? `${a.version}→${a.desiredVersion}` : a.version ?? a.desiredVersion ?? '-';

@@ -25,7 +25,9 @@ import { claimBackends, repoScope } from '../claims/backends.js';
 import { memberBackend, podNamespace } from '../claims/member-backends.js';
 import { Membership } from '../claims/members.js';
 import { defaultClaimsDir } from '../claims/file-claims.js';
+import { claimTimings, timingsProblem, type ClaimTimings } from '../claims/claim.js';
 import { engineIdentity } from '../claims/identity.js';
+import { Peers } from '../api/peers.js';
 import { StatusMirror } from '../targets/kubernetes/status-mirror.js';
 
 /** `keelson up`: the engine, the API and the supervisor until SIGINT/SIGTERM. Apps keep running after it stops. */
@@ -54,6 +56,11 @@ export async function up(argv: string[]): Promise<void> {
     'claims-dir': { type: 'string' },
     'membership-namespace': { type: 'string' },
     shard: { type: 'boolean' },
+    'claim-duration': { type: 'string' },
+    'claim-renew': { type: 'string' },
+    'claim-retry': { type: 'string' },
+    'claim-margin': { type: 'string' },
+    'advertise-url': { type: 'string' },
   });
   const cfg = resolveUpConfig({
     repo: values.repo,
@@ -110,12 +117,18 @@ export async function up(argv: string[]): Promise<void> {
     if (e.type === 'sync.started') syncing.add(e.env);
     if (e.type === 'sync.completed') syncing.delete(e.env);
   });
+  const timings = claimTimingsFrom(values);
+  // This engine's API as the other engines reach it (README: "The API on every engine"); known once listening.
+  let advertiseUrl: string | undefined;
+  const advertiseGiven = advertiseFlag(values['advertise-url'] ?? (process.env.KEELSON_ADVERTISE_URL || undefined));
   const claims = new ClaimKeeper({
     identity,
+    ...timings,
+    advertiseUrl: () => advertiseUrl,
     ...(sharding ? { membership: { members: () => membership?.members() ?? [identity] } } : {}),
     environments: () => engine?.environmentNames() ?? [],
     idle: (env) => !syncing.has(env),
-    backendFor: claimBackends({ claimsDir, scope: () => ({ repo: engine!.source.repo, path: engine!.source.path }), specOf: (env) => engine?.targetSpecOf(env) }),
+    backendFor: claimBackends({ claimsDir, scope: () => ({ repo: engine!.source.repo, path: engine!.source.path }), specOf: (env) => engine?.targetSpecOf(env), timings }),
     log,
     onAcquired: (env) => {
       engine?.requeue(env);
@@ -172,15 +185,19 @@ export async function up(argv: string[]): Promise<void> {
   const writer = new EngineWriter({ source: engine.source, refresh: () => engine!.refresh(), log, author });
   const autoUpdateMs = values['auto-update-interval'] ? parseDuration(values['auto-update-interval']) : 0;
   const autoUpdater = autoUpdateMs > 0 ? new AutoUpdater({ writer, bus, log, intervalMs: autoUpdateMs }) : undefined;
-  const hosts = { listenHost: listen.host, port: listen.port, allowedHosts: cfg.allowedHosts };
-  const api = createApi({ engine, store, metrics, log, webhookSecret: cfg.webhookSecret, auth, version, writer, hosts });
+  const hosts = { listenHost: listen.host, port: listen.port, allowedHosts: cfg.allowedHosts, advertised: [] as string[] };
+  const peers = new Peers({ self: identity, peerOf: (env) => claims.peerOf(env), log });
+  const api = createApi({ engine, store, metrics, log, webhookSecret: cfg.webhookSecret, auth, version, writer, hosts, peers });
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: api.fetch, hostname: listen.host, port: listen.port }, () => resolve(s));
     s.once('error', (err) => reject(new ExitError(1, `cannot listen on ${cfg.listen}: ${errorMessage(err)}`)));
   });
   hosts.port = (server.address() as { port: number }).port; // --listen 127.0.0.1:0 picks one
-  log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs, engine: claims.identity, claimsdir: claimsDir }, 'keelson started');
+  advertiseUrl = advertiseGiven ?? defaultAdvertiseUrl(listen.host, hosts.port);
+  if (advertiseUrl) hosts.advertised.push(new URL(advertiseUrl).host);
+  else log.info({ listen: cfg.listen }, 'this engine advertises no API address: other engines answer requests about its environments with their own view; set --advertise-url (in a pod, the POD_IP environment variable) to have them forwarded here');
+  log.info({ listen: cfg.listen, repo: cfg.repo, statedir: cfg.stateDir, pollms: pollMs, engine: claims.identity, claimsdir: claimsDir, advertise: advertiseUrl, claimms: `${timings.durationMs}/${timings.renewMs}/${timings.retryMs}/${timings.marginMs}` }, 'keelson started');
   log.info({ policy: describeIsolation(isolation) }, 'app isolation');
   for (const line of describePolicy(cfg.policy)) log.info({}, line);
   if (!cfg.webhookSecret) log.info({}, 'webhook accepts unsigned requests: no secret configured');
@@ -211,6 +228,8 @@ export async function up(argv: string[]): Promise<void> {
       membership = new Membership({
         id: identity,
         backend: await memberBackend({ namespace: membershipNamespace, claimsDir, scope: repoScope({ repo: engine.source.repo, path: engine.source.path }) }),
+        durationMs: timings.durationMs,
+        renewMs: timings.renewMs,
         log,
         onChange: () => log.info(claims.engineView(), 'environments assigned to this engine'),
       });
@@ -227,4 +246,51 @@ export async function up(argv: string[]): Promise<void> {
     log.error({ err: errorMessage(err) }, 'engine start failed');
     throw new ExitError(1, `keelson could not start: ${errorMessage(err)}`);
   }
+}
+
+/**
+ * The claim timings (README: "Timings"): `--claim-duration`, `--claim-renew`, `--claim-retry`, `--claim-margin`, else
+ * `KEELSON_CLAIM_DURATION` … `KEELSON_CLAIM_MARGIN`, else the defaults (scaled to a shorter duration).
+ */
+function claimTimingsFrom(values: Record<string, unknown>): ClaimTimings {
+  const given = (flag: string): number | undefined => {
+    const text = (values[flag] as string | undefined) ?? (process.env[`KEELSON_${flag.replace(/-/g, '_').toUpperCase()}`] || undefined);
+    if (text === undefined) return undefined;
+    try {
+      return parseDuration(text);
+    } catch (err) {
+      throw new ExitError(2, `--${flag}: ${errorMessage(err)}`);
+    }
+  };
+  const t = claimTimings({ durationMs: given('claim-duration'), renewMs: given('claim-renew'), retryMs: given('claim-retry'), marginMs: given('claim-margin') });
+  const problem = timingsProblem(t);
+  if (problem) throw new ExitError(2, `claim timings: ${problem} (flags --claim-duration, --claim-renew, --claim-retry, --claim-margin)`);
+  return t;
+}
+
+/** `--advertise-url`: an http(s) URL without credentials, path, query or fragment (trailing slash dropped). */
+function advertiseFlag(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new ExitError(2, `--advertise-url "${text}" is not a URL: use e.g. http://10.0.0.5:7070`);
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password || (u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) {
+    throw new ExitError(2, `--advertise-url "${text}" must be http:// or https:// with host and port only (no credentials, path or query), e.g. http://10.0.0.5:7070`);
+  }
+  return `${u.protocol}//${u.host}`;
+}
+
+/**
+ * Without --advertise-url: the listening address when it is one (loopback: reachable by the engines of this host
+ * only, which is all that use it); on a wildcard address (0.0.0.0, ::) the pod's IP from `POD_IP` (the chart and the
+ * kustomize base set it from the downward API), else none.
+ */
+function defaultAdvertiseUrl(host: string, port: number): string | undefined {
+  const wildcard = host === '0.0.0.0' || host === '::' || host === '';
+  const ip = wildcard ? process.env.POD_IP || undefined : host;
+  if (!ip) return undefined;
+  return `http://${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
 }

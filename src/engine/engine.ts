@@ -113,6 +113,10 @@ export interface EnvironmentStatusView {
   protected?: boolean;
   /** Which engine runs this environment (engines with claims): `Active` here, or `Standby` and who holds it. */
   claim?: ClaimView | null;
+  /** The environment is paused (`keelson pause`). */
+  paused?: boolean;
+  /** Set by the API when the entry is (or should have been) another engine's answer (README: "The API on every engine"). */
+  peer?: { engine: string; url: string; error: string | null };
   error: { revision: string; message: string; issues: string[] } | null;
   apps: AppStatusView[];
 }
@@ -695,6 +699,7 @@ export class Engine {
         syncWindow: this.windows.waiting(env),
         protected: desired.protected ?? false,
         ...(this.o.claims ? { claim: this.o.claims.view(env) ?? null } : {}),
+        paused: this.pauses.isPaused(env),
         phase: phaseOf(desired),
         expiresAt: desired.expiresAt ?? null,
         error: this.renderError ? { revision: this.renderError.revision, message: this.renderError.message, issues: this.renderError.issues.map(formatIssue) } : null,

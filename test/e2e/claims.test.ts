@@ -58,9 +58,14 @@ describe('several engines on one ops repository (local environments)', () => {
       return env?.claim?.state === 'Standby' && env;
     }, 60_000);
     expect(standby.claim.holder).toBe(activeA.claim.holder);
-    // b runs nothing of dev: its target has no replica of tick, and no sync of dev in its history.
-    expect(standby.apps.every((app: any) => app.instances.length === 0)).toBe(true);
-    expect((await getJson(`${b.api}/api/v1/history?env=dev`)).syncs).toEqual([]);
+    // b answers with a's apps (README: "The API on every engine"), saying whose they are.
+    expect(standby.peer).toEqual({ engine: activeA.claim.holder, url: a.api, error: null });
+    expect(standby.apps[0].instances.length).toBeGreaterThan(0);
+    expect((await getJson(`${b.api}/api/v1/history?env=dev`)).syncs).toEqual((await getJson(`${a.api}/api/v1/history?env=dev`)).syncs);
+    // b itself runs nothing of dev (its own answer, as to a forwarded request): no replica of tick, no sync of dev.
+    const own = async (url: string) => (await fetch(url, { headers: { 'x-keelson-forwarded-by': 'test' } })).json();
+    expect((await own(`${b.api}/api/v1/status?env=dev`)).environments[0].apps.every((app: any) => app.instances.length === 0)).toBe(true);
+    expect((await own(`${b.api}/api/v1/history?env=dev`)).syncs).toEqual([]);
     // The dashboard's matrix says so too.
     const matrix = await getJson(`${b.api}/api/v1/matrix`);
     expect(matrix.environments.find((e: any) => e.name === 'dev').standby).toMatch(/^Standby: claimed by /);

@@ -24,6 +24,7 @@ describe('sharding on one host (keelson up --shard)', () => {
     return e;
   };
   const status = (api: string) => getJson(`${api}/api/v1/status`).catch(() => undefined);
+  // Run by the engine asked (the others' environments it shows with their engine's apps, `peer` naming it).
   const active = (s: any) => (s?.environments ?? []).filter((e: any) => e.claim?.state === 'Active').map((e: any) => e.name).sort();
 
   beforeAll(() => {
@@ -61,7 +62,7 @@ describe('sharding on one host (keelson up --shard)', () => {
       const views = sb.engine.assigned.map((env: string) => s.environments.find((e: any) => e.name === env).claim);
       return views.every((v: any) => v.state === 'Standby') && views;
     }, 30_000);
-    for (const v of seen) expect(v).toMatchObject({ state: 'Standby', holder: sb.engine.id, message: expect.stringMatching(/^Standby: claimed by /) });
+    for (const v of seen) expect(v).toMatchObject({ state: 'Standby', holder: sb.engine.id, url: b.api, message: expect.stringMatching(/^Standby: claimed by /) });
 
     await stopProcess(b.child);
     const alone = await waitFor('a runs all four', async () => {
