@@ -278,7 +278,8 @@ function advertiseFlag(text: string | undefined): string | undefined {
     throw new ExitError(2, `--advertise-url "${text}" is not a URL: use e.g. http://10.0.0.5:7070`);
   }
   if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password || (u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) {
-    throw new ExitError(2, `--advertise-url "${text}" must be http:// or https:// with host and port only (no credentials, path or query), e.g. http://10.0.0.5:7070`);
+    const shown = u.username || u.password ? `${u.protocol}//***@${u.host}${u.pathname}` : text; // credentials never echoed
+    throw new ExitError(2, `--advertise-url "${shown}" must be http:// or https:// with host and port only (no credentials, path or query), e.g. http://10.0.0.5:7070`);
   }
   return `${u.protocol}//${u.host}`;
 }

@@ -84,6 +84,7 @@ kubernetesSuite('installing Keelson in a cluster', () => {
         KEELSON_REPO: 'https://git.example.com/ops.git',
         KEELSON_ENVS: 'prod,staging',
         KEELSON_LISTEN: '0.0.0.0:7070',
+        POD_IP: { fieldRef: { fieldPath: 'status.podIP' } },
         KEELSON_TOKEN_ADMIN: { secretKeyRef: { name: 'keelson-auth', key: 'admin-token' } },
         KEELSON_WEBHOOK_SECRET: { secretKeyRef: { name: 'keelson-auth', key: 'webhook-secret' } },
       });
@@ -183,6 +184,7 @@ configMapGenerator:
       const c = dep.spec.template.spec.containers[0];
       expect(c.image).toBe('keelson:0.1.0');
       expect(c.env.find((e: any) => e.name === 'KEELSON_LISTEN').value).toBe('0.0.0.0:7070');
+      expect(c.env.find((e: any) => e.name === 'POD_IP').valueFrom).toEqual({ fieldRef: { fieldPath: 'status.podIP' } });
       const config = find(all, 'ConfigMap')!;
       expect(config.data.KEELSON_REPO).toBe('https://git.example.com/ops.git');
       expect(c.envFrom[0].configMapRef.name).toBe(config.metadata.name);
@@ -256,7 +258,8 @@ configMapGenerator:
       const secret = find(all, 'Secret')!;
       const secretValue = (key: string) => Buffer.from(secret.data[key], 'base64').toString();
       const env: Record<string, string> = {};
-      for (const e of find(all, 'Deployment')!.spec.template.spec.containers[0].env) env[e.name] = e.value ?? secretValue(e.valueFrom.secretKeyRef.key);
+      // The downward API's status.podIP is this host (the engine listens on loopback here, so it advertises that instead).
+      for (const e of find(all, 'Deployment')!.spec.template.spec.containers[0].env) env[e.name] = e.value ?? (e.valueFrom.fieldRef ? '127.0.0.1' : secretValue(e.valueFrom.secretKeyRef.key));
       admin = env.KEELSON_TOKEN_ADMIN;
       webhookSecret = env.KEELSON_WEBHOOK_SECRET;
 
