@@ -10,6 +10,9 @@
  * forwards it again (no loops, also when two engines disagree for a moment about who holds a claim). The answer
  * carries `X-Keelson-Served-By: <engine>`. An engine that does not answer gives a 502 that names it and says what to do.
  */
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { Readable } from 'node:stream';
 import type { Context, MiddlewareHandler } from 'hono';
 import { errorMessage } from '../core/errors.js';
 import type { EnvironmentStatusView, StatusView } from '../engine/engine.js';
@@ -39,8 +42,10 @@ export interface PeersOptions {
 
 /** Request headers passed on to the engine that runs the environment (the caller's credentials unchanged). */
 const passed = ['authorization', 'content-type', 'accept', 'last-event-id'];
-/** Response headers not passed back (hop-by-hop, and what fetch has already undone). */
-const dropped = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-encoding', 'content-length', 'upgrade', 'proxy-connection', 'trailer']);
+/** Response headers not passed back: hop-by-hop, and the length (the answer is streamed on). */
+const dropped = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade', 'proxy-connection', 'trailer']);
+/** A peer that does not accept the connection in this time is reported (a dead pod's address may drop packets). */
+const CONNECT_TIMEOUT_MS = 5_000;
 
 /**
  * The environment a request to forward is about: `/api/v1/environments/:env/…`, or `env=` of the history. Status and
@@ -98,10 +103,11 @@ export class Peers {
     // Host and Origin were checked here; the engine that runs the environment sees its own address as Host.
     const method = c.req.method;
     const body = method === 'GET' || method === 'HEAD' ? undefined : await c.req.arrayBuffer();
-    let res: Response;
+    let res: IncomingMessage;
     try {
-      res = await fetch(target, { method, headers, body, redirect: 'manual', signal: c.req.raw.signal });
+      res = await send(new URL(target), method, headers, body ? Buffer.from(body) : undefined, c.req.raw.signal);
     } catch (err) {
+      if (c.req.raw.signal.aborted) return new Response(null, { status: 499 }); // the caller went away first
       const why = causeOf(err);
       this.o.log.warn({ env, engine: peer.engine, url: peer.url, path: url.pathname, err: why }, 'the engine running the environment did not answer');
       return c.json(
@@ -119,11 +125,16 @@ export class Peers {
       );
     }
     const out = new Headers();
-    res.headers.forEach((v, k) => {
-      if (!dropped.has(k.toLowerCase())) out.append(k, v);
-    });
+    for (const [k, v] of Object.entries(res.headers)) {
+      if (v === undefined || dropped.has(k)) continue;
+      for (const one of Array.isArray(v) ? v : [v]) out.append(k, one);
+    }
     if (!out.has(SERVED_BY)) out.set(SERVED_BY, peer.engine);
-    return new Response(method === 'HEAD' ? null : res.body, { status: res.status, statusText: res.statusText, headers: out });
+    const status = res.statusCode ?? 502;
+    const empty = method === 'HEAD' || status === 204 || status === 304;
+    if (empty) res.resume();
+    // Streamed as it comes (log follow, one-off runs); the client going away destroys the connection to the peer.
+    return new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, headers: out });
   }
 
   /** The environments run elsewhere, grouped by the engine running them. */
@@ -199,6 +210,27 @@ export class Peers {
     );
     return all.sort((a, b) => (a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : 0)).slice(0, limit);
   }
+}
+
+/**
+ * One request to a peer with node:http: no limit on how long the answer takes (a sync waits for its rollout, a log
+ * follow may be quiet for long), but one on connecting.
+ */
+function send(target: URL, method: string, headers: Record<string, string>, body: Buffer | undefined, signal: AbortSignal): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = (target.protocol === 'https:' ? https : http).request(target, { method, headers: { ...headers, ...(body ? { 'content-length': String(body.length) } : {}) }, signal }, resolve);
+    const timer = setTimeout(() => req.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS / 1000}s`)), CONNECT_TIMEOUT_MS);
+    req.once('socket', (socket) => {
+      if (!socket.connecting) clearTimeout(timer);
+      else socket.once('connect', () => clearTimeout(timer));
+    });
+    req.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    req.once('response', () => clearTimeout(timer));
+    req.end(body);
+  });
 }
 
 /** Why a fetch failed, with the system error (`connect ECONNREFUSED 10.0.0.5:7070`) when there is one. */
