@@ -102,6 +102,10 @@ describe('the API on every engine (keelson up --shard)', () => {
     const all = await get(`${a.api}/api/v1/status`);
     expect(all.environments.map((e: any) => [e.name, e.apps[0].health, e.apps[0].instances.length]).sort()).toEqual(envs.map((e) => [e, 'Healthy', 1]));
     expect(all.environments.find((e: any) => e.name === ofA).peer).toBeUndefined();
+    // `keelson status` against a says whose it is.
+    const text = runCli(['status', '--server', a.api, '--token', viewer]);
+    expect(text.stdout).toContain(`ENVIRONMENT ${ofB} (local)\n  Standby: claimed by ${idOfB}`);
+    expect(text.stdout).toContain(`\n  run by engine ${idOfB} (${b.api})\n`);
     const matrix = await get(`${a.api}/api/v1/matrix`);
     expect(Object.values(matrix.rows[0].cells).map((c: any) => c.health)).toEqual(['Healthy', 'Healthy']);
 
