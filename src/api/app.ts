@@ -222,8 +222,10 @@ export function createApi(d: ApiDeps): Hono {
         d.log.warn({ reason: verdict.reason }, 'webhook rejected');
         return c.json({ error: 'Unauthorized', message: verdict.reason }, verdict.status);
       }
-      // Answer at once; the fetch and the syncs it starts run on their own.
+      // Answer at once; the fetch and the syncs it starts run on their own (also on the engines running the other
+      // environments, which get the webhook passed on).
       void engine.refresh();
+      if (peers && !Peers.forwarded(c)) void peers.relayWebhook(c.req.raw.headers, body, engine.environmentNames());
       return c.json({ accepted: true, provider: verdict.provider }, 202);
     },
   );

@@ -42,6 +42,8 @@ export interface PeersOptions {
 
 /** Request headers passed on to the engine that runs the environment (the caller's credentials unchanged). */
 const passed = ['authorization', 'content-type', 'accept', 'last-event-id'];
+/** Headers of a git webhook passed on to the other engines (the signature or token, the event, the body's type). */
+const webhookHeaders = ['content-type', 'user-agent', 'x-hub-signature-256', 'x-hub-signature', 'x-github-event', 'x-github-delivery', 'x-gitlab-token', 'x-gitlab-event'];
 /** Response headers not passed back: hop-by-hop, and the length (the answer is streamed on). */
 const dropped = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade', 'proxy-connection', 'trailer']);
 /** A peer that does not accept the connection in this time is reported (a dead pod's address may drop packets). */
@@ -135,6 +137,32 @@ export class Peers {
     if (empty) res.resume();
     // Streamed as it comes (log follow, one-off runs); the client going away destroys the connection to the peer.
     return new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, headers: out });
+  }
+
+  /**
+   * Passes an accepted git webhook on to every engine running an environment, with its signature headers and body
+   * unchanged (every engine has the same webhook secret and checks it again), so that each fetches at once, not at its
+   * next poll. Resolves when every engine answered or failed (failures are logged: that engine fetches at its poll).
+   */
+  async relayWebhook(headers: Headers, body: Buffer, names: string[]): Promise<void> {
+    const urls = new Map<string, Peer>();
+    for (const { peer } of this.elsewhere(names).values()) urls.set(peer.url, peer);
+    const pass: Record<string, string> = { [FORWARDED_BY]: this.o.self };
+    for (const h of webhookHeaders) {
+      const v = headers.get(h);
+      if (v !== null) pass[h] = v;
+    }
+    await Promise.all(
+      [...urls.values()].map(async (peer) => {
+        try {
+          const res = await fetch(`${peer.url.replace(/\/+$/, '')}/api/v1/webhooks/git`, { method: 'POST', headers: pass, body: new Uint8Array(body), signal: AbortSignal.timeout(this.o.timeoutMs ?? 10_000) });
+          await res.body?.cancel();
+          if (res.status !== 202) throw new Error(`answered ${res.status}`);
+        } catch (err) {
+          this.o.log.warn({ engine: peer.engine, url: peer.url, err: causeOf(err) }, 'git webhook not passed on to another engine; it fetches at its next poll');
+        }
+      }),
+    );
   }
 
   /** The environments run elsewhere, grouped by the engine running them. */

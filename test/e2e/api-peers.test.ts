@@ -25,7 +25,7 @@ describe('the API on every engine (keelson up --shard)', () => {
     const port = await freePort();
     const state = join(tmp.dir, `state-${name}`);
     const log = join(tmp.dir, `${name}.log`);
-    const child = startKeelson(['--repo', ops, '--state-dir', state, '--listen', `127.0.0.1:${port}`, '--poll', '1s', '--claims-dir', claimsDir, '--shard', '--tokens-file', tokensFile], log);
+    const child = startKeelson(['--repo', ops, '--state-dir', state, '--listen', `127.0.0.1:${port}`, '--poll', '1h', '--claims-dir', claimsDir, '--shard', '--tokens-file', tokensFile], log);
     const e = { name, child, api: `http://127.0.0.1:${port}`, state, log };
     engines.push(e);
     return e;
@@ -132,6 +132,16 @@ describe('the API on every engine (keelson up --shard)', () => {
     // Merged history: the syncs of both environments.
     const history = await get(`${a.api}/api/v1/history`);
     expect([...new Set(history.syncs.map((s: any) => s.env))].sort()).toEqual(envs);
+
+    // A git webhook to a is passed on to b (no poll for an hour here): both fetch the new commit at once.
+    writeFileSync(join(ops, 'NOTES'), 'a new commit\n');
+    const head = commitAll(ops, 'notes');
+    const hook = await fetch(`${a.api}/api/v1/webhooks/git`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-github-event': 'push' }, body: '{}' });
+    expect(hook.status).toBe(202);
+    await waitFor('both engines fetched the new commit', async () => {
+      const [sa, sb] = [await get(`${a.api}/api/v1/status`, { own: true }), await get(`${b.api}/api/v1/status`, { own: true })];
+      return sa.revision === head && sb.revision === head;
+    }, 30_000);
 
     // The caller's token counts on both engines: none → 401, a viewer may not sync (403), an admin's sync runs on b.
     expect((await call(`${a.api}/api/v1/environments/${ofB}/sync`, { method: 'POST', body: {} })).status).toBe(401);
