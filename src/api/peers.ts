@@ -199,7 +199,8 @@ export class Peers {
       [...groups.values()].map(async ({ peer, envs }) => {
         const ref = { engine: peer.engine, url: peer.url };
         try {
-          const theirs = await this.getJson<StatusView>(peer, '/api/v1/status', authorization);
+          const query = local.environments.length === 1 ? `?env=${encodeURIComponent(envs[0])}` : '';
+          const theirs = await this.getJson<StatusView>(peer, `/api/v1/status${query}`, authorization);
           for (const env of envs) {
             const e = theirs.environments.find((x) => x.name === env);
             // Its apps, sync and errors; the claim as this engine sees it (`Standby: claimed by …`, not "this engine").
