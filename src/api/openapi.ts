@@ -239,6 +239,8 @@ export function findRouteDoc(method: string, path: string): RouteDoc | undefined
   return routeDocs.find((r) => r.method === method && r.path === path);
 }
 
+const problemSchema502 = z.object({ error: z.literal('BadGateway'), message: z.string(), engine: z.string(), url: z.string() }).meta({ id: 'PeerUnreachable' });
+
 const toOpenApiPath = (p: string) => p.replace(/:([A-Za-z_]+)/g, '{$1}');
 
 /**
@@ -272,6 +274,10 @@ export function openApiDocument(version: string): Record<string, unknown> {
     for (const [code, resp] of Object.entries(r.responses)) {
       const contentType = resp.contentType ?? 'application/json';
       responses[code] = { description: resp.description, content: { [contentType]: resp.schema ? { schema: jsonSchema(resp.schema, schemas) } : {} } };
+    }
+    // Forwarded to the engine running the environment when another one does (peers.ts, README "The API on every engine").
+    if (r.path.startsWith('/api/v1/environments/:env') || r.path === '/api/v1/history') {
+      responses['502'] = { description: 'the environment is run by another engine, which did not answer (the message names it and says what to do)', content: { 'application/json': { schema: jsonSchema(problemSchema502, schemas) } } };
     }
     (paths[toOpenApiPath(r.path)] ??= {})[r.method.toLowerCase()] = {
       summary: r.summary,
