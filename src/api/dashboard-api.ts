@@ -33,6 +33,16 @@ function badRequest(message: string): HTTPException {
 const firstLine = (s: string) => s.split('\n', 1)[0];
 
 /**
+ * The matrix's notice for an environment this engine stands by for: none when the engine running it answered (the
+ * matrix shows its apps, as on every replica behind one Service), else the claim and why that engine did not answer.
+ */
+function standbyNotice(e: StatusView['environments'][number]): string | null {
+  if (e.claim?.state !== 'Standby') return null;
+  if (e.peer && !e.peer.error) return null;
+  return e.peer?.error ? `${e.claim.message}; ${e.peer.error}` : e.claim.message;
+}
+
+/**
  * A snapshot of every environment × app, rebuilt lazily after an event: the matrix endpoint filters and pages it,
  * so a page of a 10,000-app matrix costs a filter over an array, not a status of every target.
  */
@@ -161,7 +171,7 @@ export function installDashboardApi(app: Hono, d: DashboardApiDeps): void {
     const body: Matrix = {
       revision: snap.status.revision,
       commit: snap.status.commit,
-      environments: envs.map((e) => ({ name: e.name, target: e.target, paused: e.paused ?? engine.pauses.isPaused(e.name), syncing: e.syncing, error: e.error?.message ?? null, standby: e.claim?.state === 'Standby' ? e.claim.message : null })),
+      environments: envs.map((e) => ({ name: e.name, target: e.target, paused: e.paused ?? engine.pauses.isPaused(e.name), syncing: e.syncing, error: e.error?.message ?? null, standby: standbyNotice(e) })),
       total: matching.length,
       offset,
       limit,

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from '../browser.js';
 import { commitAll, freePort, gitInit, runCli, startKeelson, stopProcess, tempDir, waitFor, writeTree } from '../helpers.js';
 
 /**
@@ -132,6 +133,22 @@ describe('the API on every engine (keelson up --shard)', () => {
     // Merged history: the syncs of both environments.
     const history = await get(`${a.api}/api/v1/history`);
     expect([...new Set(history.syncs.map((s: any) => s.env))].sort()).toEqual(envs);
+
+    // The dashboard on a: both environments in the matrix, and the app page of b's environment with b's replica and logs.
+    const browser = await launchChromium();
+    try {
+      const page = await browser.context.newPage();
+      await page.goto(`${a.api}/`);
+      await page.getByLabel('API token').fill(viewer);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      for (const env of envs) await expect.poll(() => page.locator(`td[data-env="${env}"][data-app="hello"]`).innerText(), { timeout: 30_000 }).toMatch(/Synced[\s\S]*Healthy/);
+      expect(await page.locator('.notice').count()).toBe(0);
+      await page.locator(`td[data-env="${ofB}"][data-app="hello"] a`).click();
+      await expect.poll(() => page.locator('#replicas tbody').innerText(), { timeout: 30_000 }).toMatch(/running\s+ready/);
+      await expect.poll(() => page.locator('#logs').innerText(), { timeout: 30_000 }).toMatch(/hello from \d+/);
+    } finally {
+      await browser.close();
+    }
 
     // A git webhook to a is passed on to b (no poll for an hour here): both fetch the new commit at once.
     writeFileSync(join(ops, 'NOTES'), 'a new commit\n');
