@@ -13,6 +13,7 @@ import { runProbe, type ProbeResult } from './probes.js';
 import { baseEnv, isSameProcess, processStartTime, signalGroup, spawnDetached } from './process.js';
 import type { TrafficSplit } from './proxy/protocol.js';
 import type { RolloutRecord } from './rollout-state.js';
+import { revertToStable } from './revert.js';
 import { templateHash } from './spec-hash.js';
 import { adoptReplicaCgroup, detectCgroups, limitsStatus, prepareReplicaCgroup, removeReplicaCgroup, wasOomKilled, type CgroupSystem, type LimitsStatus, type ReplicaCgroup } from './cgroups.js';
 import { dataDirOf, identityEnv, policyFromEnv, prepareDataDir, runAsFor, type IsolationPolicy } from './isolation.js';
@@ -249,8 +250,8 @@ export class Supervisor {
       }
       const run = this.apps.get(key)!;
       // The replica keeps the spec it was started with; a template mismatch is for the next reconcile to roll.
-      const canary = rollouts.get(key)?.canary;
-      const replicaSpec = row.specHash === run.template ? run.spec : row.specHash === canary?.template ? canary.spec : { ...run.spec, version: row.version };
+      const interruptedRollout = rollouts.get(key);
+      const replicaSpec = row.specHash === run.template ? run.spec : interruptedRollout && row.specHash === interruptedRollout.template ? interruptedRollout.detail.spec : { ...run.spec, version: row.version };
       const r = this.newReplica(row.env, row.app, replicaSpec, row.specHash, { id: row.releaseId, dir: row.releaseDir, hash: row.releaseHash }, row.port, row.id, row.logPath);
       r.startedAt = row.startedAt;
       if (isSameProcess(row.pid, row.startTime)) {
@@ -275,7 +276,7 @@ export class Supervisor {
         void this.launch(r);
       }
     }
-    for (const [key, r] of rollouts) if (r.strategy !== 'rolling' && this.apps.get(key)?.template === r.stable.template) this.traffic.set(key, r.split);
+    for (const [key, r] of rollouts) if (r.strategy !== 'rolling' && this.apps.get(key)?.template === r.detail.stable) this.traffic.set(key, r.detail.split);
     this.tick = setInterval(() => this.heal(), this.tickMs);
     this.tick.unref();
     this.requestPublish();
@@ -386,15 +387,9 @@ export class Supervisor {
         this.scaleTo(run);
         return { ok: false, message, rolledBack: false, logTail };
       }
-      // Roll back: the previous spec and release, whose replicas may have been partly replaced. Every other replica
-      // goes, those of a rolling update an engine restart interrupted too: one version alone serves.
-      const other = this.replicasOf(key).filter((r) => !(r.template === previous.template && r.release.id === previous.release.id) && r.state !== 'stopping' && r.state !== 'stopped');
-      for (const r of other) await this.stopReplica(r);
-      this.apps.set(key, previous);
-      previous.rollingOut = false;
-      this.scaleTo(previous);
-      this.requestPublish();
-      await this.waitAppReady(previous, Date.now() + previous.spec.progressDeadlineSeconds * 1000);
+      // Roll back (revert.ts): the previous spec and release, whose replicas may have been partly replaced, back to
+      // full size first; then every other replica goes, those of a rolling update an engine restart interrupted too.
+      await revertToStable(this, previous);
       this.o.bus.publish({ type: 'app.rolledBack', env: spec.env, app: spec.name, revision, message });
       return { ok: false, message: `${message}; rolled back to ${previous.spec.version}`, rolledBack: true, logTail };
     }
@@ -992,6 +987,14 @@ export class Supervisor {
   /** Drains and stops every replica of the set. */
   async stopSet(run: SetRef): Promise<void> {
     await Promise.all(this.setOf(run).map((r) => this.stopReplica(r)));
+  }
+
+  /** Drains and stops every replica of the app outside `set` (one version alone serves afterwards). */
+  async stopAllBut(set: SetRef): Promise<void> {
+    const others = this.replicasOf(appKey(set.env, set.app)).filter(
+      (r) => !(r.template === set.template && r.release.id === set.release.id) && r.state !== 'stopping' && r.state !== 'stopped',
+    );
+    await Promise.all(others.map((r) => this.stopReplica(r)));
   }
 
   /** `run` is the app again, healed as usual; weights are dropped. */
