@@ -97,7 +97,8 @@ spec:
     h!.bus.publish({ type: 'rollout.promoteRequested', env: 'dev', app: 'web', full: false });
     await waitFor('3.0.0 synced', async () => {
       const a = await c.web();
-      return a.sync === 'Synced' && a.version === '3.0.0' && a.health === 'Healthy' && a.replicas.total === 2;
+      // Its checkpoint goes as the rollout returns, a moment after the status shows it done.
+      return a.sync === 'Synced' && a.version === '3.0.0' && a.health === 'Healthy' && a.replicas.total === 2 && storedRollouts(h!.store).length === 0;
     });
     expect(storedRollouts(h!.store)).toEqual([]);
   });
@@ -110,7 +111,7 @@ spec:
     expect(aborted).toMatchObject({ app: 'web', revision: c.interrupted });
     const a = await waitFor('1.0.0 synced, alone', async () => {
       const w = await c.web();
-      return w.sync === 'Synced' && w.health === 'Healthy' && w.replicas.total === 2 && w;
+      return w.sync === 'Synced' && w.health === 'Healthy' && w.replicas.total === 2 && storedRollouts(h!.store).length === 0 && w;
     });
     expect(a.version).toBe('1.0.0');
     expect(await c.pids('1.0.0')).toEqual(c.stable);
