@@ -3,9 +3,9 @@
  * a ReplicaSet controller together. Here: the replicas it keeps (start in the release dir with the app's
  * environment, adoption after an engine restart, stop with drain and grace), the level-based healer, the route
  * table it publishes to the proxy, and the replica-set operations progressive rollouts and reverts use. Beside it:
- * supervisor-types.ts (its vocabulary), probe-loop.ts (readiness and liveness), restart-policy.ts (backoff),
- * app-status.ts (health and status), replica-process.ts (spawn, terminate, the stored record), rolling-update.ts
- * (the rolling strategy), revert.ts (the way back).
+ * supervisor-types.ts (its vocabulary), adoption.ts (what a starting engine adopts), probe-loop.ts (readiness and
+ * liveness), restart-policy.ts (backoff), app-status.ts (health and status), replica-process.ts (spawn, terminate,
+ * the stored record), rolling-update.ts (the rolling strategy), revert.ts (the way back).
  */
 import { closeSync } from 'node:fs';
 import type { DesiredApp, Probe } from '../../core/model.js';
@@ -16,6 +16,7 @@ import { baseEnv, isSameProcess, signalGroup } from './process.js';
 import type { TrafficSplit } from './proxy/protocol.js';
 import type { RolloutRecord } from './rollout-state.js';
 import { revertToStable } from './revert.js';
+import { adoptionPlan } from './adoption.js';
 import { appStatusOf, notReadyMessage } from './app-status.js';
 import { scheduleProbes, type ProbeHost } from './probe-loop.js';
 import { restartDelay } from './restart-policy.js';
@@ -95,42 +96,19 @@ export class Supervisor {
   }
 
   /**
-   * Re-adopts the replicas recorded in the store: the same pid and start time, or it is restarted. The new set of a
-   * rollout the engine stopped in the middle of (`interrupted`) keeps its own spec, and the proxy its weights.
+   * Re-adopts the replicas recorded in the store (adoption.ts): the same pid and start time, or it is restarted. The
+   * new set of a rollout the engine stopped in the middle of (`interrupted`) keeps its own spec, and the proxy its
+   * weights.
    */
   async start(interrupted: RolloutRecord[] = []): Promise<void> {
-    const inventory = new Map(this.o.store.inventory().map((r) => [appKey(r.env, r.app), r]));
-    const rollouts = new Map(interrupted.map((r) => [appKey(r.env, r.app), r]));
-    const rows = this.o.store.replicas();
-    for (const row of rows) {
-      const inv = inventory.get(appKey(row.env, row.app));
-      if (!inv) {
-        // Recorded but no longer in the inventory: a prune that did not finish. Stop it.
-        if (isSameProcess(row.pid, row.startTime)) signalGroup(row.pid, 'SIGTERM');
-        this.o.store.deleteReplica(row.id);
-        continue;
-      }
-      const spec = inv.spec as DesiredApp;
-      const key = appKey(row.env, row.app);
-      if (!this.apps.has(key)) {
-        // The app's release is that of its replicas of the inventory's spec (a rolling update the engine stopped in
-        // the middle of leaves replicas of the new release too).
-        const template = templateHash(spec);
-        const own = rows.find((x) => x.env === row.env && x.app === row.app && x.specHash === template) ?? row;
-        this.apps.set(key, {
-          env: row.env,
-          app: row.app,
-          spec,
-          template,
-          release: { id: own.releaseId, dir: own.releaseDir, hash: own.releaseHash },
-          revision: inv.revision,
-          rollingOut: false,
-        });
-      }
-      const run = this.apps.get(key)!;
-      // The replica keeps the spec it was started with; a template mismatch is for the next reconcile to roll.
-      const interruptedRollout = rollouts.get(key);
-      const replicaSpec = row.specHash === run.template ? run.spec : interruptedRollout && row.specHash === interruptedRollout.template ? interruptedRollout.detail.spec : { ...run.spec, version: row.version };
+    const plan = adoptionPlan(this.o.store.inventory(), this.o.store.replicas(), interrupted);
+    for (const row of plan.stale) {
+      // Recorded but no longer in the inventory: a prune that did not finish. Stop it.
+      if (isSameProcess(row.pid, row.startTime)) signalGroup(row.pid, 'SIGTERM');
+      this.o.store.deleteReplica(row.id);
+    }
+    for (const [key, run] of plan.apps) this.apps.set(key, run);
+    for (const { row, spec: replicaSpec } of plan.replicas) {
       const r = this.newReplica(row.env, row.app, replicaSpec, row.specHash, { id: row.releaseId, dir: row.releaseDir, hash: row.releaseHash }, row.port, row.id, row.logPath);
       r.startedAt = row.startedAt;
       if (isSameProcess(row.pid, row.startTime)) {
@@ -155,7 +133,7 @@ export class Supervisor {
         void this.launch(r);
       }
     }
-    for (const [key, r] of rollouts) if (r.strategy !== 'rolling' && this.apps.get(key)?.template === r.detail.stable) this.traffic.set(key, r.detail.split);
+    for (const [key, split] of plan.traffic) this.traffic.set(key, split);
     this.tick = setInterval(() => this.heal(), this.tickMs);
     this.tick.unref();
     this.requestPublish();
