@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { ExitError, errorMessage } from '../core/errors.js';
-import { git, planRestore, type RestorePlan } from '../rollback/declaration.js';
+import { git, type RestorePlan } from '../rollback/declaration.js';
+import { chooseRestore, RollbackRefused, rollbackMessage, type RestoreChoice } from '../rollback/restore.js';
 import type { AppRevisions } from '../rollback/revisions.js';
 import { parse } from './args.js';
 
@@ -34,21 +35,24 @@ export async function rollback(argv: string[]): Promise<void> {
   const root = top.trim();
   const who = await identity(root);
 
-  let revision: string;
-  let why: string;
-  let plan: RestorePlan;
-  if (values.to) {
-    revision = await resolveRevision(root, values.to);
-    plan = await planOrExit(root, env, app, revision);
-    why = values.reason ?? `requested rollback to ${revision.slice(0, 7)}`;
-  } else {
-    const server = (values.server ?? process.env.KEELSON_SERVER ?? 'http://127.0.0.1:7070').replace(/\/$/, '');
-    const history = await revisionsOf(server, env, app);
-    const found = await lastHealthy(root, env, app, history);
-    revision = found.revision;
-    plan = found.plan;
-    why = values.reason ?? `${found.version ?? 'it'} was the last healthy revision of ${app} in ${env} (synced ${found.at})`;
+  let choice: RestoreChoice;
+  try {
+    choice = await chooseRestore({
+      repo: root,
+      env,
+      app,
+      to: values.to,
+      reason: values.reason,
+      history: () => revisionsOf((values.server ?? process.env.KEELSON_SERVER ?? 'http://127.0.0.1:7070').replace(/\/$/, ''), env, app),
+      place: values.to ? root : 'the working copy',
+      fetchHint: 'is the working copy fetched? (git fetch)',
+      passTo: 'pass --to REVISION',
+    });
+  } catch (err) {
+    if (err instanceof RollbackRefused) throw new ExitError(err.badRequest ? 2 : 1, err.message);
+    throw err;
   }
+  const { revision, plan } = choice;
   if (plan.changes.size === 0) {
     console.log(`nothing to roll back: the working copy already declares ${app} in ${env} as at ${revision.slice(0, 7)}`);
     return;
@@ -58,6 +62,7 @@ export async function rollback(argv: string[]): Promise<void> {
 
   console.log(await unifiedDiff(plan));
   const versions = plan.versionNow !== plan.versionThen ? ` (${plan.versionNow ?? '?'} → ${plan.versionThen ?? '?'})` : '';
+  const { subject, body } = rollbackMessage({ env, app, choice, who });
   if (!values.yes) {
     if (!process.stdin.isTTY) throw new ExitError(2, 'refusing to write without confirmation: run in a terminal, or pass --yes');
     const rl = createInterface({ input: process.stdin, output: process.stdout });
@@ -70,14 +75,6 @@ export async function rollback(argv: string[]): Promise<void> {
     await mkdir(dirname(join(root, file)), { recursive: true });
     await writeFile(join(root, file), c.after);
   }
-  const subject = `Roll back ${app} in ${env} to ${revision.slice(0, 7)}${versions}`;
-  const body = [
-    `Who: ${who}`,
-    `What: restore App "${app}" and its entry in Environment "${env}" as declared at ${revision}`,
-    `Why: ${why}`,
-    '',
-    `Keelson-Rollback: env=${env} app=${app} revision=${revision}`,
-  ].join('\n');
   await git(root, ['add', '--', ...plan.changes.keys()]);
   await git(root, ['commit', '-q', '-m', subject, '-m', body, '--', ...plan.changes.keys()]);
   const head = (await git(root, ['rev-parse', 'HEAD'])).trim();
@@ -107,22 +104,6 @@ async function identity(root: string): Promise<string> {
   return `${name} <${email}>`;
 }
 
-async function resolveRevision(root: string, rev: string): Promise<string> {
-  try {
-    return (await git(root, ['rev-parse', '--verify', '--quiet', `${rev}^{commit}`])).trim();
-  } catch {
-    throw new ExitError(2, `unknown revision "${rev}" in ${root}; is the working copy fetched? (git fetch)`);
-  }
-}
-
-async function planOrExit(root: string, env: string, app: string, revision: string): Promise<RestorePlan> {
-  try {
-    return await planRestore({ repo: root, env, app, revision });
-  } catch (err) {
-    throw new ExitError(1, errorMessage(err));
-  }
-}
-
 async function revisionsOf(server: string, env: string, app: string): Promise<AppRevisions> {
   let res: Response;
   try {
@@ -132,18 +113,6 @@ async function revisionsOf(server: string, env: string, app: string): Promise<Ap
   }
   if (!res.ok) throw new ExitError(1, `asking ${server} for revisions failed: ${res.status} ${await res.text()}`);
   return (await res.json()) as AppRevisions;
-}
-
-/** The newest healthy revision whose declaration differs from the working copy's. */
-async function lastHealthy(root: string, env: string, app: string, h: AppRevisions) {
-  for (const r of h.revisions) {
-    if (r.result !== 'Healthy') continue;
-    const revision = await resolveRevision(root, r.revision).catch(() => undefined);
-    if (!revision) continue;
-    const plan = await planRestore({ repo: root, env, app, revision }).catch(() => undefined);
-    if (plan && plan.changes.size > 0) return { revision, plan, version: r.version, at: r.at };
-  }
-  throw new ExitError(1, `no earlier healthy revision of ${app} in ${env} differs from the working copy (revisions known: ${h.revisions.length}); pass --to REVISION`);
 }
 
 async function unifiedDiff(plan: RestorePlan): Promise<string> {

@@ -1,21 +1,18 @@
 /**
  * The GitOps rollback done by the running engine (the API and the dashboard's Rollback button): the same edit as
  * `keelson rollback` (the App document and the Environment's entry restored as of a revision), committed and pushed
- * through the engine's ops-repo writer, then deployed.
+ * through the engine's ops-repo writer, then deployed. The choice of revision, the edit and the message are the shared
+ * GitOps rollback (restore.ts); only the commit is the engine's.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { errorMessage } from '../core/errors.js';
 import type { EventBus } from '../core/events.js';
 import type { CommitResult, EngineWriter } from '../opsrepo/engine-writer.js';
 import type { Store } from '../store/store.js';
-import { git, planRestore, type RestorePlan } from './declaration.js';
+import { chooseRestore, RollbackRefused, rollbackMessage, type RestoreChoice } from './restore.js';
 import { appRevisions, type AppRevision } from './revisions.js';
 
-/** A rollback that cannot be done as asked (unknown revision, nothing to roll back): a 409/400 for the API. */
-export class RollbackRefused extends Error {
-  override name = 'RollbackRefused';
-}
+export { RollbackRefused };
 
 export interface RollbackRequest {
   env: string;
@@ -44,22 +41,23 @@ export function suggestedTarget(store: Store, env: string, app: string): AppRevi
 }
 
 export async function rollbackThroughGit(d: { writer: EngineWriter; store: Store; bus: EventBus }, r: RollbackRequest): Promise<RollbackResult> {
-  let chosen: { revision: string; plan: RestorePlan; why: string } | undefined;
+  let chosen: RestoreChoice | undefined;
   const result = await d.writer.commit(async ({ dir }) => {
-    chosen = r.to ? await explicit(dir, r) : await lastHealthy(dir, d.store, r);
-    const { plan, revision, why } = chosen;
+    chosen = await chooseRestore({
+      repo: dir,
+      env: r.env,
+      app: r.app,
+      to: r.to,
+      reason: r.reason,
+      history: () => appRevisions(d.store, r.env, r.app),
+      place: 'the ops repository',
+      passTo: 'pass "to"',
+    });
+    const { plan, revision } = chosen;
     if (plan.changes.size === 0) throw new RollbackRefused(`nothing to roll back: the ops repository already declares ${r.app} in ${r.env} as at ${revision.slice(0, 7)}`);
     const changes = [...plan.changes].map(([file, c]) => ({ path: join(dir, file), content: c.after }));
     for (const c of changes) await mkdir(dirname(c.path), { recursive: true });
-    const versions = plan.versionNow !== plan.versionThen ? ` (${plan.versionNow ?? '?'} → ${plan.versionThen ?? '?'})` : '';
-    const subject = `Roll back ${r.app} in ${r.env} to ${revision.slice(0, 7)}${versions}`;
-    const body = [
-      `Who: ${r.actor} (through the Keelson API)`,
-      `What: restore App "${r.app}" and its entry in Environment "${r.env}" as declared at ${revision}`,
-      `Why: ${why}`,
-      '',
-      `Keelson-Rollback: env=${r.env} app=${r.app} revision=${revision}`,
-    ].join('\n');
+    const { subject, body } = rollbackMessage({ env: r.env, app: r.app, choice: chosen, who: `${r.actor} (through the Keelson API)` });
     return { changes, message: `${subject}\n\n${body}\n` };
   });
   if (!result || !chosen) throw new RollbackRefused(`nothing to roll back for ${r.app} in ${r.env}`);
@@ -67,27 +65,3 @@ export async function rollbackThroughGit(d: { writer: EngineWriter; store: Store
   d.bus.publish({ type: 'rollback.committed', env: r.env, app: r.app, to: chosen.revision, commit: result.commit, actor: r.actor, message });
   return { ...result, to: chosen.revision, versionFrom: chosen.plan.versionNow, versionTo: chosen.plan.versionThen, message };
 }
-
-async function explicit(dir: string, r: RollbackRequest) {
-  if (r.to!.startsWith('-')) throw new RollbackRefused(`"${r.to}" is not a revision`);
-  const revision = (await git(dir, ['rev-parse', '--verify', '--quiet', `${r.to}^{commit}`]).catch(() => '')).trim();
-  if (!revision) throw new RollbackRefused(`unknown revision "${r.to}" in the ops repository`);
-  const plan = await planRestore({ repo: dir, env: r.env, app: r.app, revision }).catch((err) => {
-    throw new RollbackRefused(errorMessage(err));
-  });
-  return { revision, plan, why: r.reason || `requested rollback to ${revision.slice(0, 7)}` };
-}
-
-/** The newest healthy revision whose declaration differs from the head's (what `keelson rollback` picks). */
-async function lastHealthy(dir: string, store: Store, r: RollbackRequest) {
-  const h = appRevisions(store, r.env, r.app);
-  for (const rev of h.revisions) {
-    if (rev.result !== 'Healthy') continue;
-    const plan = await planRestore({ repo: dir, env: r.env, app: r.app, revision: rev.revision }).catch(() => undefined);
-    if (plan && plan.changes.size > 0) {
-      return { revision: rev.revision, plan, why: r.reason || `${rev.version ?? 'it'} was the last healthy revision of ${r.app} in ${r.env} (synced ${rev.at})` };
-    }
-  }
-  throw new RollbackRefused(`no earlier healthy revision of ${r.app} in ${r.env} differs from the ops repository (revisions known: ${h.revisions.length}); pass "to"`);
-}
-

@@ -259,7 +259,10 @@ export class Store {
     }));
   }
 
-  /** A progressive rollout under way (src/targets/local/rollout-state.ts owns its shape). */
+  /**
+   * The local target's rollouts under way as earlier versions kept them; read once at start and moved into the shared
+   * checkpoint records in the key-value table (src/rollout/checkpoints.ts, src/targets/local/rollout-state.ts).
+   */
   putRollout(env: string, app: string, state: unknown): void {
     this.q('insert or replace into rollouts (env, app, state) values (?,?,?)').run(env, app, JSON.stringify(state));
   }

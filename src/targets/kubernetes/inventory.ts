@@ -4,6 +4,7 @@
  * the objects themselves carry Keelson's env/app labels.
  */
 import type { DesiredApp } from '../../core/model.js';
+import type { KvStore } from '../../store/kv.js';
 import type { Extraneous } from './delete.js';
 import { identity, type KObject } from './objects.js';
 import { isSecret, withoutData } from './secrets.js';
@@ -53,10 +54,7 @@ export interface PendingSync {
   previous?: AppInventory;
 }
 
-export interface KvStore {
-  getKv(key: string): string | undefined;
-  setKv(key: string, value: string): void;
-}
+export type { KvStore };
 
 export class InventoryStore {
   private readonly memo = new Map<string, AppInventory | null>();

@@ -301,7 +301,7 @@ kubernetesSuite('kubernetes target: progressive rollouts and hook Jobs', () => {
 
     const b = await interruptedCanary('k-reverted', spec);
     expect(await b.t.apply(app(b.env, '1.0.0', spec, { replicas: 4 }), ctx('a'))).toMatchObject({ ok: true });
-    expect(store.getKv(`kubernetes.rollout/${b.env}/web`) ?? '').toBe('');
+    expect(store.getKv(`rollout/${b.env}/web`) ?? '').toBe('');
     await waitFor('2.0.0 pruned', () => !(b.v2 in deployments(b.namespace)), 20_000);
     const [stable] = Object.keys(deployments(b.namespace));
     kubectl('-n', b.namespace, 'scale', `deployment/${stable}`, '--replicas=1');
@@ -393,7 +393,7 @@ spec:
       expect(during[stable]).toEqual([1, 1]);
       const canary = Object.keys(during).find((n) => n !== stable)!;
       // Drift healing stays off while the abort is pending (the checkpoint says "aborting").
-      expect(JSON.parse(store.getKv(`kubernetes.rollout/${env}/web`) ?? '{}').checkpoint?.aborting).toMatch(/analysis failed: metric "errors" failed/);
+      expect(JSON.parse(store.getKv(`rollout/${env}/web`) ?? '{}').checkpoint?.aborting).toMatch(/analysis failed: metric "errors" failed/);
 
       // The retry (the next reconcile) with the policy still in force changes nothing.
       const again = await t.apply(app(env, '2.0.0', spec, { replicas: 2 }), ctx('b'));
@@ -409,7 +409,7 @@ spec:
       expect(finished.ok === false && finished.message).toMatch(/analysis failed: metric "errors" failed/);
       await waitFor('canary deleted', () => Object.keys(deployments(namespace)).join() === stable, 20_000);
       expect(deployments(namespace)[stable]).toEqual([2, 2]);
-      expect(store.getKv(`kubernetes.rollout/${env}/web`) ?? '').toBe('');
+      expect(store.getKv(`rollout/${env}/web`) ?? '').toBe('');
     } finally {
       kubectl('delete', 'validatingadmissionpolicybinding', policy, '--ignore-not-found');
       kubectl('delete', 'validatingadmissionpolicy', policy, '--ignore-not-found');

@@ -13,7 +13,7 @@ import { rotateIfNeeded } from './logs.js';
 import { isProgressive, progressiveRollout, type ProgressiveDeps } from './progressive.js';
 import { ProxyManager } from './proxy-manager.js';
 import { materializeRelease, pruneReleases, verifyRelease, type Release } from './releases.js';
-import { RolloutStates, rollingRecord, takeOverInterrupted } from './rollout-state.js';
+import { LocalRolloutCheckpoints, rollingRecord, takeOverInterrupted } from './rollout-state.js';
 import { runProcess, type RunResult, type RunSink } from '../../run/one-off.js';
 import { templateHash } from './spec-hash.js';
 import { Supervisor, type AppRun, type RolloutResult } from './supervisor.js';
@@ -60,8 +60,8 @@ export class LocalTarget implements Target {
   private rotateTimer?: NodeJS.Timeout;
   /** Decrypted secrets of the apps: env vars in memory, files in a private dir of the state dir. */
   readonly secrets: LocalSecrets;
-  /** Progressive rollouts under way, kept in the store so that a restarted engine resumes them. */
-  readonly rollouts: RolloutStates;
+  /** Rollouts under way (every strategy), kept in the store so that a restarted engine resumes them. */
+  readonly rollouts: LocalRolloutCheckpoints;
 
   /** HTTPS certificates of the apps' hosts (files of the ops repository, or ACME). */
   readonly tls: CertificateManager;
@@ -71,7 +71,7 @@ export class LocalTarget implements Target {
     this.tls = new CertificateManager({ stateDir: o.stateDir, log: o.log.child({ component: 'tls' }), bus: o.bus, publish: () => this.proxy.refresh(), ...o.acme });
     this.proxy.tls = this.tls;
     this.secrets = new LocalSecrets({ stateDir: o.stateDir });
-    this.rollouts = new RolloutStates(o.store);
+    this.rollouts = new LocalRolloutCheckpoints(o.store);
     const secretEnv = async (spec: DesiredApp, template: string) => {
       const env = await this.secrets.envFor(spec, template);
       // Decrypted files are the app user's to read (and no other app's).
@@ -86,7 +86,7 @@ export class LocalTarget implements Target {
     // Certificates first: the supervisor's first route publish must already carry them.
     await this.tls.restore().catch((err) => this.o.log.error({ err: errorMessage(err) }, 'certificate index unreadable'));
     await this.supervisor.start(this.rollouts.all());
-    for (const r of this.rollouts.all()) if (!this.supervisor.runOf(r.env, r.app)) this.rollouts.forget(r.env, r.app);
+    for (const r of this.rollouts.all()) if (!this.supervisor.runOf(r.env, r.app)) this.rollouts.clear(r.env, r.app);
     this.rotateTimer = setInterval(() => void this.rotateLogs(), 10_000);
     this.rotateTimer.unref();
     for (const s of this.supervisor.status()) this.watchRelease(s.env, s.app, s.release);
@@ -220,7 +220,7 @@ export class LocalTarget implements Target {
       }
     };
     const result = await this.supervisor.rollout(app, release, ctx.revision, { restartAll, signal: ctx.signal, interrupt: ctx.interrupt, onReplace });
-    if (!(!result.ok && result.interrupted)) this.rollouts.forget(app.env, app.name);
+    if (!(!result.ok && result.interrupted)) this.rollouts.clear(app.env, app.name);
     return result;
   }
 
@@ -243,7 +243,7 @@ export class LocalTarget implements Target {
   async delete(env: string, app: string): Promise<void> {
     await this.tls.forget(env, app).catch(() => undefined);
     await this.supervisor.remove(env, app);
-    this.rollouts.forget(env, app);
+    this.rollouts.clear(env, app);
     await this.secrets.remove(env, app);
     const w = this.watchers.get(`${env}/${app}`);
     w?.close();
@@ -295,7 +295,7 @@ export class LocalTarget implements Target {
   /** A rollout the engine was stopped in the middle of, until an apply resumes (or aborts) it. */
   private interruptedRolloutOf(env: string, app: string, template: string): { interruptedRollout?: string } {
     const r = this.rollouts.get(env, app);
-    return r && r.canary.template !== template ? { interruptedRollout: r.to } : {};
+    return r && r.template !== template ? { interruptedRollout: r.to } : {};
   }
 
   logs(env: string, app: string): { replica: string; path: string }[] {

@@ -2,7 +2,7 @@
  * Blue/green and canary on the local target: the new version runs as a second replica set beside the stable one,
  * and the proxy shares traffic between the two by weight (sticky per client for a canary). The steps come from the
  * target-neutral step machine (src/rollout/); this file is only the local driver. Where a rollout is goes to the
- * store at every step (rollout-state.ts), so that an engine stopped in the middle resumes it where it was.
+ * store at every step (the shared checkpoint record, rollout-state.ts), so that an engine stopped in the middle resumes it where it was.
  */
 import type { DesiredApp } from '../../core/model.js';
 import { strategyOf } from '../../core/rollout.js';
@@ -15,7 +15,8 @@ import { baseEnv } from './process.js';
 import { identityEnv } from './isolation.js';
 import type { StatsView } from './proxy/protocol.js';
 import { planDigest } from '../../rollout/steps.js';
-import { splitOf, type RolloutRecord, type RolloutStates } from './rollout-state.js';
+import { revertToStable } from './revert.js';
+import { splitOf, type LocalRolloutCheckpoints, type RolloutRecord, type RolloutRecordInput } from './rollout-state.js';
 import { groupOf, type ReleaseRef, type RolloutResult, type Supervisor } from './supervisor.js';
 
 export interface ProgressiveDeps {
@@ -24,7 +25,7 @@ export interface ProgressiveDeps {
   /** The proxy's request counters (per route and backend group). */
   stats: () => Promise<StatsView>;
   /** Each rollout's state, kept between steps so that a restarted engine resumes it. */
-  states: RolloutStates;
+  states: LocalRolloutCheckpoints;
 }
 
 export interface ProgressiveOptions {
@@ -63,16 +64,16 @@ export async function progressiveRollout(d: ProgressiveDeps, spec: DesiredApp, r
   const canary = groupOf(run.template);
   const split = (weight: number) => splitOf(previous.template, run.template, weight, sticky);
   const steps = planRollout(rollout, spec.replicas);
-  const record: Omit<RolloutRecord, 'split' | 'checkpoint' | 'updatedAt'> = {
+  const record: Omit<RolloutRecordInput, 'checkpoint'> = {
     env: spec.env,
     app: spec.name,
     revision,
     strategy: rollout.strategy === 'canary' ? 'canary' : 'blueGreen',
     from: previous.spec.version,
     to: spec.version,
+    template: run.template,
     plan: planDigest(steps),
-    stable: { template: previous.template },
-    canary: { template: run.template, releaseId: release.id, spec },
+    detail: { stable: previous.template, releaseId: release.id, spec, split: split(0) },
   };
 
   let logTail: string[] = [];
@@ -126,10 +127,9 @@ export async function progressiveRollout(d: ProgressiveDeps, spec: DesiredApp, r
       await sup.settle(run);
     },
     async abort() {
-      // Weight first (one atomic table change), then the new set drains away, then the stable set is the app again.
-      await sup.setTraffic(key, split(0));
-      await sup.stopSet(run);
-      await sup.settle(previous);
+      // Weight first (one atomic table change), the stable set at full size and ready, then the new set drains away
+      // and the stable set is the app again (revert.ts).
+      await revertToStable(sup, previous, { split: split(0) });
     },
   };
 
@@ -145,9 +145,9 @@ export async function progressiveRollout(d: ProgressiveDeps, spec: DesiredApp, r
     signal: o.signal,
     interrupt: o.interrupt,
     resume,
-    checkpoint: (c) => d.states.save({ ...record, split: split(c.aborting ? 0 : c.weight), checkpoint: c }),
+    checkpoint: (c) => d.states.save({ ...record, detail: { ...record.detail, split: split(c.aborting ? 0 : c.weight) }, checkpoint: c }),
   });
   if ('interrupted' in outcome) return { ok: false, message: outcome.message, rolledBack: false, logTail: [], interrupted: true };
-  d.states.forget(spec.env, spec.name);
+  d.states.clear(spec.env, spec.name);
   return outcome.ok ? outcome : { ...outcome, logTail };
 }

@@ -5,6 +5,11 @@ import { startEngine, type EngineHarness } from '../../../test/engine-harness.js
 import { appServer, commitAll, freePort, waitFor, writeTree } from '../../../test/helpers.js';
 import type { Stamped } from '../../core/events.js';
 import { freshBody } from './proxy/testing.js';
+import { RolloutCheckpoints } from '../../rollout/checkpoints.js';
+import type { Store } from '../../store/store.js';
+
+/** The local rollout checkpoints in the store, read afresh (not the engine's cache). */
+const storedRollouts = (store: Store) => new RolloutCheckpoints(store, { target: 'local' }).all();
 
 /**
  * A rolling update an engine stop interrupted (some replicas replaced, some not) converges to one version with the
@@ -90,7 +95,7 @@ spec:
     await restart(() => writeTree(h!.dir, { gate: 'all' }), c.events);
     const a = await waitFor('2.0.0 everywhere', async () => {
       const w = await c.web();
-      return w.sync === 'Synced' && w.health === 'Healthy' && w.replicas.total === 3 && h!.store.rollouts().length === 0 && w;
+      return w.sync === 'Synced' && w.health === 'Healthy' && w.replicas.total === 3 && storedRollouts(h!.store).length === 0 && w;
     }, 90_000);
     expect(a.version).toBe('2.0.0');
     expect((await c.instances()).map((i) => i.version)).toEqual(['2.0.0', '2.0.0', '2.0.0']);
@@ -103,7 +108,7 @@ spec:
     await restart(() => c.deploy('1.0.0'), c.events);
     const a = await waitFor('1.0.0 everywhere', async () => {
       const w = await c.web();
-      return w.sync === 'Synced' && w.health === 'Healthy' && w.replicas.total === 3 && (w.instances as { version: string }[]).every((i) => i.version === '1.0.0') && h!.store.rollouts().length === 0 && w;
+      return w.sync === 'Synced' && w.health === 'Healthy' && w.replicas.total === 3 && (w.instances as { version: string }[]).every((i) => i.version === '1.0.0') && storedRollouts(h!.store).length === 0 && w;
     }, 90_000);
     expect(a.version).toBe('1.0.0');
     const aborted = c.events.find((e) => e.type === 'rollout.aborted');

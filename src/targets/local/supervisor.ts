@@ -1,185 +1,36 @@
-import type { ChildProcess } from 'node:child_process';
+/**
+ * The local target's supervisor: keeps each app's replicas (detached processes) alive and routed, like a kubelet and
+ * a ReplicaSet controller together. Here: the replicas it keeps (start in the release dir with the app's
+ * environment, adoption after an engine restart, stop with drain and grace), the level-based healer, the route
+ * table it publishes to the proxy, and the replica-set operations progressive rollouts and reverts use. Beside it:
+ * supervisor-types.ts (its vocabulary), adoption.ts (what a starting engine adopts), probe-loop.ts (readiness and
+ * liveness), restart-policy.ts (backoff), app-status.ts (health and status), replica-process.ts (spawn, terminate,
+ * the stored record), rolling-update.ts (the rolling strategy), revert.ts (the way back).
+ */
 import { closeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
-import { join } from 'node:path';
 import type { DesiredApp, Probe } from '../../core/model.js';
-import { appKey, type HealthCode } from '../../core/types.js';
-import type { EventBus } from '../../core/events.js';
-import type { Logger } from '../../log.js';
-import type { ReplicaRow, Store } from '../../store/store.js';
+import { appKey } from '../../core/types.js';
 import { openLogFd, tailLines } from './logs.js';
 import { runProbe, type ProbeResult } from './probes.js';
-import { baseEnv, isSameProcess, processStartTime, signalGroup, spawnDetached } from './process.js';
+import { baseEnv, isSameProcess, signalGroup } from './process.js';
 import type { TrafficSplit } from './proxy/protocol.js';
 import type { RolloutRecord } from './rollout-state.js';
+import { revertToStable } from './revert.js';
+import { adoptionPlan } from './adoption.js';
+import { appStatusOf, notReadyMessage } from './app-status.js';
+import { scheduleProbes, type ProbeHost } from './probe-loop.js';
+import { restartDelay } from './restart-policy.js';
+import { blankReplica, freePort, replicaRow, spawnReplica, terminateReplica } from './replica-process.js';
+import { rollingUpdate, type RollingHost, type RollingOptions } from './rolling-update.js';
+import { groupOf, type AppRun, type AppStatus, type ReleaseRef, type Replica, type RouteTable, type RolloutResult, type SetRef, type SupervisorOptions } from './supervisor-types.js';
 import { templateHash } from './spec-hash.js';
-import { adoptReplicaCgroup, detectCgroups, limitsStatus, prepareReplicaCgroup, removeReplicaCgroup, wasOomKilled, type CgroupSystem, type LimitsStatus, type ReplicaCgroup } from './cgroups.js';
+import { adoptReplicaCgroup, detectCgroups, limitsStatus, prepareReplicaCgroup, removeReplicaCgroup, wasOomKilled, type CgroupSystem } from './cgroups.js';
 import { dataDirOf, identityEnv, policyFromEnv, prepareDataDir, runAsFor, type IsolationPolicy } from './isolation.js';
 import type { RunAs } from './users.js';
 import { formatBytes } from '../../render/schema-isolation.js';
-import { scopeCommand } from './systemd-scope.js';
 
-/** Where the supervisor sends routing changes: the proxy's control channel. */
-export interface RouteSink {
-  publish(table: RouteTable): Promise<void>;
-  drain(backendIds: string[], timeoutMs: number): Promise<void>;
-}
-
-export interface RouteTable {
-  routes: {
-    key: string;
-    port?: number;
-    host?: string;
-    /** Public names on the proxy's web ports, and whether they want HTTPS (see proxy/protocol.ts). */
-    hosts?: string[];
-    tls?: { hstsMaxAgeSeconds?: number };
-    backends: { id: string; url: string; version: string; group?: string }[];
-    split?: TrafficSplit;
-  }[];
-}
-
-export interface ReleaseRef {
-  id: string;
-  dir: string;
-  hash: string;
-}
-
-type ReplicaState = 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped';
-
-interface Replica {
-  id: string;
-  env: string;
-  app: string;
-  spec: DesiredApp;
-  template: string;
-  release: ReleaseRef;
-  port: number;
-  logPath: string;
-  pid: number;
-  startTime: string;
-  child?: ChildProcess;
-  state: ReplicaState;
-  ready: boolean;
-  /** Taken out of the proxy's rotation ahead of a stop. */
-  draining: boolean;
-  everReady: boolean;
-  restarts: number;
-  /** Crashes since the replica was last healthy for `backoffResetMs`. */
-  failures: number;
-  /** When it was last restarted at once after being killed while serving (the last minute's). */
-  promptRestarts: number[];
-  readySince?: number;
-  startedAt: number;
-  lastExit?: string;
-  lastProbe?: string;
-  /** The last lines the replica wrote before it exited, for crash-loop messages. */
-  lastLogs: string[];
-  /**
-   * The environment the process runs with, secret values included (memory only, never stored or shown). Exec
-   * probes get it too; an adopted replica's is made again on its first exec probe.
-   */
-  runEnv?: Record<string, string>;
-  /** Warned that its exec probes run without secret env vars (they could not be decrypted). */
-  probeWithoutSecretsWarned?: boolean;
-  livenessFailures: number;
-  readinessFailures: number;
-  readinessSuccesses: number;
-  timers: Set<NodeJS.Timeout>;
-  exited?: () => void;
-  /** The user it runs as (absent: the engine's); resolved at each start. */
-  runAs?: RunAs;
-  /** Its cgroups (absent when no limit uses one) and what enforces each limit. */
-  cgroup?: ReplicaCgroup;
-  limits: LimitsStatus;
-  /** Why it last ended, when the system says (`OOMKilled`). */
-  reason?: 'OOMKilled';
-}
-
-export interface AppRun {
-  env: string;
-  app: string;
-  spec: DesiredApp;
-  template: string;
-  release: ReleaseRef;
-  revision: string;
-  rollingOut: boolean;
-  /**
-   * Why its rollout gave up while its replicas stay (a first deploy has nothing to roll back to; a scale): the app
-   * is Degraded with this reason until every replica is ready.
-   */
-  stalled?: string;
-}
-
-export interface SupervisorOptions {
-  stateDir: string;
-  store: Store;
-  bus: EventBus;
-  log: Logger;
-  routes: RouteSink;
-  /** How often adopted processes are checked for life, and missing or extra replicas healed. Default 200 ms. */
-  tickMs?: number;
-  /** Readiness is probed this often until a replica is first ready (a startup probe). Default 100 ms. */
-  startupProbeMs?: number;
-  /** Secret env vars of a replica about to start (plaintext: kept in memory, never stored). */
-  secretEnv?: (spec: DesiredApp, template: string) => Promise<Record<string, string>>;
-  /** Who apps without `user:` run as when the engine is root. Default: from KEELSON_ALLOW_ROOT_APPS / KEELSON_DEFAULT_USER. */
-  isolation?: IsolationPolicy;
-  /** The machine's cgroups (default: detected on first use). */
-  cgroups?: () => Promise<CgroupSystem>;
-}
-
-export interface ReplicaStatus {
-  id: string;
-  pid: number;
-  port: number;
-  version: string;
-  release: string;
-  state: ReplicaState;
-  ready: boolean;
-  restarts: number;
-  startedAt: string;
-  logPath: string;
-  message?: string;
-  /** Why it last ended, when the system says: `OOMKilled`. */
-  reason?: 'OOMKilled';
-  /** The system user and group it runs as; absent: the engine's own. */
-  user?: { name: string; group: string; uid: number; gid: number };
-  /** Each declared limit with what enforces it here (`cgroup-v1`, `cgroup-v2`, `rlimit`, `none` with a reason). */
-  limits?: LimitsStatus;
-  /** Its cgroup directories, when limits use cgroups. */
-  cgroups?: string[];
-  /** Its systemd scope unit, when systemd makes its cgroup. */
-  scope?: string;
-}
-
-export interface AppStatus {
-  env: string;
-  app: string;
-  spec: DesiredApp;
-  template: string;
-  revision: string;
-  version: string;
-  release: ReleaseRef;
-  health: HealthCode;
-  message: string;
-  replicas: { desired: number; ready: number; total: number; updated: number };
-  instances: ReplicaStatus[];
-}
-
-export type RolloutResult =
-  | { ok: true; message: string }
-  /** `interrupted`: the engine stopped mid-rollout; nothing was rolled back (see rollout-state.ts). */
-  | { ok: false; message: string; rolledBack: boolean; logTail: string[]; interrupted?: boolean };
-
-/** One replica set of an app: its replicas have this template and release. */
-export type SetRef = Pick<AppRun, 'env' | 'app' | 'template'> & { release: Pick<ReleaseRef, 'id'> };
-
-const backoffBaseMs = 1000;
-const backoffCapMs = 5 * 60_000;
-const backoffResetMs = 10 * 60_000;
-const maxPromptRestarts = 30;
-const externalSignals = new Set<string>(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP']);
+export type { AppRun, AppStatus, ReleaseRef, ReplicaStatus, RouteSink, RouteTable, RolloutResult, SetRef, SupervisorOptions } from './supervisor-types.js';
+export { groupOf };
 
 /**
  * Keeps supervised replicas alive the way a kubelet keeps pods alive: detached processes, probes, restarts with
@@ -201,11 +52,41 @@ export class Supervisor {
 
   private readonly policy: IsolationPolicy;
   private cgroupSystem?: Promise<CgroupSystem>;
+  /** What the probe loop (probe-loop.ts) and the rolling update (rolling-update.ts) use of the supervisor. */
+  private readonly probeHost: ProbeHost;
+  private readonly rollingHost: RollingHost;
 
   constructor(private readonly o: SupervisorOptions) {
     this.tickMs = o.tickMs ?? 200;
     this.startupProbeMs = o.startupProbeMs ?? 100;
     this.policy = o.isolation ?? policyFromEnv();
+    this.probeHost = {
+      closed: () => this.closed,
+      startupProbeMs: this.startupProbeMs,
+      probe: (r, probe) => this.probe(r, probe),
+      setReady: (r, ready) => this.setReady(r, ready),
+      after: (r, ms, fn) => this.after(r, ms, fn),
+      log: o.log,
+    };
+    this.rollingHost = {
+      apps: this.apps,
+      bus: o.bus,
+      replicasOf: (key) => this.replicasOf(key),
+      clearTimers: (r) => this.clearTimers(r),
+      launch: (r) => this.launch(r),
+      scaleTo: (run) => this.scaleTo(run),
+      requestPublish: () => this.requestPublish(),
+      published: async () => {
+        await this.publishing;
+      },
+      waitReady: (r, deadline, signal) => this.waitReady(r, deadline, signal),
+      waitAppReady: (run, deadline) => this.waitAppReady(run, deadline),
+      notReadyMessage: (run, r) => this.notReadyMessage(run, r),
+      lastLogLines: (env, app) => this.lastLogLines(env, app),
+      startNew: (run) => this.startNew(run),
+      stopReplica: (r) => this.stopReplica(r),
+      revert: (previous) => revertToStable(this, previous),
+    };
   }
 
   /** The machine's cgroups, found on first use. */
@@ -215,42 +96,19 @@ export class Supervisor {
   }
 
   /**
-   * Re-adopts the replicas recorded in the store: the same pid and start time, or it is restarted. The new set of a
-   * rollout the engine stopped in the middle of (`interrupted`) keeps its own spec, and the proxy its weights.
+   * Re-adopts the replicas recorded in the store (adoption.ts): the same pid and start time, or it is restarted. The
+   * new set of a rollout the engine stopped in the middle of (`interrupted`) keeps its own spec, and the proxy its
+   * weights.
    */
   async start(interrupted: RolloutRecord[] = []): Promise<void> {
-    const inventory = new Map(this.o.store.inventory().map((r) => [appKey(r.env, r.app), r]));
-    const rollouts = new Map(interrupted.map((r) => [appKey(r.env, r.app), r]));
-    const rows = this.o.store.replicas();
-    for (const row of rows) {
-      const inv = inventory.get(appKey(row.env, row.app));
-      if (!inv) {
-        // Recorded but no longer in the inventory: a prune that did not finish. Stop it.
-        if (isSameProcess(row.pid, row.startTime)) signalGroup(row.pid, 'SIGTERM');
-        this.o.store.deleteReplica(row.id);
-        continue;
-      }
-      const spec = inv.spec as DesiredApp;
-      const key = appKey(row.env, row.app);
-      if (!this.apps.has(key)) {
-        // The app's release is that of its replicas of the inventory's spec (a rolling update the engine stopped in
-        // the middle of leaves replicas of the new release too).
-        const template = templateHash(spec);
-        const own = rows.find((x) => x.env === row.env && x.app === row.app && x.specHash === template) ?? row;
-        this.apps.set(key, {
-          env: row.env,
-          app: row.app,
-          spec,
-          template,
-          release: { id: own.releaseId, dir: own.releaseDir, hash: own.releaseHash },
-          revision: inv.revision,
-          rollingOut: false,
-        });
-      }
-      const run = this.apps.get(key)!;
-      // The replica keeps the spec it was started with; a template mismatch is for the next reconcile to roll.
-      const canary = rollouts.get(key)?.canary;
-      const replicaSpec = row.specHash === run.template ? run.spec : row.specHash === canary?.template ? canary.spec : { ...run.spec, version: row.version };
+    const plan = adoptionPlan(this.o.store.inventory(), this.o.store.replicas(), interrupted);
+    for (const row of plan.stale) {
+      // Recorded but no longer in the inventory: a prune that did not finish. Stop it.
+      if (isSameProcess(row.pid, row.startTime)) signalGroup(row.pid, 'SIGTERM');
+      this.o.store.deleteReplica(row.id);
+    }
+    for (const [key, run] of plan.apps) this.apps.set(key, run);
+    for (const { row, spec: replicaSpec } of plan.replicas) {
       const r = this.newReplica(row.env, row.app, replicaSpec, row.specHash, { id: row.releaseId, dir: row.releaseDir, hash: row.releaseHash }, row.port, row.id, row.logPath);
       r.startedAt = row.startedAt;
       if (isSameProcess(row.pid, row.startTime)) {
@@ -269,13 +127,13 @@ export class Supervisor {
         r.readySince = Date.now();
         this.o.bus.publish({ type: 'replica.adopted', env: r.env, app: r.app, replica: r.id, pid: r.pid });
         this.o.log.info({ env: r.env, app: r.app, replica: r.id, pid: r.pid }, 'replica adopted');
-        this.scheduleProbes(r, 0);
+        scheduleProbes(this.probeHost, r, 0);
       } else {
         this.o.bus.publish({ type: 'drift.detected', env: r.env, app: r.app, kind: 'process-exited', message: `replica ${r.id} (pid ${row.pid}) is gone` });
         void this.launch(r);
       }
     }
-    for (const [key, r] of rollouts) if (r.strategy !== 'rolling' && this.apps.get(key)?.template === r.stable.template) this.traffic.set(key, r.split);
+    for (const [key, split] of plan.traffic) this.traffic.set(key, split);
     this.tick = setInterval(() => this.heal(), this.tickMs);
     this.tick.unref();
     this.requestPublish();
@@ -308,99 +166,14 @@ export class Supervisor {
     return this.apps.get(appKey(env, app));
   }
 
+
   /**
-   * Rolls `spec` out: start a new replica, wait until it is ready, put it into rotation, drain and stop an old one,
-   * repeat. If a new replica is not ready within the deadline the previous spec is restored and the result says why.
+   * Rolls `spec` out replica by replica (rolling-update.ts). `onReplace`: called once, before the first replica is
+   * replaced (to record the rolling update, rollout-state.ts). `interrupt` (the engine stops): the update stops where
+   * it is, nothing rolled back, for the next engine to finish or revert (outcome `interrupted`).
    */
-  /**
-   * `onReplace`: called once, before the first replica is replaced (to record the rolling update, rollout-state.ts).
-   * `interrupt` (the engine stops): the update stops where it is, nothing rolled back, for the next engine to finish
-   * or revert (outcome `interrupted`).
-   */
-  async rollout(
-    spec: DesiredApp,
-    release: ReleaseRef,
-    revision: string,
-    opts: { restartAll?: boolean; signal?: AbortSignal; interrupt?: AbortSignal; onReplace?: (previous: AppRun) => void } = {},
-  ): Promise<RolloutResult> {
-    const key = appKey(spec.env, spec.name);
-    const template = templateHash(spec);
-    const previous = this.apps.get(key);
-    const run: AppRun = { env: spec.env, app: spec.name, spec, template, release, revision, rollingOut: true };
-    if (previous && !opts.restartAll && previous.template === template && previous.release.id === release.id) {
-      // Only replicas or port changed (or a manual retry of the same spec): scale in place and wait for readiness.
-      const scaled = previous.spec.replicas !== spec.replicas;
-      previous.spec = spec;
-      previous.revision = revision;
-      previous.stalled = undefined;
-      // Replicas waiting out a crash-loop backoff (up to 5 min) start again now: this attempt gets its whole deadline.
-      for (const r of this.replicasOf(key).filter((x) => x.state === 'backoff' && x.template === template)) {
-        this.clearTimers(r);
-        void this.launch(r);
-      }
-      this.scaleTo(previous);
-      this.requestPublish();
-      if (await this.waitAppReady(previous, Date.now() + spec.progressDeadlineSeconds * 1000)) {
-        return { ok: true, message: scaled ? `scaled to ${spec.replicas}` : `${spec.replicas}/${spec.replicas} replicas ready` };
-      }
-      previous.stalled = this.notReadyMessage(previous);
-      return { ok: false, message: previous.stalled, rolledBack: false, logTail: await this.lastLogLines(spec.env, spec.name) };
-    }
-    if (previous) opts.onReplace?.(previous);
-    this.apps.set(key, run);
-    const deadline = Date.now() + spec.progressDeadlineSeconds * 1000;
-    const isNew = (r: Replica) => r.template === template && r.release.id === release.id && !opts.restartAll;
-    const fresh: Replica[] = [];
-    const waitSignal = opts.interrupt ? (opts.signal ? AbortSignal.any([opts.signal, opts.interrupt]) : opts.interrupt) : opts.signal;
-    const interrupted = (): RolloutResult => ({ ok: false, message: `the engine stopped during the rolling update to ${spec.version}; the next engine finishes or reverts it`, rolledBack: false, logTail: [], interrupted: true });
-    try {
-      for (;;) {
-        if (opts.interrupt?.aborted) return interrupted();
-        const mine = this.replicasOf(key).filter((r) => r.state !== 'stopping' && r.state !== 'stopped');
-        const current = mine.filter((r) => isNew(r) || fresh.includes(r));
-        const old = mine.filter((r) => !current.includes(r));
-        if (current.length > spec.replicas) {
-          await this.stopReplica(current[current.length - 1]);
-          continue;
-        }
-        if (current.length === spec.replicas && old.length === 0) break;
-        if (current.length < spec.replicas) {
-          const r = await this.startNew(run);
-          fresh.push(r);
-          if (!(await this.waitReady(r, deadline, waitSignal))) throw new NotReady(r);
-          this.requestPublish();
-          await this.publishing;
-        }
-        const oldOne = old.sort((a, b) => Number(a.ready) - Number(b.ready))[0];
-        if (oldOne) await this.stopReplica(oldOne);
-      }
-    } catch (err) {
-      if (!(err instanceof NotReady)) throw err;
-      if (opts.interrupt?.aborted) return interrupted();
-      const message = this.notReadyMessage(run, err.replica);
-      const logTail = await tailLines(err.replica.logPath, 10).catch(() => []);
-      if (!previous) {
-        // Nothing to roll back to: the replicas stay and keep being restarted, like a Deployment past its deadline.
-        run.rollingOut = false;
-        run.stalled = message;
-        this.scaleTo(run);
-        return { ok: false, message, rolledBack: false, logTail };
-      }
-      // Roll back: the previous spec and release, whose replicas may have been partly replaced. Every other replica
-      // goes, those of a rolling update an engine restart interrupted too: one version alone serves.
-      const other = this.replicasOf(key).filter((r) => !(r.template === previous.template && r.release.id === previous.release.id) && r.state !== 'stopping' && r.state !== 'stopped');
-      for (const r of other) await this.stopReplica(r);
-      this.apps.set(key, previous);
-      previous.rollingOut = false;
-      this.scaleTo(previous);
-      this.requestPublish();
-      await this.waitAppReady(previous, Date.now() + previous.spec.progressDeadlineSeconds * 1000);
-      this.o.bus.publish({ type: 'app.rolledBack', env: spec.env, app: spec.name, revision, message });
-      return { ok: false, message: `${message}; rolled back to ${previous.spec.version}`, rolledBack: true, logTail };
-    }
-    run.rollingOut = false;
-    this.requestPublish();
-    return { ok: true, message: previous ? `rolled out ${previous.spec.version} → ${spec.version}` : `started ${spec.version}` };
+  rollout(spec: DesiredApp, release: ReleaseRef, revision: string, opts: RollingOptions = {}): Promise<RolloutResult> {
+    return rollingUpdate(this.rollingHost, spec, release, revision, opts);
   }
 
   /** Stops every replica of an app (drained first) and forgets it. */
@@ -424,67 +197,13 @@ export class Supervisor {
     return this.replicasOf(appKey(env, app)).map((r) => ({ replica: r.id, path: r.logPath }));
   }
 
-  private appStatus(run: AppRun): AppStatus {
-    const key = appKey(run.env, run.app);
-    const mine = this.replicasOf(key).filter((r) => r.state !== 'stopped');
-    const ready = mine.filter((r) => r.ready && !r.draining).length;
-    const updated = mine.filter((r) => r.template === run.template && r.release.id === run.release.id).length;
-    const { health, message } = this.healthOf(run, mine, ready, updated);
-    return {
-      env: run.env,
-      app: run.app,
-      spec: run.spec,
-      template: run.template,
-      revision: run.revision,
-      version: run.spec.version,
-      release: run.release,
-      health,
-      message,
-      replicas: { desired: run.spec.replicas, ready, total: mine.length, updated },
-      instances: mine.map((r) => ({
-        id: r.id,
-        pid: r.pid,
-        port: r.port,
-        version: r.spec.version,
-        release: r.release.id,
-        state: r.state,
-        ready: r.ready,
-        restarts: r.restarts,
-        startedAt: new Date(r.startedAt).toISOString(),
-        logPath: r.logPath,
-        message: r.lastExit ?? r.lastProbe,
-        ...(r.reason ? { reason: r.reason } : {}),
-        ...(r.runAs ? { user: { name: r.runAs.user, group: r.runAs.group, uid: r.runAs.uid, gid: r.runAs.gid } } : {}),
-        ...(Object.keys(r.limits).length ? { limits: r.limits } : {}),
-        ...(r.cgroup?.dirs.length ? { cgroups: r.cgroup.dirs } : {}),
-        ...(r.cgroup?.unit ? { scope: r.cgroup.unit } : {}),
-      })),
-    };
-  }
 
-  private healthOf(run: AppRun, mine: Replica[], ready: number, updated: number): { health: HealthCode; message: string } {
-    const looping = mine.find((r) => r.failures >= 2 && !r.ready);
-    if (looping) {
-      const logs = looping.lastLogs.length ? `; last log lines:\n${looping.lastLogs.join('\n')}` : '';
-      return { health: 'Degraded', message: `replica ${looping.id} is crash-looping (${looping.lastExit ?? 'exited'}; ${looping.restarts} restarts)${logs}` };
-    }
-    if (run.stalled && !run.rollingOut && ready < run.spec.replicas) return { health: 'Degraded', message: run.stalled };
-    const unready = mine.find((r) => r.everReady && !r.ready && r.state === 'running');
-    if (unready && ready < run.spec.replicas) {
-      return { health: 'Degraded', message: `replica ${unready.id} is not ready: ${unready.lastProbe ?? 'probe failing'}` };
-    }
-    if (run.spec.replicas === 0) return { health: 'Healthy', message: 'scaled to zero' };
-    if (mine.length === 0) return { health: 'Missing', message: 'no replica is running' };
-    if (run.rollingOut || ready < run.spec.replicas || updated < mine.length) {
-      return { health: 'Progressing', message: `${ready}/${run.spec.replicas} replicas ready` };
-    }
-    return { health: 'Healthy', message: `${ready}/${run.spec.replicas} replicas ready` };
+  private appStatus(run: AppRun): AppStatus {
+    return appStatusOf(run, this.replicasOf(appKey(run.env, run.app)));
   }
 
   private notReadyMessage(run: AppRun, r?: Replica): string {
-    const rep = r ?? this.replicasOf(appKey(run.env, run.app)).find((x) => !x.ready);
-    const why = rep ? rep.lastExit ?? rep.lastProbe ?? 'no readiness yet' : 'no replica';
-    return `version ${run.spec.version} did not become ready within ${run.spec.progressDeadlineSeconds}s (${why})`;
+    return notReadyMessage(run, this.replicasOf(appKey(run.env, run.app)), r);
   }
 
   private replicasOf(key: string): Replica[] {
@@ -492,34 +211,8 @@ export class Supervisor {
   }
 
   private newReplica(env: string, app: string, spec: DesiredApp, template: string, release: ReleaseRef, port: number, id?: string, logPath?: string): Replica {
-    const rid = id ?? `${app}-${randomBytes(3).toString('hex')}`;
-    const r: Replica = {
-      id: rid,
-      env,
-      app,
-      spec,
-      template,
-      release,
-      port,
-      logPath: logPath ?? join(this.o.stateDir, 'logs', env, app, `${rid}.log`),
-      pid: 0,
-      startTime: '',
-      state: 'starting',
-      ready: false,
-      draining: false,
-      everReady: false,
-      restarts: 0,
-      failures: 0,
-      startedAt: Date.now(),
-      livenessFailures: 0,
-      readinessFailures: 0,
-      readinessSuccesses: 0,
-      lastLogs: [],
-      promptRestarts: [],
-      timers: new Set(),
-      limits: {},
-    };
-    this.replicas.set(rid, r);
+    const r = blankReplica(this.o.stateDir, env, app, spec, template, release, port, id, logPath);
+    this.replicas.set(r.id, r);
     const key = appKey(env, app);
     if (!this.byApp.has(key)) this.byApp.set(key, new Set());
     this.byApp.get(key)!.add(r);
@@ -612,21 +305,7 @@ export class Supervisor {
     if (stopped()) return;
     const fd = openLogFd(r.logPath);
     try {
-      const openFiles = r.limits.openFiles?.enforcement === 'rlimit' ? r.spec.resources?.openFiles : undefined;
-      const ids = r.runAs ? { uid: r.runAs.uid, gid: r.runAs.gid } : undefined;
-      const { child, pid, startTime } = await spawnDetached(
-        r.cgroup?.unit
-          ? // systemd makes the cgroup and the wrapper takes on the user: systemd-run itself runs as the engine.
-            { command: scopeCommand(r.cgroup.unit, r.spec.resources ?? {}, r.spec.command, ids), cwd: r.release.dir, env, logFd: fd }
-          : {
-              command: r.spec.command,
-              cwd: r.release.dir,
-              env,
-              logFd: fd,
-              ...ids,
-              confine: { cgroupProcs: r.cgroup?.procs ?? [], ...(openFiles !== undefined ? { openFiles } : {}) },
-            },
-      );
+      const { child, pid, startTime } = await spawnReplica(r, env, fd);
       if (stopped()) {
         // Stopped while it was being spawned: stopReplica found no process to end, so end it here.
         signalGroup(pid, 'SIGKILL');
@@ -638,33 +317,15 @@ export class Supervisor {
       r.startedAt = Date.now();
       r.state = 'running';
       child.once('exit', (code, signal) => void this.exited(r, pid, code, signal));
-      this.o.store.putReplica(this.rowOf(r));
+      this.o.store.putReplica(replicaRow(r));
       this.o.bus.publish({ type: 'replica.started', env: r.env, app: r.app, replica: r.id, pid, version: r.spec.version });
-      this.scheduleProbes(r, r.spec.readiness?.initialDelaySeconds ? r.spec.readiness.initialDelaySeconds * 1000 : 0);
+      scheduleProbes(this.probeHost, r, r.spec.readiness?.initialDelaySeconds ? r.spec.readiness.initialDelaySeconds * 1000 : 0);
     } catch (err) {
       r.lastExit = (err as Error).message;
       this.onExit(r, 0, null, null);
     } finally {
       closeSync(fd);
     }
-  }
-
-  private rowOf(r: Replica): ReplicaRow {
-    return {
-      id: r.id,
-      env: r.env,
-      app: r.app,
-      pid: r.pid,
-      startTime: r.startTime,
-      port: r.port,
-      releaseId: r.release.id,
-      releaseDir: r.release.dir,
-      releaseHash: r.release.hash,
-      version: r.spec.version,
-      specHash: r.template,
-      logPath: r.logPath,
-      startedAt: r.startedAt,
-    };
   }
 
   /** An exit, told apart from an OOM kill by the replica's memory cgroup (killed by SIGKILL either way). */
@@ -695,20 +356,7 @@ export class Supervisor {
     this.o.bus.publish({ type: 'drift.detected', env: r.env, app: r.app, kind: 'process-exited', message: `replica ${r.id} ${r.lastExit}` });
     if (wasReady) this.requestPublish();
     if (this.closed) return;
-    if (r.readySince && Date.now() - r.readySince >= backoffResetMs) r.failures = 0;
-    // A serving replica killed from outside (kill -9, OOM, chaos) proved it starts fine: restart it at once, up to
-    // `maxPromptRestarts` a minute. Everything else (crashes, exits before ready) backs off 1 s doubling to 5 min.
-    const now = Date.now();
-    r.promptRestarts = r.promptRestarts.filter((t) => now - t < 60_000);
-    // An OOM kill is the app's own doing: it backs off like a crash (Kubernetes' CrashLoopBackOff).
-    const killed = !oom && (signal ? externalSignals.has(signal) : code === null);
-    let delayMs = 0;
-    if (wasReady && killed && r.promptRestarts.length < maxPromptRestarts) {
-      r.promptRestarts.push(now);
-    } else {
-      r.failures++;
-      delayMs = r.failures <= 1 ? 0 : Math.min(backoffBaseMs * 2 ** (r.failures - 2), backoffCapMs);
-    }
+    const delayMs = restartDelay(r, { wasReady, code, signal, oom });
     r.state = 'backoff';
     r.restarts++;
     this.o.bus.publish({ type: 'replica.restarted', env: r.env, app: r.app, replica: r.id, restarts: r.restarts, delayMs, ...(oom ? { reason: 'OOMKilled' } : {}) });
@@ -731,60 +379,6 @@ export class Supervisor {
     r.timers.clear();
   }
 
-  private readinessProbe(r: Replica): Probe | undefined {
-    if (r.spec.readiness) return r.spec.readiness;
-    // Without a declared probe, an app with a port is ready once it accepts connections.
-    if (r.spec.port !== undefined) {
-      return { tcp: {}, initialDelaySeconds: 0, periodSeconds: 10, timeoutSeconds: 1, failureThreshold: 3, successThreshold: 1 };
-    }
-    return undefined;
-  }
-
-  private scheduleProbes(r: Replica, delayMs: number): void {
-    const readiness = this.readinessProbe(r);
-    // A detached supervisor (the engine stopped or restarted) leaves the replicas to the next one: a probe still
-    // under way when it detached neither acts on its result nor schedules another.
-    const supervising = () => !this.closed && r.state === 'running';
-    const probeReadiness = async () => {
-      if (!supervising()) return;
-      if (!readiness) {
-        this.setReady(r, true);
-        return;
-      }
-      const res = await this.probe(r, readiness);
-      if (!supervising()) return;
-      r.lastProbe = res.ok ? undefined : `readiness: ${res.message}`;
-      if (res.ok) {
-        r.readinessFailures = 0;
-        if (++r.readinessSuccesses >= readiness.successThreshold) this.setReady(r, true);
-      } else {
-        r.readinessSuccesses = 0;
-        // Until first ready the replica is simply not ready yet; afterwards it takes failureThreshold misses.
-        if (!r.everReady || ++r.readinessFailures >= readiness.failureThreshold) this.setReady(r, false);
-      }
-      // A starting replica is probed every 20 ms for its first 2 s (most apps are up by then), then every 100 ms.
-      const startupMs = Date.now() - r.startedAt < 2000 ? Math.min(20, this.startupProbeMs) : this.startupProbeMs;
-      this.after(r, r.everReady ? readiness.periodSeconds * 1000 : startupMs, () => void probeReadiness());
-    };
-    const liveness = r.spec.liveness;
-    const probeLiveness = async () => {
-      if (!supervising() || !liveness) return;
-      if (r.everReady) {
-        const res = await this.probe(r, liveness);
-        if (!supervising()) return;
-        if (res.ok) r.livenessFailures = 0;
-        else if (++r.livenessFailures >= liveness.failureThreshold) {
-          r.lastExit = `liveness probe failed ${r.livenessFailures} times: ${res.message}`;
-          this.o.log.warn({ env: r.env, app: r.app, replica: r.id, reason: res.message }, 'liveness failed');
-          signalGroup(r.pid, 'SIGKILL');
-          return;
-        }
-      }
-      this.after(r, liveness.periodSeconds * 1000, () => void probeLiveness());
-    };
-    this.after(r, delayMs, () => void probeReadiness());
-    if (liveness) this.after(r, delayMs + (liveness.initialDelaySeconds ?? 0) * 1000, () => void probeLiveness());
-  }
 
   private setReady(r: Replica, ready: boolean): void {
     if (r.ready === ready) return;
@@ -846,33 +440,12 @@ export class Supervisor {
       await this.publishing;
       await this.o.routes.drain([r.id], r.spec.terminationGracePeriodSeconds * 1000).catch(() => undefined);
     }
-    if (prevState === 'running' || prevState === 'starting') await this.terminate(r);
+    if (prevState === 'running' || prevState === 'starting') await terminateReplica(r);
     if (r.cgroup) await removeReplicaCgroup(await this.cgroups(), r.env, r.app, r.id).catch(() => undefined);
     r.state = 'stopped';
     this.replicas.delete(r.id);
     this.byApp.get(appKey(r.env, r.app))?.delete(r);
     this.o.store.deleteReplica(r.id);
-  }
-
-  private terminate(r: Replica): Promise<void> {
-    if (!r.pid || !isSameProcess(r.pid, r.startTime)) return Promise.resolve();
-    return new Promise((resolve) => {
-      const graceMs = r.spec.terminationGracePeriodSeconds * 1000;
-      let poll: NodeJS.Timeout | undefined;
-      const kill = setTimeout(() => signalGroup(r.pid, 'SIGKILL'), graceMs);
-      const done = () => {
-        clearTimeout(kill);
-        if (poll) clearInterval(poll);
-        r.exited = undefined;
-        resolve();
-      };
-      r.exited = done;
-      // Adopted processes are not our children: no exit event, so watch /proc.
-      poll = setInterval(() => {
-        if (processStartTime(r.pid) !== r.startTime) done();
-      }, 50);
-      signalGroup(r.pid, 'SIGTERM');
-    });
   }
 
   /** Level-based healing: dead adopted processes restart, missing replicas are created, extra ones stopped. */
@@ -994,6 +567,14 @@ export class Supervisor {
     await Promise.all(this.setOf(run).map((r) => this.stopReplica(r)));
   }
 
+  /** Drains and stops every replica of the app outside `set` (one version alone serves afterwards). */
+  async stopAllBut(set: SetRef): Promise<void> {
+    const others = this.replicasOf(appKey(set.env, set.app)).filter(
+      (r) => !(r.template === set.template && r.release.id === set.release.id) && r.state !== 'stopping' && r.state !== 'stopped',
+    );
+    await Promise.all(others.map((r) => this.stopReplica(r)));
+  }
+
   /** `run` is the app again, healed as usual; weights are dropped. */
   async settle(run: AppRun): Promise<void> {
     run.rollingOut = false;
@@ -1022,28 +603,4 @@ export class Supervisor {
     const r = reps.find((x) => x.failures > 0 || !x.ready) ?? reps[0];
     return r ? tailLines(r.logPath, n).catch(() => []) : [];
   }
-}
-
-class NotReady extends Error {
-  constructor(readonly replica: Replica) {
-    super('replica not ready');
-  }
-}
-
-/** The proxy's backend group of a replica set: its template hash. */
-export function groupOf(template: string): string {
-  return template.slice(0, 12);
-}
-
-/** A free loopback port for a replica's PORT. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
