@@ -423,7 +423,8 @@ export class Engine {
       desired,
       revision,
       live,
-      inventory: this.store.inventoryKeys(desired.name).map((r) => r.app),
+      // Apps the target adopted from live objects (taken over from another engine) are pruned too when undeclared.
+      inventory: [...new Set([...this.store.inventoryKeys(desired.name).map((r) => r.app), ...live.filter((l) => l.adopted).map((l) => l.name)])],
       failures: this.store.failures(desired.name),
       templateOf: (a) => this.target.templateOf(a),
       force,
@@ -667,6 +668,7 @@ export class Engine {
             sync = 'OutOfSync';
             if (l?.outOfSync && l.template === this.target.templateOf(d)) message = l.outOfSync;
             if (l?.unfinishedSync && l.template === this.target.templateOf(d)) message = l.unfinishedSync;
+            if (l?.adopted) message = l.adopted;
             const unreachable = this.unreachable.get(appKey(env, name));
             if (unreachable) message = unreachable;
           }

@@ -40,6 +40,11 @@ export interface LiveApp {
    * objects, before PostSync hooks ran or before the engine recorded the sync): the next sync finishes it.
    */
   unfinishedSync?: string;
+  /**
+   * The target knows the app only from live objects it adopted (Kubernetes: an environment taken over from another
+   * engine, or a new state directory; see adopt.ts): why, for status. The next sync compares every object with desired.
+   */
+  adopted?: string;
   /** HTTPS certificates of the app's hosts (local target). */
   certificates?: CertificateStatus[];
 }
