@@ -5,7 +5,8 @@ import { Engine } from '../../engine/engine.js';
 import { EventBus, type Stamped } from '../../core/events.js';
 import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
-import { commitAll, gitInit, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
+import type { ChildProcess } from 'node:child_process';
+import { commitAll, freePort, getJson, gitInit, startKeelson, stopProcess, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
 import { deploymentYaml, kubectl, kubectlWithInput, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
 import { KubernetesTarget } from './kubernetes-target.js';
 import { withOwnership, type KObject } from './objects.js';
@@ -167,4 +168,45 @@ kubernetesSuite('kubernetes: inventory recovered from live objects when an engin
       kubectl('delete', 'namespace', ns, '--wait=false', '--ignore-not-found');
     }
   }, 120_000);
+
+  it('two `keelson up` on one environment: the holder is killed, a commit removes an object, the standby takes over and prunes it', async () => {
+    const ns = uniqueNamespace('k-adopt-up');
+    const repo = join(tmp.dir, 'ops-up');
+    writeTree(repo, {
+      'apps/web.yaml': app('web'),
+      'manifests/web/config.yaml': cm('web-config'),
+      'manifests/web/extra.yaml': cm('web-extra'),
+      'envs/env.yaml': `apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: prod }\nspec:\n  target: { kubernetes: { namespace: ${ns} } }\n  apps: { web: {} }\n`,
+    });
+    gitInit(repo);
+    commitAll(repo, 'web');
+    const engines: { child: ChildProcess; url: string }[] = [];
+    const up = async (name: string) => {
+      const port = await freePort();
+      const child = startKeelson(['--repo', repo, '--state-dir', join(tmp.dir, `up-${name}`), '--claims-dir', join(tmp.dir, 'claims'), '--listen', `127.0.0.1:${port}`, '--poll', '1s'], join(tmp.dir, `up-${name}.log`));
+      const e = { child, url: `http://127.0.0.1:${port}` };
+      engines.push(e);
+      return e;
+    };
+    const prod = async (e: { url: string }) => (await getJson(`${e.url}/api/v1/status?env=prod`).catch(() => undefined))?.environments?.[0];
+    const rv = (name: string) => kubectl('-n', ns, 'get', 'configmap', name, '--ignore-not-found', '-o', 'jsonpath={.metadata.resourceVersion}');
+    try {
+      const a = await up('a');
+      await waitFor('a runs prod', async () => (await prod(a))?.apps?.[0]?.sync === 'Synced', 120_000);
+      const b = await up('b');
+      await waitFor('b stands by', async () => (await prod(b))?.claim?.state === 'Standby', 60_000);
+      const config = rv('web-config');
+      // kill -9: the claim stays until it expires, and the commit lands meanwhile, so b never applies the old revision.
+      a.child.kill('SIGKILL');
+      rmSync(join(repo, 'manifests/web/extra.yaml'));
+      commitAll(repo, 'web-extra removed');
+      await waitFor('b runs prod', async () => (await prod(b))?.claim?.state === 'Active', 90_000);
+      await waitFor('web-extra pruned by b', () => rv('web-extra') === '', 120_000);
+      expect(rv('web-config')).toBe(config);
+      await waitFor('web Synced on b', async () => (await prod(b))?.apps?.[0]?.sync === 'Synced', 60_000);
+    } finally {
+      for (const e of engines) await stopProcess(e.child);
+      kubectl('delete', 'namespace', ns, '--wait=false', '--ignore-not-found');
+    }
+  }, 300_000);
 });
