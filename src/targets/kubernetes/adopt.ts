@@ -6,7 +6,8 @@
  *
  * Every object Keelson applies carries its environment and app labels and its applied hash (objects.ts), so the
  * records can be rebuilt from the cluster, as Argo CD's label tracking does: each time this engine starts holding an
- * environment, one metadata-only list per served kind, selected by the environment's label, tells which objects each
+ * environment, one metadata-only list per served kind, selected by the environment's label (environments taken at
+about the same time share the lists), tells which objects each
  * app has live. A record that still matches them is kept as it is; otherwise the live objects are adopted as the
  * app's record, marked `adopted` (status says so, and the next sync compares them with desired and prunes the rest).
  *
@@ -119,8 +120,48 @@ function cachedKinds(api: KubeClient): { kinds: Promise<ServedKind[]>; fresh: bo
   return { kinds: p, fresh: true };
 }
 
-/** One metadata-only list per served kind, selected by the environment's label; `concurrency` lists at once. */
-export async function labelledObjects(api: KubeClient, env: string, o: { concurrency?: number } = {}): Promise<LabelledObjects> {
+const BATCH_MS = 50;
+const BATCH_ENVS = 50;
+const batches = new WeakMap<KubeClient, { waiting: Map<string, { resolve: (r: LabelledObjects) => void; reject: (e: unknown) => void }[]>; timer?: NodeJS.Timeout }>();
+
+/**
+ * `labelledObjects` of one environment, batched: environments of one cluster asked for within 50 ms of each other
+ * (an engine starting, or taking over a departed engine's share) are listed together, one list per kind for up to 50
+ * environments (`keelson.dev/env in (…)`).
+ */
+export function labelledObjectsOf(api: KubeClient, env: string): Promise<LabelledObjects> {
+  let b = batches.get(api);
+  if (!b) batches.set(api, (b = { waiting: new Map() }));
+  const batch = b;
+  return new Promise((resolve, reject) => {
+    let list = batch.waiting.get(env);
+    if (!list) batch.waiting.set(env, (list = []));
+    list.push({ resolve, reject });
+    batch.timer ??= setTimeout(() => {
+      const waiting = batch.waiting;
+      batch.waiting = new Map();
+      batch.timer = undefined;
+      const envs = [...waiting.keys()];
+      for (let i = 0; i < envs.length; i += BATCH_ENVS) {
+        const chunk = envs.slice(i, i + BATCH_ENVS);
+        labelledObjects(api, chunk).then(
+          (r) => {
+            for (const e of chunk) {
+              const mine = { ...r, objects: r.objects.filter((o) => o.metadata.labels?.[LABEL_ENV] === e) };
+              for (const w of waiting.get(e)!) w.resolve(mine);
+            }
+          },
+          (err) => {
+            for (const e of chunk) for (const w of waiting.get(e)!) w.reject(err);
+          },
+        );
+      }
+    }, BATCH_MS);
+  });
+}
+
+/** One metadata-only list per served kind, selected by the environments' label; `concurrency` lists at once. */
+export async function labelledObjects(api: KubeClient, envs: string[], o: { concurrency?: number } = {}): Promise<LabelledObjects> {
   const l = learntOf(api);
   const served = cachedKinds(api);
   const now = performance.now();
@@ -128,7 +169,8 @@ export async function labelledObjects(api: KubeClient, env: string, o: { concurr
   const objects: KObject[] = [];
   const refused: string[] = [];
   let requests = served.fresh ? 2 : 0;
-  const selector = `${LABEL_MANAGED_BY}=keelson,${LABEL_ENV}=${env}`;
+  const selector = `${LABEL_MANAGED_BY}=keelson,${envs.length === 1 ? `${LABEL_ENV}=${envs[0]}` : `${LABEL_ENV} in (${envs.join(',')})`}`;
+  const wanted = new Set(envs);
   let next = 0;
   const worker = async () => {
     while (next < kinds.length) {
@@ -147,14 +189,15 @@ export async function labelledObjects(api: KubeClient, env: string, o: { concurr
           return undefined;
         });
         for (const item of page?.items ?? []) {
-          const obj = tracked({ ...item, apiVersion: k.apiVersion, kind: k.kind }, env);
+          const env = item.metadata?.labels?.[LABEL_ENV];
+          const obj = env !== undefined && wanted.has(env) ? tracked({ ...item, apiVersion: k.apiVersion, kind: k.kind }, env) : undefined;
           if (obj) objects.push(obj);
         }
         cont = page?.metadata?.continue || undefined;
       } while (cont);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 8, kinds.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 16, kinds.length) }, worker));
   return { objects, refused: refused.sort(), requests };
 }
 

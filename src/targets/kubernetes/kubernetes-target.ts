@@ -21,7 +21,7 @@ import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
 import { hookPhasesOf, hookState, isGeneratedHook, runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
 import { InventoryStore, type AppInventory, type KvStore, type PendingSync } from './inventory.js';
-import { adoptedMessage, labelledObjects, recoverInventory } from './adopt.js';
+import { adoptedMessage, labelledObjectsOf, recoverInventory } from './adopt.js';
 import { RolloutCheckpoints } from './checkpoints.js';
 import { DriftHealer, type Owner } from './drift-heal.js';
 export { healDelayMs } from './drift-heal.js';
@@ -227,7 +227,7 @@ export class KubernetesTarget implements Target {
     const { cluster, watch } = await this.connected();
     const env = this.o.env;
     const started = performance.now();
-    const live = await labelledObjects(cluster.api, env);
+    const live = await labelledObjectsOf(cluster.api, env);
     // Expected where RBAC is narrowed to the kinds the ops repository uses (Keelson cannot have applied the others).
     if (live.refused.length) this.o.log.debug({ env, kinds: live.refused.join(', ') }, 'kinds not listable (RBAC): objects of them are not recovered into the inventory');
     const r = recoverInventory(env, this.inventory.list(env), live.objects, new Date());
