@@ -589,8 +589,10 @@ export class Engine {
       }
     };
     const hooks = this.desiredEnv(env).hooks?.[app.name];
+    // Taken over from another engine and already as desired (the target adopted its live objects): no delivery hook.
+    const settled = step.action === 'update' ? await this.target.settleAdopted?.(app, { revision: good.revision, checkoutDir: good.checkoutDir }) : undefined;
     // What the target and the hooks report carries app and hook output: masked here, before anything records it.
-    const outcome = this.secrets.maskDeep(
+    const outcome = settled ?? this.secrets.maskDeep(
       await applyWithHooks(this.hookDeps(), { app, hooks, revision: good.revision, checkoutDir: good.checkoutDir, apply }).catch(
         (err): { ok: false; message: string; rolledBack: boolean; logTail: string[] } => ({ ok: false, message: errorMessage(err), rolledBack: false, logTail: [] }),
       ),

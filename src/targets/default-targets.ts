@@ -95,6 +95,10 @@ class LazyTarget implements Target {
     return (await this.get()).delete(env, app);
   }
 
+  async settleAdopted(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome | undefined> {
+    return (await this.get()).settleAdopted?.(app, ctx);
+  }
+
   logs(env: string, app: string): { replica: string; path: string }[] {
     return this.inner?.logs(env, app) ?? [];
   }

@@ -1,4 +1,6 @@
 import { rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Engine } from '../../engine/engine.js';
@@ -27,7 +29,15 @@ kubernetesSuite('kubernetes: inventory recovered from live objects when an engin
   const running: Booted[] = [];
 
   const cm = (name: string, data = 'a: b') => `apiVersion: v1\nkind: ConfigMap\nmetadata: { name: ${name} }\ndata: { ${data} }\n`;
-  const app = (name: string) => `apiVersion: keelson.dev/v1alpha1\nkind: App\nmetadata: { name: ${name} }\nspec:\n  version: "1"\n  manifests: ../manifests/${name}\n  rollout: { progressDeadlineSeconds: 60 }\n---\n`;
+  /** postSync hook calls of app `api` (its `spec.hooks`): a delivery hook runs on a sync that deploys it, never on one that finds it in sync. */
+  let hookCalls = 0;
+  const hookServer = createServer((_req, res) => {
+    hookCalls++;
+    res.end('ok');
+  });
+  const hookUrl = () => `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}/hook`;
+  const app = (name: string) =>
+    `apiVersion: keelson.dev/v1alpha1\nkind: App\nmetadata: { name: ${name} }\nspec:\n  version: "1"\n  manifests: ../manifests/${name}\n  rollout: { progressDeadlineSeconds: 60 }\n${name === 'api' ? `  hooks: { postSync: [{ http: { url: "${hookUrl()}" } }] }\n` : ''}---\n`;
   const envYaml = (apps: string[]) =>
     `apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: ${env} }\nspec:\n  target: { kubernetes: { namespace: ${namespace} } }\n  apps:\n${apps.map((a) => `    ${a}: {}\n`).join('')}`;
 
@@ -61,7 +71,8 @@ kubernetesSuite('kubernetes: inventory recovered from live objects when an engin
   const appsOf = async (b: Booted) => Object.fromEntries((await b.engine.status(env)).environments[0].apps.map((a) => [a.name, a.sync]));
 
   let first = '';
-  beforeAll(() => {
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => hookServer.listen(0, '127.0.0.1', resolve));
     writeTree(ops, {
       'apps/apps.yaml': app('web') + app('api') + app('gone'),
       'manifests/web/deploy.yaml': deploymentYaml('web', { image: 'registry.example/web:1', replicas: 1 }),
@@ -76,6 +87,7 @@ kubernetesSuite('kubernetes: inventory recovered from live objects when an engin
   });
   afterAll(async () => {
     for (const b of [...running]) await shutdown(b).catch(() => undefined);
+    hookServer.close();
     kubectl('delete', 'namespace', namespace, '--wait=false', '--ignore-not-found');
     tmp.cleanup();
   }, 60_000);
@@ -85,6 +97,7 @@ kubernetesSuite('kubernetes: inventory recovered from live objects when an engin
     await a.engine.start();
     expect(await syncedAt(a, first)).toMatchObject({ result: 'Succeeded' });
     expect(await appsOf(a)).toEqual({ web: 'Synced', api: 'Synced', gone: 'Synced' });
+    expect(hookCalls).toBe(1);
     await shutdown(a);
     const before = versions();
     expect(Object.keys(before).sort()).toEqual(['ConfigMap/api-config', 'ConfigMap/gone-config', 'ConfigMap/web-config', 'ConfigMap/web-extra', 'Deployment/web']);
@@ -111,6 +124,7 @@ kubernetesSuite('kubernetes: inventory recovered from live objects when an engin
     const history = b.store.history({ env })[0];
     expect(Object.fromEntries(history.changes.map((c) => [c.app, c.action]))).toEqual({ web: 'configured', api: 'configured', gone: 'deleted' });
     expect(history.changes.find((c) => c.app === 'api')?.message).toBe('1 objects unchanged (adopted from the live objects)');
+    expect(hookCalls).toBe(1); // api was in sync: B ran none of its delivery hooks
     expect(history.changes.find((c) => c.app === 'web')?.message).toBe('2 unchanged, 1 deleted');
     const after = versions();
     expect(after).toEqual({ 'ConfigMap/api-config': before['ConfigMap/api-config'], 'ConfigMap/web-config': before['ConfigMap/web-config'], 'Deployment/web': before['Deployment/web'] });
@@ -125,6 +139,7 @@ kubernetesSuite('kubernetes: inventory recovered from live objects when an engin
     const more = commit('api-more');
     await b.engine.refresh();
     await syncedAt(b, more);
+    expect(hookCalls).toBe(2); // a real change of api: its postSync ran
     expect(versions()['ConfigMap/api-more']).toBeDefined();
     await shutdown(b);
 

@@ -518,12 +518,8 @@ export class KubernetesTarget implements Target {
     // A record adopted from the live objects (adopt.ts) is what to prune, never what to roll back to.
     const adopted = stored?.adopted ? stored : undefined;
     const recorded = adopted ? undefined : stored;
-    if (adopted && sameObjects(adopted.objects, resources) && resources.every((o) => this.intact(o, watch.get(o), app.ignoreDifferences))) {
-      // Taken over with every object live as desired: recorded as this sync, with nothing written and no hook run
-      // (as for any app already in sync).
-      this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: resources, appliedAt: new Date().toISOString(), ...(prepared.preDelete.length ? { preDelete: prepared.preDelete } : {}), pending: { revision: ctx.revision, phase: 'engine' } });
-      return { ok: true, action: 'configured', message: `${resources.length} objects unchanged (adopted from the live objects)`, objects: resources.map((o) => ({ key: formatKey(o), action: 'unchanged' as const })) };
-    }
+    const settled = adopted && this.settle(adopted, app, prepared, ctx, watch);
+    if (settled) return settled;
     const same = !!recorded && sameObjects(recorded.objects, resources);
     // A sync of these very objects that an engine stop left unfinished before its PostSync hooks (see
     // AppInventory.pending) is finished with the record before it as what a failure rolls back to. One that finished
@@ -633,6 +629,29 @@ export class KubernetesTarget implements Target {
     } finally {
       this.applying.delete(app.name);
     }
+  }
+
+  async settleAdopted(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome | undefined> {
+    if (!this.inventory.get(app.env, app.name)?.adopted) return undefined;
+    try {
+      const { watch } = await this.connected();
+      const prepared = await this.prepare(app, ctx.checkoutDir);
+      const adopted = this.inventory.get(app.env, app.name);
+      return adopted?.adopted ? this.settle(adopted, app, prepared, ctx, watch) : undefined;
+    } catch {
+      return undefined; // the apply reports it
+    }
+  }
+
+  /**
+   * Taken over with every object live as desired (same identities and applied hashes, each intact): recorded as this
+   * sync's, with nothing written and no hook run (as for any app already in sync); undefined when anything differs.
+   */
+  private settle(adopted: AppInventory, app: DesiredApp, prepared: Prepared, ctx: ApplyContext, watch: ObjectWatch): ApplyOutcome | undefined {
+    const { resources } = prepared;
+    if (!sameObjects(adopted.objects, resources) || !resources.every((o) => this.intact(o, watch.get(o), app.ignoreDifferences))) return undefined;
+    this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: resources, appliedAt: new Date().toISOString(), ...(prepared.preDelete.length ? { preDelete: prepared.preDelete } : {}), pending: { revision: ctx.revision, phase: 'engine' } });
+    return { ok: true, action: 'configured', message: `${resources.length} objects unchanged (adopted from the live objects)`, objects: resources.map((o) => ({ key: formatKey(o), action: 'unchanged' as const })) };
   }
 
   /**
