@@ -35,6 +35,14 @@ const benches = [
   },
   { name: 'claims-failover', title: 'Failover between engines' },
   {
+    name: 'sharded-cold-sync',
+    title: 'Kubernetes: cold sync, 1 engine vs 3 sharded engines',
+    needs: () =>
+      process.env.KUBECONFIG && existsSync(process.env.KUBECONFIG)
+        ? undefined
+        : 'KUBECONFIG is not set (start the test control plane: `scripts/testenv.sh start && eval "$(scripts/testenv.sh env)"`)',
+  },
+  {
     name: 'helm',
     title: 'Kubernetes target: Helm charts',
     needs: () =>

@@ -151,7 +151,7 @@ export async function up(argv: string[]): Promise<void> {
     },
   });
   // Each environment's spec.target picks its target; the engine talks to the registry only.
-  const targets = createTargetRegistry({ local: target, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), stateDir: cfg.stateDir, mayWrite: (env) => claims.holds(env) });
+  const targets = createTargetRegistry({ local: target, store, bus, log, requeue: (env) => engine?.requeue(env), specOf: (env) => engine?.targetSpecOf(env), stateDir: cfg.stateDir, mayWrite: (env) => claims.holds(env), holdOf: (env) => claims.signal(env) });
   engine = new Engine({ repo: cfg.repo, ref: cfg.branch, path: cfg.path, envs: cfg.envs, stateDir: cfg.stateDir, pollMs, log, store, bus, target: targets, policy: cfg.policy, claims });
   const metrics = new Metrics(bus, {
     processes: () => target.supervisor.status().reduce((n, a) => n + a.instances.length, 0),

@@ -427,7 +427,8 @@ export class Engine {
       desired,
       revision,
       live,
-      inventory: this.store.inventoryKeys(desired.name).map((r) => r.app),
+      // Apps the target adopted from live objects (taken over from another engine) are pruned too when undeclared.
+      inventory: [...new Set([...this.store.inventoryKeys(desired.name).map((r) => r.app), ...live.filter((l) => l.adopted).map((l) => l.name)])],
       failures: this.store.failures(desired.name),
       templateOf: (a) => this.target.templateOf(a),
       force,
@@ -592,8 +593,10 @@ export class Engine {
       }
     };
     const hooks = this.desiredEnv(env).hooks?.[app.name];
+    // Taken over from another engine and already as desired (the target adopted its live objects): no delivery hook.
+    const settled = step.action === 'update' ? await this.target.settleAdopted?.(app, { revision: good.revision, checkoutDir: good.checkoutDir }) : undefined;
     // What the target and the hooks report carries app and hook output: masked here, before anything records it.
-    const outcome = this.secrets.maskDeep(
+    const outcome = settled ?? this.secrets.maskDeep(
       await applyWithHooks(this.hookDeps(), { app, hooks, revision: good.revision, checkoutDir: good.checkoutDir, apply }).catch(
         (err): { ok: false; message: string; rolledBack: boolean; logTail: string[] } => ({ ok: false, message: errorMessage(err), rolledBack: false, logTail: [] }),
       ),
@@ -671,6 +674,7 @@ export class Engine {
             sync = 'OutOfSync';
             if (l?.outOfSync && l.template === this.target.templateOf(d)) message = l.outOfSync;
             if (l?.unfinishedSync && l.template === this.target.templateOf(d)) message = l.unfinishedSync;
+            if (l?.adopted) message = l.adopted;
             const unreachable = this.unreachable.get(appKey(env, name));
             if (unreachable) message = unreachable;
           }

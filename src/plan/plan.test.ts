@@ -45,6 +45,11 @@ describe('planEnvironment', () => {
     expect(p.steps.map((s) => [s.app, s.action])).toEqual([['web', 'create']]);
   });
 
+  it('compares an app known only from adopted live objects (taken over from another engine), even with the same template', () => {
+    const p = plan(env(app('web')), [live(app('web'), { adopted: 'taken over: …' })]);
+    expect(p.steps[0]).toMatchObject({ action: 'update', reason: 'taken over from live objects; comparing them with desired', changes: [] });
+  });
+
   it('leaves alone what has not drifted', () => {
     const p = plan(env(app('web')), [live(app('web'))]);
     expect(p.steps[0].action).toBe('none');

@@ -88,6 +88,8 @@ export function shownVersion(version: string, revision: string | undefined): str
 /** What one app needs for live to equal its desired spec: to start, new processes, a scale, or nothing. */
 function compare(app: DesiredApp, l: LiveApp | undefined, templateOf: (a: DesiredApp) => string): { action: StepAction; reason: string; changes: FieldChange[] } {
   if (!l) return { action: 'create', reason: 'not running', changes: diffSpecs(undefined, app) };
+  // Known from its live objects only (taken over): the spec that made them is unknown, so the target compares them.
+  if (l.adopted) return { action: 'update', reason: 'taken over from live objects; comparing them with desired', changes: [] };
   const changes = diffSpecs(l.spec, app);
   if (l.template !== templateOf(app)) {
     return { action: 'update', reason: changes.length ? `changed: ${changes.map((c) => c.path).join(', ')}` : 'artifact content changed', changes };

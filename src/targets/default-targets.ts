@@ -22,6 +22,8 @@ export interface DefaultTargetsOptions {
   stateDir?: string;
   /** Whether this engine may write to an environment now (its claim): Kubernetes targets heal drift only then. */
   mayWrite?: (env: string) => boolean;
+  /** Changes each time this engine starts holding an environment's claim: Kubernetes targets then recover their records from live objects. */
+  holdOf?: (env: string) => unknown;
 }
 
 export function createTargetRegistry(o: DefaultTargetsOptions): TargetRegistry {
@@ -38,7 +40,7 @@ export function createTargetRegistry(o: DefaultTargetsOptions): TargetRegistry {
             'kubernetes',
             async () => {
               const { KubernetesTarget } = await import('./kubernetes/kubernetes-target.js');
-              return new KubernetesTarget({ env, spec: k8s, store: o.store, bus: o.bus, log: o.log.child({ target: 'kubernetes', env }), requeue: o.requeue, mayWrite: o.mayWrite, chartCacheDir: o.stateDir ? join(o.stateDir, 'charts') : undefined });
+              return new KubernetesTarget({ env, spec: k8s, store: o.store, bus: o.bus, log: o.log.child({ target: 'kubernetes', env }), requeue: o.requeue, mayWrite: o.mayWrite, holdOf: o.holdOf, chartCacheDir: o.stateDir ? join(o.stateDir, 'charts') : undefined });
             },
             (app) => kubernetesTemplateOf(app, k8s.namespace),
           );
@@ -91,6 +93,10 @@ class LazyTarget implements Target {
 
   async delete(env: string, app: string): Promise<void> {
     return (await this.get()).delete(env, app);
+  }
+
+  async settleAdopted(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome | undefined> {
+    return (await this.get()).settleAdopted?.(app, ctx);
   }
 
   logs(env: string, app: string): { replica: string; path: string }[] {

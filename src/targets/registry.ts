@@ -114,6 +114,10 @@ export class TargetRegistry implements Target {
     return (await this.ready(env)).delete(env, app);
   }
 
+  async settleAdopted(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome | undefined> {
+    return (await this.ready(app.env)).settleAdopted?.(app, ctx);
+  }
+
   logs(env: string, app: string): { replica: string; path: string }[] {
     return this.targetOf(env).logs(env, app);
   }

@@ -40,6 +40,11 @@ export interface LiveApp {
    * objects, before PostSync hooks ran or before the engine recorded the sync): the next sync finishes it.
    */
   unfinishedSync?: string;
+  /**
+   * The target knows the app only from live objects it adopted (Kubernetes: an environment taken over from another
+   * engine, or a new state directory; see adopt.ts): why, for status. The next sync compares every object with desired.
+   */
+  adopted?: string;
   /** HTTPS certificates of the app's hosts (local target). */
   certificates?: CertificateStatus[];
 }
@@ -153,4 +158,10 @@ export interface Target {
   helmTests?(app: DesiredApp, ctx: ApplyContext): Promise<HelmTestReport>;
   /** Per-object server-side difference of an app (targets that manage objects); absent when unsupported. */
   diff?(app: DesiredApp, ctx: ApplyContext): Promise<ObjectDiff[]>;
+  /**
+   * An app the target knows only from live objects it adopted (`LiveApp.adopted`): when they are all as `app`
+   * declares, records them as this sync's and resolves its outcome (nothing written, no hook of any kind run, as for an
+   * app already in sync); undefined otherwise, and the engine applies the app as usual.
+   */
+  settleAdopted?(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome | undefined>;
 }

@@ -96,6 +96,24 @@ kubernetesSuite('installing Keelson in a cluster', () => {
       expect(find(all, 'Ingress')).toBeUndefined();
     });
 
+    it('runs several sharded replicas: an emptyDir each instead of the PVC, rolled one by one, a PodDisruptionBudget on request', () => {
+      const all = template('keelson', 'keelson-system', 'repo.url=https://git.example.com/ops.git', 'replicaCount=3', 'podDisruptionBudget.enabled=true');
+      const dep = find(all, 'Deployment', 'keelson')!;
+      expect(dep.spec.replicas).toBe(3);
+      expect(dep.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+      expect(dep.spec.template.spec.volumes.find((v: any) => v.name === 'state')).toEqual({ name: 'state', emptyDir: {} });
+      expect(find(all, 'PersistentVolumeClaim')).toBeUndefined();
+      const pdb = find(all, 'PodDisruptionBudget', 'keelson')!;
+      expect(pdb.spec).toEqual({ maxUnavailable: 1, selector: { matchLabels: dep.spec.selector.matchLabels } });
+      // Sharding needs the member Leases in the release's namespace.
+      expect(find(all, 'Role', 'keelson-members')!.rules).toEqual([{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'create', 'update', 'delete'] }]);
+      // One replica without persistence: an emptyDir too, and no budget (it could never be met).
+      const single = template('keelson', 'keelson-system', 'repo.url=https://git.example.com/ops.git', 'persistence.enabled=false', 'podDisruptionBudget.enabled=true');
+      expect(find(single, 'Deployment')!.spec.template.spec.volumes.find((v: any) => v.name === 'state')).toEqual({ name: 'state', emptyDir: {} });
+      expect(find(single, 'PersistentVolumeClaim')).toBeUndefined();
+      expect(find(single, 'PodDisruptionBudget')).toBeUndefined();
+    });
+
     it('takes tokens and the webhook secret from existing Secrets, and opens an Ingress on request', () => {
       const all = template('keelson', 'keelson-system', 'repo.url=https://git.example.com/ops.git', 'auth.existingSecret=my-tokens', 'webhook.existingSecret=my-hook', 'ingress.enabled=true', 'ingress.webhookOnly=true', 'ingress.host=hooks.example.com');
       expect(find(all, 'Secret')).toBeUndefined();
@@ -159,6 +177,33 @@ kubernetesSuite('installing Keelson in a cluster', () => {
   });
 
   describe('the kustomize base', () => {
+    it('deploy/kubernetes-sharded: 3 replicas with an emptyDir each, no PVC, a PodDisruptionBudget; passes server-side validation', () => {
+      const ns = uniqueNamespace('keelson-sharded');
+      const overlay = join(tmp.dir, 'overlay-sharded');
+      mkdirSync(overlay, { recursive: true });
+      writeFileSync(
+        join(overlay, 'kustomization.yaml'),
+        `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: ${ns}\nresources: [${relative(overlay, join(root, 'deploy', 'kubernetes-sharded'))}]\n`,
+      );
+      const built = kubectl('kustomize', overlay);
+      const all = docs(built);
+      const dep = find(all, 'Deployment')!;
+      expect(dep.spec).toMatchObject({ replicas: 3, strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } } });
+      expect(dep.spec.template.spec.volumes.find((v: any) => v.name === 'state')).toEqual({ name: 'state', emptyDir: {} });
+      expect(find(all, 'PersistentVolumeClaim')).toBeUndefined();
+      const pdb = find(all, 'PodDisruptionBudget')!;
+      expect(pdb.metadata.namespace).toBe(ns);
+      expect(pdb.spec.selector.matchLabels).toEqual(dep.spec.selector.matchLabels);
+      try {
+        kubectl('create', 'namespace', ns);
+        const out = kubectlWithInput(built, 'apply', '--server-side', '--dry-run=server', '-f', '-');
+        expect(out).toContain('deployment.apps/keelson serverside-applied (server dry run)');
+        expect(out).toContain('poddisruptionbudget.policy/keelson serverside-applied (server dry run)');
+      } finally {
+        kubectl('delete', 'namespace', ns, '--wait=false');
+      }
+    });
+
     it('builds, and an overlay that names the ops repository applies and grants least privilege', () => {
       const ns = uniqueNamespace('keelson-kustomize');
       const overlay = join(tmp.dir, 'overlay');

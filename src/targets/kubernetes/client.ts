@@ -35,6 +35,8 @@ interface RequestOptions {
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
   contentType?: string;
+  /** The `Accept` header (default `application/json`): e.g. metadata-only lists (`as=PartialObjectMetadataList`). */
+  accept?: string;
   signal?: AbortSignal;
 }
 
@@ -231,7 +233,7 @@ export class KubeClient {
     const url = new URL(this.conn.server + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const body = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
-    const headers: http.OutgoingHttpHeaders = { accept: 'application/json', 'user-agent': 'keelson' };
+    const headers: http.OutgoingHttpHeaders = { accept: opts.accept ?? 'application/json', 'user-agent': 'keelson' };
     if (cred.authorization) headers.authorization = cred.authorization;
     // Writes act as the policy's identity, so the API server's RBAC for it decides what the environment may change;
     // reads (discovery, the cluster-wide list + watch of Keelson's objects, logs) stay the engine's own.

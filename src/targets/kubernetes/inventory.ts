@@ -5,6 +5,7 @@
  */
 import type { DesiredApp } from '../../core/model.js';
 import type { KvStore } from '../../store/kv.js';
+import type { Adoption } from './adopt.js';
 import type { Extraneous } from './delete.js';
 import { identity, type KObject } from './objects.js';
 import { isSecret, withoutData } from './secrets.js';
@@ -39,6 +40,11 @@ export interface AppInventory {
    * when the engine has recorded the sync (`synced`).
    */
   pending?: PendingSync;
+  /**
+   * Rebuilt from the live objects labelled for the app (adopt.ts), not written by a sync of this engine: `objects`
+   * are the live objects' metadata only. Used to prune; never applied or rolled back to; the next sync replaces it.
+   */
+  adopted?: Adoption;
 }
 
 export interface PendingSync {

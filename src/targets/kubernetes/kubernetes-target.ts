@@ -21,6 +21,7 @@ import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
 import { hookPhasesOf, hookState, isGeneratedHook, runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
 import { InventoryStore, type AppInventory, type KvStore, type PendingSync } from './inventory.js';
+import { adoptedMessage, labelledObjectsOf, recoverInventory } from './adopt.js';
 import { RolloutCheckpoints } from './checkpoints.js';
 import { DriftHealer, type Owner } from './drift-heal.js';
 export { healDelayMs } from './drift-heal.js';
@@ -55,6 +56,12 @@ export interface KubernetesTargetOptions {
    * healed here only then; another engine holding the claim heals it. Absent: always.
    */
   mayWrite?: (env: string) => boolean;
+  /**
+   * A value that changes each time this engine starts holding the environment's claim (the claim's signal): the
+   * records of what each app applied are checked against the live objects once per hold (adopt.ts), since another
+   * engine may have run the environment meanwhile. Absent: once per target (a new state directory).
+   */
+  holdOf?: (env: string) => unknown;
   /** Objects applied to the server at once. Default 16. */
   concurrency?: number;
   /**
@@ -101,7 +108,8 @@ export class KubernetesTarget implements Target {
       leftAlone: (app) => this.applying.has(app) || this.checkpoints.get(o.env, app) !== undefined,
       api: () => this.cluster!.api,
       live: (obj) => this.watch?.get(obj),
-      mayWrite: () => o.mayWrite?.(o.env) !== false,
+      // Under a new hold, records may be outdated (another engine ran the environment): healed from only once checked.
+      mayWrite: () => o.mayWrite?.(o.env) !== false && this.recoveredNow(),
     });
   }
 
@@ -180,8 +188,61 @@ export class KubernetesTarget implements Target {
     return intact;
   }
 
+  private recovery?: { hold: unknown; done: Promise<void>; finished?: boolean };
+
+  /** Whether the records were checked against live under the current hold (always without claims). */
+  private recoveredNow(): boolean {
+    if (!this.o.holdOf) return true;
+    return this.recovery?.finished === true && this.recovery.hold === this.o.holdOf(this.o.env);
+  }
+
+  /**
+   * The records checked against the live objects once per hold of the environment (adopt.ts); only while this engine
+   * may write to it (a standby's records wait until it takes the environment).
+   */
+  private recovered(): Promise<void> {
+    const env = this.o.env;
+    if (this.o.mayWrite?.(env) === false) return Promise.resolve();
+    const hold = this.o.holdOf?.(env) ?? true;
+    if (this.recovery?.hold === hold) return this.recovery.done;
+    const done = this.recover().catch((err) => {
+      if (this.recovery?.done === done) this.recovery = undefined; // the next observe tries again
+      throw err;
+    });
+    const recovery: { hold: unknown; done: Promise<void>; finished?: boolean } = { hold, done };
+    this.recovery = recovery;
+    void done.then(
+      () => {
+        recovery.finished = true;
+        // Drift while the records were not checked (or outdated) is looked at now, against the checked ones.
+        const watch = this.watch;
+        if (watch) for (const { desired } of this.owners.values()) this.drift.check(desired, watch.get(desired));
+      },
+      () => undefined,
+    );
+    return done;
+  }
+
+  private async recover(): Promise<void> {
+    const { cluster, watch } = await this.connected();
+    const env = this.o.env;
+    const started = performance.now();
+    const live = await labelledObjectsOf(cluster.api, env);
+    // Expected where RBAC is narrowed to the kinds the ops repository uses (Keelson cannot have applied the others).
+    if (live.refused.length) this.o.log.debug({ env, kinds: live.refused.join(', ') }, 'kinds not listable (RBAC): objects of them are not recovered into the inventory');
+    const r = recoverInventory(env, this.inventory.list(env), live.objects, new Date());
+    for (const app of r.dropped) this.inventory.delete(env, app);
+    for (const inv of r.adopted) this.inventory.put(inv);
+    if (r.adopted.length || r.dropped.length) this.reindex();
+    await Promise.all(uniqueKinds(r.adopted.flatMap((i) => i.objects)).map((k) => watch.ensure(k.apiVersion, k.kind)));
+    const fields = { env, kept: r.kept.length, adopted: r.adopted.map((i) => i.app).join(', ') || undefined, dropped: r.dropped.join(', ') || undefined, requests: live.requests, ms: Math.round(performance.now() - started) };
+    if (r.adopted.length || r.dropped.length) this.o.log.info(fields, 'inventory recovered from the live objects labelled for the environment');
+    else this.o.log.debug(fields, 'inventory matches the live objects');
+  }
+
   async observe(env: string): Promise<LiveApp[]> {
     const { watch } = await this.connected();
+    await this.recovered();
     return this.inventory.list(env).map((inv) => {
       const objects = inv.objects.map((d) => {
         const live = watch.get(d);
@@ -200,6 +261,7 @@ export class KubernetesTarget implements Target {
       const outOfSync = this.extraneousMessage(inv, watch);
       return {
         ...(inv.pending ? { unfinishedSync: unfinishedMessage(inv.pending) } : {}),
+        ...(inv.adopted ? { adopted: adoptedMessage(inv) } : {}),
         ...(outOfSync ? { outOfSync: outOfSync.message, ...(outOfSync.pendingPrune.length ? { pendingPrune: outOfSync.pendingPrune } : {}) } : {}),
         name: inv.app,
         spec: inv.spec,
@@ -452,7 +514,12 @@ export class KubernetesTarget implements Target {
     const { resources, hooks } = prepared;
     // What a failure rolls back to: the last record, unless it holds these very objects (a retry of a failed first
     // deploy, or a re-apply): rolling back to them would only claim a rollback that changed nothing.
-    const recorded = this.inventory.get(app.env, app.name);
+    const stored = this.inventory.get(app.env, app.name);
+    // A record adopted from the live objects (adopt.ts) is what to prune, never what to roll back to.
+    const adopted = stored?.adopted ? stored : undefined;
+    const recorded = adopted ? undefined : stored;
+    const settled = adopted && this.settle(adopted, app, prepared, ctx, watch);
+    if (settled) return settled;
     const same = !!recorded && sameObjects(recorded.objects, resources);
     // A sync of these very objects that an engine stop left unfinished before its PostSync hooks (see
     // AppInventory.pending) is finished with the record before it as what a failure rolls back to. One that finished
@@ -511,7 +578,7 @@ export class KubernetesTarget implements Target {
         ...(prepared.preDelete.length ? { preDelete: prepared.preDelete } : {}),
       };
       if (!failure) {
-        const pruned = await this.pruneStale(cluster, watch, app, previous, recorded, resources, ctx.confirmPrune ?? false);
+        const pruned = await this.pruneStale(cluster, watch, app, previous ?? adopted, recorded, resources, ctx.confirmPrune ?? false);
         results.push(...pruned.results);
         if (pruned.extraneous) record.extraneous = pruned.extraneous;
         this.putInventory({ ...record, pending: { revision: ctx.revision, phase: 'hooks', ...(previous ? { previous } : {}) } });
@@ -535,13 +602,14 @@ export class KubernetesTarget implements Target {
         this.putInventory({ ...record, pending: { revision: ctx.revision, phase: 'engine' } });
         killPoint('applied');
         const written = results.filter((r) => r.action !== 'unchanged');
-        return { ok: true, action: recorded ? 'configured' : 'created', message: withPruneNote(summarize(results, written.length === 0), results, app), objects: results };
+        return { ok: true, action: stored ? 'configured' : 'created', message: withPruneNote(summarize(results, written.length === 0), results, app), objects: results };
       }
       const sf = await runHookPhase('SyncFail', hooks.SyncFail, runner, timeoutMs);
       results.push(...sf.results);
       if (!previous) {
-        // A first deploy that failed stays recorded so it can be pruned.
-        this.putInventory(record);
+        // A first deploy that failed stays recorded so it can be pruned; an adopted record keeps what it adopted too
+        // (still to prune once a sync succeeds).
+        this.putInventory(adopted ? withAdopted(adopted, resources) : record);
         return fail(failure, results);
       }
       const rollback = await this.rollback(cluster, watch, previous, resources);
@@ -551,7 +619,7 @@ export class KubernetesTarget implements Target {
       // Unreachable after the new objects were recorded (a PostSync hook's Job could not be created): forget the
       // record again, or the retry would find nothing to do and never run the hooks.
       if (recordedNew && isTransient(err)) {
-        if (recorded) this.putInventory(recorded);
+        if (stored) this.putInventory(stored);
         else {
           this.inventory.delete(app.env, app.name);
           this.reindex();
@@ -561,6 +629,29 @@ export class KubernetesTarget implements Target {
     } finally {
       this.applying.delete(app.name);
     }
+  }
+
+  async settleAdopted(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome | undefined> {
+    if (!this.inventory.get(app.env, app.name)?.adopted) return undefined;
+    try {
+      const { watch } = await this.connected();
+      const prepared = await this.prepare(app, ctx.checkoutDir);
+      const adopted = this.inventory.get(app.env, app.name);
+      return adopted?.adopted ? this.settle(adopted, app, prepared, ctx, watch) : undefined;
+    } catch {
+      return undefined; // the apply reports it
+    }
+  }
+
+  /**
+   * Taken over with every object live as desired (same identities and applied hashes, each intact): recorded as this
+   * sync's, with nothing written and no hook run (as for any app already in sync); undefined when anything differs.
+   */
+  private settle(adopted: AppInventory, app: DesiredApp, prepared: Prepared, ctx: ApplyContext, watch: ObjectWatch): ApplyOutcome | undefined {
+    const { resources } = prepared;
+    if (!sameObjects(adopted.objects, resources) || !resources.every((o) => this.intact(o, watch.get(o), app.ignoreDifferences))) return undefined;
+    this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: resources, appliedAt: new Date().toISOString(), ...(prepared.preDelete.length ? { preDelete: prepared.preDelete } : {}), pending: { revision: ctx.revision, phase: 'engine' } });
+    return { ok: true, action: 'configured', message: `${resources.length} objects unchanged (adopted from the live objects)`, objects: resources.map((o) => ({ key: formatKey(o), action: 'unchanged' as const })) };
   }
 
   /**
@@ -779,12 +870,13 @@ export class KubernetesTarget implements Target {
     const before = this.inventory.get(inv.env, inv.app);
     this.inventory.put(inv);
     for (const d of before?.objects ?? []) if (this.owners.get(identity(d))?.app === inv.app) this.owners.delete(identity(d));
-    for (const d of inv.objects) this.owners.set(identity(d), ownerOf(inv, d));
+    // Adopted records hold metadata only: drift of their objects is the next sync's business, never healed from them.
+    if (!inv.adopted) for (const d of inv.objects) this.owners.set(identity(d), ownerOf(inv, d));
   }
 
   private reindex(): void {
     const owners = new Map<string, Owner>();
-    for (const inv of this.inventory.list(this.o.env)) for (const d of inv.objects) owners.set(identity(d), ownerOf(inv, d));
+    for (const inv of this.inventory.list(this.o.env)) if (!inv.adopted) for (const d of inv.objects) owners.set(identity(d), ownerOf(inv, d));
     this.owners = owners;
   }
 
@@ -839,6 +931,13 @@ export class KubernetesTarget implements Target {
     this.drift.check(owner.desired, type === 'delete' ? undefined : obj);
   }
 
+}
+
+/** An adopted record that also holds `objects` (as metadata, like the rest), for a later prune. */
+function withAdopted(adopted: AppInventory, objects: KObject[]): AppInventory {
+  const have = new Set(adopted.objects.map(identity));
+  const more = objects.filter((o) => !have.has(identity(o))).map((o) => ({ apiVersion: o.apiVersion, kind: o.kind, metadata: { name: o.metadata.name, ...(o.metadata.namespace ? { namespace: o.metadata.namespace } : {}), labels: o.metadata.labels, annotations: o.metadata.annotations } }));
+  return { ...adopted, objects: [...adopted.objects, ...more] };
 }
 
 /** A record as the sync that wrote it left it, finished. */

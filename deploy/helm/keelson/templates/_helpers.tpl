@@ -27,3 +27,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "keelson.authSecret" -}}
 {{- printf "%s-auth" (include "keelson.fullname" .) -}}
 {{- end -}}
+
+{{/* "true" when the state directory is a PVC: one replica with persistence (several replicas each keep an emptyDir). */}}
+{{- define "keelson.persistent" -}}
+{{- if and .Values.persistence.enabled (le (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{- end -}}
