@@ -116,7 +116,7 @@ function section(r) {
           '(rolling, a postSync http hook), `api` (canary), `front` (blue/green), `cfg` (ConfigMaps, one renamed every',
           'third version so prune has work, a Secret, an Argo CD PostSync Job carrying the version) and `tmp` (added and',
           'removed: pruned whole); a commit bumps some apps, the kill lands after a random delay or after a random number',
-          '(1–14) of object changes seen in the namespace. Checks: one Deployment per image app at the desired image with',
+          '(1–8) of object changes seen in the namespace. Checks: one Deployment per image app at the desired image with',
           'every pod updated and ready, no pod on another image; every live object labelled for the environment (hooks',
           'apart) in its app\'s record with the applied hash recorded, every recorded object live, no pending marker left,',
           'records and the engine\'s inventory naming exactly the declared apps at their versions; the PostSync Job ran for',

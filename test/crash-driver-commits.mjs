@@ -242,11 +242,17 @@ spec:
           },
           `rb 1.0.${rb}`,
         );
-        await waitFor(`rb 1.0.${rb} deployed`, async () => {
-          const env = (await get('/api/v1/status').catch(() => undefined))?.environments?.[0];
-          const s = env?.apps.find((x) => x.name === 'rb');
-          return s?.version === `1.0.${rb}` && s.sync === 'Synced' && s.health === 'Healthy';
-        }, { timeoutMs: convergeMs, intervalMs: 200 });
+        try {
+          await waitFor(`rb 1.0.${rb} deployed`, async () => {
+            const env = (await get('/api/v1/status').catch(() => undefined))?.environments?.[0];
+            const s = env?.apps.find((x) => x.name === 'rb');
+            return s?.version === `1.0.${rb}` && s.sync === 'Synced' && s.health === 'Healthy';
+          }, { timeoutMs: convergeMs, intervalMs: 200 });
+        } catch (err) {
+          diverged(k, 'converges to HEAD', `${err.message.split(';')[0]}; ${await describeNow()}`);
+          if (!o.keepGoing) break;
+          continue;
+        }
         answer = rollback().catch((err) => ({ status: 0, body: err.cause?.code ?? err.message }));
         const at = await killPoint(maxDelayMs / 2, rand() < 0.5);
         what = `rb → 1.0.${rb}, then a rollback through the API, SIGKILL ${at} the request`;

@@ -345,7 +345,7 @@ ${declared()
         at = `${delay} ms after the commit`;
         result.byTrigger.delay++;
       } else {
-        const n = 1 + Math.floor(rand() * 14);
+        const n = 1 + Math.floor(rand() * 8);
         const t0 = Date.now();
         while (watch.seen - seenBefore < n && Date.now() - t0 < maxDelayMs * 3) await sleep(5);
         at = `after ${watch.seen - seenBefore} object changes (${n} wanted), ${Date.now() - t0} ms after the commit`;
