@@ -108,7 +108,7 @@ function section(r) {
           '**Engine commits** (`test/crash-driver-commits.mjs`): a bare ops repository; the engine runs version automation',
           '(`--auto-update-interval 1s`, a `directory` source) and answers rollbacks through the API. The driver pushes a new',
           'release, or bumps an app and asks for its rollback, then kills the engine **with the git commands it runs** (as',
-          'when its container dies) after a random delay or as soon as it runs `git commit`, `push` or `fetch`. Checks: no',
+          'when its container dies) after a random delay or as soon as it runs `git worktree add`, `commit` or `push`. Checks: no',
           '`*.lock` left in the ops repository and `git fsck --full` clean; every engine commit whole (its trailer present)',
           'and no bump committed twice; the engine converged to HEAD with the newest release committed after the restart',
           '(the next commit goes through; a rollback after the last kill is answered 200); the store intact.',

@@ -4,7 +4,7 @@ import { runCommitCrashDriver } from '../crash-driver-commits.mjs';
 /**
  * Issue 10, item 3, engine commits: a real `keelson up` that commits to its (bare) ops repository — version
  * automation and a rollback through the API — is SIGKILLed with the git commands it runs at seeded random moments
- * of those commits (some as soon as it runs `git commit`, `push` or `fetch`), then restarted. Every time the ops
+ * of those commits (some as soon as it runs `git worktree add`, `commit` or `push`), then restarted. Every time the ops
  * repository must hold no stale lock and pass `git fsck`, every engine commit be whole and made once, the next
  * commit go through, and the engine converge to HEAD. KEELSON_CRASH_SEED replays a run (the seed is printed).
  */
