@@ -17,6 +17,8 @@ export function runKubernetesCrashDriver(o?: {
   kills?: number;
   maxDelayMs?: number;
   convergeMs?: number;
+  /** rollout.progressDeadlineSeconds of the image apps (default 180). */
+  progressDeadlineSeconds?: number;
   settleMs?: number;
   keepGoing?: boolean;
   keepTmp?: boolean;

@@ -67,7 +67,10 @@ export async function runKubernetesCrashDriver(o = {}) {
   const seed = o.seed ?? (Date.now() % 2 ** 31);
   const kills = o.kills ?? 4;
   const maxDelayMs = o.maxDelayMs ?? 6000;
-  const convergeMs = o.convergeMs ?? 120_000;
+  const convergeMs = o.convergeMs ?? 300_000;
+  // Generous: on a shared, loaded control plane pods can take minutes to be scheduled and ready, and a rollout that
+  // misses its deadline fails for that reason, not for the kill.
+  const deadline = o.progressDeadlineSeconds ?? 180;
   const log = o.log ?? ((s) => console.log(s));
   const rand = prng(seed);
   const suffix = `${process.pid.toString(36)}-${seed.toString(36)}`.slice(-12);
@@ -107,7 +110,7 @@ spec:
   replicas: ${replicas}
   port: 8080
 ${name === 'web' ? `  hooks:\n    postSync:\n      - name: notify\n        http: { url: "http://127.0.0.1:${hooks.port}/hook?app=web&v={version}", method: GET, expectStatus: 200 }\n` : ''}  rollout:
-    progressDeadlineSeconds: 60
+    progressDeadlineSeconds: ${deadline}
 ${rollout[apps[name].strategy]}`;
   const manifestApp = (name) => `apiVersion: keelson.dev/v1alpha1
 kind: App
@@ -371,8 +374,31 @@ ${declared()
       } catch (err) {
         const now = await status().catch(() => undefined);
         const seen = (now?.apps ?? []).map((s) => `${s.name} ${s.sync}/${s.health} at ${s.version}${s.message ? ` (${s.message.slice(0, 160)})` : ''}`);
-        diverged(k, 'converges', `${err.message.split(';')[0]}; ${seen.join('; ')}`);
+        // What the cluster says, to tell a slow control plane from a stale view of the engine.
+        let cluster = '';
+        try {
+          cluster = kubectl('-n', namespace, 'get', 'deploy', '-o', 'jsonpath={range .items[*]}{.metadata.name} gen {.metadata.generation}/{.status.observedGeneration} ready {.status.readyReplicas}/{.spec.replicas}; {end}');
+        } catch (e) {
+          cluster = e.message;
+        }
+        diverged(k, 'converges', `${err.message.split(';')[0]}; ${seen.join('; ')}; the cluster: ${cluster}`);
         if (!o.keepGoing) break;
+        // A failed spec is not retried until it changes: a new version of every app that did not converge, so the
+        // next kills start from a converged environment again.
+        const stuck = declared().filter((a) => {
+          const s = now?.apps.find((x) => x.name === a);
+          return !s || s.sync !== 'Synced' || s.health !== 'Healthy' || s.version !== String(apps[a].version);
+        });
+        const top2 = Math.max(...Object.values(apps).map((a) => a.version)) + 1;
+        for (const a of stuck) [apps[a].prev, apps[a].version] = [apps[a].version, top2];
+        commit(`recover: ${stuck.map((a) => `${a} → ${top2}`).join(', ')}`);
+        log(`  recover: ${stuck.map((a) => `${a} → ${top2}`).join(', ')}`);
+        try {
+          await waitFor('convergence after the recovery commit', converged, { timeoutMs: convergeMs, intervalMs: 250 });
+        } catch {
+          diverged(k, 'converges', 'not even after a new version of the apps that had not converged');
+          break;
+        }
         continue;
       }
       const ms = Date.now() - t0;
