@@ -18,21 +18,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { freePort, git, sleep, waitFor, writeTree as write } from '../bench/lib.mjs';
+import { prng } from './crash-lib.mjs';
 
 const root = resolve(import.meta.dirname, '..');
 const bin = join(root, 'bin', 'keelson');
 
-/** mulberry32: a small seeded PRNG, [0, 1). */
-export function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 const server = (version) => `const http = require('node:http');
 const s = http.createServer((req, res) => res.end(req.url === '/healthz' ? 'ok' : 'version ${version}\\n'));

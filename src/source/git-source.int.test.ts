@@ -198,6 +198,24 @@ describe('GitSource.fetch', () => {
     expect(await restarted.fetch()).toMatchObject({ revision: first, changed: false, previous: first });
     expect(lines.some((l) => l.msg === 'source clone created')).toBe(false);
   });
+
+  it('fetches after a restart when a killed `git worktree add` left a half-made worktree in the clone', async () => {
+    // What `git worktree add` leaves when killed while initializing (found by the crash driver, engine-commit mode):
+    // the worktree's metadata in the clone, locked, its HEAD the null sha, its directory (a temporary) gone. Every
+    // fetch then fails ("bad object worktrees/…/HEAD"), and `git worktree prune` keeps locked entries.
+    const g = await gitdir();
+    await g.commit({ 'a.txt': 'one' });
+    const source = g.source();
+    await source.fetch();
+    const meta = path.join(source.cloneDir, 'worktrees', '-tmp-x-wt-0123456789ab');
+    await mkdir(meta, { recursive: true });
+    await writeFile(path.join(meta, 'HEAD'), `${'0'.repeat(40)}\n`);
+    await writeFile(path.join(meta, 'commondir'), '../..\n');
+    await writeFile(path.join(meta, 'gitdir'), `${path.join(path.dirname(source.cloneDir), '.tmp-x-wt-0123456789ab', '.git')}\n`);
+    await writeFile(path.join(meta, 'locked'), 'initializing\n');
+    const second = await g.commit({ 'a.txt': 'two' });
+    expect(await g.source().fetch()).toMatchObject({ revision: second, changed: true });
+  });
 });
 
 describe('GitSource with a local directory', () => {

@@ -222,6 +222,10 @@ export class GitSource {
     await removeTemporaries(path.dirname(this.gitDir), `.tmp-${name}-`);
     if (await exists(path.join(this.gitDir, 'HEAD'))) {
       await removeStaleLocks(this.gitDir);
+      // The clone's only worktrees are the engine writer's temporaries, just removed above. One whose `git worktree
+      // add` was killed leaves its metadata locked with a null HEAD, which fails every fetch and which `git worktree
+      // prune` keeps: forget them all.
+      await rm(path.join(this.gitDir, 'worktrees'), { recursive: true, force: true });
       await this.git(['config', 'remote.origin.url', this.url]); // credentials may have changed
       return;
     }

@@ -381,8 +381,10 @@ export class KubernetesTarget implements Target {
       const obj = structuredClone(o);
       if (!obj.metadata.namespace && (await this.isNamespaced(cluster, obj, crdScopes))) obj.metadata.namespace = this.namespace;
       if (isSecret(obj)) {
-        // The applied hash covers the Secret without its values (the engine's digests change it instead).
-        const { data, stringData } = obj as { data?: unknown; stringData?: unknown };
+        // The applied hash covers the Secret without its values (the engine's digests change it instead). `stringData`
+        // goes into `data` as the API server would write it: live Secrets have only `data`, so a desired one with
+        // `stringData` would never match live, and the app would be applied again at every reconcile.
+        const { data, stringData } = withStringDataInData(obj as { data?: unknown; stringData?: unknown });
         return { ...withOwnership(withoutData(obj), app.env, app.name), ...(data !== undefined ? { data } : {}), ...(stringData !== undefined ? { stringData } : {}) };
       }
       return withOwnership(obj, app.env, app.name);
@@ -938,6 +940,14 @@ function withAdopted(adopted: AppInventory, objects: KObject[]): AppInventory {
   const have = new Set(adopted.objects.map(identity));
   const more = objects.filter((o) => !have.has(identity(o))).map((o) => ({ apiVersion: o.apiVersion, kind: o.kind, metadata: { name: o.metadata.name, ...(o.metadata.namespace ? { namespace: o.metadata.namespace } : {}), labels: o.metadata.labels, annotations: o.metadata.annotations } }));
   return { ...adopted, objects: [...adopted.objects, ...more] };
+}
+
+/** A Secret's values as the API server keeps them: `stringData` entries base64-encoded into `data` (they win). */
+function withStringDataInData(o: { data?: unknown; stringData?: unknown }): { data?: unknown; stringData?: unknown } {
+  const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (o.stringData === undefined || !isMap(o.stringData) || (o.data !== undefined && !isMap(o.data))) return { data: o.data, stringData: o.stringData }; // the server says what is wrong
+  const encoded = Object.entries(o.stringData).map(([k, v]) => [k, Buffer.from(String(v), 'utf8').toString('base64')]);
+  return { data: { ...(o.data as Record<string, unknown> | undefined), ...Object.fromEntries(encoded) } };
 }
 
 /** A record as the sync that wrote it left it, finished. */
