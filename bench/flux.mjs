@@ -56,7 +56,8 @@ export async function startFlux(tools, { dir, namespace, concurrent }) {
   const env = { ...process.env, RUNTIME_NAMESPACE: namespace, TMPDIR: join(dir, 'tmp') };
   const common = async () => {
     const health = await freePort();
-    return { health, args: [`--metrics-addr=127.0.0.1:${await freePort()}`, `--health-addr=127.0.0.1:${health}`, '--enable-leader-election=false', '--log-level=info', '--log-encoding=json'] };
+    const metrics = await freePort();
+    return { health, metrics, args: [`--metrics-addr=127.0.0.1:${metrics}`, `--health-addr=127.0.0.1:${health}`, '--enable-leader-election=false', '--log-level=info', '--log-encoding=json'] };
   };
   const s = await common();
   const k = await common();
@@ -85,7 +86,31 @@ export async function startFlux(tools, { dir, namespace, concurrent }) {
       return res?.ok;
     }, { timeoutMs: 120_000, intervalMs: 200 });
   }
-  return { pids: { 'source-controller': source.pid, 'kustomize-controller': kustomize.pid }, stop, logs: dir };
+  return { pids: { 'source-controller': source.pid, 'kustomize-controller': kustomize.pid }, metrics: { 'source-controller': s.metrics, 'kustomize-controller': k.metrics }, stop, logs: dir };
+}
+
+/**
+ * The requests both controllers sent to the API server so far, by HTTP method (client-go's own counter
+ * `rest_client_requests_total` on their metrics endpoints): exact per process, unlike the API server's counters, which
+ * the other users of a shared cluster add to.
+ */
+export async function fluxRequests(flux) {
+  const by = {};
+  for (const port of Object.values(flux.metrics)) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const m of text.matchAll(/^rest_client_requests_total\{([^}]*)\} (\S+)$/gm)) {
+      const method = /method="(\w+)"/.exec(m[1])?.[1] ?? '?';
+      by[method] = (by[method] ?? 0) + Number(m[2]);
+    }
+  }
+  return by;
+}
+
+/** Requests between two `fluxRequests` snapshots: `{ total, by: { GET: n, PATCH: n, … } }`. */
+export function requestsBetween(a, b) {
+  const by = {};
+  for (const [k, v] of Object.entries(b)) if (v - (a[k] ?? 0) > 0) by[k] = v - (a[k] ?? 0);
+  return { total: Object.values(by).reduce((x, y) => x + y, 0), by };
 }
 
 /** The GitRepository of the ops repository, at `url`, branch main. */

@@ -30,7 +30,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { benchCommand, benchmarksFile, commitAll, fmt, fmtStats, freePort, git, gitInit, main, now, onCleanup, root, rssKiB, sleep, startKeelson, stats, tempDir, waitFor, writeSection as writeBenchSection, writeTree } from './lib.mjs';
-import { fluxTools, fluxWatch, gitRepository, installCrds, KUSTOMIZE_API, kustomization, pool, readyOf, REQUESTED_AT, SOURCE_API, startFlux } from './flux.mjs';
+import { fluxRequests, fluxTools, fluxWatch, requestsBetween, gitRepository, installCrds, KUSTOMIZE_API, kustomization, pool, readyOf, REQUESTED_AT, SOURCE_API, startFlux } from './flux.mjs';
 import { serveGit } from './git-http.mjs';
 import { connect } from '../dist/targets/kubernetes/client.js';
 
@@ -54,7 +54,8 @@ const fluxOnly = process.argv.includes('--flux-only');
 const writeReport = !keelsonOnly && !fluxOnly && !process.argv.includes('--no-write');
 /** kustomize-controller's parallel reconciles: 10 is what Flux's vertical-scaling guide sets for hundreds of apps. */
 const FLUX_CONCURRENT = Number(process.env.BENCH_FLUX_CONCURRENT ?? 10);
-const FLUX_NOOP_RUNS = Number(process.env.BENCH_FLUX_NOOP_RUNS ?? 3);
+/** Each no-op of Flux takes about as long as its cold sync: 3 runs up to 100 apps, 1 above. */
+const FLUX_NOOP_RUNS = Number(process.env.BENCH_FLUX_NOOP_RUNS ?? (APPS > 100 ? 1 : 3));
 const FLUX_DRIFT_TRIALS = Number(process.env.BENCH_FLUX_DRIFT_TRIALS ?? 3);
 /** How long a Flux drift trial waits for a revert that, with no drift detection between reconciles, does not come. */
 const FLUX_DRIFT_WAIT_MS = Number(process.env.BENCH_FLUX_DRIFT_WAIT_S ?? 10) * 1000;
@@ -201,6 +202,7 @@ function writesBetween(before, after) {
   }
   return { total, dryRuns, by };
 }
+const fmtRequests = (q) => `${q.total} requests from the controllers (${Object.entries(q.by).map(([k, v]) => `${k} ${v}`).join(', ')})`;
 const fmtWrites = (w) => `${w.total} writes${w.dryRuns ? ` + ${w.dryRuns} dry-runs` : ''}${Object.keys(w.by).length ? ` (${Object.entries(w.by).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}`;
 
 // ---- Deployments as the API server reports them, by watch
@@ -443,7 +445,8 @@ async function drift(watch) {
   const fromCommand = [];
   for (let t = 0; t < DRIFT_TRIALS; t++) {
     // A different Deployment each trial: repeated fights on one object back off (self-heal), on purpose.
-    const key = `${keelsonNs(0)}/${appName(t)}`;
+    // (app t lives in namespace nsOf(t): with 100 apps the first namespace holds only 10)
+    const key = `${keelsonNs(nsOf(t))}/${appName(t)}`;
     let scaledAt;
     let revertedAt;
     const off = watch.onEvent((d, at) => {
@@ -452,7 +455,7 @@ async function drift(watch) {
       if (d.spec.replicas === 1 && scaledAt !== undefined && revertedAt === undefined) revertedAt = at;
     });
     const t0 = now();
-    kubectl('-n', keelsonNs(0), 'scale', `deployment/${appName(t)}`, '--replicas=3');
+    kubectl('-n', keelsonNs(nsOf(t)), 'scale', `deployment/${appName(t)}`, '--replicas=3');
     await waitFor(`${key} reverted to 1 replica`, () => revertedAt !== undefined, { timeoutMs: 30_000, intervalMs: 5 });
     off();
     samples.push(revertedAt - scaledAt);
@@ -536,19 +539,23 @@ async function fluxPhases(dir, ops, watch) {
 
   // cold: the namespaces, the GitRepository and one Kustomization per app created → every Deployment Available
   const before = requestCounters();
+  const q0 = await fluxRequests(flux);
   const cpu0 = cpuSnapshot(flux.pids, 'git http-backend (the bench\'s children)');
   const t0 = now();
   await pool(namespaces, 10, (name) => api.request('POST', '/api/v1/namespaces', { body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name } } }));
   await api.create(gitRepository(FLUX_SOURCE, fluxSystemNs, gitServer.url('ops')), 'keelson-bench');
+  // The source first: a Kustomization created before its source has an artifact waits --requeue-dependency (30 s).
+  const sourceAt = await repo.until('the GitRepository has an artifact', (s) => readyOf(s.get(FLUX_SOURCE))?.ok && s.get(FLUX_SOURCE)?.status?.artifact, 120_000);
   await pool(names, 32, (name, i) => api.create(kustomization({ name, namespace: fluxSystemNs, source: FLUX_SOURCE, path: `./manifests/${name}`, targetNamespace: fluxNs(nsOf(i)) }), 'keelson-bench'));
   const createdMs = now() - t0;
   const availableAt = await watch.until(`${APPS} Flux Deployments Available`, availableIn(`kb-${RUN}-f`, APPS), COLD_TIMEOUT_MS);
   const cpu = cpuBetween(cpu0, cpuSnapshot(flux.pids, 'git http-backend (the bench\'s children)'), availableAt - t0);
   const readyAt = await ks.until(`${APPS} Kustomizations Ready`, (s) => names.every((n) => readyOf(s.get(n))?.ok), COLD_TIMEOUT_MS);
   const writes = writesBetween(before, requestCounters());
+  const requests = requestsBetween(q0, await fluxRequests(flux));
   coldPeak = { ...peak, byProcess: { ...peak.byProcess } };
-  const cold = { createdMs, availableMs: availableAt - t0, readyMs: readyAt - t0, writes, cpu, peakRssMiB: coldPeak.total, peakByProcess: coldPeak.byProcess };
-  console.log(`flux cold: ${APPS} Kustomizations created in ${fmt(createdMs / 1000, 1)} s, every Deployment Available ${fmt(cold.availableMs / 1000, 1)} s, every Kustomization Ready ${fmt(cold.readyMs / 1000, 1)} s; ${fmtWrites(writes)}; peak RSS ${fmt(coldPeak.total)} MiB (${Object.entries(coldPeak.byProcess).map(([n, v]) => `${n} ${fmt(v)}`).join(', ')})`);
+  const cold = { sourceMs: sourceAt - t0, createdMs, availableMs: availableAt - t0, readyMs: readyAt - t0, writes, requests, cpu, peakRssMiB: coldPeak.total, peakByProcess: coldPeak.byProcess };
+  console.log(`flux cold: source ready ${fmt(cold.sourceMs / 1000, 1)} s, ${APPS} Kustomizations created by ${fmt(createdMs / 1000, 1)} s, every Deployment Available ${fmt(cold.availableMs / 1000, 1)} s, every Kustomization Ready ${fmt(cold.readyMs / 1000, 1)} s; ${fmtWrites(writes)}; ${fmtRequests(requests)}; peak RSS ${fmt(coldPeak.total)} MiB (${Object.entries(coldPeak.byProcess).map(([n, v]) => `${n} ${fmt(v)}`).join(', ')})`);
   console.log(`  CPU: ${cpu.text}`);
   await sleep(2000);
   const settled = rss();
@@ -556,18 +563,21 @@ async function fluxPhases(dir, ops, watch) {
   // no-op: a reconcile of every Kustomization requested → every one handled it (Ready), nothing changed
   const times = [];
   let noopWrites;
+  let noopRequests;
   for (let r = 0; r < FLUX_NOOP_RUNS; r++) {
     const token = `noop-${r}-${Date.now()}`;
     const b = requestCounters();
+    const q = await fluxRequests(flux);
     const t = now();
     await pool(names, 32, (name) => requestReconcile(api, `${ksPath}/${name}`, token));
     const at = await ks.until(`${APPS} Kustomizations reconciled (${token})`, (s) => names.every((n) => handled(s.get(n), token)), COLD_TIMEOUT_MS);
     times.push(at - t);
     const w = writesBetween(b, requestCounters());
     if (!noopWrites || w.total + w.dryRuns > noopWrites.total + noopWrites.dryRuns) noopWrites = w;
+    noopRequests ??= requestsBetween(q, await fluxRequests(flux));
   }
-  const noop = { time: stats(times), writes: noopWrites };
-  console.log(`flux no-op resync (reconcile of ${APPS} Kustomizations requested): ${fmtStats(noop.time)}; ${fmtWrites(noop.writes)}`);
+  const noop = { time: stats(times), writes: noopWrites, requests: noopRequests };
+  console.log(`flux no-op resync (reconcile of ${APPS} Kustomizations requested): ${fmtStats(noop.time)}; ${fmtWrites(noop.writes)}; ${fmtRequests(noop.requests)}`);
 
   // 1-app change: the app's manifests committed at 1.0.1 → reconcile of the GitRepository requested → that app's
   // Kustomization applied at the new revision and Ready (wait: its Deployment rolled out)
@@ -577,6 +587,7 @@ async function fluxPhases(dir, ops, watch) {
   commitAll(ops, `${appName(i)} 1.0.1 (manifests)`);
   const sha = git(ops, 'rev-parse', 'HEAD');
   const cb = requestCounters();
+  const cq = await fluxRequests(flux);
   const ct = now();
   await requestReconcile(api, `${gitRepoPath}/${FLUX_SOURCE}`, `change-${Date.now()}`);
   const fetchedAt = await repo.until('the GitRepository at the new commit', (s) => (s.get(FLUX_SOURCE)?.status?.artifact?.revision ?? '').endsWith(sha), 120_000);
@@ -584,13 +595,13 @@ async function fluxPhases(dir, ops, watch) {
   const rolledOutAt = await watch.until(`${key} rolled out`, (s) => s.get(key)?.image.endsWith(':1.0.1') && s.get(key)?.rolledOut, 120_000);
   const allAt = await ks.until(`${APPS} Kustomizations at ${sha.slice(0, 7)}`, (s) => names.every((n) => appliedAt(s.get(n), sha)), COLD_TIMEOUT_MS);
   await sleep(1000);
-  const change = { app: key, totalMs: changeAt - ct, fetchMs: fetchedAt - ct, rolledOutMs: rolledOutAt - ct, allMs: allAt - ct, writes: writesBetween(cb, requestCounters()) };
-  console.log(`flux 1-app change (${key}): reconcile requested → source at the new commit ${fmt(change.fetchMs)} ms, that Kustomization applied and Ready ${fmt(change.totalMs)} ms (pod rolled out at ${fmt(change.rolledOutMs)} ms); all ${APPS} Kustomizations reconciled at the new revision ${fmt(change.allMs)} ms; ${fmtWrites(change.writes)}`);
+  const change = { app: key, totalMs: changeAt - ct, fetchMs: fetchedAt - ct, rolledOutMs: rolledOutAt - ct, allMs: allAt - ct, writes: writesBetween(cb, requestCounters()), requests: requestsBetween(cq, await fluxRequests(flux)) };
+  console.log(`flux 1-app change (${key}): reconcile requested → source at the new commit ${fmt(change.fetchMs)} ms, that Kustomization applied and Ready ${fmt(change.totalMs)} ms (pod rolled out at ${fmt(change.rolledOutMs)} ms); all ${APPS} Kustomizations reconciled at the new revision ${fmt(change.allMs)} ms; ${fmtWrites(change.writes)}; ${fmtRequests(change.requests)}`);
 
   // drift: kustomize-controller corrects drift when it reconciles (interval, here 1 h), not when it happens
   const drift = { trials: 0, reverted: 0, waitMs: FLUX_DRIFT_WAIT_MS, revert: [] };
   for (let t = 0; t < FLUX_DRIFT_TRIALS; t++) {
-    const dkey = `${fluxNs(0)}/${appName(t)}`;
+    const dkey = `${fluxNs(nsOf(t))}/${appName(t)}`;
     let scaledAt;
     let revertedAt;
     const off = watch.onEvent((d, at) => {
@@ -598,7 +609,7 @@ async function fluxPhases(dir, ops, watch) {
       if (d.spec.replicas === 3 && scaledAt === undefined) scaledAt = at;
       if (d.spec.replicas === 1 && scaledAt !== undefined && revertedAt === undefined) revertedAt = at;
     });
-    kubectl('-n', fluxNs(0), 'scale', `deployment/${appName(t)}`, '--replicas=3');
+    kubectl('-n', fluxNs(nsOf(t)), 'scale', `deployment/${appName(t)}`, '--replicas=3');
     await waitFor(`${dkey} reverted`, () => revertedAt !== undefined, { timeoutMs: FLUX_DRIFT_WAIT_MS, intervalMs: 20 }).catch(() => {});
     off();
     drift.trials++;
@@ -816,10 +827,15 @@ as Keelson's Healthy), \`interval: 1h\`, so that no phase waits for, or is helpe
 requested the way \`flux reconcile\` does it, by a new value of the annotation \`reconcile.fluxcd.io/requestedAt\`.
 Flux's controllers are started (and ready) before its cold phase, as in a cluster where Flux is installed; the
 cold phase starts when the bench creates the ${r.namespaces} namespaces, the GitRepository and the ${r.apps}
-Kustomizations (${fmt(f.cold.createdMs / 1000, 1)} s of it), and ends when every Deployment is Available (every
-Kustomization Ready: ${fmt(f.cold.readyMs / 1000, 1)} s). No-op: a reconcile of every Kustomization requested, until
-each has handled it and is Ready (median of ${f.noop.time.n}): ${fmtWrites(f.noop.writes)} — kustomize-controller
-dry-runs every object before it applies what differs. 1-app change: the app's manifest committed with a new
+Kustomizations (the GitRepository first, until it has an artifact: ${fmt(f.cold.sourceMs / 1000, 1)} s; a Kustomization
+whose source has no artifact yet would wait \`--requeue-dependency\`, 30 s; all created by
+${fmt(f.cold.createdMs / 1000, 1)} s), and ends when every Deployment is Available (every Kustomization Ready:
+${fmt(f.cold.readyMs / 1000, 1)} s). Requests both controllers sent in it (client-go's \`rest_client_requests_total\`, exact
+per process): ${fmtRequests(f.cold.requests)}. No-op: a reconcile of every Kustomization requested, until
+each has handled it and is Ready (median of ${f.noop.time.n}): ${fmtWrites(f.noop.writes)}; the controllers'
+own count: ${fmtRequests(f.noop.requests)} — kustomize-controller fetches and unpacks the source's artifact, builds
+the kustomization, dry-runs every object (server-side apply) and applies what differs, then checks health, and
+patches the Kustomization's status as it goes. 1-app change: the app's manifest committed with a new
 image, a reconcile of the GitRepository requested, until that app's Kustomization is applied at the new revision and
 Ready (source at the new commit after ${fmt(f.change.fetchMs)} ms; the new pod rolled out at
 ${fmt(f.change.rolledOutMs)} ms); a new revision of the source makes kustomize-controller reconcile every
@@ -830,7 +846,10 @@ ${f.drift.trials} trials waited ${fmt(f.drift.waitMs / 1000)} s. Memory: RSS of 
 200 ms (peak in the cold phase ${byProcess(f.rss.peakColdByProcess)}; settled ${byProcess(f.rss.settledByProcess)}).
 CPU of Flux's cold phase: ${f.cold.cpu.text}.
 Flux's phases run after Keelson's, on the same cluster, with Keelson's namespaces deleted and gone; Flux's objects
-and namespaces are removed after its phases (the controllers stopped first, their finalizers released).`;
+and namespaces are removed after its phases (the controllers stopped first, their finalizers released). The write
+counts of every tool are the API server's, for the whole cluster: on a shared cluster, other users' writes in the
+same window (e.g. DELETE and POST of namespaces and their ConfigMaps by other test runs) are in them too; the
+controllers' own request counts above are Flux's alone.`;
 }
 
 function writeSection(r) {

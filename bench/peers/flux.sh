@@ -19,6 +19,7 @@ readonly CACHE="${KEELSON_TESTENV_CACHE:-${HOME}/.cache/keelson-testenv}"
 readonly VERSION="v1.9.6"
 readonly DIR="${CACHE}/flux-${VERSION}"
 readonly CONTROLLERS=(source-controller kustomize-controller)
+WORK=""  # the build's temp dir, removed on exit
 # module | go mod edit arguments applied to the copy before building
 readonly EDITS_source_controller="-replace=github.com/fluxcd/pkg/artifact=github.com/fluxcd/pkg/artifact@v0.18.0"
 readonly EDITS_kustomize_controller=""
@@ -60,15 +61,14 @@ build() {
     return 1
   }
   mkdir -p "${CACHE}"
-  local work
-  work="$(mktemp -d "${CACHE}/flux-build.XXXXXX")"
-  trap 'chmod -R u+w "${work}" 2>/dev/null; rm -rf "${work}"' EXIT
-  mkdir -p "${work}/out/crds"
+  WORK="$(mktemp -d "${CACHE}/flux-build.XXXXXX")"
+  trap 'chmod -R u+w "${WORK}" 2>/dev/null; rm -rf "${WORK}"' EXIT
+  mkdir -p "${WORK}/out/crds"
   local c
   for c in "${CONTROLLERS[@]}"; do
-    build_one "${c}" "${work}" || { log "building ${c} failed"; return 1; }
+    build_one "${c}" "${WORK}" || { log "building ${c} failed"; return 1; }
   done
-  rm -rf "${DIR}" && mv "${work}/out" "${DIR}"
+  rm -rf "${DIR}" && mv "${WORK}/out" "${DIR}"
   log "built into ${DIR}"
 }
 
