@@ -144,7 +144,7 @@ export function kustomization({ name, namespace, source, path, targetNamespace }
 
 /** Ready=True of a Flux object's status, with the condition's reason (or undefined when there is none yet). */
 export function readyOf(o) {
-  const c = (o.status?.conditions ?? []).find((x) => x.type === 'Ready');
+  const c = (o?.status?.conditions ?? []).find((x) => x.type === 'Ready');
   return c ? { ok: c.status === 'True', reason: c.reason, message: c.message } : undefined;
 }
 
