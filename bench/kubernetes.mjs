@@ -204,8 +204,8 @@ function writesBetween(before, after) {
   }
   return { total, dryRuns, by };
 }
-const fmtRequests = (q) => `${q.total} requests from the controllers (${Object.entries(q.by).map(([k, v]) => `${k} ${v}`).join(', ')})`;
-const fmtWrites = (w) => `${w.total} writes${w.dryRuns ? ` + ${w.dryRuns} dry-runs` : ''}${Object.keys(w.by).length ? ` (${Object.entries(w.by).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}`;
+const fmtRequests = (q) => (!q ? 'not measured' : `${q.total} requests from the controllers (${Object.entries(q.by).map(([k, v]) => `${k} ${v}`).join(', ')})`);
+const fmtWrites = (w) => !w ? 'not measured' : `${w.total} writes${w.dryRuns ? ` + ${w.dryRuns} dry-runs` : ''}${Object.keys(w.by).length ? ` (${Object.entries(w.by).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}`;
 
 // ---- Deployments as the API server reports them, by watch
 
@@ -582,7 +582,8 @@ async function fluxPhases(dir, ops, watch) {
     noopRequests ??= requestsBetween(q, await fluxRequests(flux));
   }
   const noop = { time: stats(times), writes: noopWrites, requests: noopRequests };
-  console.log(`flux no-op resync (reconcile of ${APPS} Kustomizations requested): ${fmtStats(noop.time)}; ${fmtWrites(noop.writes)}; ${fmtRequests(noop.requests)}`);
+  if (FLUX_NOOP_RUNS > 0) console.log(`flux no-op resync (reconcile of ${APPS} Kustomizations requested): ${fmtStats(noop.time)}; ${fmtWrites(noop.writes)}; ${fmtRequests(noop.requests)}`);
+  else console.log('flux no-op resync: not measured (BENCH_FLUX_NOOP_RUNS=0)');
 
   // 1-app change: the app's manifests committed at 1.0.1 → reconcile of the GitRepository requested → that app's
   // Kustomization applied at the new revision and Ready (wait: its Deployment rolled out)
@@ -707,7 +708,14 @@ main('kubernetes', async () => {
   console.log(`ratios: cold kubectl/keelson ${coldRatio.toFixed(2)}×, no-op kubectl/keelson ${noopRatio.toFixed(1)}×`);
   await k.stop();
   // Flux's cold phase starts from the same cluster as the others: Keelson's namespaces deleted, and gone.
-  const flux = keelsonOnly ? undefined : (await deleteNamespaces(Array.from({ length: NAMESPACES }, (_, j) => keelsonNs(j))), await fluxPhases(dir, ops, watch));
+  // A Flux phase that fails or times out does not lose the figures of the others: the section says what happened.
+  const flux = keelsonOnly
+    ? undefined
+    : (await deleteNamespaces(Array.from({ length: NAMESPACES }, (_, j) => keelsonNs(j))),
+      await fluxPhases(dir, ops, watch).catch((err) => {
+        console.error(`flux failed: ${err?.stack ?? err}`);
+        return { error: String(err?.message ?? err) };
+      }));
 
   const result = {
     apps: APPS,
@@ -718,7 +726,7 @@ main('kubernetes', async () => {
     flux,
     ratios: { cold: coldRatio, noop: noopRatio },
   };
-  if (flux) printSideBySide(result);
+  if (flux && !flux.error) printSideBySide(result);
   if (writeReport) writeSection(result);
   return result;
 });
@@ -753,8 +761,8 @@ function phaseRows(r) {
     { phase: 'cold sync: write requests', keelson: w(k.cold.writes), kubectl: w(c.cold.writes), kubectlX: '', flux: w(f.cold.writes), vsKubectl: ratio(c.cold.writes.total, k.cold.writes.total), vsKubectlX: '', vsFlux: ratio(f.cold.writes.total, k.cold.writes.total) },
     { phase: "cold sync: the tool's own CPU", keelson: `${fmt(toolCpu(k.cold.cpu), 1)} CPU-s`, kubectl: `${fmt(toolCpu(c.cold.cpu), 1)} CPU-s`, kubectlX: c.parallel ? `${fmt(toolCpu(c.parallel.cpu), 1)} CPU-s` : 'n/a', flux: `${fmt(toolCpu(f.cold.cpu), 1)} CPU-s`, vsKubectl: ratio(toolCpu(c.cold.cpu), toolCpu(k.cold.cpu)), vsKubectlX: ratio(toolCpu(c.parallel?.cpu), toolCpu(k.cold.cpu)), vsFlux: ratio(toolCpu(f.cold.cpu), toolCpu(k.cold.cpu)) },
     { phase: 'cold sync: control-plane CPU', keelson: `${fmt(clusterCpu(k.cold.cpu), 1)} CPU-s`, kubectl: `${fmt(clusterCpu(c.cold.cpu), 1)} CPU-s`, kubectlX: c.parallel ? `${fmt(clusterCpu(c.parallel.cpu), 1)} CPU-s` : 'n/a', flux: `${fmt(clusterCpu(f.cold.cpu), 1)} CPU-s`, vsKubectl: ratio(clusterCpu(c.cold.cpu), clusterCpu(k.cold.cpu)), vsKubectlX: ratio(clusterCpu(c.parallel?.cpu), clusterCpu(k.cold.cpu)), vsFlux: ratio(clusterCpu(f.cold.cpu), clusterCpu(k.cold.cpu)) },
-    { phase: 'no-op resync (median)', keelson: ms(k.noop.time.median), kubectl: ms(c.noop.time.median), kubectlX: '', flux: ms(f.noop.time.median), vsKubectl: ratio(c.noop.time.median, k.noop.time.median), vsKubectlX: '', vsFlux: ratio(f.noop.time.median, k.noop.time.median) },
-    { phase: 'no-op resync: write requests', keelson: w(k.noop.writes), kubectl: w(c.noop.writes), kubectlX: '', flux: w(f.noop.writes), vsKubectl: ratio(c.noop.writes.total, k.noop.writes.total), vsKubectlX: '', vsFlux: ratio(f.noop.writes.total, k.noop.writes.total) },
+    { phase: 'no-op resync (median)', keelson: ms(k.noop.time.median), kubectl: ms(c.noop.time.median), kubectlX: '', flux: f.noop.time.n ? ms(f.noop.time.median) : 'not measured', vsKubectl: ratio(c.noop.time.median, k.noop.time.median), vsKubectlX: '', vsFlux: ratio(f.noop.time.median, k.noop.time.median) },
+    { phase: 'no-op resync: write requests', keelson: w(k.noop.writes), kubectl: w(c.noop.writes), kubectlX: '', flux: w(f.noop.writes), vsKubectl: ratio(c.noop.writes.total, k.noop.writes.total), vsKubectlX: '', vsFlux: ratio(f.noop.writes?.total, k.noop.writes.total) },
     { phase: '1-app change: commit → applied and Ready', keelson: ms(k.change.totalMs), kubectl: '', kubectlX: '', flux: ms(f.change.totalMs), vsKubectl: '', vsKubectlX: '', vsFlux: ratio(f.change.totalMs, k.change.totalMs) },
     { phase: 'drift: `kubectl scale` → reverted (median)', keelson: ms(k.drift.revert.median), kubectl: '', kubectlX: '', flux: driftFlux, vsKubectl: '', vsKubectlX: '', vsFlux: f.drift.reverted ? ratio(f.drift.stats.median, k.drift.revert.median) : `> ${fmt(f.drift.waitMs / Math.max(k.drift.revert.median, 1))}×` },
     { phase: 'peak memory during the cold sync (RSS)', keelson: `${fmt(k.cold.peakRssMiB ?? k.rss.peakMiB)} MiB`, kubectl: '', kubectlX: '', flux: `${fmt(f.rss.peakColdMiB)} MiB (both controllers)`, vsKubectl: '', vsKubectlX: '', vsFlux: ratio(f.rss.peakColdMiB, k.cold.peakRssMiB ?? k.rss.peakMiB) },
@@ -843,7 +851,7 @@ whose source has no artifact yet would wait \`--requeue-dependency\`, 30 s; all 
 ${fmt(f.cold.createdMs / 1000, 1)} s), and ends when every Deployment is Available (every Kustomization Ready:
 ${fmt(f.cold.readyMs / 1000, 1)} s). Requests both controllers sent in it (client-go's \`rest_client_requests_total\`, exact
 per process): ${fmtRequests(f.cold.requests)}. No-op: a reconcile of every Kustomization requested, until
-each has handled it and is Ready (median of ${f.noop.time.n}): ${fmtWrites(f.noop.writes)}; the controllers'
+each has handled it and is Ready (median of ${f.noop.time.n}${f.noop.time.n ? '' : ': not measured in this run, BENCH_FLUX_NOOP_RUNS=0'}): ${fmtWrites(f.noop.writes)}; the controllers'
 own count: ${fmtRequests(f.noop.requests)} — kustomize-controller fetches and unpacks the source's artifact, builds
 the kustomization, dry-runs every object (server-side apply) and applies what differs, then checks health, and
 patches the Kustomization's status as it goes. 1-app change: the app's manifest committed with a new
@@ -919,7 +927,7 @@ Kubernetes client is Keelson's own (\`src/targets/kubernetes/client.ts\`: plain 
 shared by its environments): the generated client it replaced cost about 80 MiB of RSS by being loaded and a
 socket pool per environment. The 1-app change spends most of its time before the sync starts (fetch, checkout,
 render and plan of the new revision in the engine), the Kubernetes apply and health wait about ${fmt(k.change.syncMs)} ms.
-${r.flux ? fluxBlock(r, file) : ''}
+${r.flux?.error ? `\nFlux side by side: **not measured in this run**: ${r.flux.error}\n` : r.flux ? fluxBlock(r, file) : ''}
 ${end}`;
   // The block without its markers goes through lib.mjs, which keeps every other section and feeds run.mjs's summary.
   const summary = [
