@@ -11,29 +11,56 @@
  *                 as one kubectl process per namespace, all at once (the fastest a script can use it)
  *   CPU           seconds per process (control plane, kubectl, Keelson) over each cold phase, from /proc
  *   drift         `kubectl scale` of a managed Deployment → reverted by Keelson, ≥ 10 trials
+ *   Flux          source-controller + kustomize-controller (bench/peers/flux.sh builds them; bench/flux.mjs runs them
+ *                 on loopback): the same apps as one Kustomization each (from one GitRepository of the same ops
+ *                 repository over smart HTTP, prune + wait), through the same phases: cold, no-op (a reconcile of
+ *                 every Kustomization requested by annotation, as `flux reconcile` does), 1-app change (commit →
+ *                 reconcile of the GitRepository requested → that app applied and Ready), drift, memory, CPU
  *
  * Write requests come from the API server's own `apiserver_request_total` (verbs POST, PUT, PATCH, APPLY,
  * DELETE; dry-runs apart) for the kinds the apps are made of, before/after each phase.
  *
  *   scripts/testenv.sh start && eval "$(scripts/testenv.sh env)" && npm run build && node bench/kubernetes.mjs
- *   BENCH_APPS=100 node bench/kubernetes.mjs --no-write     # smaller, leaves BENCHMARKS.md alone
+ *   node bench/kubernetes.mjs --apps 100 --no-write          # smaller (or BENCH_APPS=100), leaves BENCHMARKS.md alone
+ *   node bench/kubernetes.mjs --apps 100 --flux-only --no-write   # Flux's phases alone (while working on them)
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { benchCommand, commitAll, fmt, fmtStats, freePort, gitInit, main, now, onCleanup, root, rssKiB, sleep, startKeelson, stats, tempDir, waitFor, writeSection as writeBenchSection, writeTree } from './lib.mjs';
+import { benchCommand, benchmarksFile, commitAll, fmt, fmtStats, freePort, git, gitInit, main, now, onCleanup, root, rssKiB, sleep, startKeelson, stats, tempDir, waitFor, writeSection as writeBenchSection, writeTree } from './lib.mjs';
+import { fluxRequests, fluxTools, fluxWatch, requestsBetween, gitRepository, installCrds, KUSTOMIZE_API, kustomization, pool, readyOf, REQUESTED_AT, SOURCE_API, startFlux } from './flux.mjs';
+import { serveGit } from './git-http.mjs';
 import { connect } from '../dist/targets/kubernetes/client.js';
 
-const APPS = Number(process.env.BENCH_APPS ?? 1000);
+const argValue = (flag) => {
+  const i = process.argv.indexOf(flag);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const APPS = Number(argValue('--apps') ?? process.env.BENCH_APPS ?? 1000);
+if (!Number.isInteger(APPS) || APPS < 12) {
+  console.error(`--apps (or BENCH_APPS) must be a whole number ≥ 12, not ${argValue('--apps') ?? process.env.BENCH_APPS}`);
+  process.exit(2);
+}
 const NAMESPACES = Number(process.env.BENCH_NAMESPACES ?? 10);
 const DRIFT_TRIALS = Number(process.env.BENCH_DRIFT_TRIALS ?? 12);
 const NOOP_RUNS = Number(process.env.BENCH_NOOP_RUNS ?? 5);
 const COLD_TIMEOUT_MS = Number(process.env.BENCH_COLD_TIMEOUT_S ?? 1500) * 1000;
 /** `--keelson-only`: skip kubectl (for profiling Keelson: NODE_OPTIONS reaches the `keelson up` child). */
 const keelsonOnly = process.argv.includes('--keelson-only');
-const writeReport = !keelsonOnly && !process.argv.includes('--no-write');
+/** `--flux-only`: Flux's phases alone (no kubectl, no Keelson; nothing written). */
+const fluxOnly = process.argv.includes('--flux-only');
+const writeReport = !keelsonOnly && !fluxOnly && !process.argv.includes('--no-write');
+/** kustomize-controller's parallel reconciles: 20, as in Flux's own benchmark (fluxcd/flux-benchmark; the default is 4). */
+const FLUX_CONCURRENT = Number(process.env.BENCH_FLUX_CONCURRENT ?? 20);
+/** Each no-op of Flux takes about as long as its cold sync: 3 runs up to 100 apps, 1 above. */
+const FLUX_NOOP_RUNS = Number(process.env.BENCH_FLUX_NOOP_RUNS ?? (APPS > 100 ? 1 : 3));
+const FLUX_DRIFT_TRIALS = Number(process.env.BENCH_FLUX_DRIFT_TRIALS ?? 3);
+/** How long a Flux drift trial waits for a revert that, with no drift detection between reconciles, does not come. */
+const FLUX_DRIFT_WAIT_MS = Number(process.env.BENCH_FLUX_DRIFT_WAIT_S ?? 10) * 1000;
+/** After the drift trials, how much longer to wait for every Kustomization to reach the changed revision. */
+const FLUX_ALL_WAIT_MS = Number(process.env.BENCH_FLUX_ALL_WAIT_S ?? 120) * 1000;
 const RESOURCES = new Set(['deployments', 'services', 'configmaps', 'serviceaccounts', 'namespaces']);
 const WRITE_VERBS = new Set(['POST', 'PUT', 'PATCH', 'APPLY', 'DELETE']);
 const RUN = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
@@ -52,6 +79,9 @@ const nsOf = (i) => Math.floor((i * NAMESPACES) / APPS);
 const keelsonNs = (j) => `kb-${RUN}-k${j}`;
 const kubectlNs = (j) => `kb-${RUN}-c${j}`;
 const parallelNs = (j) => `kb-${RUN}-p${j}`;
+const fluxNs = (j) => `kb-${RUN}-f${j}`;
+/** Flux's own namespace (RUNTIME_NAMESPACE; the GitRepository and the Kustomizations live there). */
+const fluxSystemNs = `kb-${RUN}-fsys`;
 const envName = (j) => `ns${j}`;
 
 /** The 4 objects of one app; `namespace` only for the kubectl copy (Keelson fills in its environment's). */
@@ -174,7 +204,8 @@ function writesBetween(before, after) {
   }
   return { total, dryRuns, by };
 }
-const fmtWrites = (w) => `${w.total} writes${w.dryRuns ? ` + ${w.dryRuns} dry-runs` : ''}${Object.keys(w.by).length ? ` (${Object.entries(w.by).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}`;
+const fmtRequests = (q) => (!q ? 'not measured' : `${q.total} requests from the controllers (${Object.entries(q.by).map(([k, v]) => `${k} ${v}`).join(', ')})`);
+const fmtWrites = (w) => !w ? 'not measured' : `${w.total} writes${w.dryRuns ? ` + ${w.dryRuns} dry-runs` : ''}${Object.keys(w.by).length ? ` (${Object.entries(w.by).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}`;
 
 // ---- Deployments as the API server reports them, by watch
 
@@ -273,15 +304,20 @@ function cpuOf(pid, children = false) {
   }
 }
 
-/** CPU seconds so far of each control plane process (from the test environment's pid files), Keelson and kubectl. */
-function cpuSnapshot(keelsonPid) {
+/**
+ * CPU seconds so far of each control plane process (from the test environment's pid files), Keelson (a pid) or other
+ * named processes (`{ name: pid }`), and the bench's reaped children (`childrenLabel`: kubectl, or the git
+ * http-backend processes that serve Flux).
+ */
+function cpuSnapshot(keelsonPid, childrenLabel = 'kubectl (the bench\'s children)') {
   const pids = join(dirname(process.env.KUBECONFIG ?? ''), 'pids');
   const out = {};
   if (existsSync(pids)) {
     for (const f of readdirSync(pids)) out[f.replace(/\.pid$/, '')] = cpuOf(readFileSync(join(pids, f), 'utf8').split(' ')[0].trim());
   }
-  out['kubectl (the bench\'s children)'] = cpuOf(process.pid, true) - cpuOf(process.pid);
-  if (keelsonPid) out.keelson = cpuOf(keelsonPid);
+  out[childrenLabel] = cpuOf(process.pid, true) - cpuOf(process.pid);
+  if (typeof keelsonPid === 'number') out.keelson = cpuOf(keelsonPid);
+  else for (const [name, pid] of Object.entries(keelsonPid ?? {})) out[name] = cpuOf(pid);
   return out;
 }
 
@@ -375,7 +411,10 @@ async function keelsonNoop(k) {
   for (let r = 0; r < NOOP_RUNS; r++) {
     const before = requestCounters();
     const t0 = now();
-    const results = await Promise.all(Array.from({ length: NAMESPACES }, (_, j) => k.post(`/api/v1/environments/${envName(j)}/sync`)));
+    // A kept-alive connection the engine's server closed as idle just as it was reused fails the POST before it is
+    // sent ("fetch failed"): sent again once.
+    const sync = (j) => k.post(`/api/v1/environments/${envName(j)}/sync`).catch((err) => (err instanceof TypeError ? k.post(`/api/v1/environments/${envName(j)}/sync`) : Promise.reject(err)));
+    const results = await Promise.all(Array.from({ length: NAMESPACES }, (_, j) => sync(j)));
     times.push(now() - t0);
     const changed = results.filter((x) => x.result !== 'Unchanged');
     if (changed.length) throw new Error(`a no-op sync changed something: ${JSON.stringify(changed)}`);
@@ -411,7 +450,8 @@ async function drift(watch) {
   const fromCommand = [];
   for (let t = 0; t < DRIFT_TRIALS; t++) {
     // A different Deployment each trial: repeated fights on one object back off (self-heal), on purpose.
-    const key = `${keelsonNs(0)}/${appName(t)}`;
+    // (app t lives in namespace nsOf(t): with 100 apps the first namespace holds only 10)
+    const key = `${keelsonNs(nsOf(t))}/${appName(t)}`;
     let scaledAt;
     let revertedAt;
     const off = watch.onEvent((d, at) => {
@@ -420,7 +460,7 @@ async function drift(watch) {
       if (d.spec.replicas === 1 && scaledAt !== undefined && revertedAt === undefined) revertedAt = at;
     });
     const t0 = now();
-    kubectl('-n', keelsonNs(0), 'scale', `deployment/${appName(t)}`, '--replicas=3');
+    kubectl('-n', keelsonNs(nsOf(t)), 'scale', `deployment/${appName(t)}`, '--replicas=3');
     await waitFor(`${key} reverted to 1 replica`, () => revertedAt !== undefined, { timeoutMs: 30_000, intervalMs: 5 });
     off();
     samples.push(revertedAt - scaledAt);
@@ -429,6 +469,181 @@ async function drift(watch) {
   }
   return { revert: stats(samples), fromCommand: stats(fromCommand) };
 }
+
+// ---- Flux: source-controller + kustomize-controller, one Kustomization per app
+
+const ksPath = `/apis/${KUSTOMIZE_API}/namespaces/${fluxSystemNs}/kustomizations`;
+const gitRepoPath = `/apis/${SOURCE_API}/namespaces/${fluxSystemNs}/gitrepositories`;
+const FLUX_SOURCE = 'ops';
+const mergePatch = (api, path, body) => api.request('PATCH', path, { body, contentType: 'application/merge-patch+json' });
+/** What `flux reconcile` does: a new value of the requestedAt annotation, which the controller reconciles and records. */
+const requestReconcile = (api, path, token) => mergePatch(api, path, { metadata: { annotations: { [REQUESTED_AT]: token } } });
+const handled = (o, token) => o?.status?.lastHandledReconcileAt === token && readyOf(o)?.ok && o.status?.observedGeneration === o.metadata.generation;
+const appliedAt = (o, sha) => (o?.status?.lastAppliedRevision ?? '').endsWith(sha) && readyOf(o)?.ok;
+
+/**
+ * Flux's objects gone without Flux: with the controllers stopped, the finalizers they would have run (garbage
+ * collection of what a Kustomization applied) are dropped, then the namespaces deleted (and waited for with `wait`).
+ */
+async function removeFlux(api, namespaces, wait) {
+  execFileSync('kubectl', ['delete', 'namespace', '--wait=false', '--ignore-not-found', ...namespaces], { stdio: 'ignore' });
+  for (const path of [ksPath, gitRepoPath]) {
+    const items = await api.listPath(path).then((l) => l.items, () => []);
+    await pool(items.filter((o) => o.metadata.finalizers?.length), 32, (o) => mergePatch(api, `${path}/${o.metadata.name}`, { metadata: { finalizers: null } }).catch(() => {}));
+  }
+  if (wait) await deleteNamespaces(namespaces);
+}
+
+/** Leftovers of an interrupted earlier run (Flux objects whose finalizers nobody runs any more): released. */
+function releaseFluxLeftovers() {
+  for (const kind of ['kustomizations.kustomize.toolkit.fluxcd.io', 'gitrepositories.source.toolkit.fluxcd.io']) {
+    let lines = [];
+    try {
+      lines = kubectl('get', kind, '-A', '-o', 'jsonpath={range .items[*]}{.metadata.namespace}{" "}{.metadata.name}{" "}{.metadata.deletionTimestamp}{"\\n"}{end}').split('\n');
+    } catch {
+      return; // no CRDs yet: nothing left over
+    }
+    for (const line of lines) {
+      const [ns, name, deleting] = line.split(' ');
+      if (ns?.startsWith('kb-') && deleting) execFileSync('kubectl', ['-n', ns, 'patch', kind, name, '--type=merge', '-p', '{"metadata":{"finalizers":null}}'], { stdio: 'ignore' });
+    }
+  }
+}
+
+async function fluxPhases(dir, ops, watch) {
+  const tools = fluxTools();
+  await installCrds(tools);
+  const { api } = connect({});
+  onCleanup(() => api.close());
+  const namespaces = Array.from({ length: NAMESPACES }, (_, j) => fluxNs(j));
+  // Registered before the controllers start, so it runs after they stop (cleanups run last first).
+  let removed = false;
+  onCleanup(async () => {
+    if (!removed) await removeFlux(api, [fluxSystemNs, ...namespaces], false);
+  });
+  // Flux installed and idle, as in a cluster that runs it: its namespace, its controllers, the git server.
+  kubectl('create', 'namespace', fluxSystemNs);
+  const gitServer = await serveGit(dirname(ops));
+  onCleanup(() => gitServer.close());
+  const flux = await startFlux(tools, { dir: join(dir, 'flux'), namespace: fluxSystemNs, concurrent: FLUX_CONCURRENT });
+  const ks = fluxWatch(api, ksPath, onCleanup);
+  const repo = fluxWatch(api, gitRepoPath, onCleanup);
+  await Promise.all([ks.started, repo.started]);
+  const names = Array.from({ length: APPS }, (_, i) => appName(i));
+  const rss = () => Object.fromEntries(Object.entries(flux.pids).map(([n, pid]) => [n, rssKiB(pid) / 1024]));
+  const peak = { total: 0, byProcess: {} };
+  let coldPeak;
+  const sampler = setInterval(() => {
+    try {
+      const r = rss();
+      const total = Object.values(r).reduce((a, b) => a + b, 0);
+      if (total > peak.total) Object.assign(peak, { total, byProcess: r });
+    } catch {}
+  }, 200);
+  onCleanup(() => clearInterval(sampler));
+
+  // cold: the namespaces, the GitRepository and one Kustomization per app created → every Deployment Available
+  const before = requestCounters();
+  const q0 = await fluxRequests(flux);
+  const cpu0 = cpuSnapshot(flux.pids, 'git http-backend (the bench\'s children)');
+  const t0 = now();
+  await pool(namespaces, 10, (name) => api.request('POST', '/api/v1/namespaces', { body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name } } }));
+  await api.create(gitRepository(FLUX_SOURCE, fluxSystemNs, gitServer.url('ops')), 'keelson-bench');
+  // The source first: a Kustomization created before its source has an artifact waits --requeue-dependency (30 s).
+  const sourceAt = await repo.until('the GitRepository has an artifact', (s) => readyOf(s.get(FLUX_SOURCE))?.ok && s.get(FLUX_SOURCE)?.status?.artifact, 120_000);
+  await pool(names, 32, (name, i) => api.create(kustomization({ name, namespace: fluxSystemNs, source: FLUX_SOURCE, path: `./manifests/${name}`, targetNamespace: fluxNs(nsOf(i)) }), 'keelson-bench'));
+  const createdMs = now() - t0;
+  const availableAt = await watch.until(`${APPS} Flux Deployments Available`, availableIn(`kb-${RUN}-f`, APPS), COLD_TIMEOUT_MS);
+  const cpu = cpuBetween(cpu0, cpuSnapshot(flux.pids, 'git http-backend (the bench\'s children)'), availableAt - t0);
+  const readyAt = await ks.until(`${APPS} Kustomizations Ready`, (s) => names.every((n) => readyOf(s.get(n))?.ok), COLD_TIMEOUT_MS);
+  const writes = writesBetween(before, requestCounters());
+  const requests = requestsBetween(q0, await fluxRequests(flux));
+  coldPeak = { ...peak, byProcess: { ...peak.byProcess } };
+  const cold = { sourceMs: sourceAt - t0, createdMs, availableMs: availableAt - t0, readyMs: readyAt - t0, writes, requests, cpu, peakRssMiB: coldPeak.total, peakByProcess: coldPeak.byProcess };
+  console.log(`flux cold: source ready ${fmt(cold.sourceMs / 1000, 1)} s, ${APPS} Kustomizations created by ${fmt(createdMs / 1000, 1)} s, every Deployment Available ${fmt(cold.availableMs / 1000, 1)} s, every Kustomization Ready ${fmt(cold.readyMs / 1000, 1)} s; ${fmtWrites(writes)}; ${fmtRequests(requests)}; peak RSS ${fmt(coldPeak.total)} MiB (${Object.entries(coldPeak.byProcess).map(([n, v]) => `${n} ${fmt(v)}`).join(', ')})`);
+  console.log(`  CPU: ${cpu.text}`);
+  await sleep(2000);
+  const settled = rss();
+
+  // no-op: a reconcile of every Kustomization requested → every one handled it (Ready), nothing changed
+  const times = [];
+  let noopWrites;
+  let noopRequests;
+  for (let r = 0; r < FLUX_NOOP_RUNS; r++) {
+    const token = `noop-${r}-${Date.now()}`;
+    const b = requestCounters();
+    const q = await fluxRequests(flux);
+    const t = now();
+    await pool(names, 32, (name) => requestReconcile(api, `${ksPath}/${name}`, token));
+    const at = await ks.until(`${APPS} Kustomizations reconciled (${token})`, (s) => names.every((n) => handled(s.get(n), token)), COLD_TIMEOUT_MS);
+    times.push(at - t);
+    const w = writesBetween(b, requestCounters());
+    if (!noopWrites || w.total + w.dryRuns > noopWrites.total + noopWrites.dryRuns) noopWrites = w;
+    noopRequests ??= requestsBetween(q, await fluxRequests(flux));
+  }
+  const noop = { time: stats(times), writes: noopWrites, requests: noopRequests };
+  if (FLUX_NOOP_RUNS > 0) console.log(`flux no-op resync (reconcile of ${APPS} Kustomizations requested): ${fmtStats(noop.time)}; ${fmtWrites(noop.writes)}; ${fmtRequests(noop.requests)}`);
+  else console.log('flux no-op resync: not measured (BENCH_FLUX_NOOP_RUNS=0)');
+
+  // 1-app change: the app's manifests committed at 1.0.1 → reconcile of the GitRepository requested → that app's
+  // Kustomization applied at the new revision and Ready (wait: its Deployment rolled out)
+  const i = Math.floor(APPS / 2) + 1;
+  const key = `${fluxNs(nsOf(i))}/${appName(i)}`;
+  writeTree(ops, { [`manifests/${appName(i)}/app.yaml`]: manifests(i, '1.0.1') });
+  commitAll(ops, `${appName(i)} 1.0.1 (manifests)`);
+  const sha = git(ops, 'rev-parse', 'HEAD');
+  const cb = requestCounters();
+  const cq = await fluxRequests(flux);
+  const ct = now();
+  await requestReconcile(api, `${gitRepoPath}/${FLUX_SOURCE}`, `change-${Date.now()}`);
+  const fetchedAt = await repo.until('the GitRepository at the new commit', (s) => (s.get(FLUX_SOURCE)?.status?.artifact?.revision ?? '').endsWith(sha), 120_000);
+  const changeAt = await ks.until(`${appName(i)} applied at ${sha.slice(0, 7)} and Ready`, (s) => appliedAt(s.get(appName(i)), sha), COLD_TIMEOUT_MS);
+  const rolledOutAt = await watch.until(`${key} rolled out`, (s) => s.get(key)?.image.endsWith(':1.0.1') && s.get(key)?.rolledOut, 120_000);
+  // A new revision of the source makes kustomize-controller reconcile every Kustomization of it: how long until all
+  // are at the new revision is recorded while the drift trials run (waited for up to FLUX_ALL_WAIT_MS after them).
+  let allAt;
+  const allDone = ks.until(`${APPS} Kustomizations at ${sha.slice(0, 7)}`, (s) => names.every((n) => appliedAt(s.get(n), sha)), COLD_TIMEOUT_MS).then((t) => (allAt = t), () => {});
+  const change = { app: key, totalMs: changeAt - ct, fetchMs: fetchedAt - ct, rolledOutMs: rolledOutAt - ct };
+  console.log(`flux 1-app change (${key}): reconcile requested → source at the new commit ${fmt(change.fetchMs)} ms, that Kustomization applied and Ready ${fmt(change.totalMs)} ms (pod rolled out at ${fmt(change.rolledOutMs)} ms)`);
+
+  // drift: kustomize-controller corrects drift when it reconciles (interval, here 1 h), not when it happens
+  const drift = { trials: 0, reverted: 0, waitMs: FLUX_DRIFT_WAIT_MS, revert: [] };
+  for (let t = 0; t < FLUX_DRIFT_TRIALS; t++) {
+    const dkey = `${fluxNs(nsOf(t))}/${appName(t)}`;
+    let scaledAt;
+    let revertedAt;
+    const off = watch.onEvent((d, at) => {
+      if (`${d.metadata.namespace}/${d.metadata.name}` !== dkey) return;
+      if (d.spec.replicas === 3 && scaledAt === undefined) scaledAt = at;
+      if (d.spec.replicas === 1 && scaledAt !== undefined && revertedAt === undefined) revertedAt = at;
+    });
+    kubectl('-n', fluxNs(nsOf(t)), 'scale', `deployment/${appName(t)}`, '--replicas=3');
+    await waitFor(`${dkey} reverted`, () => revertedAt !== undefined, { timeoutMs: FLUX_DRIFT_WAIT_MS, intervalMs: 20 }).catch(() => {});
+    off();
+    drift.trials++;
+    if (revertedAt !== undefined) {
+      drift.reverted++;
+      drift.revert.push(revertedAt - scaledAt);
+    }
+  }
+  drift.stats = stats(drift.revert);
+  await Promise.race([allDone, sleep(FLUX_ALL_WAIT_MS)]);
+  await sleep(1000);
+  Object.assign(change, { allMs: allAt === undefined ? NaN : allAt - ct, allWaitedMs: now() - ct, writes: writesBetween(cb, requestCounters()), requests: requestsBetween(cq, await fluxRequests(flux)) });
+  console.log(`flux after the change: ${allAt === undefined ? `not all ${APPS} Kustomizations at the new revision after ${fmt(change.allWaitedMs / 1000, 1)} s` : `all ${APPS} Kustomizations at the new revision after ${fmt(change.allMs / 1000, 1)} s`}; ${fmtWrites(change.writes)}; ${fmtRequests(change.requests)}`);
+  console.log(`flux drift (kubectl scale → reverted): ${drift.reverted} of ${drift.trials} reverted within ${fmt(FLUX_DRIFT_WAIT_MS / 1000)} s${drift.reverted ? `: ${fmtStats(drift.stats)}` : ' (corrected at the next reconcile: interval 1 h here)'}`);
+  const end = rss();
+  clearInterval(sampler);
+  console.log(`flux RSS (source-controller + kustomize-controller): peak during the cold sync ${fmt(coldPeak.total)} MiB, settled ${fmt(sumOf(settled))} MiB, peak overall ${fmt(peak.total)} MiB, at the end ${fmt(sumOf(end))} MiB`);
+
+  await flux.stop();
+  await gitServer.close();
+  removed = true;
+  await removeFlux(api, [fluxSystemNs, ...namespaces], true);
+  return { version: tools.version, concurrent: FLUX_CONCURRENT, cold, noop, change, drift, rss: { peakColdMiB: coldPeak.total, peakColdByProcess: coldPeak.byProcess, settledMiB: sumOf(settled), settledByProcess: settled, peakMiB: peak.total, endMiB: sumOf(end) } };
+}
+
+const sumOf = (o) => Object.values(o).reduce((a, b) => a + b, 0);
 
 main('kubernetes', async () => {
   const dir = tempDir('keelson-bench-k8s-');
@@ -446,11 +661,16 @@ main('kubernetes', async () => {
   console.log(`kubernetes ${version}; ${APPS} apps × 4 objects in ${NAMESPACES} namespaces; run ${RUN}`);
   // An earlier run's namespaces are deleted in the background when it ends; that work would land in this run's
   // first phase (kubectl's), so wait until it is done.
+  releaseFluxLeftovers();
   await waitFor('namespaces of earlier runs deleted', () => !kubectl('get', 'namespaces', '-o', 'name').split('\n').some((n) => n.startsWith('namespace/kb-')), { timeoutMs: 900_000, intervalMs: 2000 });
   const watch = deploymentWatch();
   await watch.started;
+  if (fluxOnly) {
+    const flux = await fluxPhases(dir, ops, watch);
+    return { apps: APPS, namespaces: NAMESPACES, kubernetes: version, flux };
+  }
 
-  // kubectl, kubectl ×N at once, then Keelson: each phase on the same cluster (the previous one's namespaces gone).
+  // kubectl, kubectl ×N at once, then Keelson, then Flux: each phase on the same cluster (the previous one's namespaces gone).
   const kc = keelsonOnly ? { applyMs: NaN, availableMs: NaN, writes: { total: NaN, dryRuns: 0, by: {} } } : await kubectlCold(plain, watch);
   console.log(`kubectl apply --server-side cold: apply ${fmt(kc.applyMs / 1000, 1)} s, every Deployment Available ${fmt(kc.availableMs / 1000, 1)} s; ${fmtWrites(kc.writes)}`);
   if (kc.cpu) console.log(`  CPU: ${kc.cpu.text}`);
@@ -487,15 +707,26 @@ main('kubernetes', async () => {
   const noopRatio = kn.time.median / noop.time.median;
   console.log(`ratios: cold kubectl/keelson ${coldRatio.toFixed(2)}×, no-op kubectl/keelson ${noopRatio.toFixed(1)}×`);
   await k.stop();
+  // Flux's cold phase starts from the same cluster as the others: Keelson's namespaces deleted, and gone.
+  // A Flux phase that fails or times out does not lose the figures of the others: the section says what happened.
+  const flux = keelsonOnly
+    ? undefined
+    : (await deleteNamespaces(Array.from({ length: NAMESPACES }, (_, j) => keelsonNs(j))),
+      await fluxPhases(dir, ops, watch).catch((err) => {
+        console.error(`flux failed: ${err?.stack ?? err}`);
+        return { error: String(err?.message ?? err) };
+      }));
 
   const result = {
     apps: APPS,
     namespaces: NAMESPACES,
     kubernetes: version,
     kubectl: { cold: kc, noop: kn, parallel: kp },
-    keelson: { cold: { availableMs: cold.availableMs, syncedMs: cold.syncedMs, writes: cold.writes, failedSyncs: cold.failedSyncs, cpu: cold.cpu }, noop, change, drift: dr, rss: { peakMiB: cold.peakRssMiB, settledMiB: rssSettled, endMiB: rssEnd }, memory },
+    keelson: { cold: { availableMs: cold.availableMs, syncedMs: cold.syncedMs, writes: cold.writes, failedSyncs: cold.failedSyncs, cpu: cold.cpu, peakRssMiB: cold.peakRssMiB }, noop, change, drift: dr, rss: { peakMiB: cold.peakRssMiB, settledMiB: rssSettled, endMiB: rssEnd }, memory },
+    flux,
     ratios: { cold: coldRatio, noop: noopRatio },
   };
+  if (flux && !flux.error) printSideBySide(result);
   if (writeReport) writeSection(result);
   return result;
 });
@@ -504,11 +735,144 @@ main('kubernetes', async () => {
 
 const cpuOfPart = (cpu, name) => cpu?.parts.find(([n]) => n === name)?.[1] ?? NaN;
 
+/** The processes of the tools compared (and what serves them), not of the control plane. */
+const TOOL_PROCESSES = ['keelson', 'source-controller', 'kustomize-controller'];
+const isTool = (name) => TOOL_PROCESSES.includes(name) || name.startsWith('kubectl') || name.startsWith('git http-backend');
 /** CPU seconds of the control plane's processes in a phase (not the tools being compared). */
-const clusterCpu = (cpu) => cpu.parts.filter(([name]) => name !== 'keelson' && !name.startsWith('kubectl')).reduce((n, [, v]) => n + v, 0);
+const clusterCpu = (cpu) => (cpu ? cpu.parts.filter(([name]) => !isTool(name)).reduce((n, [, v]) => n + v, 0) : NaN);
+/** CPU seconds of the tools' own processes in a phase. */
+const toolCpu = (cpu) => (cpu ? cpu.parts.filter(([name]) => isTool(name)).reduce((n, [, v]) => n + v, 0) : NaN);
+
+/**
+ * Keelson, kubectl and Flux per phase, with the ratio peer ÷ Keelson (above 1: Keelson is ahead), for the console and
+ * BENCHMARKS.md. Cells are text; `kubectl` is serial kubectl, `kubectlX` the ×N processes at once.
+ */
+function phaseRows(r) {
+  const k = r.keelson;
+  const f = r.flux;
+  const c = r.kubectl;
+  const s = (ms) => `${fmt(ms / 1000, 1)} s`;
+  const ms = (v) => `${fmt(v)} ms`;
+  const ratio = (peer, mine) => (Number.isFinite(peer) && Number.isFinite(mine) && mine > 0 ? `${peer / mine >= 10 ? (peer / mine).toFixed(0) : (peer / mine).toFixed(2)}×` : peer === 0 && mine === 0 ? '=' : mine === 0 && peer > 0 ? 'Keelson 0' : '—');
+  const w = (x) => (x ? `${x.total}${x.dryRuns ? ` + ${x.dryRuns} dry-run` : ''}` : 'n/a');
+  const driftFlux = f.drift.reverted ? `${ms(f.drift.stats.median)} (${f.drift.reverted} of ${f.drift.trials})` : `not reverted within ${fmt(f.drift.waitMs / 1000)} s (${f.drift.trials} trials)`;
+  return [
+    { phase: 'cold sync: every Deployment Available', keelson: s(k.cold.availableMs), kubectl: s(c.cold.availableMs), kubectlX: c.parallel ? s(c.parallel.availableMs) : 'n/a', flux: s(f.cold.availableMs), vsKubectl: ratio(c.cold.availableMs, k.cold.availableMs), vsKubectlX: ratio(c.parallel?.availableMs, k.cold.availableMs), vsFlux: ratio(f.cold.availableMs, k.cold.availableMs) },
+    { phase: 'cold sync: write requests', keelson: w(k.cold.writes), kubectl: w(c.cold.writes), kubectlX: '', flux: w(f.cold.writes), vsKubectl: ratio(c.cold.writes.total, k.cold.writes.total), vsKubectlX: '', vsFlux: ratio(f.cold.writes.total, k.cold.writes.total) },
+    { phase: "cold sync: the tool's own CPU", keelson: `${fmt(toolCpu(k.cold.cpu), 1)} CPU-s`, kubectl: `${fmt(toolCpu(c.cold.cpu), 1)} CPU-s`, kubectlX: c.parallel ? `${fmt(toolCpu(c.parallel.cpu), 1)} CPU-s` : 'n/a', flux: `${fmt(toolCpu(f.cold.cpu), 1)} CPU-s`, vsKubectl: ratio(toolCpu(c.cold.cpu), toolCpu(k.cold.cpu)), vsKubectlX: ratio(toolCpu(c.parallel?.cpu), toolCpu(k.cold.cpu)), vsFlux: ratio(toolCpu(f.cold.cpu), toolCpu(k.cold.cpu)) },
+    { phase: 'cold sync: control-plane CPU', keelson: `${fmt(clusterCpu(k.cold.cpu), 1)} CPU-s`, kubectl: `${fmt(clusterCpu(c.cold.cpu), 1)} CPU-s`, kubectlX: c.parallel ? `${fmt(clusterCpu(c.parallel.cpu), 1)} CPU-s` : 'n/a', flux: `${fmt(clusterCpu(f.cold.cpu), 1)} CPU-s`, vsKubectl: ratio(clusterCpu(c.cold.cpu), clusterCpu(k.cold.cpu)), vsKubectlX: ratio(clusterCpu(c.parallel?.cpu), clusterCpu(k.cold.cpu)), vsFlux: ratio(clusterCpu(f.cold.cpu), clusterCpu(k.cold.cpu)) },
+    { phase: 'no-op resync (median)', keelson: ms(k.noop.time.median), kubectl: ms(c.noop.time.median), kubectlX: '', flux: f.noop.time.n ? ms(f.noop.time.median) : 'not measured', vsKubectl: ratio(c.noop.time.median, k.noop.time.median), vsKubectlX: '', vsFlux: ratio(f.noop.time.median, k.noop.time.median) },
+    { phase: 'no-op resync: write requests', keelson: w(k.noop.writes), kubectl: w(c.noop.writes), kubectlX: '', flux: w(f.noop.writes), vsKubectl: ratio(c.noop.writes.total, k.noop.writes.total), vsKubectlX: '', vsFlux: ratio(f.noop.writes?.total, k.noop.writes.total) },
+    { phase: '1-app change: commit → applied and Ready', keelson: ms(k.change.totalMs), kubectl: '', kubectlX: '', flux: ms(f.change.totalMs), vsKubectl: '', vsKubectlX: '', vsFlux: ratio(f.change.totalMs, k.change.totalMs) },
+    { phase: 'drift: `kubectl scale` → reverted (median)', keelson: ms(k.drift.revert.median), kubectl: '', kubectlX: '', flux: driftFlux, vsKubectl: '', vsKubectlX: '', vsFlux: f.drift.reverted ? ratio(f.drift.stats.median, k.drift.revert.median) : `> ${fmt(f.drift.waitMs / Math.max(k.drift.revert.median, 1))}×` },
+    { phase: 'peak memory during the cold sync (RSS)', keelson: `${fmt(k.cold.peakRssMiB ?? k.rss.peakMiB)} MiB`, kubectl: '', kubectlX: '', flux: `${fmt(f.rss.peakColdMiB)} MiB (both controllers)`, vsKubectl: '', vsKubectlX: '', vsFlux: ratio(f.rss.peakColdMiB, k.cold.peakRssMiB ?? k.rss.peakMiB) },
+    { phase: 'memory, settled after the cold sync (RSS)', keelson: `${fmt(k.rss.settledMiB)} MiB`, kubectl: '', kubectlX: '', flux: `${fmt(f.rss.settledMiB)} MiB`, vsKubectl: '', vsKubectlX: '', vsFlux: ratio(f.rss.settledMiB, k.rss.settledMiB) },
+  ];
+}
+
+function printSideBySide(r) {
+  const rows = phaseRows(r);
+  const cols = [['phase', 'phase'], ['Keelson', 'keelson'], ['kubectl', 'kubectl'], [`kubectl ×${r.namespaces}`, 'kubectlX'], [`Flux ${r.flux.version}`, 'flux'], ['kubectl ÷ K', 'vsKubectl'], [`×${r.namespaces} ÷ K`, 'vsKubectlX'], ['Flux ÷ K', 'vsFlux']];
+  const width = cols.map(([h, key]) => Math.max(h.length, ...rows.map((row) => String(row[key]).length)));
+  const line = (cells) => cells.map((c, n) => String(c).padEnd(width[n])).join('  ');
+  console.log(`\nside by side, ${r.apps} apps × 4 objects (ratio: the peer's figure ÷ Keelson's; above 1, Keelson is ahead):`);
+  console.log(line(cols.map(([h]) => h)));
+  for (const row of rows) console.log(line(cols.map(([, key]) => row[key])));
+}
+
+const SIZES_RE = /<!-- kubernetes-sizes (\{.*\}) -->/;
+
+/** Rows of the growth table kept from earlier runs at other sizes (in the section as an HTML comment), this run's added. */
+function sizesWith(r, file) {
+  let sizes = {};
+  try {
+    sizes = JSON.parse(SIZES_RE.exec(readFileSync(file, 'utf8'))?.[1] ?? '{}');
+  } catch {
+    sizes = {};
+  }
+  const rows = phaseRows(r);
+  sizes[r.apps] = { at: new Date().toISOString().slice(0, 16).replace('T', ' '), rows: rows.map((x) => ({ phase: x.phase, keelson: x.keelson, kubectlX: x.kubectlX, flux: x.flux, vsKubectlX: x.vsKubectlX, vsFlux: x.vsFlux })) };
+  return sizes;
+}
+
+/** The Flux part of the section: side by side at this size, growth over the sizes measured, method. */
+function fluxBlock(r, file) {
+  const f = r.flux;
+  const rows = phaseRows(r);
+  const sizes = sizesWith(r, file);
+  const ns = Object.keys(sizes).map(Number).sort((a, b) => a - b);
+  const phases = rows.map((x) => x.phase);
+  const cell = (n, phase, key, ratioKey) => {
+    const row = sizes[n].rows.find((x) => x.phase === phase);
+    return row && row[key] ? `${row.keelson} · ${row[key]} · **${row[ratioKey] || '—'}**` : '';
+  };
+  const json = JSON.stringify(sizes).replace(/--/g, '-\\u002d');
+  const byProcess = (o) => Object.entries(o).map(([n, v]) => `${n} ${fmt(v)} MiB`).join(' + ');
+  return `
+### Side by side with Flux (${r.apps} apps)
+
+The same ${r.apps} apps handed to Flux ${f.version} (source-controller + kustomize-controller, run on this machine
+against the same control plane) as ${r.apps} Kustomizations, one per app, from one GitRepository of the same ops
+repository. Ratios are the peer's figure ÷ Keelson's: above 1, Keelson is ahead.
+
+| phase | Keelson | \`kubectl apply --server-side\` | kubectl ×${r.namespaces} at once | Flux ${f.version} | kubectl ÷ Keelson | ×${r.namespaces} ÷ Keelson | Flux ÷ Keelson |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+${rows.map((x) => `| ${x.phase} | ${x.keelson} | ${x.kubectl} | ${x.kubectlX} | ${x.flux} | ${x.vsKubectl} | ${x.vsKubectlX} | ${x.vsFlux} |`).join('\n')}
+
+Growth: each cell is Keelson · the peer · **peer ÷ Keelson**, from the last run at that size (date in the header row).
+
+<!-- kubernetes-sizes ${json} -->
+| phase | ${ns.map((n) => `${n} apps (${sizes[n].at} UTC)`).join(' | ')} |
+| --- | ${ns.map(() => '---').join(' | ')} |
+${phases.map((phase) => `| ${phase}, Flux | ${ns.map((n) => cell(n, phase, 'flux', 'vsFlux')).join(' | ')} |`).join('\n')}
+| cold sync, kubectl ×${r.namespaces} at once | ${ns.map((n) => cell(n, phases[0], 'kubectlX', 'vsKubectlX')).join(' | ')} |
+
+How Flux is run and measured. \`bench/peers/flux.sh build\` builds source-controller and kustomize-controller
+${f.version} from their Go modules into \`~/.cache/keelson-testenv/flux-${f.version}\` (pinned; once). The modules carry
+\`replace\` directives, so each is built inside a copy of its module with the nested \`api\` module of the same version
+in \`./api\`; source-controller ${f.version} requires \`github.com/fluxcd/pkg/artifact v0.18.3\`, which the Go module proxy
+reachable here does not serve, so **\`github.com/fluxcd/pkg/artifact\` is pinned to v0.18.0** with a \`replace\`. Their
+CRDs (\`config/crd/bases\` of the modules) are applied to the cluster. Both controllers run as processes outside the
+cluster, as kube-apiserver does: \`KUBECONFIG\` and \`RUNTIME_NAMESPACE\` in the environment,
+\`--enable-leader-election=false\`, metrics and health on loopback, source-controller's artifact storage in a temp dir
+served on loopback (\`--storage-path/--storage-addr/--storage-adv-addr\`), kustomize-controller with
+\`--concurrent=${f.concurrent}\` (as in Flux's own benchmark, fluxcd/flux-benchmark; the default is 4), every other flag at
+its default (client-side rate limit \`--kube-api-qps=50 --kube-api-burst=300\`). The GitRepository reads the ops
+repository over git's smart HTTP protocol (\`git http-backend\` behind a loopback Node server, \`bench/git-http.mjs\`;
+Flux's git client does not speak the dumb protocol); its CGI processes' CPU is counted as "git http-backend". Each
+Kustomization: \`path: ./manifests/<app>\` (the same manifests Keelson applies), \`targetNamespace\` the app's
+namespace, \`prune: true\`, \`wait: true\` (Flux's health check of every object it applied: the Deployment rolled out,
+as Keelson's Healthy), \`interval: 1h\`, so that no phase waits for, or is helped by, a timer: every reconcile is
+requested the way \`flux reconcile\` does it, by a new value of the annotation \`reconcile.fluxcd.io/requestedAt\`.
+Flux's controllers are started (and ready) before its cold phase, as in a cluster where Flux is installed; the
+cold phase starts when the bench creates the ${r.namespaces} namespaces, the GitRepository and the ${r.apps}
+Kustomizations (the GitRepository first, until it has an artifact: ${fmt(f.cold.sourceMs / 1000, 1)} s; a Kustomization
+whose source has no artifact yet would wait \`--requeue-dependency\`, 30 s; all created by
+${fmt(f.cold.createdMs / 1000, 1)} s), and ends when every Deployment is Available (every Kustomization Ready:
+${fmt(f.cold.readyMs / 1000, 1)} s). Requests both controllers sent in it (client-go's \`rest_client_requests_total\`, exact
+per process): ${fmtRequests(f.cold.requests)}. No-op: a reconcile of every Kustomization requested, until
+each has handled it and is Ready (median of ${f.noop.time.n}${f.noop.time.n ? '' : ': not measured in this run, BENCH_FLUX_NOOP_RUNS=0'}): ${fmtWrites(f.noop.writes)}; the controllers'
+own count: ${fmtRequests(f.noop.requests)} — kustomize-controller fetches and unpacks the source's artifact, builds
+the kustomization, dry-runs every object (server-side apply) and applies what differs, then checks health, and
+patches the Kustomization's status as it goes. 1-app change: the app's manifest committed with a new
+image, a reconcile of the GitRepository requested, until that app's Kustomization is applied at the new revision and
+Ready (source at the new commit after ${fmt(f.change.fetchMs)} ms; the new pod rolled out at
+${fmt(f.change.rolledOutMs)} ms); a new revision of the source makes kustomize-controller reconcile every
+Kustomization of that source: ${Number.isFinite(f.change.allMs) ? `all ${r.apps} were at the new revision after ${fmt(f.change.allMs / 1000, 1)} s` : `not all ${r.apps} were at the new revision after ${fmt(f.change.allWaitedMs / 1000, 1)} s, when the bench stopped waiting`}
+(${fmtWrites(f.change.writes)}; ${fmtRequests(f.change.requests)}, in that window, which includes the drift trials). Drift: kustomize-controller has no drift detection between reconciles; a
+\`kubectl scale\` is corrected at the next reconcile (here its interval, 1 h; 5–10 min is common), so each of
+${f.drift.trials} trials waited ${fmt(f.drift.waitMs / 1000)} s. Memory: RSS of both controllers added up, sampled every
+200 ms (peak in the cold phase ${byProcess(f.rss.peakColdByProcess)}; settled ${byProcess(f.rss.settledByProcess)}).
+CPU of Flux's cold phase: ${f.cold.cpu.text}.
+Flux's phases run after Keelson's, on the same cluster, with Keelson's namespaces deleted and gone; Flux's objects
+and namespaces are removed after its phases (the controllers stopped first, their finalizers released). The write
+counts of every tool are the API server's, for the whole cluster: on a shared cluster, other users' writes in the
+same window (e.g. DELETE and POST of namespaces and their ConfigMaps by other test runs) are in them too; the
+controllers' own request counts above are Flux's alone.`;
+}
 
 function writeSection(r) {
-  const file = join(root, 'BENCHMARKS.md');
+  const file = benchmarksFile;
   const start = '<!-- kubernetes:start -->';
   const end = '<!-- kubernetes:end -->';
   const k = r.keelson;
@@ -563,6 +927,7 @@ Kubernetes client is Keelson's own (\`src/targets/kubernetes/client.ts\`: plain 
 shared by its environments): the generated client it replaced cost about 80 MiB of RSS by being loaded and a
 socket pool per environment. The 1-app change spends most of its time before the sync starts (fetch, checkout,
 render and plan of the new revision in the engine), the Kubernetes apply and health wait about ${fmt(k.change.syncMs)} ms.
+${r.flux?.error ? `\nFlux side by side: **not measured in this run**: ${r.flux.error}\n` : r.flux ? fluxBlock(r, file) : ''}
 ${end}`;
   // The block without its markers goes through lib.mjs, which keeps every other section and feeds run.mjs's summary.
   const summary = [

@@ -7,6 +7,7 @@
  *   npm run bench                                   # all (kubernetes only with KUBECONFIG set)
  *   npm run bench -- --skip kubernetes,dashboard    # all but these
  *   node bench/run.mjs --only chaos,scale           # just these (after `npm run build`)
+ *   npm run bench -- --only kubernetes --apps 100   # Keelson, kubectl and Flux side by side at 100 apps
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -69,6 +70,16 @@ const list = (flag) => {
 };
 const only = list('--only');
 const skip = list('--skip') ?? [];
+// `--apps N`: the size of the Kubernetes benches (kubernetes, helm), handed to them as BENCH_APPS.
+const appsAt = argv.indexOf('--apps');
+if (appsAt >= 0) {
+  const n = Number(argv[appsAt + 1]);
+  if (!Number.isInteger(n) || n < 12) {
+    console.error(`--apps: a whole number ≥ 12, not ${argv[appsAt + 1] ?? '(none given)'}`);
+    process.exit(2);
+  }
+  process.env.BENCH_APPS = String(n);
+}
 
 const started = new Date();
 const loadStart = os.loadavg();
@@ -183,12 +194,15 @@ function headerBlock({ seconds, loadEnd, ordered }) {
     '# the kubernetes section needs the test control plane:',
     'KEELSON_TESTENV_DIR=/tmp/bench-k8s scripts/testenv.sh start && eval "$(KEELSON_TESTENV_DIR=/tmp/bench-k8s scripts/testenv.sh env)"',
     'npm run bench -- --only kubernetes; KEELSON_TESTENV_DIR=/tmp/bench-k8s scripts/testenv.sh stop',
+    '# … with Flux beside Keelson and kubectl (built once from Go modules by bench/peers/flux.sh), at 100/500/1000 apps:',
+    'npm run bench -- --only kubernetes --apps 100',
     '```',
     '',
     'Knobs (environment): `BENCH_RUNS` (runs per figure, default 7), `BENCH_SIZES` (scale, default `100,200,400`),',
     '`BENCH_HEADLINE` (scale: the size with repeated cold starts, default 200), `BENCH_COLD_RUNS` (default 5),',
     '`BENCH_CHAOS_SECONDS` (default 60), `BENCH_DASHBOARD_APPS` / `BENCH_DASHBOARD_ENVS` (default 10000 × 2),',
-    '`BENCH_APPS` / `BENCH_NAMESPACES` / `BENCH_DRIFT_TRIALS` (kubernetes), `KEELSON_KEEP_TMP=1` keeps temp repositories,',
+    '`BENCH_APPS` (or `--apps`) / `BENCH_NAMESPACES` / `BENCH_DRIFT_TRIALS` / `BENCH_FLUX_CONCURRENT` (kubernetes),',
+    '`KEELSON_KEEP_TMP=1` keeps temp repositories,',
     'state dirs and logs. Every engine a benchmark starts is stopped and `keelson down` run on its state dir; peers (pm2,',
     'the deploy script\'s process, Chromium) are stopped, also when a benchmark fails or is interrupted.',
     '<!-- header:end -->',
