@@ -181,40 +181,58 @@ export class KubernetesTarget implements Target {
     return intact;
   }
 
+  /**
+   * Each record's last observation, with the live objects it was made from (the watch replaces objects, never changes
+   * them): reused while none of them was replaced. Status is read many times a second while a thousand apps sync
+   * (health events, the status mirror, the API); only the apps whose objects changed are looked at again.
+   */
+  private readonly observed = new WeakMap<AppInventory, { ids: string[]; lives: (KObject | undefined)[]; app: LiveApp }>();
+
   async observe(env: string): Promise<LiveApp[]> {
     const { watch } = await this.connected();
     return this.inventory.list(env).map((inv) => {
-      const objects = inv.objects.map((d) => {
-        const live = watch.get(d);
-        return { key: formatKey(d), ...objectHealth(d.kind, live as never), intact: this.intact(d, live, inv.spec.ignoreDifferences) };
-      });
-      const { health, message } = combinedHealth(objects);
-      const replicas = { desired: 0, ready: 0, total: 0, updated: 0 };
-      for (const d of inv.objects) {
-        if (d.kind !== 'Deployment' && d.kind !== 'StatefulSet') continue;
-        const live = watch.get(d) as { spec?: any; status?: any } | undefined;
-        replicas.desired += live?.spec?.replicas ?? 0;
-        replicas.ready += live?.status?.readyReplicas ?? 0;
-        replicas.total += live?.status?.replicas ?? 0;
-        replicas.updated += live?.status?.updatedReplicas ?? 0;
-      }
-      const outOfSync = this.extraneousMessage(inv, watch);
-      return {
-        ...(inv.pending ? { unfinishedSync: unfinishedMessage(inv.pending) } : {}),
-        ...(outOfSync ? { outOfSync: outOfSync.message, ...(outOfSync.pendingPrune.length ? { pendingPrune: outOfSync.pendingPrune } : {}) } : {}),
-        name: inv.app,
-        spec: inv.spec,
-        template: inv.template,
-        version: inv.version,
-        revision: inv.revision,
-        health,
-        message,
-        replicas,
-        instances: objects,
-        objects: objects.map(({ key, health: h, message: m }) => ({ key, health: h, message: m })),
-        intact: objects.every((x) => x.intact),
-      };
+      const memo = this.observed.get(inv);
+      const ids = memo?.ids ?? [...inv.objects, ...(inv.extraneous ?? []).map((e) => e.object)].map((o) => identity(o));
+      const lives = ids.map((id) => watch.getById(id));
+      if (memo && lives.every((l, i) => l === memo.lives[i])) return memo.app;
+      const app = this.observeApp(inv, watch);
+      this.observed.set(inv, { ids, lives, app });
+      return app;
     });
+  }
+
+  /** What observe reports of one app: a function of its record and the live objects it names. */
+  private observeApp(inv: AppInventory, watch: ObjectWatch): LiveApp {
+    const objects = inv.objects.map((d) => {
+      const live = watch.get(d);
+      return { key: formatKey(d), ...objectHealth(d.kind, live as never), intact: this.intact(d, live, inv.spec.ignoreDifferences) };
+    });
+    const { health, message } = combinedHealth(objects);
+    const replicas = { desired: 0, ready: 0, total: 0, updated: 0 };
+    for (const d of inv.objects) {
+      if (d.kind !== 'Deployment' && d.kind !== 'StatefulSet') continue;
+      const live = watch.get(d) as { spec?: any; status?: any } | undefined;
+      replicas.desired += live?.spec?.replicas ?? 0;
+      replicas.ready += live?.status?.readyReplicas ?? 0;
+      replicas.total += live?.status?.replicas ?? 0;
+      replicas.updated += live?.status?.updatedReplicas ?? 0;
+    }
+    const outOfSync = this.extraneousMessage(inv, watch);
+    return {
+      ...(inv.pending ? { unfinishedSync: unfinishedMessage(inv.pending) } : {}),
+      ...(outOfSync ? { outOfSync: outOfSync.message, ...(outOfSync.pendingPrune.length ? { pendingPrune: outOfSync.pendingPrune } : {}) } : {}),
+      name: inv.app,
+      spec: inv.spec,
+      template: inv.template,
+      version: inv.version,
+      revision: inv.revision,
+      health,
+      message,
+      replicas,
+      instances: objects,
+      objects: objects.map(({ key, health: h, message: m }) => ({ key, health: h, message: m })),
+      intact: objects.every((x) => x.intact),
+    };
   }
 
   /**
