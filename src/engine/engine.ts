@@ -341,7 +341,7 @@ export class Engine {
 
   environmentNames(): string[] {
     const names = new Set<string>(this.good?.desired.environments.map((e) => e.name) ?? []);
-    for (const row of this.store.inventoryKeys()) if (!this.o.envs?.length || this.o.envs.includes(row.env)) names.add(row.env);
+    for (const env of this.store.inventoryEnvs()) if (!this.o.envs?.length || this.o.envs.includes(env)) names.add(env);
     return [...names].sort();
   }
 

@@ -42,7 +42,9 @@ export class HealthWatch {
 
   /**
    * How long the last check took: checks are spaced by ten times that (≤ 10% of a core), but never by more than the
-   * regular interval, so one slow status read does not delay health events for long.
+   * regular interval, so one slow status read does not delay health events for long; and by at least `debounceMs`
+   * (default 1 s): while a thousand apps sync, events come all the time, and a cheap check would otherwise run ten
+   * times a second.
    */
   private lastCheckMs = 0;
 
@@ -51,7 +53,7 @@ export class HealthWatch {
     this.pending = setTimeout(() => {
       this.pending = undefined;
       void this.check();
-    }, Math.max(this.o.debounceMs ?? 100, Math.min(10 * this.lastCheckMs, this.o.intervalMs ?? 5000)));
+    }, Math.max(this.o.debounceMs ?? 1000, Math.min(10 * this.lastCheckMs, this.o.intervalMs ?? 5000)));
     this.pending.unref();
   }
 

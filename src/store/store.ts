@@ -219,6 +219,11 @@ export class Store {
   }
 
   /** Environments and apps the inventory holds, without reading the specs. */
+  /** Environments with at least one inventory row (one row per environment, not per app). */
+  inventoryEnvs(): string[] {
+    return (this.q('select distinct env from inventory').all() as { env: string }[]).map((r) => r.env);
+  }
+
   inventoryKeys(env?: string): { env: string; app: string }[] {
     return (env ? this.q('select env, app from inventory where env = ?').all(env) : this.q('select env, app from inventory').all()) as { env: string; app: string }[];
   }

@@ -28,6 +28,8 @@ export interface ApplyOptions {
   ignore?: readonly IgnoreDifference[];
   /** The app's `syncOptions` (an object's own annotation wins). */
   syncOptions?: readonly string[];
+  /** The apply's ticket for the queue of writes (limit.ts): an app's writes go before those of apps started later. */
+  ticket?: number;
 }
 
 export function defaultApplyOptions(): ApplyOptions {
@@ -45,14 +47,14 @@ export async function applyObject(
   try {
     live = await withManagedFields(api, desired, live, opts.ignore);
     if (matchesDesired(comparable(desired, live, opts.ignore), live)) return { result: { key, action: 'unchanged' }, live };
-    if (replace) return { result: { key, action: live ? 'configured' : 'created' }, live: await replaceObject(api, forApply(desired, live, opts.ignore, 'replace'), live) };
+    if (replace) return { result: { key, action: live ? 'configured' : 'created' }, live: await replaceObject(api, forApply(desired, live, opts.ignore, 'replace'), live, opts.ticket) };
     const body = forApply(desired, live, opts.ignore);
     if (live && live.metadata.annotations?.[ANNOTATION_APPLIED] === desired.metadata.annotations?.[ANNOTATION_APPLIED]) {
       // Same desired as last time, yet a field looks different: ask the server what applying would do.
-      const dry = await ssa(api, body, opts.force, true);
+      const dry = await ssa(api, body, opts.force, true, opts.ticket);
       if (stableJson(normalize(dry)) === stableJson(normalize(live))) return { result: { key, action: 'unchanged' }, live };
     }
-    const applied = await ssa(api, body, opts.force, false);
+    const applied = await ssa(api, body, opts.force, false, opts.ticket);
     return { result: { key, action: live ? 'configured' : 'created' }, live: applied };
   } catch (err) {
     if (isTransient(err)) throw err; // the whole apply is retried with backoff, not reported as this object's fault
@@ -74,17 +76,17 @@ export async function withManagedFields(api: KubeClient, desired: KObject, live:
   }
 }
 
-export function ssa(api: KubeClient, o: KObject, force: boolean, dryRun: boolean): Promise<KObject> {
-  return apiWrites.run(() => api.apply(o, { fieldManager: FIELD_MANAGER, force, dryRun }));
+export function ssa(api: KubeClient, o: KObject, force: boolean, dryRun: boolean, ticket?: number): Promise<KObject> {
+  return apiWrites.run(() => api.apply(o, { fieldManager: FIELD_MANAGER, force, dryRun }), ticket);
 }
 
 /** `Replace=true`: create, or PUT the whole object; a change the server refuses as immutable deletes and re-creates it. */
-async function replaceObject(api: KubeClient, o: KObject, live: KObject | undefined): Promise<KObject> {
-  const create = () => apiWrites.run(() => api.create(o, FIELD_MANAGER));
+async function replaceObject(api: KubeClient, o: KObject, live: KObject | undefined, ticket?: number): Promise<KObject> {
+  const create = () => apiWrites.run(() => api.create(o, FIELD_MANAGER), ticket);
   if (!live) return create();
   const path = await api.pathOf(o);
   try {
-    return await apiWrites.run(() => api.request<KObject>('PUT', path, { body: o, query: { fieldManager: FIELD_MANAGER } }));
+    return await apiWrites.run(() => api.request<KObject>('PUT', path, { body: o, query: { fieldManager: FIELD_MANAGER } }), ticket);
   } catch (err) {
     if (statusCode(err) !== 422 || !/immutable/i.test(apiMessage(err))) throw err;
   }

@@ -64,6 +64,8 @@ export type { KvStore };
 
 export class InventoryStore {
   private readonly memo = new Map<string, AppInventory | null>();
+  /** Each environment's app names as stored (read once; status reads them many times a second). Never mutated. */
+  private readonly namesMemo = new Map<string, string[]>();
 
   constructor(private readonly kv: KvStore) {}
 
@@ -72,8 +74,18 @@ export class InventoryStore {
   }
 
   names(env: string): string[] {
-    const raw = this.kv.getKv(`kubernetes.inventory/${env}`);
-    return raw ? (JSON.parse(raw) as string[]) : [];
+    let names = this.namesMemo.get(env);
+    if (!names) {
+      const raw = this.kv.getKv(`kubernetes.inventory/${env}`);
+      names = raw ? (JSON.parse(raw) as string[]) : [];
+      this.namesMemo.set(env, names);
+    }
+    return names;
+  }
+
+  private setNames(env: string, names: string[]): void {
+    this.kv.setKv(`kubernetes.inventory/${env}`, JSON.stringify(names));
+    this.namesMemo.set(env, names);
   }
 
   get(env: string, app: string): AppInventory | undefined {
@@ -96,14 +108,14 @@ export class InventoryStore {
     this.kv.setKv(k, JSON.stringify(storedForm(inv)));
     this.memo.set(k, inv);
     const names = this.names(inv.env);
-    if (!names.includes(inv.app)) this.kv.setKv(`kubernetes.inventory/${inv.env}`, JSON.stringify([...names, inv.app].sort()));
+    if (!names.includes(inv.app)) this.setNames(inv.env, [...names, inv.app].sort());
   }
 
   delete(env: string, app: string): void {
     const k = this.key(env, app);
     this.kv.setKv(k, '');
     this.memo.set(k, null);
-    this.kv.setKv(`kubernetes.inventory/${env}`, JSON.stringify(this.names(env).filter((n) => n !== app)));
+    this.setNames(env, this.names(env).filter((n) => n !== app));
   }
 }
 

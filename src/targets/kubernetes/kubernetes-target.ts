@@ -25,8 +25,9 @@ import { adoptedMessage, labelledObjectsOf, recoverInventory } from './adopt.js'
 import { RolloutCheckpoints } from './checkpoints.js';
 import { DriftHealer, type Owner } from './drift-heal.js';
 export { healDelayMs } from './drift-heal.js';
-import { ANNOTATION_APPLIED, formatKey, hashOf, identity, ignoresExtraneous, refOf, syncOption, LABEL_MANAGED_BY, matchesDesired, withOwnership, type KObject } from './objects.js';
+import { ANNOTATION_APPLIED, formatKey, groupOf, hashOf, identity, ignoresExtraneous, refOf, syncOption, LABEL_MANAGED_BY, matchesDesired, withOwnership, type KObject } from './objects.js';
 import { rankGroups } from './order.js';
+import { apiWrites } from './limit.js';
 import { hookRunner } from './hook-runner.js';
 import { waitHealthy } from './wait-healthy.js';
 import { renderApp } from './render.js';
@@ -240,42 +241,60 @@ export class KubernetesTarget implements Target {
     else this.o.log.debug(fields, 'inventory matches the live objects');
   }
 
+  /**
+   * Each record's last observation, with the live objects it was made from (the watch replaces objects, never changes
+   * them): reused while none of them was replaced. Status is read many times a second while a thousand apps sync
+   * (health events, the status mirror, the API); only the apps whose objects changed are looked at again.
+   */
+  private readonly observed = new WeakMap<AppInventory, { ids: string[]; lives: (KObject | undefined)[]; app: LiveApp }>();
+
   async observe(env: string): Promise<LiveApp[]> {
     const { watch } = await this.connected();
     await this.recovered();
     return this.inventory.list(env).map((inv) => {
-      const objects = inv.objects.map((d) => {
-        const live = watch.get(d);
-        return { key: formatKey(d), ...objectHealth(d.kind, live as never), intact: this.intact(d, live, inv.spec.ignoreDifferences) };
-      });
-      const { health, message } = combinedHealth(objects);
-      const replicas = { desired: 0, ready: 0, total: 0, updated: 0 };
-      for (const d of inv.objects) {
-        if (d.kind !== 'Deployment' && d.kind !== 'StatefulSet') continue;
-        const live = watch.get(d) as { spec?: any; status?: any } | undefined;
-        replicas.desired += live?.spec?.replicas ?? 0;
-        replicas.ready += live?.status?.readyReplicas ?? 0;
-        replicas.total += live?.status?.replicas ?? 0;
-        replicas.updated += live?.status?.updatedReplicas ?? 0;
-      }
-      const outOfSync = this.extraneousMessage(inv, watch);
-      return {
-        ...(inv.pending ? { unfinishedSync: unfinishedMessage(inv.pending) } : {}),
-        ...(inv.adopted ? { adopted: adoptedMessage(inv) } : {}),
-        ...(outOfSync ? { outOfSync: outOfSync.message, ...(outOfSync.pendingPrune.length ? { pendingPrune: outOfSync.pendingPrune } : {}) } : {}),
-        name: inv.app,
-        spec: inv.spec,
-        template: inv.template,
-        version: inv.version,
-        revision: inv.revision,
-        health,
-        message,
-        replicas,
-        instances: objects,
-        objects: objects.map(({ key, health: h, message: m }) => ({ key, health: h, message: m })),
-        intact: objects.every((x) => x.intact),
-      };
+      const memo = this.observed.get(inv);
+      const ids = memo?.ids ?? [...inv.objects, ...(inv.extraneous ?? []).map((e) => e.object)].map((o) => identity(o));
+      const lives = ids.map((id) => watch.getById(id));
+      if (memo && lives.every((l, i) => l === memo.lives[i])) return memo.app;
+      const app = this.observeApp(inv, watch);
+      this.observed.set(inv, { ids, lives, app });
+      return app;
     });
+  }
+
+  /** What observe reports of one app: a function of its record and the live objects it names. */
+  private observeApp(inv: AppInventory, watch: ObjectWatch): LiveApp {
+    const objects = inv.objects.map((d) => {
+      const live = watch.get(d);
+      return { key: formatKey(d), ...objectHealth(d.kind, live as never), intact: this.intact(d, live, inv.spec.ignoreDifferences) };
+    });
+    const { health, message } = combinedHealth(objects);
+    const replicas = { desired: 0, ready: 0, total: 0, updated: 0 };
+    for (const d of inv.objects) {
+      if (d.kind !== 'Deployment' && d.kind !== 'StatefulSet') continue;
+      const live = watch.get(d) as { spec?: any; status?: any } | undefined;
+      replicas.desired += live?.spec?.replicas ?? 0;
+      replicas.ready += live?.status?.readyReplicas ?? 0;
+      replicas.total += live?.status?.replicas ?? 0;
+      replicas.updated += live?.status?.updatedReplicas ?? 0;
+    }
+    const outOfSync = this.extraneousMessage(inv, watch);
+    return {
+      ...(inv.pending ? { unfinishedSync: unfinishedMessage(inv.pending) } : {}),
+      ...(inv.adopted ? { adopted: adoptedMessage(inv) } : {}),
+      ...(outOfSync ? { outOfSync: outOfSync.message, ...(outOfSync.pendingPrune.length ? { pendingPrune: outOfSync.pendingPrune } : {}) } : {}),
+      name: inv.app,
+      spec: inv.spec,
+      template: inv.template,
+      version: inv.version,
+      revision: inv.revision,
+      health,
+      message,
+      replicas,
+      instances: objects,
+      objects: objects.map(({ key, health: h, message: m }) => ({ key, health: h, message: m })),
+      intact: objects.every((x) => x.intact),
+    };
   }
 
   /**
@@ -529,6 +548,8 @@ export class KubernetesTarget implements Target {
     const previous = !recorded ? undefined : !same ? withoutPending(recorded) : recorded.pending?.phase === 'hooks' ? recorded.pending.previous : undefined;
     this.applying.add(app.name);
     let recordedNew = false;
+    // This app's place in the queue of writes: its writes go before those of apps that started later (limit.ts).
+    const ticket = apiWrites.ticket();
     try {
       const timeoutMs = (app.progressDeadlineSeconds + 15) * 1000;
       const runner = hookRunner(cluster, watch);
@@ -540,14 +561,14 @@ export class KubernetesTarget implements Target {
         return fail(pre.message, [...results, ...sf.results]);
       }
       const plan = progressivePlan(app, resources, previous?.objects, watch);
-      if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results, { hooks, runner, timeoutMs, preDelete: prepared.preDelete, tests: prepared.tests });
+      if (plan && previous) return await this.progressive(cluster, watch, app, ctx, plan, previous, results, { hooks, runner, timeoutMs, preDelete: prepared.preDelete, tests: prepared.tests, ticket });
       // No rollout runs: a checkpoint left by an interrupted one (reverted, now rolling…) no longer applies.
       this.checkpoints.clear(app.env, app.name);
       // Argo CD's order: wave by wave, each wave's objects then its Sync hooks, each wave healthy before the next.
       const waves = syncWaves(resources, hooks.Sync);
       let failure: string | undefined;
       for (const [i, wave] of waves.entries()) {
-        const applied = await this.applyAll(cluster, watch, wave.objects, { force: ctx.force ?? false, ...applyRules(app) });
+        const applied = await this.applyAll(cluster, watch, wave.objects, { force: ctx.force ?? false, ...applyRules(app), ticket });
         results.push(...applied);
         const failed = applied.filter((r) => r.action === 'failed');
         if (failed.length) {
@@ -614,7 +635,7 @@ export class KubernetesTarget implements Target {
         this.putInventory(adopted ? withAdopted(adopted, resources) : record);
         return fail(failure, results);
       }
-      const rollback = await this.rollback(cluster, watch, previous, resources);
+      const rollback = await this.rollback(cluster, watch, previous, resources, ticket);
       this.o.bus.publish({ type: 'app.rolledBack', env: app.env, app: app.name, revision: previous.revision, message: `${failure}; rolled back to ${previous.version}` });
       return { ok: false, message: `${failure}; rolled back to ${previous.version}${rollback ? ` (${rollback})` : ''}`, rolledBack: true, logTail: [], objects: results };
     } catch (err) {
@@ -669,7 +690,7 @@ export class KubernetesTarget implements Target {
     plan: ProgressivePlan,
     recorded: AppInventory,
     before: ObjectResult[],
-    h: { hooks: ReturnType<typeof splitHooks>['hooks']; runner: HookRunner; timeoutMs: number; preDelete: KObject[]; tests: KObject[] },
+    h: { hooks: ReturnType<typeof splitHooks>['hooks']; runner: HookRunner; timeoutMs: number; preDelete: KObject[]; tests: KObject[]; ticket: number },
   ): Promise<ApplyOutcome> {
     // After a restart the record may hold more sets than the stable one: the new one (an interrupted rollout of this
     // very spec, resumed below) and others (a rollout superseded while the engine was stopped, aborted here).
@@ -682,7 +703,7 @@ export class KubernetesTarget implements Target {
     const rollBack = async (message: string, objects: ObjectResult[]): Promise<ApplyOutcome> => {
       // Never below the stable set's capacity: it is back to its size and ready before the new set goes. If it cannot
       // be (a refused write, pods that do not start), the new set keeps serving and the abort is finished by a retry.
-      const why = await this.stableBack(cluster, watch, previous, h.timeoutMs);
+      const why = await this.stableBack(cluster, watch, previous, h.timeoutMs, h.ticket);
       if (why) {
         const last = this.checkpoints.get(app.env, app.name);
         const checkpoint = { ...(last?.checkpoint ?? { step: 0, weight: 0, full: false }), aborting: last?.checkpoint.aborting ?? message };
@@ -693,7 +714,7 @@ export class KubernetesTarget implements Target {
       }
       this.checkpoints.clear(app.env, app.name);
       objects.push(...(await runHookPhase('SyncFail', h.hooks.SyncFail, h.runner, h.timeoutMs)).results);
-      const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others]);
+      const back = await this.rollback(cluster, watch, previous, [plan.next, ...plan.others], h.ticket);
       return { ok: false, message: `${message}${back ? ` (${back})` : ''}`, rolledBack: true, logTail: [], objects };
     };
     if (saved?.checkpoint.aborting) {
@@ -711,7 +732,7 @@ export class KubernetesTarget implements Target {
       cluster,
       watch,
       bus: this.o.bus,
-      applyAll: (objs: KObject[]) => this.applyAll(cluster, watch, objs, { force: true, ...applyRules(app) }),
+      applyAll: (objs: KObject[]) => this.applyAll(cluster, watch, objs, { force: true, ...applyRules(app), ticket: h.ticket }),
       remove: (o: KObject) => cluster.api.delete(o, 'Background').then(() => undefined, (err) => { if (!isNotFound(err)) throw err; }),
     };
     const record = (objects: KObject[]) => this.putInventory({ ...previous, objects });
@@ -775,11 +796,11 @@ export class KubernetesTarget implements Target {
    * The stable set(s) of a progressive app back to their recorded size and ready (a canary abort, a rollback after a
    * promotion); why not, when they are not: the new set must keep serving then.
    */
-  private async stableBack(cluster: Cluster, watch: ObjectWatch, previous: AppInventory, timeoutMs: number): Promise<string | undefined> {
+  private async stableBack(cluster: Cluster, watch: ObjectWatch, previous: AppInventory, timeoutMs: number, ticket?: number): Promise<string | undefined> {
     const sets = previous.objects.filter((o) => o.kind === 'Deployment');
     if (!sets.length) return undefined;
     try {
-      const failed = (await this.applyAll(cluster, watch, sets, { force: true, ...applyRules(previous.spec) })).filter((r) => r.action === 'failed');
+      const failed = (await this.applyAll(cluster, watch, sets, { force: true, ...applyRules(previous.spec), ticket })).filter((r) => r.action === 'failed');
       if (failed.length) return failed.map((f) => f.message).join('; ');
     } catch (err) {
       return apiMessage(err);
@@ -836,10 +857,10 @@ export class KubernetesTarget implements Target {
   }
 
   /** Re-applies the previous revision's objects and prunes what the failed one added. */
-  private async rollback(cluster: Cluster, watch: ObjectWatch, previous: AppInventory, failed: KObject[]): Promise<string | undefined> {
+  private async rollback(cluster: Cluster, watch: ObjectWatch, previous: AppInventory, failed: KObject[], ticket?: number): Promise<string | undefined> {
     // Secrets loaded from the store have no values (never stored): the current ones stay.
     const redacted = new Set(previous.redacted ?? []);
-    const applied = await this.applyAll(cluster, watch, previous.objects.filter((o) => !redacted.has(identity(o))), { force: true, ...applyRules(previous.spec) });
+    const applied = await this.applyAll(cluster, watch, previous.objects.filter((o) => !redacted.has(identity(o))), { force: true, ...applyRules(previous.spec), ticket });
     const stale = staleObjects(failed, previous.objects);
     const opts = { syncOptions: previous.spec.syncOptions };
     const pruned = await pruneObjects(cluster.api, stale, (o) => watch.get(o), { env: previous.env, app: previous.app }, opts);
@@ -852,6 +873,10 @@ export class KubernetesTarget implements Target {
 
   private async applyAll(cluster: Cluster, watch: ObjectWatch, objects: KObject[], opts: ApplyOptions): Promise<ObjectResult[]> {
     const results: ObjectResult[] = [];
+    // The watches of every kind start at once (a list each), not one rank after the other; the kinds of CRDs applied
+    // here wait for their rank below.
+    const defined = new Set(objects.filter((o) => o.kind === 'CustomResourceDefinition').map((o) => (o as { spec?: { group?: string } }).spec?.group));
+    for (const k of uniqueKinds(objects)) if (!defined.has(groupOf(k.apiVersion))) watch.ensure(k.apiVersion, k.kind).catch(() => undefined);
     for (const group of rankGroups(objects)) {
       // Per group: custom resources can only be watched once their CRD (an earlier group) is established.
       await Promise.all(uniqueKinds(group).map((k) => watch.ensure(k.apiVersion, k.kind).catch(() => undefined)));

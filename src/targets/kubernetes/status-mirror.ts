@@ -1,8 +1,9 @@
 /**
  * Each Kubernetes environment's status, mirrored to a `KeelsonEnvironment` (keelson.dev/v1alpha1) named after the
  * environment in its namespace, so `kubectl get kenv -A` shows it. Only the engine that holds the environment's claim
- * writes it; a standby never does. Writes follow the event bus, at most once per `debounceMs` per environment, and
- * only when the content changed. It is a mirror: a failure is logged and never touches a sync. Without the CRD
+ * writes it; a standby never does. Writes follow the event bus, at most once per `debounceMs` per environment (per
+ * `syncingMs` while a sync of it is under way: a thousand apps syncing change its content all the time, and every
+ * write is a server-side apply of the whole list), and only when the content changed. It is a mirror: a failure is logged and never touches a sync. Without the CRD
  * (deploy/kubernetes/keelsonenvironment-crd.yaml) it logs once how to install it and does nothing else.
  */
 import type { EventBus } from '../../core/events.js';
@@ -46,6 +47,8 @@ export interface StatusMirrorOptions {
   /** A client for the environment's cluster (default: Keelson's own client, loaded on first use). */
   connect?: (spec: { namespace: string; kubeconfig?: string; context?: string; impersonate?: string }) => Promise<Cluster>;
   debounceMs?: number;
+  /** The least time between two writes of an environment while a sync of it is under way (default 5 s). */
+  syncingMs?: number;
   /**
    * Every environment seen is looked at again this often (default 30 s): a change no event announces (a takeover with
    * nothing to sync, an engine restarted on a synced environment) shows within it. Unchanged content is not written.
@@ -69,6 +72,9 @@ export function mirrorStatusOf(view: EnvironmentStatusView): Omit<MirrorStatus, 
 
 export class StatusMirror {
   private readonly debounceMs: number;
+  private readonly syncingMs: number;
+  /** Environments whose sync is under way (between `sync.started` and `sync.completed`). */
+  private readonly syncing = new Set<string>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly lastAt = new Map<string, number>();
   /** What was last written per environment (without observedAt): the same content is not written again. */
@@ -84,12 +90,20 @@ export class StatusMirror {
 
   constructor(private readonly o: StatusMirrorOptions) {
     this.debounceMs = o.debounceMs ?? 1_000;
+    this.syncingMs = Math.max(this.debounceMs, o.syncingMs ?? 5_000);
   }
 
   start(): void {
     this.unsubscribe = this.o.bus.subscribe((e) => {
       const env = (e as { env?: unknown }).env;
       if (typeof env !== 'string' || !env || e.type === 'replica.ready') return;
+      if (e.type === 'sync.started') this.syncing.add(env);
+      if (e.type === 'sync.completed' && this.syncing.delete(env)) {
+        // The sync's outcome goes out one `debounceMs` after the last write, not one `syncingMs`.
+        const timer = this.timers.get(env);
+        if (timer) clearTimeout(timer);
+        this.timers.delete(env);
+      }
       this.schedule(env);
     });
     this.refresher = setInterval(() => {
@@ -113,7 +127,8 @@ export class StatusMirror {
     const spec = this.o.specOf(env);
     if (!spec || !('kubernetes' in spec)) return;
     this.known.add(env);
-    const wait = Math.max(0, (this.lastAt.get(env) ?? 0) + this.debounceMs - Date.now());
+    const gap = this.syncing.has(env) ? this.syncingMs : this.debounceMs;
+    const wait = Math.max(0, (this.lastAt.get(env) ?? 0) + gap - Date.now());
     const timer = setTimeout(() => {
       this.timers.delete(env);
       this.lastAt.set(env, Date.now());
@@ -155,24 +170,39 @@ export class StatusMirror {
     }
     const spec = this.o.specOf(env);
     if (!spec || !('kubernetes' in spec)) return;
+    const api = (await this.clusterFor(env, spec.kubernetes)).api;
+    const apiVersion = this.o.apiVersion ?? MIRROR_API_VERSION;
+    // Without the CRD there is nothing to write: neither the status is gathered nor discovery asked again before the
+    // next refresh (a thousand apps syncing publish events all the time).
+    if (!(await this.served(api, apiVersion, env))) return;
     const view = await this.o.status(env);
     if (!view || (!view.revision && !view.error)) return; // nothing known yet (not rendered since the engine started)
     const content = mirrorStatusOf(view);
     const namespace = spec.kubernetes.namespace;
     const key = JSON.stringify([namespace, content]);
     if (this.written.get(env) === key) return;
-    const api = (await this.clusterFor(env, spec.kubernetes)).api;
-    const apiVersion = this.o.apiVersion ?? MIRROR_API_VERSION;
-    if (!(await api.resourceOf(apiVersion, MIRROR_KIND))) {
-      api.forget(apiVersion); // looked up again next time: the CRD may be installed meanwhile
-      this.warnOnce(`crd\0${api.conn.server}`, { env, server: api.conn.server }, `the KeelsonEnvironment CRD is not installed; environment status is not mirrored to the cluster: ${CRD_INSTALL_HINT}`);
-      return;
-    }
     if (!this.o.mayWrite(env)) return; // the claim may have gone while status was gathered
     const status: MirrorStatus = { ...content, observedAt: new Date().toISOString(), engine: this.o.engine };
     await applyMirror(api, apiVersion, namespace, env, status);
     this.written.set(env, key);
     this.o.log.debug({ env, namespace, sync: status.sync, health: status.health }, 'environment status mirrored');
+  }
+
+  /** When each client last found the CRD missing: looked up again by the first write after half a `refreshMs`. */
+  private readonly missingSince = new WeakMap<KubeClient, number>();
+
+  /** Whether the cluster serves the KeelsonEnvironment kind (discovery, cached by the client while served). */
+  private async served(api: KubeClient, apiVersion: string, env: string): Promise<boolean> {
+    const missing = this.missingSince.get(api);
+    if (missing !== undefined && Date.now() - missing < (this.o.refreshMs ?? 30_000) / 2) return false;
+    if (await api.resourceOf(apiVersion, MIRROR_KIND)) {
+      this.missingSince.delete(api);
+      return true;
+    }
+    api.forget(apiVersion); // looked up again later: the CRD may be installed meanwhile
+    this.missingSince.set(api, Date.now());
+    this.warnOnce(`crd\0${api.conn.server}`, { env, server: api.conn.server }, `the KeelsonEnvironment CRD is not installed; environment status is not mirrored to the cluster: ${CRD_INSTALL_HINT}`);
+    return false;
   }
 
   private clusterFor(env: string, spec: { namespace: string; kubeconfig?: string; context?: string; impersonate?: string }): Promise<Cluster> {

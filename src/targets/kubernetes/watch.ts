@@ -45,6 +45,11 @@ export class ObjectWatch {
     return this.cache.get(identity(o as KObject));
   }
 
+  /** The cached object of an identity (objects.ts `identity`). */
+  getById(id: string): KObject | undefined {
+    return this.cache.get(id);
+  }
+
   /** Subscribes to changes of watched objects; returns the unsubscribe function. */
   onChange(fn: (type: WatchEvent, o: KObject) => void): () => void {
     this.listeners.add(fn);

@@ -11,7 +11,6 @@ import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import * as acme from 'acme-client';
 import { privateDir, writePrivate } from './cert-files.js';
 
 export interface IssueRequest {
@@ -39,11 +38,18 @@ export interface Issued {
   key: string;
 }
 
+/**
+ * acme-client (and the X.509 library under it) loaded when a certificate is first ordered: a quarter of a second of
+ * every engine's start otherwise, and most engines never order one.
+ */
+const acmeClient = () => import('acme-client');
+
 export class AcmeIssuer {
   constructor(private readonly dir: string) {}
 
   /** Orders a certificate for `hosts`; the key is new for each order (ECDSA P-256). */
   async issue(req: IssueRequest, challenges: ChallengeSink): Promise<Issued> {
+    const acme = await acmeClient();
     const accountKey = await this.accountKey(req.directory);
     // acme-client talks through its own axios instance: trust the directory's CA there, keeping the usual roots
     // (and NODE_EXTRA_CA_CERTS, which a custom `ca` would otherwise drop).
@@ -85,6 +91,7 @@ export class AcmeIssuer {
     const existing = await readFile(file).catch(() => undefined);
     if (existing) return existing;
     await privateDir(dir);
+    const acme = await acmeClient();
     const key = await acme.crypto.createPrivateEcdsaKey('P-256');
     await writePrivate(file, key);
     await writePrivate(join(dir, 'directory.txt'), `${directory}\n`);
