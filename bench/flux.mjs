@@ -11,7 +11,8 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, onCleanup, root, sleep, stopProcess, waitFor } from './lib.mjs';
+import { freePort, onCleanup, root, stopProcess, waitFor } from './lib.mjs';
+import { liveWatch } from './live-watch.mjs';
 
 const execFileP = promisify(execFile);
 
@@ -165,60 +166,5 @@ export async function pool(items, limit, fn) {
  * resolves at the first event after which `pred(state)` holds.
  */
 export function fluxWatch(api, path, onCleanupAbort) {
-  const abort = new AbortController();
-  const state = new Map();
-  const waiters = new Set();
-  const record = (o) => {
-    state.set(o.metadata.name, o);
-    for (const w of waiters) w();
-  };
-  const started = api.listPath(path).then(({ items, resourceVersion }) => {
-    for (const o of items) record(o);
-    void (async () => {
-      let rv = resourceVersion;
-      while (!abort.signal.aborted) {
-        await api
-          .watch(path, { resourceVersion: rv, allowWatchBookmarks: true }, (e) => {
-            rv = e.object?.metadata?.resourceVersion ?? rv;
-            if (e.type === 'ADDED' || e.type === 'MODIFIED') record(e.object);
-            else if (e.type === 'DELETED') state.delete(e.object.metadata.name);
-          }, abort.signal)
-          .catch(async (err) => {
-            // An expired resourceVersion: list again.
-            if (String(err?.message ?? err).includes('410') || String(err?.message ?? err).includes('Expired')) {
-              const l = await api.listPath(path).catch(() => undefined);
-              if (l) {
-                for (const o of l.items) record(o);
-                rv = l.resourceVersion;
-              }
-            }
-            await sleep(500);
-          });
-      }
-    })();
-  });
-  onCleanupAbort(() => abort.abort());
-  return {
-    started,
-    state,
-    until(what, pred, timeoutMs) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          if (!pred(state)) return;
-          done();
-          resolve(performance.timeOrigin + performance.now());
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-        }, timeoutMs);
-        const done = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        waiters.add(check);
-        check();
-      });
-    },
-  };
+  return liveWatch(api, path, { keyOf: (o) => o.metadata.name, onCleanup: onCleanupAbort });
 }

@@ -32,6 +32,7 @@ import { promisify } from 'node:util';
 import { benchCommand, benchmarksFile, commitAll, fmt, fmtStats, freePort, git, gitInit, main, now, onCleanup, root, rssKiB, sleep, startKeelson, stats, tempDir, waitFor, writeSection as writeBenchSection, writeTree } from './lib.mjs';
 import { fluxRequests, fluxTools, fluxWatch, requestsBetween, gitRepository, installCrds, KUSTOMIZE_API, kustomization, pool, readyOf, REQUESTED_AT, SOURCE_API, startFlux } from './flux.mjs';
 import { serveGit } from './git-http.mjs';
+import { liveWatch } from './live-watch.mjs';
 import { connect } from '../dist/targets/kubernetes/client.js';
 
 const argValue = (flag) => {
@@ -212,67 +213,17 @@ const fmtWrites = (w) => !w ? 'not measured' : `${w.total} writes${w.dryRuns ? `
 function deploymentWatch() {
   // Keelson's own REST client (dist/), watching as any informer does: list, then watch from the list's version.
   const { api } = connect({});
-  const selector = `${RUN_LABEL}=${RUN}`;
-  const path = '/apis/apps/v1/deployments';
-  const abort = new AbortController();
-  const state = new Map();
-  const waiters = new Set();
-  const listeners = new Set();
-  const record = (d) => {
-    const available = (d.status?.conditions ?? []).some((c) => c.type === 'Available' && c.status === 'True');
-    const rolledOut = (d.status?.observedGeneration ?? 0) >= (d.metadata.generation ?? 0) && (d.status?.updatedReplicas ?? 0) === d.spec.replicas && (d.status?.availableReplicas ?? 0) === d.spec.replicas && (d.status?.replicas ?? 0) === d.spec.replicas;
-    state.set(`${d.metadata.namespace}/${d.metadata.name}`, { available, rolledOut, replicas: d.spec.replicas, image: d.spec.template.spec.containers[0].image });
-    const t = now();
-    for (const fn of listeners) fn(d, t);
-    for (const w of waiters) w();
-  };
-  const started = api.listPath(path, selector).then(({ items, resourceVersion }) => {
-    for (const d of items) record(d);
-    void (async () => {
-      let rv = resourceVersion;
-      while (!abort.signal.aborted) {
-        await api
-          .watch(path, { labelSelector: selector, resourceVersion: rv, allowWatchBookmarks: true }, (e) => {
-            rv = e.object?.metadata?.resourceVersion ?? rv;
-            if (e.type === 'ADDED' || e.type === 'MODIFIED') record(e.object);
-            else if (e.type === 'DELETED') state.delete(`${e.object.metadata.namespace}/${e.object.metadata.name}`);
-          }, abort.signal)
-          .catch(() => new Promise((r) => setTimeout(r, 1000)));
-      }
-    })();
+  onCleanup(() => api.close());
+  return liveWatch(api, '/apis/apps/v1/deployments', {
+    selector: `${RUN_LABEL}=${RUN}`,
+    project: (d) => ({
+      available: (d.status?.conditions ?? []).some((c) => c.type === 'Available' && c.status === 'True'),
+      rolledOut: (d.status?.observedGeneration ?? 0) >= (d.metadata.generation ?? 0) && (d.status?.updatedReplicas ?? 0) === d.spec.replicas && (d.status?.availableReplicas ?? 0) === d.spec.replicas && (d.status?.replicas ?? 0) === d.spec.replicas,
+      replicas: d.spec.replicas,
+      image: d.spec.template.spec.containers[0].image,
+    }),
+    onCleanup,
   });
-  onCleanup(() => {
-    abort.abort();
-    api.close();
-  });
-  return {
-    started,
-    state,
-    onEvent(fn) {
-      listeners.add(fn);
-      return () => listeners.delete(fn);
-    },
-    /** Resolves with the time when `pred(state)` first holds (checked on every watch event). */
-    until(what, pred, timeoutMs) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          if (!pred(state)) return;
-          done();
-          resolve(now());
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-        }, timeoutMs);
-        const done = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        waiters.add(check);
-        check();
-      });
-    },
-  };
 }
 
 const availableIn = (prefix, n) => (state) => {

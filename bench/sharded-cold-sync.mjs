@@ -19,6 +19,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { commitAll, fmt, freePort, gitInit, main, now, onCleanup, startKeelson, stats, tempDir, waitFor, writeTree } from './lib.mjs';
+import { liveWatch } from './live-watch.mjs';
 import { connect } from '../dist/targets/kubernetes/client.js';
 
 const APPS = Number(process.env.BENCH_APPS ?? 1000);
@@ -99,58 +100,20 @@ function environments(tag, withApps) {
 
 function availableWatch(tag) {
   const { api } = connect({});
-  const selector = `${RUN_LABEL}=${tag}`;
-  const path = '/apis/apps/v1/deployments';
-  const abort = new AbortController();
-  const available = new Set();
-  const waiters = new Set();
-  const record = (d) => {
-    const key = `${d.metadata.namespace}/${d.metadata.name}`;
-    if ((d.status?.conditions ?? []).some((c) => c.type === 'Available' && c.status === 'True')) available.add(key);
-    else available.delete(key);
-    for (const w of waiters) w();
-  };
-  const started = api.listPath(path, selector).then(({ items, resourceVersion }) => {
-    for (const d of items) record(d);
-    void (async () => {
-      let rv = resourceVersion;
-      while (!abort.signal.aborted) {
-        await api
-          .watch(path, { labelSelector: selector, resourceVersion: rv, allowWatchBookmarks: true }, (e) => {
-            rv = e.object?.metadata?.resourceVersion ?? rv;
-            if (e.type === 'ADDED' || e.type === 'MODIFIED') record(e.object);
-          }, abort.signal)
-          .catch(() => new Promise((r) => setTimeout(r, 1000)));
-      }
-    })();
-  });
+  const stops = [];
+  const isAvailable = (d) => (d.status?.conditions ?? []).some((c) => c.type === 'Available' && c.status === 'True');
+  const w = liveWatch(api, '/apis/apps/v1/deployments', { selector: `${RUN_LABEL}=${tag}`, project: isAvailable, onCleanup: (fn) => stops.push(fn) });
   const close = () => {
-    abort.abort();
+    for (const fn of stops.splice(0)) fn();
     api.close();
   };
   onCleanup(close);
+  const available = (state) => [...state.values()].filter(Boolean).length;
   return {
-    started,
+    started: w.started,
     close,
     /** Resolves with the time when `n` Deployments are Available. */
-    until: (n, timeoutMs) =>
-      new Promise((resolve, reject) => {
-        const check = () => {
-          if (available.size < n) return;
-          done();
-          resolve(now());
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(new Error(`timed out after ${timeoutMs} ms: ${available.size} of ${n} Deployments Available`));
-        }, timeoutMs);
-        const done = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        waiters.add(check);
-        check();
-      }),
+    until: (n, timeoutMs) => w.until(`${n} Deployments Available`, (state) => available(state) >= n, timeoutMs),
   };
 }
 
