@@ -23,6 +23,7 @@
  *   scripts/testenv.sh start && eval "$(scripts/testenv.sh env)" && npm run build && node bench/kubernetes.mjs
  *   node bench/kubernetes.mjs --apps 100 --no-write          # smaller (or BENCH_APPS=100), leaves BENCHMARKS.md alone
  *   node bench/kubernetes.mjs --apps 100 --flux-only --no-write   # Flux's phases alone (while working on them)
+ *   node bench/kubernetes.mjs --no-flux                      # Keelson and kubectl only (minutes, not the half hour Flux takes at 1,000 apps)
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -52,7 +53,9 @@ const COLD_TIMEOUT_MS = Number(process.env.BENCH_COLD_TIMEOUT_S ?? 1500) * 1000;
 const keelsonOnly = process.argv.includes('--keelson-only');
 /** `--flux-only`: Flux's phases alone (no kubectl, no Keelson; nothing written). */
 const fluxOnly = process.argv.includes('--flux-only');
-const writeReport = !keelsonOnly && !fluxOnly && !process.argv.includes('--no-write');
+/** `--no-flux`: Keelson and kubectl only (nothing written: the section compares all three). */
+const noFlux = process.argv.includes('--no-flux');
+const writeReport = !keelsonOnly && !fluxOnly && !noFlux && !process.argv.includes('--no-write');
 /** kustomize-controller's parallel reconciles: 20, as in Flux's own benchmark (fluxcd/flux-benchmark; the default is 4). */
 const FLUX_CONCURRENT = Number(process.env.BENCH_FLUX_CONCURRENT ?? 20);
 /** Each no-op of Flux takes about as long as its cold sync: 3 runs up to 100 apps, 1 above. */
@@ -660,7 +663,7 @@ main('kubernetes', async () => {
   await k.stop();
   // Flux's cold phase starts from the same cluster as the others: Keelson's namespaces deleted, and gone.
   // A Flux phase that fails or times out does not lose the figures of the others: the section says what happened.
-  const flux = keelsonOnly
+  const flux = keelsonOnly || noFlux
     ? undefined
     : (await deleteNamespaces(Array.from({ length: NAMESPACES }, (_, j) => keelsonNs(j))),
       await fluxPhases(dir, ops, watch).catch((err) => {
