@@ -5,41 +5,38 @@
  *
  * Beside it: the record of what each app applied (inventory.ts, with the pending marker of an unfinished sync),
  * rollout checkpoints (checkpoints.ts), blue/green and canary (progressive.ts), how hooks run (hook-runner.ts), health
- * waits (wait-healthy.ts) and drift healing (drift-heal.ts).
+ * waits (wait-healthy.ts), drift healing (drift-heal.ts), what an app applies before anything is sent (prepare.ts),
+ * namespaces (namespaces.ts), `keelson run` as a Job (run-once.ts) and inventories recovered from live (adopt.ts).
  */
 import type { DesiredApp, IgnoreDifference, KubernetesTargetSpec } from '../../core/model.js';
-import type { ObjectPolicy } from '../../policy/policy.js';
-import { objectViolation } from '../../policy/objects.js';
 import { errorMessage, TerminalError } from '../../core/errors.js';
 import type { EventBus } from '../../core/events.js';
 import type { Logger } from '../../log.js';
 import type { ApplyContext, ApplyOutcome, HookExecRequest, LiveApp, ObjectDiff, ObjectOutcome, Target } from '../target.js';
 import { applyObject, type ApplyOptions, type ObjectResult } from './apply.js';
-import { apiMessage, connect, isNotFound, isTransient, statusCode, type Cluster } from './client.js';
+import { apiMessage, connect, isNotFound, isTransient, type Cluster } from './client.js';
 import { leftExtraneous, pruneObjects, staleObjects, type Extraneous } from './delete.js';
 import { diffObject } from './diff.js';
 import { combinedHealth, objectHealth } from './health/index.js';
-import { hookPhasesOf, hookState, isGeneratedHook, runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
+import { runHookPhase, splitHooks, syncWaves, type HookRunner } from './hooks.js';
 import { InventoryStore, type AppInventory, type KvStore, type PendingSync } from './inventory.js';
 import { adoptedMessage, labelledObjectsOf, recoverInventory } from './adopt.js';
 import { RolloutCheckpoints } from './checkpoints.js';
 import { DriftHealer, type Owner } from './drift-heal.js';
 export { healDelayMs } from './drift-heal.js';
-import { ANNOTATION_APPLIED, formatKey, groupOf, hashOf, identity, ignoresExtraneous, refOf, syncOption, LABEL_MANAGED_BY, matchesDesired, withOwnership, type KObject } from './objects.js';
+import { ANNOTATION_APPLIED, formatKey, groupOf, hashOf, identity, ignoresExtraneous, matchesDesired, type KObject } from './objects.js';
 import { rankGroups } from './order.js';
 import { apiWrites } from './limit.js';
 import { hookRunner } from './hook-runner.js';
 import { waitHealthy } from './wait-healthy.js';
-import { renderApp } from './render.js';
-import { clusterCapabilities } from './helm.js';
-import { translateHelmHooks } from './helm-hooks.js';
 import { runHelmTests, type HelmTestReport } from './helm-tests.js';
-import { asSets, kubernetesRollout, progressivePlan, scaleBackFailed, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
+import { kubernetesRollout, progressivePlan, scaleBackFailed, setOf, type ProgressivePlan, type SavedRollout } from './progressive.js';
 import { hookJob } from './hook-job.js';
 import type { RunResult, RunSink } from '../../run/one-off.js';
-import { podExit, runJob, runnableWorkload } from './run-job.js';
-import { injectSecrets, isSecret, secretObject, withoutData } from './secrets.js';
 import { ObjectWatch, type WatchEvent } from './watch.js';
+import { Namespaces } from './namespaces.js';
+import { prepareApp, type Prepared } from './prepare.js';
+import { runOnce } from './run-once.js';
 import { comparable, rulesFor } from './ignore.js';
 
 export interface KubernetesTargetOptions {
@@ -72,17 +69,6 @@ export interface KubernetesTargetOptions {
   appConcurrency?: number;
 }
 
-interface Prepared {
-  resources: KObject[];
-  hooks: ReturnType<typeof splitHooks>['hooks'];
-  /** A Helm chart's test hooks (`keelson test`, `spec.helm.tests: afterSync`). */
-  tests: KObject[];
-  /** A Helm chart's pre-delete hooks, recorded with the inventory and run when the app is removed. */
-  preDelete: KObject[];
-}
-
-const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'PriorityClass', 'IngressClass']);
-
 export class KubernetesTarget implements Target {
   readonly name = 'kubernetes';
   private cluster?: Cluster;
@@ -95,8 +81,10 @@ export class KubernetesTarget implements Target {
   /** Live object identity → the app and desired object Keelson applied. */
   private owners = new Map<string, Owner>();
   private readonly drift: DriftHealer;
+  private readonly namespaces: Namespaces;
 
   constructor(private readonly o: KubernetesTargetOptions) {
+    this.namespaces = new Namespaces(o.spec.namespace, o.log);
     this.inventory = new InventoryStore(o.store);
     this.checkpoints = new RolloutCheckpoints(o.store);
     this.drift = new DriftHealer({
@@ -319,204 +307,24 @@ export class KubernetesTarget implements Target {
     return [];
   }
 
-  /**
-   * `keelson run`: the command as a Job from the app's live pod template (see run-job.ts), waited for on the watch;
-   * its output (the pod log) is written to the sink when it ends, then the Job and its pod are deleted.
-   */
+  /** `keelson run`: a Job from the app's live pod template (run-once.ts). */
   async runOnce(env: string, appName: string, argv: string[], io: { sink: RunSink; signal?: AbortSignal; timeoutMs?: number }): Promise<RunResult> {
-    const started = Date.now();
     const { cluster, watch } = await this.connected();
-    const inv = this.inventory.get(env, appName);
-    if (!inv) throw new TerminalError(`app "${appName}" is not deployed in environment "${env}"; a one-off needs its pod template (see keelson status)`);
-    const declared = runnableWorkload(inv.objects);
-    if (!declared) throw new TerminalError(`app "${appName}" has no Deployment, StatefulSet, DaemonSet or ReplicaSet whose pod template a one-off could use`);
-    await watch.ensure('batch/v1', 'Job');
-    const job = runJob({ env, app: appName, namespace: declared.metadata.namespace ?? this.namespace, workload: watch.get(declared) ?? declared, argv, timeoutMs: io.timeoutMs });
-    const container = (job as any).spec.template.spec.containers[0];
-    container.env = [...(container.env ?? []).filter((e: { name: string }) => e.name !== 'KEELSON_RUN'), { name: 'KEELSON_RUN', value: '1' }];
-    await cluster.api.create(job, 'keelson');
-    this.o.log.info({ env, app: appName, job: job.metadata.name }, 'run started');
-    const ns = job.metadata.namespace!;
-    try {
-      const state = await new Promise<'succeeded' | 'failed' | 'aborted'>((resolve) => {
-        // activeDeadlineSeconds ends the Job at the timeout; this is the backstop if the cluster never says so.
-        const timer = io.timeoutMs ? setTimeout(() => finish('aborted'), io.timeoutMs + 30_000) : undefined;
-        const onAbort = () => finish('aborted');
-        const check = () => {
-          const s = hookState(watch.get(job));
-          if (s !== 'running') finish(s);
-        };
-        const off = watch.onObjects([job], check);
-        io.signal?.addEventListener('abort', onAbort, { once: true });
-        function finish(s: 'succeeded' | 'failed' | 'aborted') {
-          if (timer) clearTimeout(timer);
-          off();
-          io.signal?.removeEventListener('abort', onAbort);
-          resolve(s);
-        }
-        check();
-      });
-      const [pod] = await cluster.api.list('v1', 'Pod', { namespace: ns, labelSelector: `batch.kubernetes.io/job-name=${job.metadata.name}` });
-      if (pod) await this.podLog(cluster, ns, pod.metadata.name, container.name, io.sink);
-      const exit = podExit(pod as never);
-      const deadline = ((watch.get(job) as any)?.status?.conditions ?? []).some((c: { reason?: string }) => c.reason === 'DeadlineExceeded');
-      if (state === 'aborted' || deadline) return { code: null, signal: 'SIGTERM', durationMs: Date.now() - started };
-      return { code: exit.code ?? (state === 'succeeded' ? 0 : 1), signal: null, durationMs: Date.now() - started };
-    } finally {
-      await cluster.api.delete(job, 'Background').catch(() => undefined);
-    }
+    return runOnce({ cluster, watch, log: this.o.log, namespace: this.namespace, deployed: this.inventory.get(env, appName) }, env, appName, argv, io);
   }
 
-  private async podLog(cluster: Cluster, ns: string, pod: string, container: string, sink: RunSink): Promise<void> {
-    try {
-      sink.stdout(Buffer.from(await cluster.api.podLog(ns, pod, container)));
-    } catch (err) {
-      sink.stderr(Buffer.from(`keelson: the log of pod ${ns}/${pod} is not available: ${apiMessage(err)}\n`));
-    }
-  }
-
-  /**
-   * Rendered objects with namespaces filled in and Keelson's labels, hooks apart; a Helm chart's test and pre-delete
-   * hooks apart too (helm-hooks.ts; install when the app has no inventory record here).
-   */
+  /** What an app applies, its hooks apart (prepare.ts); install when the app has no inventory record here. */
   private async prepare(app: DesiredApp, checkoutDir: string): Promise<Prepared> {
     const { cluster } = await this.connected();
-    const install = !this.inventory.get(app.env, app.name);
-    // What a Helm chart needs of the cluster (helm.ts); discovery that is refused leaves Helm's default capabilities.
-    const capabilities = app.manifests || app.helm?.chart ? await clusterCapabilities(cluster.api).catch((err) => { if (isTransient(err)) throw err; return undefined; }) : undefined;
-    const helm = { namespace: this.namespace, install, capabilities, chartCacheDir: this.o.chartCacheDir, lookup: { kubeconfig: this.o.spec.kubeconfig ?? process.env.KUBECONFIG, context: this.o.spec.context, ...(this.o.spec.impersonate ? { asUser: this.o.spec.impersonate } : {}) } };
-    const phased = translateHelmHooks(await renderApp(app, checkoutDir, helm), { install });
-    let rendered = phased.objects;
-    const secret = await secretObject(app, checkoutDir);
-    if (secret) rendered = [secret, ...rendered.map((o) => injectSecrets(o, app))];
-    rendered = asSets(app, rendered); // blue/green and canary: one Deployment per pod template (progressive.ts)
-    const crdScopes = new Map<string, string>();
-    for (const o of rendered) {
-      if (o.kind !== 'CustomResourceDefinition') continue;
-      const spec = (o as { spec?: any }).spec;
-      for (const v of spec?.versions ?? []) crdScopes.set(`${spec.group}/${v.name}/${spec.names?.kind}`, spec.scope);
-    }
-    const place = async (o: KObject): Promise<KObject> => {
-      const obj = structuredClone(o);
-      if (!obj.metadata.namespace && (await this.isNamespaced(cluster, obj, crdScopes))) obj.metadata.namespace = this.namespace;
-      if (isSecret(obj)) {
-        // The applied hash covers the Secret without its values (the engine's digests change it instead). `stringData`
-        // goes into `data` as the API server would write it: live Secrets have only `data`, so a desired one with
-        // `stringData` would never match live, and the app would be applied again at every reconcile.
-        const { data, stringData } = withStringDataInData(obj as { data?: unknown; stringData?: unknown });
-        return { ...withOwnership(withoutData(obj), app.env, app.name), ...(data !== undefined ? { data } : {}), ...(stringData !== undefined ? { stringData } : {}) };
-      }
-      return withOwnership(obj, app.env, app.name);
-    };
-    const out: KObject[] = [];
-    for (const o of rendered) out.push(await place(o));
-    const tests: KObject[] = [];
-    for (const o of phased.tests) tests.push(await place(o));
-    const preDelete: KObject[] = [];
-    for (const o of phased.preDelete) preDelete.push(await place(o));
-    if (this.o.spec.policy) await this.checkPolicy(cluster, app, [...out, ...tests, ...preDelete], crdScopes, this.o.spec.policy);
-    const seen = new Map<string, string>();
-    for (const o of out) {
-      // Runs of a generated hook are new objects each time: one per phase, generateName and kind.
-      const generated = isGeneratedHook(o);
-      if (generated && hookPhasesOf(o).length === 0) {
-        throw new TerminalError(`${formatKey(o)} of app ${app.name} has metadata.generateName and no name; only hooks (argocd.argoproj.io/hook, helm.sh/hook) may, every other object needs metadata.name`);
-      }
-      const id = generated ? `hook ${hookPhasesOf(o).join(',')} ${identity(o)}` : identity(o);
-      if (seen.has(id)) throw new TerminalError(`app ${app.name} declares ${formatKey(o)}${generated ? ` (generateName hook, ${hookPhasesOf(o).join(',')})` : ''} twice`);
-      seen.set(id, app.name);
-      if (generated) continue;
-      const owner = this.owners.get(id);
-      if (owner && owner.app !== app.name) throw new TerminalError(`${formatKey(o)} of app ${app.name} is already managed by app ${owner.app} in environment ${this.o.env}`);
-    }
-    return { ...splitHooks(out), tests, preDelete };
-  }
-
-  /** The engine operator's policy on namespaces and kinds: one refused object refuses the app (nothing applied). */
-  private async checkPolicy(cluster: Cluster, app: DesiredApp, objects: KObject[], crdScopes: Map<string, string>, policy: ObjectPolicy): Promise<void> {
-    for (const o of objects) {
-      // The server's word on a kind's scope first: a CRD the app declares may not redefine a served kind's scope.
-      const served = await cluster.api.resourceOf(o.apiVersion, o.kind).catch((err) => {
-        if (isTransient(err)) throw err;
-        return undefined;
-      });
-      const why = objectViolation(policy, o, served ? served.namespaced : await this.isNamespaced(cluster, o, crdScopes));
-      if (why) throw new TerminalError(`${formatKey(o)} of app ${app.name} (${app.source.file}:${app.source.line}:${app.source.col}): ${why}; nothing of app ${app.name} was applied`);
-    }
-  }
-
-  private async isNamespaced(cluster: Cluster, o: KObject, crdScopes: Map<string, string>): Promise<boolean> {
-    if (CLUSTER_SCOPED.has(o.kind)) return false;
-    const scope = crdScopes.get(`${o.apiVersion}/${o.kind}`);
-    if (scope) return scope === 'Namespaced';
-    const r = await cluster.api.resourceOf(o.apiVersion, o.kind).catch((err) => {
-      if (isTransient(err)) throw err;
-      return undefined;
+    return prepareApp(app, checkoutDir, {
+      cluster,
+      install: !this.inventory.get(app.env, app.name),
+      env: this.o.env,
+      namespace: this.namespace,
+      spec: this.o.spec,
+      chartCacheDir: this.o.chartCacheDir,
+      ownerOf: (id) => this.owners.get(id),
     });
-    if (!r) throw new TerminalError(`${o.kind} (${o.apiVersion}) ${refOf(o).name}: the cluster does not serve this kind; is its CustomResourceDefinition installed?`);
-    return r.namespaced;
-  }
-
-  private readonly namespaces = new Map<string, Promise<void>>();
-
-  /** Once per namespace and target; apps applied concurrently share the one request. */
-  private ensureNamespace(cluster: Cluster, name: string): Promise<void> {
-    let p = this.namespaces.get(name);
-    if (!p) {
-      p = this.createNamespace(cluster, name);
-      this.namespaces.set(name, p);
-      p.catch(() => this.namespaces.delete(name));
-    }
-    return p;
-  }
-
-  private async createNamespace(cluster: Cluster, name: string): Promise<void> {
-    const existing = await cluster.api.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }).catch((err) => {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    });
-    if (existing) return;
-    await cluster.api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { [LABEL_MANAGED_BY]: 'keelson' } } }, 'keelson').catch((err) => {
-      if (statusCode(err) !== 409) throw err; // created meanwhile by someone else
-    });
-    this.o.log.info({ namespace: name }, 'namespace created');
-  }
-
-  /**
-   * Namespaces other than the environment's that objects name in `metadata.namespace` must exist: created when the
-   * object (or the App) has sync option `CreateNamespace=true`, else a missing one is an error that says so. One the
-   * app declares as a Namespace object is created by the apply itself.
-   */
-  private async foreignNamespaces(cluster: Cluster, app: DesiredApp, objects: KObject[]): Promise<void> {
-    const declared = new Set(objects.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name));
-    const named = new Map<string, { first: KObject; create: boolean }>();
-    for (const o of objects) {
-      const ns = o.metadata.namespace;
-      if (!ns || ns === this.namespace || declared.has(ns)) continue;
-      const entry = named.get(ns) ?? { first: o, create: false };
-      entry.create ||= syncOption(o, 'CreateNamespace', app.syncOptions) === 'true';
-      named.set(ns, entry);
-    }
-    for (const [ns, { first, create }] of named) {
-      if (create) {
-        await this.ensureNamespace(cluster, ns);
-        continue;
-      }
-      if (this.namespaces.has(ns)) continue;
-      const exists = await cluster.api.read({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }).then(
-        () => true,
-        (err) => {
-          if (isNotFound(err)) return false;
-          throw err;
-        },
-      );
-      if (!exists) {
-        throw new TerminalError(
-          `namespace "${ns}" does not exist (${formatKey(first)} is in it); create it, declare it as a Namespace object, or add the sync option CreateNamespace=true (the App's spec.syncOptions, or the object's argocd.argoproj.io/sync-options annotation)`,
-        );
-      }
-      this.namespaces.set(ns, Promise.resolve());
-    }
   }
 
   async apply(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome> {
@@ -527,8 +335,8 @@ export class KubernetesTarget implements Target {
     try {
       ({ cluster, watch } = await this.connected());
       prepared = await this.prepare(app, ctx.checkoutDir);
-      await this.ensureNamespace(cluster, this.namespace);
-      await this.foreignNamespaces(cluster, app, [...prepared.resources, ...Object.values(prepared.hooks).flat()]);
+      await this.namespaces.ensure(cluster, this.namespace);
+      await this.namespaces.foreign(cluster, app, [...prepared.resources, ...Object.values(prepared.hooks).flat()]);
     } catch (err) {
       return fail(`${app.name}: ${errorMessage(err)}`, [], isTransient(err));
     }
@@ -812,7 +620,7 @@ export class KubernetesTarget implements Target {
   /** A deploy hook's `exec` step as a Job (hook-job.ts): from the template being deployed when given, else the live app's. */
   async hookExec(r: HookExecRequest): Promise<{ ok: boolean; message: string; output: string }> {
     const { cluster, watch } = await this.connected();
-    await this.ensureNamespace(cluster, this.namespace);
+    await this.namespaces.ensure(cluster, this.namespace);
     let objects: KObject[];
     if (r.spec && r.checkoutDir) objects = (await this.prepare(r.spec, r.checkoutDir)).resources;
     else objects = (this.inventory.get(r.env, r.app)?.objects ?? []).map((o) => watch.get(o) ?? o);
@@ -967,13 +775,6 @@ function withAdopted(adopted: AppInventory, objects: KObject[]): AppInventory {
   return { ...adopted, objects: [...adopted.objects, ...more] };
 }
 
-/** A Secret's values as the API server keeps them: `stringData` entries base64-encoded into `data` (they win). */
-function withStringDataInData(o: { data?: unknown; stringData?: unknown }): { data?: unknown; stringData?: unknown } {
-  const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-  if (o.stringData === undefined || !isMap(o.stringData) || (o.data !== undefined && !isMap(o.data))) return { data: o.data, stringData: o.stringData }; // the server says what is wrong
-  const encoded = Object.entries(o.stringData).map(([k, v]) => [k, Buffer.from(String(v), 'utf8').toString('base64')]);
-  return { data: { ...(o.data as Record<string, unknown> | undefined), ...Object.fromEntries(encoded) } };
-}
 
 /** A record as the sync that wrote it left it, finished. */
 function withoutPending(inv: AppInventory): AppInventory {
