@@ -71,6 +71,27 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
+/** Environment `dev` that runs app `web` at `version` (the rollout tests' environment file). */
+export const webEnvironment = (version: string): string => `apiVersion: keelson.dev/v1alpha1
+kind: Environment
+metadata: { name: dev }
+spec:
+  apps:
+    web: { version: "${version}" }
+`;
+
+/**
+ * appServer's 2.0.0 that is ready only in processes the gate file lets through: its pids one per line, or every
+ * process once it says "all". A test holds a rollout at a step by deciding which replicas get ready.
+ */
+export function gatedServer(gate: string): string {
+  return appServer('2.0.0').replace(
+    "if (req.url === '/healthz') {",
+    `if (req.url === '/healthz') { let g = ''; try { g = require('node:fs').readFileSync(${JSON.stringify(gate)}, 'utf8'); } catch {}
+    if (g.trim() !== 'all' && !g.split('\\n').includes(String(process.pid))) { res.statusCode = 503; return res.end('gated'); }`,
+  );
+}
+
 /** A tiny dependency-free HTTP app used as a release: answers `GET /` with its version. */
 export function appServer(version: string, opts: { crash?: string; notReady?: boolean } = {}): string {
   if (opts.crash) return `console.error(${JSON.stringify(opts.crash)}); process.exit(1);\n`;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../browser.js';
-import { appServer, commitAll, freePort, git, gitInit, root, runCli, startKeelson, stopProcess, tempDir, waitFor, writeTree } from '../helpers.js';
+import { appServer, commitAll, freePort, git, gitInit, root, runCli, startKeelson, stopProcess, tempDir, waitFor, webEnvironment, writeTree } from '../helpers.js';
 
 /**
  * The dashboard's Rollback button in real Chromium against a real `keelson up` that tracks a bare remote: the button
@@ -24,13 +24,6 @@ describe('dashboard rollback in Chromium', () => {
   let page: Page;
   const auth = { authorization: `Bearer ${token}` };
 
-  const envYaml = (version: string) => `apiVersion: keelson.dev/v1alpha1
-kind: Environment
-metadata: { name: dev }
-spec:
-  apps:
-    web: { version: "${version}" }
-`;
   const status = async () => (await fetch(`${api}/api/v1/status`, { headers: auth })).json();
   const web = async () => (await status()).environments?.[0]?.apps?.[0];
 
@@ -51,7 +44,7 @@ spec:
   port: ${appPort}
   readiness: { http: { path: /healthz }, periodSeconds: 1 }
 `,
-      'environments/dev.yaml': envYaml('1.0.0'),
+      'environments/dev.yaml': webEnvironment('1.0.0'),
       'releases/web-1.0.0/server.js': appServer('1.0.0'),
       'releases/web-1.1.0/server.js': appServer('1.1.0'),
     });
@@ -67,7 +60,7 @@ spec:
       const a = await web();
       return a?.version === '1.0.0' && a.health === 'Healthy';
     }, 60_000);
-    writeTree(seed, { 'environments/dev.yaml': envYaml('1.1.0') });
+    writeTree(seed, { 'environments/dev.yaml': webEnvironment('1.1.0') });
     commitAll(seed, 'web 1.1.0');
     git(seed, 'push', '-q', 'origin', 'main');
     await waitFor('web 1.1.0 healthy', async () => {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startEngine, type EngineHarness } from '../../../test/engine-harness.js';
-import { appServer, commitAll, freePort, waitFor, writeTree } from '../../../test/helpers.js';
+import { appServer, commitAll, freePort, gatedServer, waitFor, webEnvironment, writeTree } from '../../../test/helpers.js';
 import type { Stamped } from '../../core/events.js';
 import { freshBody } from './proxy/testing.js';
 import { RolloutCheckpoints } from '../../rollout/checkpoints.js';
@@ -24,20 +24,6 @@ describe('a rolling update interrupted by an engine stop', { timeout: 240_000 },
     h = undefined;
   });
 
-  const envYaml = (version: string) => `apiVersion: keelson.dev/v1alpha1
-kind: Environment
-metadata: { name: dev }
-spec:
-  apps:
-    web: { version: "${version}" }
-`;
-  /** 2.0.0 is ready only for the pids listed in the gate file (or once it says "all"): the test decides when. */
-  const gatedServer = (gate: string) =>
-    appServer('2.0.0').replace(
-      "if (req.url === '/healthz') {",
-      `if (req.url === '/healthz') { let g = ''; try { g = require('node:fs').readFileSync(${JSON.stringify(gate)}, 'utf8'); } catch {}
-    if (g.trim() !== 'all' && !g.split('\\n').includes(String(process.pid))) { res.statusCode = 503; return res.end('gated'); }`,
-    );
 
   async function interruptedRolling() {
     const port = await freePort();
@@ -57,7 +43,7 @@ spec:
   terminationGracePeriodSeconds: 5
   rollout: { progressDeadlineSeconds: 60 }
 `,
-        'environments/dev.yaml': envYaml('1.0.0'),
+        'environments/dev.yaml': webEnvironment('1.0.0'),
         'releases/1.0.0/server.js': appServer('1.0.0'),
       },
       { prefix: 'keelson-rolling-', beforeStart: (x) => x.bus.subscribe((e) => events.push(e)) },
@@ -71,7 +57,7 @@ spec:
     });
     writeTree(harness.ops, { 'releases/2.0.0/server.js': gatedServer(gate) });
     const deploy = async (version: string) => {
-      writeTree(harness.ops, { 'environments/dev.yaml': envYaml(version) });
+      writeTree(harness.ops, { 'environments/dev.yaml': webEnvironment(version) });
       return commitAll(harness.ops, `web ${version}`);
     };
     await deploy('2.0.0');

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startEngine, type EngineHarness } from '../../../test/engine-harness.js';
-import { appServer, commitAll, freePort, waitFor, writeTree } from '../../../test/helpers.js';
+import { appServer, commitAll, freePort, gatedServer, waitFor, webEnvironment, writeTree } from '../../../test/helpers.js';
 import type { Stamped } from '../../core/events.js';
 import type { RouteTable } from './supervisor.js';
 
@@ -19,20 +19,6 @@ describe('a rolling update that does not get ready', { timeout: 240_000 }, () =>
     h = undefined;
   });
 
-  const envYaml = (version: string) => `apiVersion: keelson.dev/v1alpha1
-kind: Environment
-metadata: { name: dev }
-spec:
-  apps:
-    web: { version: "${version}" }
-`;
-  /** 2.0.0 is ready only in the process whose pid the gate file names: its first replica, none after it. */
-  const gatedServer = (gate: string) =>
-    appServer('2.0.0').replace(
-      "if (req.url === '/healthz') {",
-      `if (req.url === '/healthz') { let g = ''; try { g = require('node:fs').readFileSync(${JSON.stringify(gate)}, 'utf8'); } catch {}
-    if (g.trim() !== String(process.pid)) { res.statusCode = 503; return res.end('gated'); }`,
-    );
 
   it('is reverted without dropping below the declared replicas: the old version back to full size before the new one leaves', async () => {
     const port = await freePort();
@@ -52,7 +38,7 @@ spec:
   terminationGracePeriodSeconds: 5
   rollout: { progressDeadlineSeconds: 5 }
 `,
-        'environments/dev.yaml': envYaml('1.0.0'),
+        'environments/dev.yaml': webEnvironment('1.0.0'),
         'releases/1.0.0/server.js': appServer('1.0.0'),
       },
       { prefix: 'keelson-revert-', beforeStart: (x) => x.bus.subscribe((e) => events.push(e)) },
@@ -73,7 +59,7 @@ spec:
       return publish(table);
     };
 
-    writeTree(harness.ops, { 'environments/dev.yaml': envYaml('2.0.0'), 'releases/2.0.0/server.js': gatedServer(gate) });
+    writeTree(harness.ops, { 'environments/dev.yaml': webEnvironment('2.0.0'), 'releases/2.0.0/server.js': gatedServer(gate) });
     const revision = commitAll(harness.ops, 'web 2.0.0');
     void harness.engine.refresh();
     const rolledBack = await waitFor('rolled back', () => events.find((e) => e.type === 'app.rolledBack' && e.revision === revision), 120_000);

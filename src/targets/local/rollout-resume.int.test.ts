@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startEngine, type EngineHarness } from '../../../test/engine-harness.js';
-import { appServer, commitAll, freePort, waitFor, writeTree } from '../../../test/helpers.js';
+import { appServer, commitAll, freePort, waitFor, webEnvironment, writeTree } from '../../../test/helpers.js';
 import type { Stamped } from '../../core/events.js';
 import { freshBody } from './proxy/testing.js';
 import { RolloutCheckpoints } from '../../rollout/checkpoints.js';
@@ -41,18 +41,11 @@ spec:
         - setWeight: 50
         - pause: {}
 `,
-    'environments/dev.yaml': envYaml('1.0.0'),
+    'environments/dev.yaml': webEnvironment('1.0.0'),
     'releases/1.0.0/server.js': appServer('1.0.0'),
     'releases/2.0.0/server.js': appServer('2.0.0'),
     'releases/3.0.0/server.js': appServer('3.0.0'),
   });
-  const envYaml = (version: string) => `apiVersion: keelson.dev/v1alpha1
-kind: Environment
-metadata: { name: dev }
-spec:
-  apps:
-    web: { version: "${version}" }
-`;
 
   /** Starts web 1.0.0, rolls 2.0.0 out to its pause at 50 %, and records every event (of every engine). */
   async function pausedCanary() {
@@ -61,7 +54,7 @@ spec:
     h = await startEngine(repo(port), { prefix: 'keelson-resume-', beforeStart: (x) => x.bus.subscribe((e) => events.push(e)) });
     const harness = h;
     const deploy = async (version: string) => {
-      writeTree(harness.ops, { 'environments/dev.yaml': envYaml(version) });
+      writeTree(harness.ops, { 'environments/dev.yaml': webEnvironment(version) });
       return commitAll(harness.ops, `web ${version}`);
     };
     const interrupted = await deploy('2.0.0');
