@@ -463,12 +463,15 @@ export class KubernetesTarget implements Target {
   }
 
   async settleAdopted(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome | undefined> {
-    if (!this.inventory.get(app.env, app.name)?.adopted) return undefined;
+    // Only an app this engine had no record of (taken over, a new state dir). One whose record here no longer matched
+    // live is most often this engine's own sync cut short (killed after its objects were applied, before they were
+    // recorded): it is synced the whole way, hooks included, so that PostSync runs at least once.
+    if (this.inventory.get(app.env, app.name)?.adopted?.why !== 'no-record') return undefined;
     try {
       const { watch } = await this.connected();
       const prepared = await this.prepare(app, ctx.checkoutDir);
       const adopted = this.inventory.get(app.env, app.name);
-      return adopted?.adopted ? this.settle(adopted, app, prepared, ctx, watch) : undefined;
+      return adopted?.adopted?.why === 'no-record' ? this.settle(adopted, app, prepared, ctx, watch) : undefined;
     } catch {
       return undefined; // the apply reports it
     }
