@@ -218,6 +218,23 @@ spec:
     return `${Date.now() - t0} ms (no git command of ${wanted.join('/')} seen) after`;
   };
   let rb = 1;
+  /** rb moves on to its next release, deployed: a rollback then has an earlier healthy revision to go back to. */
+  const rbMovesOn = async () => {
+    rb++;
+    const cur = declared(head());
+    push(
+      {
+        [`releases/rb-1.0.${rb}/server.js`]: server(`rb 1.0.${rb}`),
+        'environments/dev.yaml': `apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: dev }\nspec:\n  apps:\n    au: { version: "${cur.au.version}", autoUpdate: true }\n    rb: { version: "1.0.${rb}" }\n`,
+      },
+      `rb 1.0.${rb}`,
+    );
+    await waitFor(`rb 1.0.${rb} deployed`, async () => {
+      const env = (await get('/api/v1/status').catch(() => undefined))?.environments?.[0];
+      const s = env?.apps.find((x) => x.name === 'rb');
+      return s?.version === `1.0.${rb}` && s.sync === 'Synced' && s.health === 'Healthy';
+    }, { timeoutMs: convergeMs, intervalMs: 200 });
+  };
   let release = 0;
   try {
     engine.start();
@@ -234,21 +251,8 @@ spec:
         what = `release au ${newestAu}, SIGKILL ${at} the push`;
       } else {
         // rb moves on; once it runs, a rollback through the API, killed while the engine commits it.
-        rb++;
-        const cur = declared(head());
-        push(
-          {
-            [`releases/rb-1.0.${rb}/server.js`]: server(`rb 1.0.${rb}`),
-            'environments/dev.yaml': `apiVersion: keelson.dev/v1alpha1\nkind: Environment\nmetadata: { name: dev }\nspec:\n  apps:\n    au: { version: "${cur.au.version}", autoUpdate: true }\n    rb: { version: "1.0.${rb}" }\n`,
-          },
-          `rb 1.0.${rb}`,
-        );
         try {
-          await waitFor(`rb 1.0.${rb} deployed`, async () => {
-            const env = (await get('/api/v1/status').catch(() => undefined))?.environments?.[0];
-            const s = env?.apps.find((x) => x.name === 'rb');
-            return s?.version === `1.0.${rb}` && s.sync === 'Synced' && s.health === 'Healthy';
-          }, { timeoutMs: convergeMs, intervalMs: 200 });
+          await rbMovesOn();
         } catch (err) {
           diverged(k, 'converges to HEAD', `${err.message.split(';')[0]}; ${await describeNow()}`);
           if (!o.keepGoing) break;
@@ -291,7 +295,9 @@ spec:
       log(`  converged in ${Date.now() - t0} ms at ${head().slice(0, 7)}`);
     }
     if (result.survived === kills) {
-      // The next engine commit after the last kill goes through.
+      // The next engine commit after the last kill goes through (rb first gets a revision to go back to, if every
+      // kill landed during version automation).
+      if (rb === 1) await rbMovesOn().catch((err) => diverged(kills, 'converges to HEAD', err.message.split(';')[0]));
       const a = await rollback();
       if (a.status !== 200) diverged(kills, 'the next commit goes through', `a rollback after the last restart: ${a.status} ${a.body.slice(0, 200)}`);
       else log('  a rollback after the last restart: committed');
