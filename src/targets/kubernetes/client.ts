@@ -48,6 +48,9 @@ export interface Cluster {
 
 const shared = new Map<string, { api: KubeClient; users: number }>();
 
+/** How many times a request the API server refused with 429 (or 5xx and `Retry-After`) is sent again. */
+const MAX_THROTTLED = 5;
+
 /**
  * A client for the cluster `spec` names. Environments on the same cluster (same kubeconfig, context and server) share
  * one: one connection pool and one discovery cache, instead of a pool of sockets per environment.
@@ -211,8 +214,12 @@ export class KubeClient {
     return (text ? JSON.parse(text) : {}) as T;
   }
 
-  /** Sends a request and returns the 2xx response unread; retries once with fresh credentials after a 401. */
-  private async send(method: string, path: string, opts: RequestOptions, retried = false): Promise<http.IncomingMessage> {
+  /**
+   * Sends a request and returns the 2xx response unread; retries once with fresh credentials after a 401, and, as
+   * client-go does, a few times after a 429 (or a 5xx with `Retry-After`): the API server refused the request before
+   * doing anything, e.g. "storage is (re)initializing" while a resource's watch cache fills after a restart or a new CRD.
+   */
+  private async send(method: string, path: string, opts: RequestOptions, retried = false, throttled = 0): Promise<http.IncomingMessage> {
     const cred = await this.creds.get();
     const res = await this.once(method, path, opts, cred).catch((err: Error & { staleSocket?: boolean }) => {
       // A kept-alive connection the server closed as idle just as it was reused: the request never arrived.
@@ -224,7 +231,13 @@ export class KubeClient {
     const body = (await readBody(res).catch(() => Buffer.alloc(0))).toString('utf8');
     if (code === 401 && !retried && (this.conn.exec || this.conn.tokenFile)) {
       this.creds.invalidate();
-      return this.send(method, path, opts, true);
+      return this.send(method, path, opts, true, throttled);
+    }
+    const retryAfter = Number(res.headers['retry-after']);
+    if ((code === 429 || (code >= 500 && Number.isFinite(retryAfter))) && throttled < MAX_THROTTLED && !opts.signal?.aborted) {
+      const seconds = Number.isFinite(retryAfter) && retryAfter >= 0 ? Math.min(retryAfter, 10) : 1;
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+      return this.send(method, path, opts, retried, throttled + 1);
     }
     throw errorOf(code, body);
   }
