@@ -51,7 +51,7 @@ it('gives up after a few refusals, with the server status', async () => {
   const server = await serverRefusing(100);
   const { api, release } = connect({ kubeconfig: kubeconfigFor(server.url, 'always') });
   try {
-    const err: Error = await api.request('GET', '/api/v1/configmaps').catch((e: Error) => e);
+    const err = (await api.request('GET', '/api/v1/configmaps').catch((e: Error) => e)) as Error;
     expect(statusCode(err)).toBe(429);
     expect(err.message).toBe('storage is (re)initializing');
     expect(server.seen()).toBe(6);
