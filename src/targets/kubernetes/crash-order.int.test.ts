@@ -8,8 +8,10 @@ import { kubectl, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js'
 /**
  * Crash-safe inventory order on Kubernetes: a real `keelson up` is killed (SIGKILL) exactly where an apply has
  * written the target's record but not finished the sync (`KEELSON_TEST_KILL_AT`, kubernetes-target.ts): once before
- * the PostSync hooks ran, once after the target finished but before the engine recorded the sync. The next engine
- * must converge: PostSync runs, and an app the engine had not recorded is pruned when it is no longer declared.
+ * the PostSync hooks ran, once after the target finished but before the engine recorded the sync, once after the
+ * objects were written but before anything recorded them. The next engine must converge: PostSync runs (again, for
+ * the new revision, although every object is already as desired), and an app the engine had not recorded is pruned
+ * when it is no longer declared.
  */
 kubernetesSuite('kubernetes: an engine killed between the target record and the engine record converges', () => {
   const tmp = tempDir('keelson-k8s-crash-');
@@ -21,7 +23,7 @@ kubernetesSuite('kubernetes: an engine killed between the target record and the 
   let keelson: ChildProcess | undefined;
   let starts = 0;
 
-  const files = (apps: string[]) => ({
+  const files = (apps: string[], greeting = 'hello') => ({
     'apps/shop.yaml': `apiVersion: keelson.dev/v1alpha1
 kind: App
 metadata: { name: shop }
@@ -40,7 +42,7 @@ spec:
     'manifests/shop/config.yaml': `apiVersion: v1
 kind: ConfigMap
 metadata: { name: shop-config }
-data: { greeting: hello }
+data: { greeting: ${greeting} }
 `,
     'manifests/shop/smoke.yaml': `apiVersion: batch/v1
 kind: Job
@@ -69,7 +71,7 @@ ${apps.map((a) => `    ${a}: {}\n`).join('')}`,
   });
 
   /** Starts `keelson up`; `killAt` makes it SIGKILL itself at that point of an apply. */
-  const up = (killAt?: 'recorded' | 'applied') => {
+  const up = (killAt?: 'written' | 'recorded' | 'applied') => {
     const { KEELSON_TEST_KILL_AT: _drop, ...env } = process.env;
     const child = spawn(process.execPath, [bin, 'up', '--repo', ops, '--state-dir', state, '--listen', api.slice('http://'.length), '--poll', '1s'], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -78,7 +80,7 @@ ${apps.map((a) => `    ${a}: {}\n`).join('')}`,
     const chunks: Buffer[] = [];
     child.stdout!.on('data', (c) => chunks.push(c));
     child.stderr!.on('data', (c) => chunks.push(c));
-    const log = join(tmp.dir, `keelson-${starts++}.log`);
+    const log = join(process.env.KEELSON_TEST_LOG_DIR ?? tmp.dir, `keelson-${starts++}.log`);
     const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => {
       writeFileSync(log, Buffer.concat(chunks));
       resolve(signal ?? code);
@@ -111,7 +113,7 @@ ${apps.map((a) => `    ${a}: {}\n`).join('')}`,
     tmp.cleanup();
   });
 
-  it('killed after the record, before PostSync: the next engine runs PostSync; killed before the engine recorded a new app: it is recorded and pruned later', async () => {
+  it('killed after the record, before PostSync: the next engine runs PostSync; killed before the engine recorded a new app: it is recorded and pruned later; killed between the writes and the record: PostSync runs again', async () => {
     // 1. Killed right after the target recorded shop's objects, before its PostSync hook ran.
     expect(await up('recorded')).toBe('SIGKILL');
     expect(exists('configmap', 'shop-config')).toBe(true);
@@ -136,6 +138,18 @@ ${apps.map((a) => `    ${a}: {}\n`).join('')}`,
     commitAll(ops, 'extra removed');
     await waitFor('extra pruned', () => !exists('configmap', 'extra-config'), 90_000);
     expect(exists('configmap', 'shop-config')).toBe(true);
+    await stop(exited);
+
+    // 3. A change killed after its objects were written, before anything recorded them: the next engine finds every
+    // object already as desired, and must still finish the sync: its PostSync hook runs again for the new revision.
+    const smokeUid = kubectl('-n', namespace, 'get', 'job', 'smoke', '-o', 'jsonpath={.metadata.uid}');
+    writeTree(ops, files(['shop'], 'bonjour'));
+    commitAll(ops, 'greeting');
+    expect(await up('written')).toBe('SIGKILL');
+    expect(kubectl('-n', namespace, 'get', 'configmap', 'shop-config', '-o', 'jsonpath={.data.greeting}')).toBe('bonjour');
+    exited = up();
+    await waitFor('PostSync hook ran again', () => kubectl('-n', namespace, 'get', 'job', 'smoke', '--ignore-not-found', '-o', 'jsonpath={.metadata.uid}') !== smokeUid && jobSucceeded('smoke'), 90_000);
+    await waitFor('shop synced', async () => (await appOf('shop'))?.sync === 'Synced', 60_000);
     await stop(exited);
   }, 300_000);
 });

@@ -347,7 +347,9 @@ export class KubernetesTarget implements Target {
     // A record adopted from the live objects (adopt.ts) is what to prune, never what to roll back to.
     const adopted = stored?.adopted ? stored : undefined;
     const recorded = adopted ? undefined : stored;
-    const settled = adopted && this.settle(adopted, app, prepared, ctx, watch);
+    // Settled without writes or hooks only when this engine had no record of the app (see settleAdopted): a record
+    // outdated here is most often this engine's own sync killed between its writes and its record.
+    const settled = adopted?.adopted?.why === 'no-record' && this.settle(adopted, app, prepared, ctx, watch);
     if (settled) return settled;
     const same = !!recorded && sameObjects(recorded.objects, resources);
     // A sync of these very objects that an engine stop left unfinished before its PostSync hooks (see
@@ -409,6 +411,7 @@ export class KubernetesTarget implements Target {
         ...(prepared.preDelete.length ? { preDelete: prepared.preDelete } : {}),
       };
       if (!failure) {
+        killPoint('written');
         const pruned = await this.pruneStale(cluster, watch, app, previous ?? adopted, recorded, resources, ctx.confirmPrune ?? false);
         results.push(...pruned.results);
         if (pruned.extraneous) record.extraneous = pruned.extraneous;
@@ -793,10 +796,11 @@ function unfinishedMessage(p: PendingSync): string {
 }
 
 /**
- * Crash tests only: `KEELSON_TEST_KILL_AT=recorded|applied` kills the engine process (SIGKILL) when an apply reaches
- * that point: its record written before PostSync hooks, or its apply done before the engine recorded it.
+ * Crash tests only: `KEELSON_TEST_KILL_AT=written|recorded|applied` kills the engine process (SIGKILL) when an apply
+ * reaches that point: its objects written but not recorded, its record written before PostSync hooks, or its apply
+ * done before the engine recorded it.
  */
-function killPoint(point: 'recorded' | 'applied'): void {
+function killPoint(point: 'written' | 'recorded' | 'applied'): void {
   if (process.env.KEELSON_TEST_KILL_AT === point) process.kill(process.pid, 'SIGKILL');
 }
 
