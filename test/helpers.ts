@@ -71,6 +71,25 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
+/**
+ * App `web` of the rollout tests: `replicas` processes of `node server.js` from `releases/<version>` on `port`, ready
+ * on GET /healthz; `rollout` is the YAML of its `rollout:` block (indented by four spaces), e.g. a strategy.
+ */
+export const webApp = (port: number, { replicas, rollout }: { replicas: number; rollout: string }): string => `apiVersion: keelson.dev/v1alpha1
+kind: App
+metadata: { name: web }
+spec:
+  version: "1.0.0"
+  artifact: { path: "../releases/{version}" }
+  run: { command: ["node", "server.js"] }
+  replicas: ${replicas}
+  port: ${port}
+  readiness: { http: { path: /healthz }, periodSeconds: 1 }
+  terminationGracePeriodSeconds: 5
+  rollout:
+${rollout}
+`;
+
 /** Environment `dev` that runs app `web` at `version` (the rollout tests' environment file). */
 export const webEnvironment = (version: string): string => `apiVersion: keelson.dev/v1alpha1
 kind: Environment

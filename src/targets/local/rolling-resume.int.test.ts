@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startEngine, type EngineHarness } from '../../../test/engine-harness.js';
-import { appServer, commitAll, freePort, gatedServer, waitFor, webEnvironment, writeTree } from '../../../test/helpers.js';
+import { appServer, commitAll, freePort, gatedServer, waitFor, webApp, webEnvironment, writeTree } from '../../../test/helpers.js';
 import type { Stamped } from '../../core/events.js';
 import { freshBody } from './proxy/testing.js';
 import { RolloutCheckpoints } from '../../rollout/checkpoints.js';
@@ -30,19 +30,7 @@ describe('a rolling update interrupted by an engine stop', { timeout: 240_000 },
     const events: Stamped[] = [];
     h = await startEngine(
       {
-        'apps/web.yaml': `apiVersion: keelson.dev/v1alpha1
-kind: App
-metadata: { name: web }
-spec:
-  version: "1.0.0"
-  artifact: { path: "../releases/{version}" }
-  run: { command: ["node", "server.js"] }
-  replicas: 3
-  port: ${port}
-  readiness: { http: { path: /healthz }, periodSeconds: 1 }
-  terminationGracePeriodSeconds: 5
-  rollout: { progressDeadlineSeconds: 60 }
-`,
+        'apps/web.yaml': webApp(port, { replicas: 3, rollout: '    progressDeadlineSeconds: 60' }),
         'environments/dev.yaml': webEnvironment('1.0.0'),
         'releases/1.0.0/server.js': appServer('1.0.0'),
       },

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startEngine, type EngineHarness } from '../../../test/engine-harness.js';
-import { appServer, commitAll, freePort, waitFor, webEnvironment, writeTree } from '../../../test/helpers.js';
+import { appServer, commitAll, freePort, waitFor, webApp, webEnvironment, writeTree } from '../../../test/helpers.js';
 import type { Stamped } from '../../core/events.js';
 import { freshBody } from './proxy/testing.js';
 import { RolloutCheckpoints } from '../../rollout/checkpoints.js';
@@ -22,25 +22,15 @@ describe('an interrupted rollout that is no longer desired after a restart', () 
   });
 
   const repo = (port: number) => ({
-    'apps/web.yaml': `apiVersion: keelson.dev/v1alpha1
-kind: App
-metadata: { name: web }
-spec:
-  version: "1.0.0"
-  artifact: { path: "../releases/{version}" }
-  run: { command: ["node", "server.js"] }
-  replicas: 2
-  port: ${port}
-  readiness: { http: { path: /healthz }, periodSeconds: 1 }
-  terminationGracePeriodSeconds: 5
-  rollout:
-    progressDeadlineSeconds: 60
+    'apps/web.yaml': webApp(port, {
+      replicas: 2,
+      rollout: `    progressDeadlineSeconds: 60
     strategy: canary
     canary:
       steps:
         - setWeight: 50
-        - pause: {}
-`,
+        - pause: {}`,
+    }),
     'environments/dev.yaml': webEnvironment('1.0.0'),
     'releases/1.0.0/server.js': appServer('1.0.0'),
     'releases/2.0.0/server.js': appServer('2.0.0'),
