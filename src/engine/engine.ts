@@ -19,6 +19,7 @@ import { SecretMask } from '../secrets/mask.js';
 import type { RunResult, RunSink } from '../run/one-off.js';
 import { runApp } from '../run/run-app.js';
 import { EventBus } from '../core/events.js';
+import { killPoint } from '../core/kill-points.js';
 import { InflightApplies } from './inflight.js';
 import { LatestWins } from './latest-wins.js';
 import { ManualSyncs, type ManualRequest, type SyncOutcome } from './manual-syncs.js';
@@ -603,6 +604,7 @@ export class Engine {
     );
     this.unreachable.delete(appKey(env, app.name));
     if (outcome.ok) {
+      killPoint('synced');
       this.store.putInventory({ env, app: app.name, revision: good.revision, specHash: this.target.templateOf(app), version: app.version, appliedAt: new Date().toISOString(), spec: app });
       // Only now is the sync done: a target that marked it unfinished (crash safety) may forget the marker.
       this.target.synced?.(env, app.name);

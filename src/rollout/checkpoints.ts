@@ -13,7 +13,8 @@
  *     plan            digest of the planned steps (rollout/steps.ts `planDigest`): only the same steps resume at the
  *                     same index ('' for a rolling update, which has no steps)
  *     checkpoint      the step machine's position (rollout/runner.ts `RolloutCheckpoint`: step, weight, pauses, and
- *                     `aborting` with why, once an abort is under way: an interrupted abort is finished, never resumed)
+ *                     `aborting` with why, once an abort is under way: an interrupted abort is finished, never resumed;
+ *                     `finished` once the rollout is done but the engine has not recorded the sync (local target))
  *     detail          what only the target needs to resume: the local target keeps its stable set's template, the
  *                     new set's release and spec, and the proxy's weights; the Kubernetes target none (its sets are
  *                     in its inventory)
@@ -23,8 +24,8 @@
  * Who writes it: a blue/green or canary rollout at every step transition of the step machine (both targets); a local
  * rolling update once, before its first replica is replaced (it goes on replacing replicas after a restart, or puts
  * every replica back on `from`). A rolling update on Kubernetes is the Deployment controller's own, which carries on
- * by itself without the engine: it writes none. The record goes when the rollout ends (promoted, aborted, finished)
- * and when the app is deleted.
+ * by itself without the engine: it writes none. The record goes when the rollout ends (aborted, failed; on the local
+ * target a promoted or finished one only once the engine recorded the sync) and when the app is deleted.
  *
  * Stored as JSON under `rollout/<env>/<app>` in the store's key-value table; `rollout/index` lists the [env, app] of
  * every record (an entry is added before its record is written and removed after it is cleared, so no record is ever

@@ -43,6 +43,12 @@ export interface RolloutCheckpoint {
   untilPromoted?: boolean;
   /** Set once the rollout is being aborted, with why: an interrupted abort is finished, never resumed. */
   aborting?: string;
+  /**
+   * The rollout finished here (the new set is the app) and the engine has not recorded the sync yet: the record goes
+   * when it has (`Target.synced`). An engine stopped in between comes back with the new set as the app, not the one
+   * its own record names (local target).
+   */
+  finished?: boolean;
 }
 
 export interface RolloutContext {

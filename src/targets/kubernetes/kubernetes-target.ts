@@ -8,6 +8,7 @@
  * waits (wait-healthy.ts), drift healing (drift-heal.ts), what an app applies before anything is sent (prepare.ts),
  * namespaces (namespaces.ts), `keelson run` as a Job (run-once.ts) and inventories recovered from live (adopt.ts).
  */
+import { killPoint } from '../../core/kill-points.js';
 import type { DesiredApp, IgnoreDifference, KubernetesTargetSpec } from '../../core/model.js';
 import { errorMessage, TerminalError } from '../../core/errors.js';
 import type { EventBus } from '../../core/events.js';
@@ -793,15 +794,6 @@ function unfinishedMessage(p: PendingSync): string {
   return p.phase === 'hooks'
     ? `the sync of ${rev} stopped before its PostSync hooks ran (the engine stopped); the next sync finishes it`
     : `the sync of ${rev} finished here but the engine stopped before recording it; the next sync finishes it`;
-}
-
-/**
- * Crash tests only: `KEELSON_TEST_KILL_AT=written|recorded|applied` kills the engine process (SIGKILL) when an apply
- * reaches that point: its objects written but not recorded, its record written before PostSync hooks, or its apply
- * done before the engine recorded it.
- */
-function killPoint(point: 'written' | 'recorded' | 'applied'): void {
-  if (process.env.KEELSON_TEST_KILL_AT === point) process.kill(process.pid, 'SIGKILL');
 }
 
 /** A chart's test results among an apply's object results. */

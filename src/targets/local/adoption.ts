@@ -37,25 +37,30 @@ export function adoptionPlan(inventoryRows: InventoryRow[], rows: ReplicaRow[], 
       plan.stale.push(row);
       continue;
     }
-    const spec = inv.spec as DesiredApp;
-    if (!plan.apps.has(key)) {
-      const template = templateHash(spec);
-      const own = rows.find((x) => x.env === row.env && x.app === row.app && x.specHash === template) ?? row;
-      plan.apps.set(key, {
-        env: row.env,
-        app: row.app,
-        spec,
-        template,
-        release: { id: own.releaseId, dir: own.releaseDir, hash: own.releaseHash },
-        revision: inv.revision,
-        rollingOut: false,
-      });
-    }
-    const run = plan.apps.get(key)!;
     const interruptedRollout = rollouts.get(key);
+    if (!plan.apps.has(key)) plan.apps.set(key, currentSet(inv, rows.filter((x) => x.env === row.env && x.app === row.app), interruptedRollout));
+    const run = plan.apps.get(key)!;
     const replicaSpec = row.specHash === run.template ? run.spec : interruptedRollout && row.specHash === interruptedRollout.template ? interruptedRollout.detail.spec : { ...run.spec, version: row.version };
     plan.replicas.push({ row, spec: replicaSpec });
   }
   for (const [key, r] of rollouts) if (r.strategy !== 'rolling' && plan.apps.get(key)?.template === r.detail.stable) plan.traffic.set(key, r.detail.split);
   return plan;
+}
+
+/**
+ * An app's current set: the inventory's spec, with the release of its replicas of that spec; or, when a rollout
+ * finished here and the engine stopped before recording it, the rollout's new set (the stable one is gone or going).
+ * When no replica of the current spec is left (a rolling update replaced them all, then the engine stopped), the
+ * release comes from the rollout record.
+ */
+function currentSet(inv: InventoryRow, rows: ReplicaRow[], rollout: RolloutRecord | undefined): AppRun {
+  const recorded = inv.spec as DesiredApp;
+  const finished = rollout?.checkpoint.finished && rollout.detail.stable === templateHash(recorded);
+  const spec = finished ? rollout.detail.spec : recorded;
+  const template = templateHash(spec);
+  const own = rows.find((x) => x.specHash === template);
+  const stableRelease = rollout && !finished && rollout.detail.stable === template ? rollout.detail.stableRelease : undefined;
+  const any = rows[0]!;
+  const release = own ? { id: own.releaseId, dir: own.releaseDir, hash: own.releaseHash } : (stableRelease ?? { id: any.releaseId, dir: any.releaseDir, hash: any.releaseHash });
+  return { env: inv.env, app: inv.app, spec, template, release, revision: finished ? rollout.revision : inv.revision, rollingOut: false };
 }

@@ -13,7 +13,7 @@ import { rotateIfNeeded } from './logs.js';
 import { isProgressive, progressiveRollout, type ProgressiveDeps } from './progressive.js';
 import { ProxyManager } from './proxy-manager.js';
 import { materializeRelease, pruneReleases, verifyRelease, type Release } from './releases.js';
-import { LocalRolloutCheckpoints, rollingRecord, takeOverInterrupted } from './rollout-state.js';
+import { LocalRolloutCheckpoints, markFinished, rollingRecord, takeOverInterrupted } from './rollout-state.js';
 import { runProcess, type RunResult, type RunSink } from '../../run/one-off.js';
 import { templateHash } from './spec-hash.js';
 import { Supervisor, type AppRun, type RolloutResult } from './supervisor.js';
@@ -220,7 +220,9 @@ export class LocalTarget implements Target {
       }
     };
     const result = await this.supervisor.rollout(app, release, ctx.revision, { restartAll, signal: ctx.signal, interrupt: ctx.interrupt, onReplace });
-    if (!(!result.ok && result.interrupted)) this.rollouts.clear(app.env, app.name);
+    // Done: the record stays, marked finished, until the engine recorded the sync (synced); failed: it goes.
+    if (result.ok) markFinished(this.rollouts, app.env, app.name);
+    else if (!result.interrupted) this.rollouts.clear(app.env, app.name);
     return result;
   }
 
@@ -292,10 +294,19 @@ export class LocalTarget implements Target {
     return runArgv(r.argv, { cwd, vars: r.vars, uid: runAs.uid, gid: runAs.gid, env: identityEnv(runAs) }, r.timeoutMs, r.signal);
   }
 
-  /** A rollout the engine was stopped in the middle of, until an apply resumes (or aborts) it. */
-  private interruptedRolloutOf(env: string, app: string, template: string): { interruptedRollout?: string } {
+  /**
+   * A rollout the engine was stopped in the middle of, until an apply resumes (or aborts) it; or one that finished
+   * here before the engine stopped without recording it, until an apply finishes the sync.
+   */
+  private interruptedRolloutOf(env: string, app: string, template: string): { interruptedRollout?: string; unfinishedSync?: string } {
     const r = this.rollouts.get(env, app);
+    if (r?.checkpoint.finished) return r.template === template ? { unfinishedSync: `the rollout to ${r.to} finished here but the engine stopped before recording it; the next sync finishes it` } : {};
     return r && r.template !== template ? { interruptedRollout: r.to } : {};
+  }
+
+  /** The engine recorded the app's sync: a finished rollout's record goes (see markFinished). */
+  synced(env: string, app: string): void {
+    if (this.rollouts.get(env, app)?.checkpoint.finished) this.rollouts.clear(env, app);
   }
 
   logs(env: string, app: string): { replica: string; path: string }[] {

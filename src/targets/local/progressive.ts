@@ -16,7 +16,7 @@ import { identityEnv } from './isolation.js';
 import type { StatsView } from './proxy/protocol.js';
 import { planDigest } from '../../rollout/steps.js';
 import { revertToStable } from './revert.js';
-import { splitOf, type LocalRolloutCheckpoints, type RolloutRecord, type RolloutRecordInput } from './rollout-state.js';
+import { markFinished, splitOf, type LocalRolloutCheckpoints, type RolloutRecord, type RolloutRecordInput } from './rollout-state.js';
 import { groupOf, type ReleaseRef, type RolloutResult, type Supervisor } from './supervisor.js';
 
 export interface ProgressiveDeps {
@@ -73,7 +73,7 @@ export async function progressiveRollout(d: ProgressiveDeps, spec: DesiredApp, r
     to: spec.version,
     template: run.template,
     plan: planDigest(steps),
-    detail: { stable: previous.template, releaseId: release.id, spec, split: split(0) },
+    detail: { stable: previous.template, stableRelease: previous.release, releaseId: release.id, spec, split: split(0) },
   };
 
   let logTail: string[] = [];
@@ -148,6 +148,8 @@ export async function progressiveRollout(d: ProgressiveDeps, spec: DesiredApp, r
     checkpoint: (c) => d.states.save({ ...record, detail: { ...record.detail, split: split(c.aborting ? 0 : c.weight) }, checkpoint: c }),
   });
   if ('interrupted' in outcome) return { ok: false, message: outcome.message, rolledBack: false, logTail: [], interrupted: true };
-  d.states.clear(spec.env, spec.name);
+  // Promoted: the record stays, marked finished, until the engine recorded the sync (LocalTarget.synced).
+  if (outcome.ok) markFinished(d.states, spec.env, spec.name);
+  else d.states.clear(spec.env, spec.name);
   return outcome.ok ? outcome : { ...outcome, logTail };
 }

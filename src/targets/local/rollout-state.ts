@@ -24,6 +24,11 @@ export interface LocalRolloutDetail {
   stable: string;
   /** The new set's release; its spec is the one an adopted replica of the new set runs with. */
   releaseId: string;
+  /**
+   * The stable set's release: what a restarted engine brings the stable set back from when none of its replicas is
+   * left (a rolling update that replaced every one, then was stopped). Absent in records of earlier versions.
+   */
+  stableRelease?: ReleaseRef;
   spec: DesiredApp;
   /** The weights the proxy applies between the two sets (none for a rolling update: every ready replica serves). */
   split: TrafficSplit;
@@ -125,13 +130,22 @@ export function rollingRecord(previous: AppRun, spec: DesiredApp, release: Relea
     template: templateHash(spec),
     plan: '',
     checkpoint: { step: 0, weight: 0, full: false },
-    detail: { stable: previous.template, releaseId: release.id, spec, split: { weights: {} } },
+    detail: { stable: previous.template, stableRelease: previous.release, releaseId: release.id, spec, split: { weights: {} } },
   };
 }
 
 /** The proxy's weights between the stable and the new set: `weight` percent of new requests to the new one. */
 export function splitOf(stableTemplate: string, newTemplate: string, weight: number, stickyCookie: string | undefined): TrafficSplit {
   return { weights: { [groupOf(stableTemplate)]: 100 - weight, [groupOf(newTemplate)]: weight }, ...(stickyCookie ? { stickyCookie } : {}) };
+}
+
+/**
+ * A rollout that finished here: its record stays, marked, until the engine has recorded the sync (`synced`), so that
+ * an engine stopped in between comes back with the new set as the app (adoption.ts), not the one its record names.
+ */
+export function markFinished(states: LocalRolloutCheckpoints, env: string, app: string): void {
+  const r = states.get(env, app);
+  if (r && !r.checkpoint.finished) states.save({ ...r, checkpoint: { ...r.checkpoint, finished: true } });
 }
 
 export interface TakeOverDeps {
@@ -148,6 +162,12 @@ export interface TakeOverDeps {
 export async function takeOverInterrupted(d: TakeOverDeps, spec: DesiredApp, release: ReleaseRef, revision: string, restartAll: boolean): Promise<RolloutRecord | undefined> {
   const saved = d.states.get(spec.env, spec.name);
   if (!saved) return undefined;
+  if (saved.checkpoint.finished) {
+    // Done here, not yet recorded by the engine: the new set is the app (adoption.ts). An apply of that very spec
+    // finishes the sync (the record goes once the engine recorded it); any other one is a new rollout from it.
+    if (templateHash(spec) !== saved.template) d.states.clear(spec.env, spec.name);
+    return undefined;
+  }
   if (saved.strategy === 'rolling') {
     // Goes on replacing the old replicas (Supervisor.rollout counts those of the new set already there).
     const sameRolling =
