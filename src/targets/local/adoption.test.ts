@@ -46,4 +46,15 @@ describe('adoption plan after an engine restart', () => {
     // A rolling update has no weights to restore.
     expect(adoptionPlan([inventory(v1)], [row(v1), row(v2)], [{ ...record, strategy: 'rolling' }]).traffic.size).toBe(0);
   });
+
+  it('a rollout that finished before the engine recorded it: the new set is the app; a rolling update that replaced every replica keeps the stable release', () => {
+    const rolling = { env: 'dev', app: 'web', target: 'local', strategy: 'rolling', revision: 'r2', from: '1.0.0', to: '2.0.0', template: templateHash(v2), plan: '', checkpoint: { step: 0, weight: 0, full: false }, detail: { stable: templateHash(v1), stableRelease: { id: '1.0.0-rel', dir: '/releases/1.0.0', hash: 'h1' }, releaseId: '2.0.0-rel', spec: v2, split: { weights: {} } } } as RolloutRecord;
+    const finished = { ...rolling, checkpoint: { ...rolling.checkpoint, finished: true } };
+    const done = adoptionPlan([inventory(v1)], [row(v2), row(v2)], [finished]);
+    expect(done.apps.get('dev/web')).toMatchObject({ template: templateHash(v2), spec: v2, release: { id: '2.0.0-rel' }, revision: 'r2' });
+    expect(done.replicas.map((r) => r.spec)).toEqual([v2, v2]);
+    // Not finished: the app is still the stable set, to be brought back from its own release, not the new one's.
+    const midway = adoptionPlan([inventory(v1)], [row(v2), row(v2)], [rolling]);
+    expect(midway.apps.get('dev/web')).toMatchObject({ template: templateHash(v1), release: { id: '1.0.0-rel', dir: '/releases/1.0.0' } });
+  });
 });
