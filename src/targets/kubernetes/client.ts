@@ -49,7 +49,7 @@ export interface Cluster {
 
 const shared = new Map<string, { api: KubeClient; users: number }>();
 
-/** `KEELSON_TRACE_REQUESTS=FILE`: one line per request sent (time, method, path and query, body bytes), for measuring. */
+/** `KEELSON_TRACE_REQUESTS=FILE`: one line per request sent (pid, epoch ms, ms since the process started, method, path and query, body bytes), for measuring. */
 const TRACE = process.env.KEELSON_TRACE_REQUESTS || undefined;
 
 /** How many times a request the API server refused with 429 (or 5xx and `Retry-After`) is sent again. */
@@ -255,7 +255,7 @@ export class KubeClient {
     const url = new URL(this.conn.server + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const body = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
-    if (TRACE) appendFileSync(TRACE, `${process.pid} ${Date.now()} ${method} ${url.pathname}${url.search} ${body?.length ?? 0}\n`);
+    if (TRACE) appendFileSync(TRACE, `${process.pid} ${Date.now()} ${Math.round(performance.now())} ${method} ${url.pathname}${url.search} ${body?.length ?? 0}\n`);
     const headers: http.OutgoingHttpHeaders = { accept: opts.accept ?? 'application/json', 'user-agent': 'keelson' };
     if (cred.authorization) headers.authorization = cred.authorization;
     // Writes act as the policy's identity, so the API server's RBAC for it decides what the environment may change;
