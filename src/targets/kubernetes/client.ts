@@ -5,6 +5,7 @@
  * delete, pod logs and watch streams. A generated client for every kind cost 80 MiB of memory and most of Keelson's
  * CPU at a thousand apps (see bench/kubernetes.mjs).
  */
+import { appendFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
@@ -47,6 +48,9 @@ export interface Cluster {
 }
 
 const shared = new Map<string, { api: KubeClient; users: number }>();
+
+/** `KEELSON_TRACE_REQUESTS=FILE`: one line per request sent (pid, epoch ms, ms since the process started, method, path and query, body bytes), for measuring. */
+const TRACE = process.env.KEELSON_TRACE_REQUESTS || undefined;
 
 /** How many times a request the API server refused with 429 (or 5xx and `Retry-After`) is sent again. */
 const MAX_THROTTLED = 5;
@@ -131,12 +135,17 @@ export class KubeClient {
     return this.request('GET', await this.pathOf(o));
   }
 
-  /** Server-side apply: the object is the intent of `fieldManager`; `force` takes over fields others own. */
+  /**
+   * Server-side apply: the object is the intent of `fieldManager`; `force` takes over fields others own.
+   * `fieldValidation=Ignore`: the server's default (`Warn`) parses every apply body a second time to find unknown or
+   * duplicate fields, only to report them in `Warning` headers that nothing here reads (unknown fields are dropped
+   * either way, and a body from `JSON.stringify` has no duplicates).
+   */
   async apply(o: KObject, opts: { fieldManager: string; force?: boolean; dryRun?: boolean }): Promise<KObject> {
     return this.request('PATCH', await this.pathOf(o), {
       body: o,
       contentType: 'application/apply-patch+yaml',
-      query: { fieldManager: opts.fieldManager, force: opts.force || undefined, dryRun: opts.dryRun ? 'All' : undefined },
+      query: { fieldManager: opts.fieldManager, fieldValidation: 'Ignore', force: opts.force || undefined, dryRun: opts.dryRun ? 'All' : undefined },
     });
   }
 
@@ -246,6 +255,7 @@ export class KubeClient {
     const url = new URL(this.conn.server + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const body = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    if (TRACE) appendFileSync(TRACE, `${process.pid} ${Date.now()} ${Math.round(performance.now())} ${method} ${url.pathname}${url.search} ${body?.length ?? 0}\n`);
     const headers: http.OutgoingHttpHeaders = { accept: opts.accept ?? 'application/json', 'user-agent': 'keelson' };
     if (cred.authorization) headers.authorization = cred.authorization;
     // Writes act as the policy's identity, so the API server's RBAC for it decides what the environment may change;

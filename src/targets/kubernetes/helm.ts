@@ -17,6 +17,7 @@ import type { DesiredApp, HelmSpec } from '../../core/model.js';
 import { TerminalError, TransientError } from '../../core/errors.js';
 import type { KubeClient } from './client.js';
 import type { KObject } from './objects.js';
+import { renders } from './limit.js';
 import { parseManifests } from './render.js';
 
 export interface HelmCapabilities {
@@ -226,7 +227,7 @@ export async function checkInside(chartDir: string, checkoutDir: string): Promis
 
 function runHelm(args: string[], env: NodeJS.ProcessEnv, chartDir: string): Promise<string> {
   const bin = helmBinary();
-  return new Promise((resolve, reject) => {
+  return renders.run(() => new Promise((resolve, reject) => {
     execFile(bin, args, { env, maxBuffer: 256 * 1024 * 1024, timeout: 120_000 }, (err, stdout, stderr) => {
       if (!err) return resolve(stdout);
       const e = err as NodeJS.ErrnoException & { killed?: boolean };
@@ -238,7 +239,7 @@ function runHelm(args: string[], env: NodeJS.ProcessEnv, chartDir: string): Prom
       }
       reject(new TerminalError(`helm template failed: ${message}`));
     });
-  });
+  }));
 }
 
 /** Helm's error without its `Error: ` prefix and debug noise; it names the template file and line itself. */

@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import type { JsonnetParams, JsonnetValue } from '../../core/model.js';
 import { TerminalError } from '../../core/errors.js';
 import type { KObject } from './objects.js';
+import { renders } from './limit.js';
 
 const run = promisify(execFile);
 
@@ -96,7 +97,7 @@ async function evaluate(file: string, args: string[], cwd: string): Promise<stri
   // JSONNET_PATH would add library directories the repository does not declare.
   const { JSONNET_PATH: _p, ...env } = process.env;
   try {
-    const { stdout } = await run(bin, args, { cwd, env, maxBuffer: 256 * 1024 * 1024, timeout: 120_000 });
+    const { stdout } = await renders.run(() => run(bin, args, { cwd, env, maxBuffer: 256 * 1024 * 1024, timeout: 120_000 }));
     return stdout;
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string; killed?: boolean };

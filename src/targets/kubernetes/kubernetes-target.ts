@@ -64,8 +64,10 @@ export interface KubernetesTargetOptions {
   /** Objects applied to the server at once. Default 16. */
   concurrency?: number;
   /**
-   * Apps the engine applies at once. Default 64: an app's apply mostly waits for its rollout, and the writes
-   * themselves are bounded by `apiWrites`.
+   * Apps the engine applies at once. Default 256: an app's apply mostly waits for its rollout, and what it costs is
+   * bounded elsewhere (writes by `apiWrites`, renderer processes by `renders`). With 64, a cold sync of 100 apps per
+   * environment stalled: 64 apps waited for their rollouts while the cluster had CPU to spare (1,000 apps in 10
+   * environments: every Deployment Available in 49.3 s at 64, 38.8 s at 256).
    */
   appConcurrency?: number;
 }
@@ -158,7 +160,7 @@ export class KubernetesTarget implements Target {
   }
 
   concurrencyOf(): number {
-    return this.o.appConcurrency ?? 64;
+    return this.o.appConcurrency ?? 256;
   }
 
   templateOf(app: DesiredApp): string {

@@ -1,3 +1,5 @@
+import { availableParallelism } from 'node:os';
+
 /**
  * At most `n` tasks at once, the rest queued. Keelson's writes to the API server go through one of these per
  * process: every environment has its own target, and together they must not flood kube-apiserver (whose in-flight
@@ -74,3 +76,10 @@ export class Semaphore {
 
 /** Writes (server-side apply, dry-run) in flight to all clusters from this process. */
 export const apiWrites = new Semaphore(32);
+
+/**
+ * Renderer processes (`helm template`, `jsonnet`, `kustomize build`) running at once in this process, over every
+ * environment: each is CPU and memory for a moment, and hundreds of apps are applied at once (their applies mostly
+ * wait for rollouts). Twice the cores, at least 4: a render that asks the cluster (Helm `lookup`) mostly waits.
+ */
+export const renders = new Semaphore(Math.max(4, 2 * availableParallelism()));

@@ -11,6 +11,7 @@ import { parseAllDocuments } from 'yaml';
 import type { DesiredApp, Probe } from '../../core/model.js';
 import { TerminalError } from '../../core/errors.js';
 import type { KObject } from './objects.js';
+import { renders } from './limit.js';
 import { checkInside, isHelmChart, renderHelm, type HelmRenderOptions } from './helm.js';
 import { fetchChart, resolveDependencies } from './chart-source.js';
 import { isJsonnetDir, renderJsonnet } from './jsonnet.js';
@@ -212,7 +213,7 @@ async function kustomizeBuild(dir: string, label: string): Promise<string> {
   ];
   for (const [cmd, args] of tools) {
     try {
-      const { stdout } = await run(cmd, args, { maxBuffer: 256 * 1024 * 1024 });
+      const { stdout } = await renders.run(() => run(cmd, args, { maxBuffer: 256 * 1024 * 1024 }));
       return stdout;
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { stderr?: string };
