@@ -12,9 +12,8 @@
  *   BENCH_APPS=100 node bench/helm.mjs --no-write     # smaller, leaves BENCHMARKS.md alone
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { commitAll, dist, fmt, fmtStats, freePort, gitInit, main, now, onCleanup, rssKiB, startKeelson, stats, tempDir, waitFor, writeTree } from './lib.mjs';
+import { commitAll, dist, fmt, fmtStats, freePort, gitInit, main, needControlPlane, now, onCleanup, rssKiB, startKeelson, stats, tempDir, waitFor, writeTree } from './lib.mjs';
 
 const APPS = Number(process.env.BENCH_APPS ?? 1000);
 const NAMESPACES = Number(process.env.BENCH_NAMESPACES ?? 10);
@@ -22,10 +21,7 @@ const RENDER_SAMPLES = Number(process.env.BENCH_RENDER_SAMPLES ?? 20);
 const NOOP_RUNS = Number(process.env.BENCH_NOOP_RUNS ?? 3);
 const RUN = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 
-if (!process.env.KUBECONFIG || !existsSync(process.env.KUBECONFIG)) {
-  console.error('bench/helm.mjs needs the test control plane: scripts/testenv.sh start && eval "$(scripts/testenv.sh env)"');
-  process.exit(2);
-}
+needControlPlane('bench/helm.mjs');
 
 const appName = (i) => `app-${String(i).padStart(4, '0')}`;
 const nsOf = (i) => Math.floor((i * NAMESPACES) / APPS);

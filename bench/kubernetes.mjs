@@ -30,7 +30,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { benchCommand, benchmarksFile, commitAll, fmt, fmtStats, freePort, git, gitInit, main, now, onCleanup, root, rssKiB, sleep, startKeelson, stats, tempDir, waitFor, writeSection as writeBenchSection, writeTree } from './lib.mjs';
+import { benchCommand, benchmarksFile, commitAll, fmt, fmtStats, freePort, git, gitInit, kubectl, main, needControlPlane, now, onCleanup, root, rssKiB, sleep, startKeelson, stats, tempDir, waitFor, writeSection as writeBenchSection, writeTree } from './lib.mjs';
 import { fluxRequests, fluxTools, fluxWatch, requestsBetween, gitRepository, installCrds, KUSTOMIZE_API, kustomization, pool, readyOf, REQUESTED_AT, SOURCE_API, startFlux } from './flux.mjs';
 import { serveGit } from './git-http.mjs';
 import { liveWatch } from './live-watch.mjs';
@@ -71,12 +71,7 @@ const RUN = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 const RUN_LABEL = 'bench.keelson.dev/run';
 
 const execFileP = promisify(execFile);
-const kubectl = (...args) => execFileSync('kubectl', args, { encoding: 'utf8', maxBuffer: 512 * 1024 * 1024, stdio: ['ignore', 'pipe', 'pipe'] });
-
-if (!process.env.KUBECONFIG || !existsSync(process.env.KUBECONFIG)) {
-  console.error('bench/kubernetes.mjs needs the test control plane: scripts/testenv.sh start && eval "$(scripts/testenv.sh env)"');
-  process.exit(2);
-}
+needControlPlane('bench/kubernetes.mjs');
 
 const appName = (i) => `app-${String(i).padStart(4, '0')}`;
 const nsOf = (i) => Math.floor((i * NAMESPACES) / APPS);

@@ -15,6 +15,16 @@ export const bin = join(root, 'bin', 'keelson');
 export const dist = (p) => new URL(`../dist/${p}`, import.meta.url).href;
 
 /** Wall-clock epoch in ms with sub-ms resolution: comparable with `performance.timeOrigin` of other processes. */
+/** `kubectl ARGS` against the test control plane (KUBECONFIG): its stdout. */
+export const kubectl = (...args) => execFileSync('kubectl', args, { encoding: 'utf8', maxBuffer: 512 * 1024 * 1024, stdio: ['ignore', 'pipe', 'pipe'] });
+
+/** Exits with how to start it when the test control plane is not in the environment (the Kubernetes benches). */
+export function needControlPlane(script) {
+  if (process.env.KUBECONFIG && existsSync(process.env.KUBECONFIG)) return;
+  console.error(`${script} needs the test control plane: scripts/testenv.sh start && eval "$(scripts/testenv.sh env)"`);
+  process.exit(2);
+}
+
 export const now = () => performance.timeOrigin + performance.now();
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

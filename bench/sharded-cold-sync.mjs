@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
-import { commitAll, fmt, freePort, gitInit, main, now, onCleanup, startKeelson, stats, tempDir, waitFor, writeTree } from './lib.mjs';
+import { commitAll, fmt, freePort, gitInit, kubectl, main, needControlPlane, now, onCleanup, startKeelson, stats, tempDir, waitFor, writeTree } from './lib.mjs';
 import { liveWatch } from './live-watch.mjs';
 import { connect } from '../dist/targets/kubernetes/client.js';
 
@@ -30,12 +30,7 @@ const TIMEOUT_MS = Number(process.env.BENCH_COLD_TIMEOUT_S ?? 1200) * 1000;
 const RUN = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 const RUN_LABEL = 'bench.keelson.dev/run';
 
-const kubectl = (...args) => execFileSync('kubectl', args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, stdio: ['ignore', 'pipe', 'pipe'] });
-
-if (!process.env.KUBECONFIG || !existsSync(process.env.KUBECONFIG)) {
-  console.error('bench/sharded-cold-sync.mjs needs the test control plane: scripts/testenv.sh start && eval "$(scripts/testenv.sh env)"');
-  process.exit(2);
-}
+needControlPlane('bench/sharded-cold-sync.mjs');
 
 const appName = (i) => `app-${String(i).padStart(4, '0')}`;
 const envOf = (i) => Math.floor((i * ENVS) / APPS);
