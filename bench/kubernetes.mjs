@@ -691,7 +691,7 @@ function controlPlaneFloor(r) {
     [`kubectl ×${r.namespaces} at once`, r.kubectl?.parallel?.cpu],
     [`Flux`, r.flux && !r.flux.error ? r.flux.cold?.cpu : undefined],
   ].map(([name, cpu]) => ({ name, cpu: clusterCpu(cpu) })).filter((p) => Number.isFinite(p.cpu));
-  return peers.reduce((best, p) => (p.cpu < best.cpu ? p : best), { name: 'no peer measured', cpu: NaN });
+  return peers.reduce((best, p) => (!(best.cpu <= p.cpu) ? p : best), { name: 'no peer measured', cpu: NaN });
 }
 
 const floorText = (r) => {
