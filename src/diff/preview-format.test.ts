@@ -39,6 +39,26 @@ const local = plan('dev', [
 ]);
 
 describe('preview output', () => {
+  it("names a field the API server refused, on a new object and on a changed one (kubernetes/diff.ts's `(invalid)`)", () => {
+    const refused = 'failed to create typed patch object (prod/web; apps/v1, Kind=Deployment): .spec.replica: field not declared in schema';
+    const p = plan('prod', [
+      {
+        app: 'web',
+        action: 'create',
+        to: '1.0.0',
+        reason: 'not running',
+        dependsOn: [],
+        changes: [],
+        objects: [
+          { key: 'Deployment/prod/web', action: 'create', changes: [{ path: '', desired: { kind: 'Deployment' } }, { path: '(invalid)', desired: refused }] },
+          { key: 'Service/prod/web', action: 'update', changes: [{ path: '(invalid)', desired: '.spec.prots: field not declared in schema' }] },
+        ],
+      },
+    ]);
+    const text = formatPreviewText(preview([p]));
+    expect(text).toContain(`      create Deployment/prod/web\n          invalid: ${refused}\n      update Service/prod/web\n          invalid: .spec.prots: field not declared in schema`);
+  });
+
   it('text: changed environments and apps, object changes, a summary; secret values never shown', () => {
     const text = formatPreviewText(preview([k8s, local, plan('qa', [])]));
     expect(text).toBe(

@@ -54,10 +54,17 @@ function stepDetails(s: PlanStep): string[] {
   for (const o of s.objects ?? []) {
     if (o.action === 'none') continue;
     out.push(`${o.action} ${o.key}`);
-    if (o.action === 'update') for (const c of o.changes) out.push(`    ${objectField(o, c)}`);
+    for (const c of o.changes) {
+      // A field the API server refused under strict validation (kubernetes/diff.ts), on a new object too.
+      if (c.path === INVALID) out.push(`    invalid: ${String(c.desired)}`);
+      else if (o.action === 'update') out.push(`    ${objectField(o, c)}`);
+    }
   }
   return out;
 }
+
+/** The path of a change that is the API server's refusal of a field, not a field (see kubernetes/diff.ts). */
+const INVALID = '(invalid)';
 
 function objectField(o: ObjectChange, c: ObjectChange['changes'][number]): string {
   return fieldLine(c.path, c.live, c.desired, isSecretKey(o.key) && isSecretData(c.path));

@@ -76,8 +76,8 @@ export async function withManagedFields(api: KubeClient, desired: KObject, live:
   }
 }
 
-export function ssa(api: KubeClient, o: KObject, force: boolean, dryRun: boolean, ticket?: number): Promise<KObject> {
-  return apiWrites.run(() => api.apply(o, { fieldManager: FIELD_MANAGER, force, dryRun }), ticket);
+export function ssa(api: KubeClient, o: KObject, force: boolean, dryRun: boolean, ticket?: number, strict = false): Promise<KObject> {
+  return apiWrites.run(() => api.apply(o, { fieldManager: FIELD_MANAGER, force, dryRun, strict }), ticket);
 }
 
 /** `Replace=true`: create, or PUT the whole object; a change the server refuses as immutable deletes and re-creates it. */

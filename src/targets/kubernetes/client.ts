@@ -139,13 +139,14 @@ export class KubeClient {
    * Server-side apply: the object is the intent of `fieldManager`; `force` takes over fields others own.
    * `fieldValidation=Ignore`: the server's default (`Warn`) parses every apply body a second time to find unknown or
    * duplicate fields, only to report them in `Warning` headers that nothing here reads (unknown fields are dropped
-   * either way, and a body from `JSON.stringify` has no duplicates).
+   * either way, and a body from `JSON.stringify` has no duplicates). `strict` asks for `Strict` instead: an unknown
+   * field fails the request (`keelson diff` dry-runs that way, to name misspelt fields before a merge).
    */
-  async apply(o: KObject, opts: { fieldManager: string; force?: boolean; dryRun?: boolean }): Promise<KObject> {
+  async apply(o: KObject, opts: { fieldManager: string; force?: boolean; dryRun?: boolean; strict?: boolean }): Promise<KObject> {
     return this.request('PATCH', await this.pathOf(o), {
       body: o,
       contentType: 'application/apply-patch+yaml',
-      query: { fieldManager: opts.fieldManager, fieldValidation: 'Ignore', force: opts.force || undefined, dryRun: opts.dryRun ? 'All' : undefined },
+      query: { fieldManager: opts.fieldManager, fieldValidation: opts.strict ? 'Strict' : 'Ignore', force: opts.force || undefined, dryRun: opts.dryRun ? 'All' : undefined },
     });
   }
 

@@ -5,7 +5,7 @@
  */
 import type { IgnoreDifference } from '../../core/model.js';
 import { comparable, forApply, ignoredPaths, rulesFor, underAny } from './ignore.js';
-import { apiMessage, type KubeClient } from './client.js';
+import { apiMessage, statusCode, type KubeClient } from './client.js';
 import { ssa, withManagedFields } from './apply.js';
 import { ANNOTATION_APPLIED, formatKey, fullDiffs, matchesDesired, normalize as normalizeObject, type KObject } from './objects.js';
 
@@ -22,16 +22,32 @@ function normalize(o: KObject): KObject {
 import type { ObjectDiff } from '../target.js';
 import { isSecret, redactChanges, withoutData } from './secrets.js';
 
+/**
+ * What the diff shows of one object. New and changed objects are dry-run with strict field validation: a field the
+ * API server does not know (a misspelt `replica:`) is named here, before the merge, where a sync would silently drop
+ * it (syncs apply with `fieldValidation=Ignore`, as the server's default drops it too, with only a warning).
+ */
 export async function diffObject(api: KubeClient, desired: KObject, live: KObject | undefined, ignore?: readonly IgnoreDifference[]): Promise<ObjectDiff> {
   const key = formatKey(desired);
   live = await withManagedFields(api, desired, live, ignore);
-  if (!live) return { key, action: 'create', changes: [{ path: '', desired: normalize(isSecret(desired) ? withoutData(desired) : desired) }] };
+  if (!live) {
+    const created: ObjectDiff = { key, action: 'create', changes: [{ path: '', desired: normalize(isSecret(desired) ? withoutData(desired) : desired) }] };
+    // Only a validation error is shown: a dry-run of a create can fail for reasons the sync itself takes care of
+    // (its namespace does not exist yet, a CRD of the same sync is not installed yet). The server checks the fields
+    // first, so a missing namespace does not hide them.
+    const invalid = await ssa(api, desired, false, true, undefined, true).then(
+      () => undefined,
+      (err) => (isFieldValidationError(err) ? apiMessage(err) : undefined),
+    );
+    if (invalid) created.changes.push({ path: '(invalid)', desired: invalid });
+    return created;
+  }
   if (matchesDesired(comparable(desired, live, ignore), live)) return { key, action: 'none', changes: [] };
   let dry: KObject;
   try {
-    dry = await ssa(api, forApply(desired, live, ignore), false, true);
+    dry = await ssa(api, forApply(desired, live, ignore), false, true, undefined, true);
   } catch (err) {
-    return { key, action: 'update', changes: [{ path: '(dry-run failed)', desired: apiMessage(err) }] };
+    return { key, action: 'update', changes: [{ path: isFieldValidationError(err) ? '(invalid)' : '(dry-run failed)', desired: apiMessage(err) }] };
   }
   const ignored = ignoredPaths(desired, live, rulesFor(desired, ignore));
   const all = fullDiffs(normalize(live), normalize(dry)).filter((c) => !underAny(c.path, ignored));
@@ -46,7 +62,19 @@ export function formatObjectDiffs(diffs: ObjectDiff[]): string {
   for (const d of diffs) {
     if (d.action === 'none') continue;
     lines.push(`    ${d.action.padEnd(6)} ${d.key}`);
-    if (d.action === 'update') for (const c of d.changes) lines.push(`        ${c.path}: ${show(c.live)} → ${show(c.desired)}`);
+    for (const c of d.changes) {
+      if (c.path === '(invalid)') lines.push(`        invalid: ${String(c.desired)}`);
+      else if (d.action === 'update') lines.push(`        ${c.path}: ${show(c.live)} → ${show(c.desired)}`);
+    }
   }
   return lines.join('\n');
+}
+
+/**
+ * The API server refused a field under strict validation (unknown or duplicate). A server-side apply answers 500
+ * ("failed to create typed patch object …: .spec.replica: field not declared in schema"), other writes 400 or 422.
+ */
+function isFieldValidationError(err: unknown): boolean {
+  const code = statusCode(err);
+  return (code === 400 || code === 422 || code === 500) && /strict decoding error|unknown field|field not declared in schema|duplicate field/i.test(apiMessage(err));
 }

@@ -224,6 +224,31 @@ spec:
     expect(deployment.changes).toEqual([{ path: 'spec.replicas', live: 1, desired: 2 }]);
   });
 
+  it('names a field the API server does not know, in a new object and in a changed one, before a sync would drop it', async () => {
+    const { t, env } = newTarget('k-strict');
+    const dir = 'strict';
+    const deployment = (extra: string) => `apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web }
+spec:
+  ${extra}
+  selector: { matchLabels: { app: web } }
+  template:
+    metadata: { labels: { app: web } }
+    spec: { containers: [{ name: web, image: registry.example/web:1 }] }
+`;
+    writeTree(join(tmp.dir, dir), { 'web.yaml': deployment('replica: 3') });
+    const created = await t.diff(manifestsApp(env, dir), ctx);
+    expect(created[0]).toMatchObject({ action: 'create', changes: [{ path: '' }, { path: '(invalid)' }] });
+    expect(String(created[0]!.changes[1]!.desired)).toMatch(/replica/);
+    writeTree(join(tmp.dir, dir), { 'web.yaml': deployment('replicas: 1') });
+    expect((await t.apply(manifestsApp(env, dir), ctx)).ok).toBe(true);
+    writeTree(join(tmp.dir, dir), { 'web.yaml': deployment('replicas: 2\n  paused: false\n  progresDeadlineSeconds: 30') });
+    const changed = await t.diff(manifestsApp(env, dir), ctx);
+    expect(changed[0]).toMatchObject({ action: 'update', changes: [{ path: '(invalid)' }] });
+    expect(String(changed[0]!.changes[0]!.desired)).toMatch(/progresDeadlineSeconds/);
+  });
+
   it('reports a conflict with another field manager per object, and takes the field over with force', async () => {
     const { t, env, namespace } = newTarget('k-conflict');
     const dir = 'conflict';

@@ -760,8 +760,8 @@ export class KubernetesTarget implements Target {
     const { cluster, watch } = await this.connected();
     const { resources } = await this.prepare(app, ctx.checkoutDir);
     await Promise.all(uniqueKinds(resources).map((k) => watch.ensure(k.apiVersion, k.kind).catch(() => undefined)));
-    const out: ObjectDiff[] = [];
-    for (const o of resources) out.push(await diffObject(cluster.api, o, watch.get(o), app.ignoreDifferences));
+    // At once (the write limit bounds the dry-runs in flight), in the order the app declares them.
+    const out: ObjectDiff[] = await Promise.all(resources.map((o) => diffObject(cluster.api, o, watch.get(o), app.ignoreDifferences)));
     const previous = this.inventory.get(app.env, app.name);
     for (const stale of staleObjects(previous?.objects ?? [], resources)) out.push({ key: formatKey(stale), action: 'delete', changes: [] });
     return out;
