@@ -128,6 +128,47 @@ process.on('SIGTERM', () => { server.close(() => process.exit(0)); server.closeI
 `;
 }
 
+/**
+ * `keelson up` for the crash tests, started again and again on one ops repository and state dir: on loopback at
+ * `api()` with an operator `token`, polling every second. `up(killAt)` starts it, SIGKILLing itself at that point
+ * (src/core/kill-points.ts), and resolves with its signal or exit code once its output is in
+ * `keelson-N.log` (in KEELSON_TEST_LOG_DIR when set, to keep the logs); `stop()` ends it with SIGTERM.
+ */
+export function crashTestEngine(o: { ops: string; state: string; api: () => string; token: string; logDir: string; env?: Record<string, string> }) {
+  let child: ChildProcess | undefined;
+  let exited: Promise<NodeJS.Signals | number | null> = Promise.resolve(null);
+  let starts = 0;
+  return {
+    up(killAt?: string): Promise<NodeJS.Signals | number | null> {
+      const { KEELSON_TEST_KILL_AT: _drop, ...env } = process.env;
+      const c = spawn(process.execPath, [bin, 'up', '--repo', o.ops, '--state-dir', o.state, '--listen', o.api().replace(/^http:\/\//, ''), '--poll', '1s'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...env, KEELSON_LOG_LEVEL: 'debug', KEELSON_TOKEN_OPERATOR: o.token, ...o.env, ...(killAt ? { KEELSON_TEST_KILL_AT: killAt } : {}) },
+      });
+      const chunks: Buffer[] = [];
+      c.stdout!.on('data', (x) => chunks.push(x));
+      c.stderr!.on('data', (x) => chunks.push(x));
+      const log = join(process.env.KEELSON_TEST_LOG_DIR ?? o.logDir, `keelson-${starts++}.log`);
+      child = c;
+      exited = new Promise((res) =>
+        c.on('exit', (code, signal) => {
+          writeFileSync(log, Buffer.concat(chunks));
+          res(signal ?? code);
+        }),
+      );
+      return exited;
+    },
+    async stop(): Promise<void> {
+      child?.kill('SIGTERM');
+      await exited;
+      child = undefined;
+    },
+    kill(): void {
+      child?.kill('SIGKILL');
+    },
+  };
+}
+
 /** `keelson up` as a child process. */
 export function startKeelson(args: string[], logFile: string): ChildProcess {
   const child = spawn(process.execPath, [bin, 'up', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KEELSON_LOG_LEVEL: 'debug' } });

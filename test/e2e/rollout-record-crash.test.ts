@@ -1,8 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appServer, bin, commitAll, freePort, gitInit, runCli, tempDir, waitFor, webApp, writeTree } from '../helpers.js';
+import { appServer, commitAll, freePort, gitInit, runCli, tempDir, crashTestEngine, waitFor, webApp, writeTree } from '../helpers.js';
 
 /**
  * A rolling update that finished on the local target, with the engine killed (SIGKILL) before it recorded the sync
@@ -18,8 +16,6 @@ describe('an engine killed after a rolling update finished, before it recorded t
   const token = 'kls_operator_token_for_rollout_record_0123';
   let api: string;
   let port: number;
-  let keelson: ChildProcess | undefined;
-  let starts = 0;
 
   const environment = (version: string) => `apiVersion: keelson.dev/v1alpha1
 kind: Environment
@@ -28,30 +24,9 @@ spec:
   apps:
     web: { version: "${version}" }
 `;
-  const up = (killAt?: 'synced') => {
-    const { KEELSON_TEST_KILL_AT: _drop, ...env } = process.env;
-    const child = spawn(process.execPath, [bin, 'up', '--repo', ops, '--state-dir', state, '--listen', api.slice('http://'.length), '--poll', '1s'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...env, KEELSON_LOG_LEVEL: 'debug', KEELSON_ALLOW_ROOT_APPS: 'true', KEELSON_TOKEN_OPERATOR: token, ...(killAt ? { KEELSON_TEST_KILL_AT: killAt } : {}) },
-    });
-    const chunks: Buffer[] = [];
-    child.stdout!.on('data', (c) => chunks.push(c));
-    child.stderr!.on('data', (c) => chunks.push(c));
-    const log = join(process.env.KEELSON_TEST_LOG_DIR ?? tmp.dir, `keelson-${starts++}.log`);
-    const exited = new Promise<NodeJS.Signals | number | null>((resolve) =>
-      child.on('exit', (code, signal) => {
-        writeFileSync(log, Buffer.concat(chunks));
-        resolve(signal ?? code);
-      }),
-    );
-    keelson = child;
-    return exited;
-  };
-  const stop = async (exited: Promise<unknown>) => {
-    keelson!.kill('SIGTERM');
-    await exited;
-    keelson = undefined;
-  };
+  const engine = crashTestEngine({ ops, state, api: () => api, token, logDir: tmp.dir, env: { KEELSON_ALLOW_ROOT_APPS: 'true' } });
+  const up = (killAt?: 'synced') => engine.up(killAt);
+  const stop = () => engine.stop();
   const web = async () => {
     const res = await fetch(`${api}/api/v1/status`, { headers: { authorization: `Bearer ${token}` } }).catch(() => undefined);
     if (!res?.ok) return undefined;
@@ -80,15 +55,15 @@ spec:
     commitAll(ops, 'web 1.0.0');
   });
   afterAll(async () => {
-    keelson?.kill('SIGKILL');
+    engine.kill();
     runCli(['down', '--state-dir', state]);
     tmp.cleanup();
   });
 
   it('a revert committed while it was down: every replica back on the old version, one version serving', async () => {
-    let exited = up();
+    void up();
     await convergedAt('1.0.0');
-    await stop(exited);
+    await stop();
 
     writeTree(ops, { 'environments/dev.yaml': environment('2.0.0') });
     commitAll(ops, 'web 2.0.0');
@@ -97,10 +72,10 @@ spec:
 
     writeTree(ops, { 'environments/dev.yaml': environment('1.0.0') });
     commitAll(ops, 'revert to 1.0.0');
-    exited = up();
+    void up();
     await convergedAt('1.0.0');
     for (let i = 0; i < 10; i++) expect(await body()).toBe('version 1.0.0');
-    await stop(exited);
+    await stop();
   });
 
   it('the same version still desired: the next engine records it, nothing restarts', async () => {
@@ -109,11 +84,11 @@ spec:
     expect(await up('synced')).toBe('SIGKILL');
     expect(await body()).toBe('version 3.0.0');
 
-    const exited = up();
+    void up();
     const w = await convergedAt('3.0.0');
     const pids = w.instances.map((i: { pid?: number }) => i.pid);
     for (let i = 0; i < 10; i++) expect(await body()).toBe('version 3.0.0');
     expect((await web())?.instances.map((i: { pid?: number }) => i.pid)).toEqual(pids);
-    await stop(exited);
+    await stop();
   });
 });

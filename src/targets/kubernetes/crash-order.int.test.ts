@@ -1,8 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { bin, commitAll, freePort, gitInit, tempDir, waitFor, writeTree } from '../../../test/helpers.js';
+import { commitAll, freePort, gitInit, tempDir, crashTestEngine, waitFor, writeTree } from '../../../test/helpers.js';
 import { kubectl, kubernetesSuite, uniqueNamespace } from '../../../test/k8s.js';
 
 /**
@@ -20,8 +18,6 @@ kubernetesSuite('kubernetes: an engine killed between the target record and the 
   const namespace = uniqueNamespace('k-crash');
   const token = 'kls_operator_token_for_crash_order_0123456';
   let api: string;
-  let keelson: ChildProcess | undefined;
-  let starts = 0;
 
   const files = (apps: string[], greeting = 'hello') => ({
     'apps/shop.yaml': `apiVersion: keelson.dev/v1alpha1
@@ -71,28 +67,9 @@ ${apps.map((a) => `    ${a}: {}\n`).join('')}`,
   });
 
   /** Starts `keelson up`; `killAt` makes it SIGKILL itself at that point of an apply. */
-  const up = (killAt?: 'written' | 'recorded' | 'applied') => {
-    const { KEELSON_TEST_KILL_AT: _drop, ...env } = process.env;
-    const child = spawn(process.execPath, [bin, 'up', '--repo', ops, '--state-dir', state, '--listen', api.slice('http://'.length), '--poll', '1s'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...env, KEELSON_LOG_LEVEL: 'debug', KEELSON_TOKEN_OPERATOR: token, ...(killAt ? { KEELSON_TEST_KILL_AT: killAt } : {}) },
-    });
-    const chunks: Buffer[] = [];
-    child.stdout!.on('data', (c) => chunks.push(c));
-    child.stderr!.on('data', (c) => chunks.push(c));
-    const log = join(process.env.KEELSON_TEST_LOG_DIR ?? tmp.dir, `keelson-${starts++}.log`);
-    const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => {
-      writeFileSync(log, Buffer.concat(chunks));
-      resolve(signal ?? code);
-    }));
-    keelson = child;
-    return exited;
-  };
-  const stop = async (exited: Promise<unknown>) => {
-    keelson!.kill('SIGTERM');
-    await exited;
-    keelson = undefined;
-  };
+  const engine = crashTestEngine({ ops, state, api: () => api, token, logDir: tmp.dir });
+  const up = (killAt?: 'written' | 'recorded' | 'applied') => engine.up(killAt);
+  const stop = () => engine.stop();
   const appOf = async (name: string) => {
     const res = await fetch(`${api}/api/v1/status`, { headers: { authorization: `Bearer ${token}` } }).catch(() => undefined);
     if (!res?.ok) return undefined;
@@ -108,7 +85,7 @@ ${apps.map((a) => `    ${a}: {}\n`).join('')}`,
     commitAll(ops, 'shop');
   });
   afterAll(async () => {
-    keelson?.kill('SIGKILL');
+    engine.kill();
     kubectl('delete', 'namespace', namespace, '--wait=false', '--ignore-not-found');
     tmp.cleanup();
   });
@@ -120,10 +97,10 @@ ${apps.map((a) => `    ${a}: {}\n`).join('')}`,
     expect(exists('job', 'smoke')).toBe(false);
 
     // The next engine sees the unfinished sync and finishes it: the PostSync hook runs, the app is Synced.
-    let exited = up();
+    void up();
     await waitFor('PostSync hook ran', () => jobSucceeded('smoke'), 90_000);
     await waitFor('shop synced', async () => (await appOf('shop'))?.sync === 'Synced', 60_000);
-    await stop(exited);
+    await stop();
 
     // 2. A new app: killed after the target finished it, before the engine recorded the sync.
     writeTree(ops, files(['shop', 'extra']));
@@ -132,13 +109,13 @@ ${apps.map((a) => `    ${a}: {}\n`).join('')}`,
     expect(exists('configmap', 'extra-config')).toBe(true);
 
     // The next engine finishes the sync (records the app), so that removing it from the environment prunes it.
-    exited = up();
+    void up();
     await waitFor('extra synced', async () => (await appOf('extra'))?.sync === 'Synced', 90_000);
     writeTree(ops, files(['shop']));
     commitAll(ops, 'extra removed');
     await waitFor('extra pruned', () => !exists('configmap', 'extra-config'), 90_000);
     expect(exists('configmap', 'shop-config')).toBe(true);
-    await stop(exited);
+    await stop();
 
     // 3. A change killed after its objects were written, before anything recorded them: the next engine finds every
     // object already as desired, and must still finish the sync: its PostSync hook runs again for the new revision.
@@ -147,9 +124,9 @@ ${apps.map((a) => `    ${a}: {}\n`).join('')}`,
     commitAll(ops, 'greeting');
     expect(await up('written')).toBe('SIGKILL');
     expect(kubectl('-n', namespace, 'get', 'configmap', 'shop-config', '-o', 'jsonpath={.data.greeting}')).toBe('bonjour');
-    exited = up();
+    void up();
     await waitFor('PostSync hook ran again', () => kubectl('-n', namespace, 'get', 'job', 'smoke', '--ignore-not-found', '-o', 'jsonpath={.metadata.uid}') !== smokeUid && jobSucceeded('smoke'), 90_000);
     await waitFor('shop synced', async () => (await appOf('shop'))?.sync === 'Synced', 60_000);
-    await stop(exited);
+    await stop();
   }, 300_000);
 });
