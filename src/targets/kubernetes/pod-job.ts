@@ -42,27 +42,10 @@ export async function runPodJob(o: {
   await cluster.api.create(job, 'keelson');
   const name = job.metadata.name;
   try {
-    const state = await new Promise<'succeeded' | 'failed' | 'aborted'>((resolve) => {
-      // activeDeadlineSeconds ends the Job at the timeout; this is the backstop if the cluster never says so.
-      const timer = setTimeout(() => finish('aborted'), o.timeoutMs + 30_000);
-      const onAbort = () => finish('aborted');
-      const check = () => {
-        const s = hookState(watch.get(job));
-        if (s !== 'running') finish(s);
-      };
-      const off = watch.onObjects([job], check);
-      o.signal?.addEventListener('abort', onAbort, { once: true });
-      function finish(s: 'succeeded' | 'failed' | 'aborted') {
-        clearTimeout(timer);
-        off();
-        o.signal?.removeEventListener('abort', onAbort);
-        resolve(s);
-      }
-      check();
-    });
+    const state = await waitForJob(watch, job, o);
     const live = watch.get(job) as { status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] } } | undefined;
     const deadline = (live?.status?.conditions ?? []).some((c) => c.reason === 'DeadlineExceeded');
-    const [pod] = await cluster.api.list('v1', 'Pod', { namespace: o.namespace, labelSelector: `batch.kubernetes.io/job-name=${name}` });
+    const pod = await podOfJob(cluster, job);
     const output = pod ? await podLog(cluster, o.namespace, pod.metadata.name, container.name) : '';
     const exit = podExit(pod as never);
     if (state === 'aborted') return { state: o.signal?.aborted ? 'aborted' : 'timeout', code: null, output, job: name };
@@ -71,6 +54,36 @@ export async function runPodJob(o: {
   } finally {
     await cluster.api.delete(job, 'Background').catch(() => undefined);
   }
+}
+
+/**
+ * Until the Job ends on the watch (`succeeded`/`failed`), the signal aborts, or its deadline plus 30 s passed
+ * (`aborted`: activeDeadlineSeconds ends the Job at the timeout; this is the backstop if the cluster never says so).
+ */
+export function waitForJob(watch: ObjectWatch, job: KObject, o: { timeoutMs?: number; signal?: AbortSignal }): Promise<'succeeded' | 'failed' | 'aborted'> {
+  return new Promise((resolve) => {
+    const timer = o.timeoutMs ? setTimeout(() => finish('aborted'), o.timeoutMs + 30_000) : undefined;
+    const onAbort = () => finish('aborted');
+    const check = () => {
+      const s = hookState(watch.get(job));
+      if (s !== 'running') finish(s);
+    };
+    const off = watch.onObjects([job], check);
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    function finish(s: 'succeeded' | 'failed' | 'aborted') {
+      if (timer) clearTimeout(timer);
+      off();
+      o.signal?.removeEventListener('abort', onAbort);
+      resolve(s);
+    }
+    check();
+  });
+}
+
+/** The pod a Job ran (its first, as these Jobs never retry), if any. */
+export async function podOfJob(cluster: Cluster, job: KObject): Promise<KObject | undefined> {
+  const [pod] = await cluster.api.list('v1', 'Pod', { namespace: job.metadata.namespace, labelSelector: `batch.kubernetes.io/job-name=${job.metadata.name}` });
+  return pod;
 }
 
 /** The whole log of a finished pod's container, its end kept; a note when the log cannot be read. */

@@ -6,7 +6,7 @@ import { TerminalError } from '../../core/errors.js';
 import type { Logger } from '../../log.js';
 import type { RunResult, RunSink } from '../../run/one-off.js';
 import { apiMessage, type Cluster } from './client.js';
-import { hookState } from './hooks.js';
+import { podOfJob, waitForJob } from './pod-job.js';
 import type { AppInventory } from './inventory.js';
 import { podExit, runJob, runnableWorkload } from './run-job.js';
 import type { ObjectWatch } from './watch.js';
@@ -42,25 +42,8 @@ export async function runOnce(
   c.log.info({ env, app: appName, job: job.metadata.name }, 'run started');
   const ns = job.metadata.namespace!;
   try {
-    const state = await new Promise<'succeeded' | 'failed' | 'aborted'>((resolve) => {
-      // activeDeadlineSeconds ends the Job at the timeout; this is the backstop if the cluster never says so.
-      const timer = io.timeoutMs ? setTimeout(() => finish('aborted'), io.timeoutMs + 30_000) : undefined;
-      const onAbort = () => finish('aborted');
-      const check = () => {
-        const s = hookState(watch.get(job));
-        if (s !== 'running') finish(s);
-      };
-      const off = watch.onObjects([job], check);
-      io.signal?.addEventListener('abort', onAbort, { once: true });
-      function finish(s: 'succeeded' | 'failed' | 'aborted') {
-        if (timer) clearTimeout(timer);
-        off();
-        io.signal?.removeEventListener('abort', onAbort);
-        resolve(s);
-      }
-      check();
-    });
-    const [pod] = await cluster.api.list('v1', 'Pod', { namespace: ns, labelSelector: `batch.kubernetes.io/job-name=${job.metadata.name}` });
+    const state = await waitForJob(watch, job, io);
+    const pod = await podOfJob(cluster, job);
     if (pod) await podLog(cluster, ns, pod.metadata.name, container.name, io.sink);
     const exit = podExit(pod as never);
     const deadline = ((watch.get(job) as any)?.status?.conditions ?? []).some((c: { reason?: string }) => c.reason === 'DeadlineExceeded');
