@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { EventBus } from '../src/core/events.js';
+import type { DesiredApp } from '../src/core/model.js';
 import { silentLogger } from '../src/log.js';
 import { Store } from '../src/store/store.js';
 import { KubernetesTarget } from '../src/targets/kubernetes/kubernetes-target.js';
@@ -77,6 +78,25 @@ ${o.replicas !== undefined ? `  replicas: ${o.replicas}\n` : ''}${o.progressDead
     spec:
       containers: [{ name: ${name}, image: "${o.image}" }]
 ${o.unschedulable ? '      nodeSelector: { keelson.dev/never: "true" }\n' : ''}`;
+}
+
+/** App `name` of plain manifests in `dir` of the checkout, as the Kubernetes target tests apply it (`over` wins). */
+export function manifestsAppOf(name: string, env: string, dir: string, over: Partial<DesiredApp> = {}): DesiredApp {
+  return {
+    name,
+    env,
+    version: '1',
+    artifact: { path: dir },
+    command: [],
+    vars: {},
+    replicas: 1,
+    dependsOn: [],
+    progressDeadlineSeconds: 10,
+    terminationGracePeriodSeconds: 5,
+    source: { file: `apps/${name}.yaml`, line: 1, col: 1 },
+    manifests: { dir, replicas: false },
+    ...over,
+  };
 }
 
 /**

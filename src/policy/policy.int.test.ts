@@ -5,7 +5,7 @@ import { EventBus } from '../core/events.js';
 import { silentLogger } from '../log.js';
 import { Store } from '../store/store.js';
 import { tempDir, writeTree } from '../../test/helpers.js';
-import { kubectl, kubectlWithInput, kubernetesSuite, uniqueNamespace } from '../../test/k8s.js';
+import { kubectl, kubectlWithInput, kubernetesSuite, manifestsAppOf, uniqueNamespace } from '../../test/k8s.js';
 import { KubernetesTarget } from '../targets/kubernetes/kubernetes-target.js';
 import { makePolicy } from './policy.js';
 import { checkTarget } from './target-check.js';
@@ -44,20 +44,7 @@ kubernetesSuite('engine policy on Kubernetes', () => {
   const manifestsApp = (env: string, files: Record<string, string>, name = 'shop'): DesiredApp => {
     const dir = `manifests-${env}-${name}`;
     writeTree(join(tmp.dir, dir), files);
-    return {
-      name,
-      env,
-      version: '',
-      artifact: { path: dir },
-      command: [],
-      vars: {},
-      replicas: 1,
-      dependsOn: [],
-      progressDeadlineSeconds: 10,
-      terminationGracePeriodSeconds: 5,
-      source: { file: 'apps/shop.yaml', line: 3, col: 1 },
-      manifests: { dir, replicas: false },
-    };
+    return manifestsAppOf(name, env, dir, { version: '', source: { file: 'apps/shop.yaml', line: 3, col: 1 } });
   };
   const ctx = { revision: 'a'.repeat(40), checkoutDir: tmp.dir };
   const configMap = (name: string, namespace?: string) =>

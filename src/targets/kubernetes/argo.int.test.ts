@@ -7,7 +7,7 @@ import { silentLogger } from '../../log.js';
 import { Store } from '../../store/store.js';
 import { Engine } from '../../engine/engine.js';
 import { commitAll, gitInit, waitFor, writeTree } from '../../../test/helpers.js';
-import { kubectl, kubernetesSuite, suiteTargets, uniqueNamespace } from '../../../test/k8s.js';
+import { kubectl, kubernetesSuite, manifestsAppOf, suiteTargets, uniqueNamespace } from '../../../test/k8s.js';
 import { KubernetesTarget } from './kubernetes-target.js';
 
 const FIXTURES = join(import.meta.dirname, '../../../test/fixtures/argo');
@@ -33,21 +33,7 @@ kubernetesSuite('kubernetes target: Argo CD compatibility', () => {
     return to;
   };
 
-  const app = (env: string, dir: string, over: Partial<DesiredApp> = {}): DesiredApp => ({
-    name: 'shop',
-    env,
-    version: '1',
-    artifact: { path: dir },
-    manifests: { dir, replicas: false },
-    command: [],
-    vars: {},
-    replicas: 1,
-    dependsOn: [],
-    progressDeadlineSeconds: 20,
-    terminationGracePeriodSeconds: 5,
-    source: { file: 'apps/shop.yaml', line: 1, col: 1 },
-    ...over,
-  });
+  const app = (env: string, dir: string, over: Partial<DesiredApp> = {}): DesiredApp => manifestsAppOf('shop', env, dir, { progressDeadlineSeconds: 20, ...over });
   const ctx = { revision: 'a'.repeat(40), checkoutDir: tmp.dir };
 
   const jobs = (namespace: string, prefix: string) =>

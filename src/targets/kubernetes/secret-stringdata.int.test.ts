@@ -1,7 +1,7 @@
 import { expect, it } from 'vitest';
 import type { DesiredApp } from '../../core/model.js';
 import { waitFor, writeTree } from '../../../test/helpers.js';
-import { kubectl, kubernetesSuite, suiteTargets } from '../../../test/k8s.js';
+import { kubectl, kubernetesSuite, manifestsAppOf, suiteTargets } from '../../../test/k8s.js';
 
 /**
  * A Secret written with `stringData` in plain manifests (found by the crash driver's Kubernetes mode): the API server
@@ -10,20 +10,7 @@ import { kubectl, kubernetesSuite, suiteTargets } from '../../../test/k8s.js';
  */
 kubernetesSuite('kubernetes target: Secrets written with stringData', () => {
   const s = suiteTargets('k-strdata');
-  const app = (env: string, dir: string): DesiredApp => ({
-    name: 'cfg',
-    env,
-    version: '1',
-    artifact: { path: dir },
-    command: [],
-    vars: {},
-    replicas: 1,
-    dependsOn: [],
-    progressDeadlineSeconds: 10,
-    terminationGracePeriodSeconds: 5,
-    source: { file: 'apps/cfg.yaml', line: 1, col: 1 },
-    manifests: { dir, replicas: false },
-  });
+  const app = (env: string, dir: string): DesiredApp => manifestsAppOf('cfg', env, dir);
 
   it('is in sync once applied; a re-apply writes nothing; a changed or removed key is applied', async () => {
     const { t, env, namespace } = s.newTarget('k-strdata');
