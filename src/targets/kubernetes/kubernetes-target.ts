@@ -350,9 +350,7 @@ export class KubernetesTarget implements Target {
     // A record adopted from the live objects (adopt.ts) is what to prune, never what to roll back to.
     const adopted = stored?.adopted ? stored : undefined;
     const recorded = adopted ? undefined : stored;
-    // Settled without writes or hooks only when this engine had no record of the app (see settleAdopted): a record
-    // outdated here is most often this engine's own sync killed between its writes and its record.
-    const settled = adopted?.adopted?.why === 'no-record' && this.settle(adopted, app, prepared, ctx, watch);
+    const settled = adopted && this.settle(adopted, app, prepared, ctx, watch);
     if (settled) return settled;
     const same = !!recorded && sameObjects(recorded.objects, resources);
     // A sync of these very objects that an engine stop left unfinished before its PostSync hooks (see
@@ -469,15 +467,12 @@ export class KubernetesTarget implements Target {
   }
 
   async settleAdopted(app: DesiredApp, ctx: ApplyContext): Promise<ApplyOutcome | undefined> {
-    // Only an app this engine had no record of (taken over, a new state dir). One whose record here no longer matched
-    // live is most often this engine's own sync cut short (killed after its objects were applied, before they were
-    // recorded): it is synced the whole way, hooks included, so that PostSync runs at least once.
-    if (this.inventory.get(app.env, app.name)?.adopted?.why !== 'no-record') return undefined;
+    if (this.inventory.get(app.env, app.name)?.adopted?.why !== 'no-record') return undefined; // spares the prepare
     try {
       const { watch } = await this.connected();
       const prepared = await this.prepare(app, ctx.checkoutDir);
       const adopted = this.inventory.get(app.env, app.name);
-      return adopted?.adopted?.why === 'no-record' ? this.settle(adopted, app, prepared, ctx, watch) : undefined;
+      return adopted && this.settle(adopted, app, prepared, ctx, watch);
     } catch {
       return undefined; // the apply reports it
     }
@@ -488,6 +483,10 @@ export class KubernetesTarget implements Target {
    * sync's, with nothing written and no hook run (as for any app already in sync); undefined when anything differs.
    */
   private settle(adopted: AppInventory, app: DesiredApp, prepared: Prepared, ctx: ApplyContext, watch: ObjectWatch): ApplyOutcome | undefined {
+    // Only an app this engine had no record of (taken over, a new state dir). One whose record here no longer matched
+    // live is most often this engine's own sync cut short (killed after its objects were written, before they were
+    // recorded): it is synced the whole way, hooks included, so that PostSync runs at least once.
+    if (adopted.adopted?.why !== 'no-record') return undefined;
     const { resources } = prepared;
     if (!sameObjects(adopted.objects, resources) || !resources.every((o) => this.intact(o, watch.get(o), app.ignoreDifferences))) return undefined;
     this.putInventory({ env: app.env, app: app.name, revision: ctx.revision, version: app.version, template: this.templateOf(app), spec: app, objects: resources, appliedAt: new Date().toISOString(), ...(prepared.preDelete.length ? { preDelete: prepared.preDelete } : {}), pending: { revision: ctx.revision, phase: 'engine' } });
