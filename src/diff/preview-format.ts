@@ -4,6 +4,7 @@
  * collapsed in `<details>`). Secret values are never printed: a secret's change shows as "changed" only. Pure.
  */
 import type { Plan, PlanStep } from '../plan/plan.js';
+import { INVALID_FIELD } from '../targets/target.js';
 
 export interface PreviewLike {
   revision: string;
@@ -55,16 +56,13 @@ function stepDetails(s: PlanStep): string[] {
     if (o.action === 'none') continue;
     out.push(`${o.action} ${o.key}`);
     for (const c of o.changes) {
-      // A field the API server refused under strict validation (kubernetes/diff.ts), on a new object too.
-      if (c.path === INVALID) out.push(`    invalid: ${String(c.desired)}`);
+      // A field the API server refused (a strict dry-run, kubernetes/diff.ts), on a new object too.
+      if (c.path === INVALID_FIELD) out.push(`    invalid: ${String(c.desired)}`);
       else if (o.action === 'update') out.push(`    ${objectField(o, c)}`);
     }
   }
   return out;
 }
-
-/** The path of a change that is the API server's refusal of a field, not a field (see kubernetes/diff.ts). */
-const INVALID = '(invalid)';
 
 function objectField(o: ObjectChange, c: ObjectChange['changes'][number]): string {
   return fieldLine(c.path, c.live, c.desired, isSecretKey(o.key) && isSecretData(c.path));

@@ -81,8 +81,12 @@ export interface ObjectOutcome {
 export interface ObjectDiff {
   key: string;
   action: 'create' | 'update' | 'delete' | 'none';
+  /** A change with path `INVALID_FIELD` is the API server refusing a field (its message in `desired`), not a field. */
   changes: { path: string; live?: unknown; desired?: unknown }[];
 }
+
+/** The path of an `ObjectDiff` change that says the API server refused a field (strict validation in a dry-run). */
+export const INVALID_FIELD = '(invalid)';
 
 export interface ApplyContext {
   revision: string;

@@ -19,7 +19,7 @@ function normalize(o: KObject): KObject {
   }
   return n;
 }
-import type { ObjectDiff } from '../target.js';
+import { INVALID_FIELD, type ObjectDiff } from '../target.js';
 import { isSecret, redactChanges, withoutData } from './secrets.js';
 
 /**
@@ -39,7 +39,7 @@ export async function diffObject(api: KubeClient, desired: KObject, live: KObjec
       () => undefined,
       (err) => (isFieldValidationError(err) ? apiMessage(err) : undefined),
     );
-    if (invalid) created.changes.push({ path: '(invalid)', desired: invalid });
+    if (invalid) created.changes.push({ path: INVALID_FIELD, desired: invalid });
     return created;
   }
   if (matchesDesired(comparable(desired, live, ignore), live)) return { key, action: 'none', changes: [] };
@@ -47,7 +47,7 @@ export async function diffObject(api: KubeClient, desired: KObject, live: KObjec
   try {
     dry = await ssa(api, forApply(desired, live, ignore), false, true, undefined, true);
   } catch (err) {
-    return { key, action: 'update', changes: [{ path: isFieldValidationError(err) ? '(invalid)' : '(dry-run failed)', desired: apiMessage(err) }] };
+    return { key, action: 'update', changes: [{ path: isFieldValidationError(err) ? INVALID_FIELD : '(dry-run failed)', desired: apiMessage(err) }] };
   }
   const ignored = ignoredPaths(desired, live, rulesFor(desired, ignore));
   const all = fullDiffs(normalize(live), normalize(dry)).filter((c) => !underAny(c.path, ignored));
@@ -63,7 +63,7 @@ export function formatObjectDiffs(diffs: ObjectDiff[]): string {
     if (d.action === 'none') continue;
     lines.push(`    ${d.action.padEnd(6)} ${d.key}`);
     for (const c of d.changes) {
-      if (c.path === '(invalid)') lines.push(`        invalid: ${String(c.desired)}`);
+      if (c.path === INVALID_FIELD) lines.push(`        invalid: ${String(c.desired)}`);
       else if (d.action === 'update') lines.push(`        ${c.path}: ${show(c.live)} → ${show(c.desired)}`);
     }
   }
